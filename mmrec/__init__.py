@@ -1,0 +1,57 @@
+"""mmrec: multimodal recommendation, from raw items (text, images, audio) to a FAISS index.
+
+Every stage is one hop from here::
+
+    catalog = mmrec.Catalog.from_path("items.csv")
+    events = mmrec.Interactions.from_path("events.csv")
+    items = mmrec.encode_items(catalog)
+    index = mmrec.build_index(items)
+    recs = mmrec.recommend(index, events, users=["u1"], k=10)
+"""
+
+from mmrec._version import __version__
+from mmrec.data import Catalog, CatalogSchema, EventWeights, Interactions, InteractionSchema
+from mmrec.encode import DEFAULT_ENCODERS, encode_items
+from mmrec.encoders import Encoder, add_preset_dir, create_encoder, get_preset, list_encoders
+from mmrec.errors import (
+    ArtifactError,
+    ConfigError,
+    MediaError,
+    MissingDependencyError,
+    MmrecError,
+    NotFittedError,
+    SchemaError,
+)
+from mmrec.index import ItemIndex, build_index
+from mmrec.item_vectors import EncodeReport, ItemVectors
+from mmrec.recommend import UserVectors, recommend, user_vectors
+
+__all__ = [
+    "__version__",
+    "Catalog",
+    "CatalogSchema",
+    "Interactions",
+    "InteractionSchema",
+    "EventWeights",
+    "encode_items",
+    "DEFAULT_ENCODERS",
+    "Encoder",
+    "list_encoders",
+    "get_preset",
+    "create_encoder",
+    "add_preset_dir",
+    "ItemVectors",
+    "EncodeReport",
+    "build_index",
+    "ItemIndex",
+    "recommend",
+    "user_vectors",
+    "UserVectors",
+    "MmrecError",
+    "SchemaError",
+    "ConfigError",
+    "NotFittedError",
+    "MissingDependencyError",
+    "MediaError",
+    "ArtifactError",
+]

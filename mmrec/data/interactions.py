@@ -1,0 +1,275 @@
+"""Behaviour logs: who did what to which item, when, and how strongly."""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmrec.data.readers import read_table
+from mmrec.data.validation import (
+    id_strings,
+    is_missing,
+    numeric_column,
+    require_columns,
+)
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.utils.config import config_from_dict
+
+__all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents"]
+
+logger = logging.getLogger(__name__)
+
+
+def _norm(name: str) -> str:
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
+USER_NAMES = ("userid", "user", "uid", "customerid", "visitorid", "sessionid")
+ITEM_NAMES = ("itemid", "item", "iid", "movieid", "productid", "trackid", "articleid", "newsid")
+TIME_NAMES = ("timestamp", "ts", "time", "datetime", "date", "eventtime")
+EVENT_NAMES = ("event", "eventtype", "action", "type", "behavior", "behaviour", "interaction")
+VALUE_NAMES = ("value", "rating", "score", "weight", "dwell", "dwelltime", "count", "playcount")
+# When there is no event column, every row gets this event (or "rating" if the value column is named so).
+DEFAULT_EVENT = "interaction"
+
+
+@dataclass(frozen=True)
+class InteractionSchema:
+    """Which column of a behaviour log plays which role (only user and item are required)."""
+
+    user: str = "user_id"
+    item: str = "item_id"
+    timestamp: str | None = None
+    event: str | None = None
+    value: str | None = None
+
+    @property
+    def columns(self) -> list[str]:
+        return [c for c in (self.user, self.item, self.timestamp, self.event, self.value) if c]
+
+    @classmethod
+    def infer(cls, frame: pd.DataFrame) -> InteractionSchema:
+        """Guess roles from column names (see the module's ``*_NAMES`` tuples)."""
+        by_norm = {_norm(c): str(c) for c in frame.columns}
+
+        def pick(names: tuple[str, ...]) -> str | None:
+            return next((by_norm[n] for n in names if n in by_norm), None)
+
+        user, item = pick(USER_NAMES), pick(ITEM_NAMES)
+        if user is None or item is None:
+            raise SchemaError(
+                f"interactions: need a user and an item column; found {list(map(str, frame.columns))}. "
+                "Name them 'user_id' and 'item_id' or pass schema=InteractionSchema(user=..., item=...)."
+            )
+        return cls(user=user, item=item, timestamp=pick(TIME_NAMES), event=pick(EVENT_NAMES),
+                   value=pick(VALUE_NAMES))
+
+
+def _default_weights() -> dict[str, float]:
+    return {
+        "interaction": 1.0, "view": 0.5, "impression": 0.1, "click": 1.0, "play": 1.0,
+        "listen": 1.0, "search": 0.5, "like": 2.0, "share": 3.0, "add_to_cart": 3.0,
+        "purchase": 5.0, "rating": 1.0, "review": 1.0, "skip": -0.5, "dislike": -2.0,
+    }
+
+
+@dataclass(frozen=True)
+class EventWeights:
+    """How much each event type counts when a history is pooled into interest.
+
+    The weight of one event is ``weights[event] * value`` for implicit events (``value`` defaults to 1:
+    a play count or dwell time scales it) and ``weights[event] * (value - rating_center)`` for explicit
+    ones (a 1-star rating pushes away, a 5-star one pulls).
+
+    Parameters
+    ----------
+    weights : mapping of str to float
+        Base weight per event type.
+    explicit : tuple of str
+        Event types whose value is a rating.
+    rating_center : float
+        The neutral rating.
+    unknown_event : {"error", "default"}
+        What an event type absent from ``weights`` gets: an error, or ``default_weight``.
+    default_weight : float
+        Weight of unknown event types when ``unknown_event="default"``.
+    """
+
+    weights: Mapping[str, float] = field(default_factory=_default_weights)
+    explicit: tuple[str, ...] = ("rating",)
+    rating_center: float = 3.0
+    unknown_event: str = "default"
+    default_weight: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.unknown_event not in ("error", "default"):
+            raise ConfigError(f"unknown_event must be 'error' or 'default', got {self.unknown_event!r}.")
+        object.__setattr__(self, "explicit", tuple(self.explicit))
+        for name, weight in self.weights.items():
+            if not np.isfinite(weight):
+                raise ConfigError(f"EventWeights: weight of event {name!r} is {weight}; use a finite number.")
+
+    def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """Per-event weight (``float64``) for arrays of event names and values (NaN = no value)."""
+        base = np.empty(len(events), dtype=np.float64)
+        unknown: set[str] = set()
+        for i, event in enumerate(events):
+            weight = self.weights.get(event)
+            if weight is None:
+                unknown.add(event)
+                weight = self.default_weight
+            base[i] = weight
+        if unknown and self.unknown_event == "error":
+            raise ConfigError(
+                f"event type(s) {sorted(unknown)} have no weight; add them to EventWeights.weights "
+                f"(known: {sorted(self.weights)}) or set unknown_event='default'."
+            )
+        explicit = np.isin(events, np.array(self.explicit, dtype=object))
+        filled = np.where(np.isnan(values), 1.0, values)
+        return np.where(explicit, base * (values - self.rating_center), base * filled)
+
+
+@dataclass(frozen=True)
+class DroppedEvents:
+    """Events removed because their item is not known (reported, never silent)."""
+
+    n_events: int
+    item_ids: tuple[str, ...]
+
+    def __str__(self) -> str:
+        shown = ", ".join(repr(i) for i in self.item_ids[:5])
+        more = f" and {len(self.item_ids) - 5} more" if len(self.item_ids) > 5 else ""
+        return f"dropped {self.n_events} event(s) with {len(self.item_ids)} unknown item id(s): {shown}{more}"
+
+
+class Interactions:
+    """A validated behaviour log with the standard columns ``user, item, timestamp, event, value``.
+
+    ``user`` and ``item`` are ``str``; ``timestamp`` is float seconds (NaN when absent); ``event`` is
+    a lower-case event type; ``value`` is float (NaN when absent). Rows are kept in the order given,
+    stably sorted by timestamp within each user when :meth:`sorted` is used.
+    """
+
+    COLUMNS = ("user", "item", "timestamp", "event", "value")
+
+    def __init__(self, frame: pd.DataFrame, *, dropped: DroppedEvents | None = None) -> None:
+        self._frame = frame
+        self.dropped = dropped
+
+    @classmethod
+    def from_path(
+        cls, path: str | os.PathLike[str], *, schema: InteractionSchema | Mapping[str, Any] | None = None
+    ) -> Interactions:
+        """Read and validate a behaviour log from Parquet, CSV/TSV or JSON Lines."""
+        return cls.from_frame(read_table(Path(path)), schema=schema)
+
+    @classmethod
+    def from_frame(
+        cls, frame: pd.DataFrame, *, schema: InteractionSchema | Mapping[str, Any] | None = None
+    ) -> Interactions:
+        """Validate ``frame`` against ``schema`` (inferred from column names when ``None``)."""
+        if not isinstance(frame, pd.DataFrame):
+            raise SchemaError(f"interactions: expected a pandas DataFrame, got {type(frame).__name__}.")
+        if schema is None:
+            schema = InteractionSchema.infer(frame)
+        elif isinstance(schema, Mapping):
+            schema = config_from_dict(InteractionSchema, schema, where="interaction schema")
+        require_columns(frame, schema.columns, what="interactions")
+        frame = frame.reset_index(drop=True)
+        what = "interactions"
+        n = len(frame)
+        users = id_strings(frame[schema.user], column=schema.user, what=what, unique=False)
+        items = id_strings(frame[schema.item], column=schema.item, what=what, unique=False)
+        timestamps = (
+            _timestamps(frame[schema.timestamp], column=schema.timestamp)
+            if schema.timestamp else np.full(n, np.nan)
+        )
+        values = (
+            numeric_column(frame[schema.value], column=schema.value, what=what)
+            if schema.value else np.full(n, np.nan)
+        )
+        if schema.event:
+            events = np.array(
+                [DEFAULT_EVENT if is_missing(e) else str(e).strip().lower() for e in frame[schema.event]],
+                dtype=object,
+            )
+        else:
+            implied = "rating" if schema.value and _norm(schema.value) == "rating" else DEFAULT_EVENT
+            events = np.full(n, implied, dtype=object)
+        clean = pd.DataFrame({
+            "user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
+            "timestamp": timestamps, "event": pd.Series(events, dtype=object), "value": values,
+        })
+        return cls(clean)
+
+    # ----------------------------------------------------------------------------- accessors
+    def __len__(self) -> int:
+        return len(self._frame)
+
+    def __repr__(self) -> str:
+        return (f"Interactions({len(self)} events, {self._frame['user'].nunique()} users, "
+                f"{self._frame['item'].nunique()} items, events={sorted(set(self._frame['event']))})")
+
+    @property
+    def frame(self) -> pd.DataFrame:
+        """A copy of the standard table."""
+        return self._frame.copy()
+
+    @property
+    def users(self) -> np.ndarray:
+        """Distinct user ids in order of first appearance."""
+        return pd.unique(self._frame["user"].to_numpy(dtype=object))
+
+    def weights(self, event_weights: EventWeights | None = None) -> np.ndarray:
+        """Per-event weights (``float64``, aligned with the rows); see :class:`EventWeights`."""
+        weights = event_weights or EventWeights()
+        frame = self._frame
+        return weights.of(frame["event"].to_numpy(dtype=object), frame["value"].to_numpy(np.float64))
+
+    def explicit_values_missing(self, event_weights: EventWeights | None = None) -> np.ndarray:
+        """Row positions of explicit events (ratings) whose value is missing."""
+        explicit = (event_weights or EventWeights()).explicit
+        frame = self._frame
+        mask = frame["event"].isin(explicit).to_numpy() & frame["value"].isna().to_numpy()
+        return np.flatnonzero(mask)
+
+    def restrict_to_items(self, item_ids: Iterable[str]) -> Interactions:
+        """Drop events whose item is not in ``item_ids``; the drop is logged and kept in ``.dropped``."""
+        known = set(item_ids)
+        keep = self._frame["item"].isin(known).to_numpy()
+        if keep.all():
+            return self
+        removed = self._frame.loc[~keep, "item"]
+        dropped = DroppedEvents(int((~keep).sum()), tuple(pd.unique(removed.to_numpy(dtype=object))))
+        logger.warning("interactions: %s", dropped)
+        return Interactions(self._frame.loc[keep].reset_index(drop=True), dropped=dropped)
+
+    def for_users(self, user_ids: Iterable[str]) -> Interactions:
+        """The events of ``user_ids`` only."""
+        wanted = {str(u) for u in user_ids}
+        return Interactions(self._frame.loc[self._frame["user"].isin(wanted)].reset_index(drop=True))
+
+
+def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
+    """Timestamps as float seconds since the epoch: numbers as they are, date strings parsed."""
+    what = "interactions"
+    as_numbers = pd.to_numeric(series, errors="coerce")
+    missing = np.array([is_missing(v) for v in series.tolist()], dtype=bool)
+    if not (as_numbers.isna().to_numpy() & ~missing).any():
+        return numeric_column(series, column=column, what=what)
+    parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(parsed.isna().to_numpy() & ~missing)
+    if bad.size:
+        raise SchemaError(
+            f"{what}: row {int(bad[0])}, column {column!r}: {series.iloc[int(bad[0])]!r} is neither a "
+            "number nor a date/time; use epoch seconds or ISO 8601."
+        )
+    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)

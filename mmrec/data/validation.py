@@ -1,0 +1,135 @@
+"""Column checks shared by Catalog and Interactions; every error names row, column and reason."""
+
+from __future__ import annotations
+
+import difflib
+import math
+import numbers
+from collections.abc import Iterable
+
+import numpy as np
+import pandas as pd
+
+from mmrec.errors import SchemaError
+
+_MAX_LISTED = 5
+
+
+def is_missing(value: object) -> bool:
+    """True for None, NaN/NaT/pd.NA and empty or whitespace-only strings."""
+    if value is None or value is pd.NA or value is pd.NaT:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and not value.strip()
+
+
+def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -> None:
+    """Raise a :class:`SchemaError` naming each absent column and the closest present ones."""
+    present = [str(c) for c in frame.columns]
+    for column in columns:
+        if column not in frame.columns:
+            close = difflib.get_close_matches(column, present, n=2)
+            hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
+            raise SchemaError(
+                f"{what}: column {column!r} is not in the table.{hint} Columns present: {present}."
+            )
+
+
+def _rows(positions: Iterable[int]) -> str:
+    positions = list(positions)
+    shown = ", ".join(str(p) for p in positions[:_MAX_LISTED])
+    more = f" and {len(positions) - _MAX_LISTED} more" if len(positions) > _MAX_LISTED else ""
+    return f"row{'s' if len(positions) > 1 else ''} {shown}{more}"
+
+
+def id_strings(series: pd.Series, *, column: str, what: str, unique: bool) -> np.ndarray:
+    """Ids as an object array of ``str``; missing ids (and duplicates when ``unique``) are errors.
+
+    Integral floats (``7.0``, as pandas makes of an int column with gaps) become ``"7"``.
+    """
+    values = series.tolist()
+    missing = [i for i, v in enumerate(values) if is_missing(v)]
+    if missing:
+        raise SchemaError(
+            f"{what}: {_rows(missing)}, column {column!r}: id is missing; every row needs an id."
+        )
+    out = np.empty(len(values), dtype=object)
+    for i, value in enumerate(values):
+        if isinstance(value, str):
+            out[i] = value.strip()
+        elif isinstance(value, numbers.Integral):
+            out[i] = str(int(value))
+        elif isinstance(value, numbers.Real) and float(value).is_integer():
+            out[i] = str(int(value))
+        elif isinstance(value, numbers.Real | bytes) or not hasattr(value, "__len__"):
+            out[i] = str(value)
+        else:
+            raise SchemaError(
+                f"{what}: row {i}, column {column!r}: id {value!r} is a {type(value).__name__}; "
+                "ids must be strings or integers."
+            )
+    if unique:
+        duplicated = pd.Series(out).duplicated(keep=False).to_numpy()
+        if duplicated.any():
+            first = out[np.flatnonzero(duplicated)[0]]
+            rows = np.flatnonzero(out == first).tolist()
+            n_dup = int(pd.Series(out).duplicated().sum())
+            raise SchemaError(
+                f"{what}: {_rows(rows)}, column {column!r}: duplicate id {first!r} "
+                f"({n_dup} duplicated id(s) in all); ids must be unique - drop or merge duplicates."
+            )
+    return out
+
+
+def numeric_column(
+    series: pd.Series, *, column: str, what: str, allow_missing: bool = True
+) -> np.ndarray:
+    """Parse a column as float64; text that is not a number, or inf, is an error naming the row."""
+    parsed = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(copy=True)
+    originally_missing = np.array([is_missing(v) for v in series.tolist()], dtype=bool)
+    bad = np.flatnonzero(np.isnan(parsed) & ~originally_missing)
+    if bad.size:
+        row = int(bad[0])
+        raise SchemaError(
+            f"{what}: {_rows(bad.tolist())}, column {column!r}: value {series.iloc[row]!r} is not a "
+            "number; fix or blank it."
+        )
+    infinite = np.flatnonzero(np.isinf(parsed))
+    if infinite.size:
+        raise SchemaError(
+            f"{what}: {_rows(infinite.tolist())}, column {column!r}: value is infinite; "
+            "use a finite number or leave it blank."
+        )
+    if not allow_missing and originally_missing.any():
+        rows = np.flatnonzero(originally_missing).tolist()
+        raise SchemaError(f"{what}: {_rows(rows)}, column {column!r}: value is missing (NaN/blank).")
+    return parsed
+
+
+def text_value(value: object, *, row: int, column: str, what: str) -> str:
+    """One text cell as ``str`` ('' when missing); numbers are formatted, lists of words joined."""
+    if is_missing(value):
+        return ""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, numbers.Number):
+        return str(value)
+    if isinstance(value, list | tuple | np.ndarray) and all(isinstance(v, str) for v in value):
+        return " ".join(value)
+    raise SchemaError(
+        f"{what}: row {row}, column {column!r}: expected text, got {type(value).__name__} "
+        f"({str(value)[:60]!r})."
+    )
+
+
+def path_value(value: object, *, row: int, column: str, what: str) -> str | None:
+    """One file-path cell as ``str`` or ``None`` when missing."""
+    if is_missing(value):
+        return None
+    if isinstance(value, str):
+        return value.strip()
+    raise SchemaError(
+        f"{what}: row {row}, column {column!r}: expected a file path (text), "
+        f"got {type(value).__name__} ({str(value)[:60]!r})."
+    )

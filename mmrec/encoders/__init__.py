@@ -1,0 +1,27 @@
+"""Modality encoders behind one interface, chosen by preset name.
+
+Importing this package registers the built-in backends in :data:`ENCODERS`.
+"""
+
+from mmrec.encoders import audio_mfcc, image_cnn, text_tfidf  # noqa: F401  (register backends)
+from mmrec.encoders.base import ENCODERS, MODALITIES, Encoder
+from mmrec.encoders.presets import (
+    Preset,
+    add_preset,
+    add_preset_dir,
+    create_encoder,
+    get_preset,
+    list_encoders,
+)
+
+__all__ = [
+    "ENCODERS",
+    "MODALITIES",
+    "Encoder",
+    "Preset",
+    "add_preset",
+    "add_preset_dir",
+    "create_encoder",
+    "get_preset",
+    "list_encoders",
+]

@@ -1,0 +1,62 @@
+"""Audio: statistics of MFCCs (and their deltas) computed in batched torch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.media import load_audio
+from mmrec.features.audio import MfccConfig, mfcc_stats
+from mmrec.utils.config import config_to_dict
+from mmrec.utils.device import resolve_device
+
+
+@dataclass(frozen=True)
+class MfccStatsConfig(MfccConfig):
+    """:class:`~mmrec.features.audio.MfccConfig` plus how much of each file is read."""
+
+    max_seconds: float | None = 30.0
+
+    def mfcc(self) -> MfccConfig:
+        return MfccConfig(**{f.name: getattr(self, f.name) for f in fields(MfccConfig)})
+
+
+@ENCODERS.register("mfcc-stats", "mfcc")
+class MfccStatsEncoder(Encoder):
+    """Mean and std over time of MFCCs, deltas and delta-deltas (librosa-compatible, batched torch).
+
+    Files are decoded to mono at ``sample_rate`` (resampled when needed); only the first
+    ``max_seconds`` are read.
+    """
+
+    modality = "audio"
+    config_class = MfccStatsConfig
+
+    def __init__(self, config: MfccStatsConfig | None = None, *, device: Any = None) -> None:
+        self.config = config or MfccStatsConfig()
+        self.device = resolve_device(device)
+        self._mfcc = self.config.mfcc()
+
+    @property
+    def dim(self) -> int:
+        return self._mfcc.stats_dim
+
+    def prepare(self, raw: Path | None) -> np.ndarray | None:
+        if raw is None:
+            return None
+        return load_audio(Path(raw), sample_rate=self.config.sample_rate,
+                          max_seconds=self.config.max_seconds)
+
+    def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
+        if not batch:
+            return np.zeros((0, self.dim), dtype=np.float32)
+        stats = mfcc_stats(list(batch), self._mfcc, device=self.device)
+        return np.ascontiguousarray(stats.cpu().numpy(), dtype=np.float32)
+
+    def describe(self) -> dict[str, Any]:
+        return super().describe() | {"config": config_to_dict(self.config)}

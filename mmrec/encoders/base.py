@@ -1,0 +1,54 @@
+"""The encoder interface every modality backend implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import Any, ClassVar
+
+import numpy as np
+
+from mmrec.registry import Registry
+
+__all__ = ["Encoder", "ENCODERS", "MODALITIES"]
+
+MODALITIES = ("text", "image", "audio")
+
+
+class Encoder(ABC):
+    """Turns one modality of an item into a fixed-size float32 vector.
+
+    The encode loop calls, per item, :meth:`prepare` on the raw catalog value (a dict of text fields,
+    or a media file path); ``prepare`` returns ``None`` when the item has nothing to encode and raises
+    :class:`mmrec.errors.MediaError` when the value is broken. Encoders that learn from the corpus
+    (``requires_fit``) get :meth:`fit` on all prepared inputs first; :meth:`encode` then maps a batch
+    of prepared inputs to an array of shape ``(len(batch), dim)``, dtype float32.
+    """
+
+    modality: ClassVar[str]
+    config_class: ClassVar[type]  # frozen dataclass of the encoder's parameters
+    requires_fit: ClassVar[bool] = False
+
+    @property
+    @abstractmethod
+    def dim(self) -> int:
+        """Output dimension."""
+
+    def prepare(self, raw: Any) -> Any:
+        """Decode/clean one raw catalog value; ``None`` = nothing to encode."""
+        return raw
+
+    def fit(self, inputs: Sequence[Any]) -> Encoder:
+        """Learn from the prepared inputs of the whole catalog (no-op unless ``requires_fit``)."""
+        return self
+
+    @abstractmethod
+    def encode(self, batch: Sequence[Any]) -> np.ndarray:
+        """Encode prepared inputs: float32 array of shape ``(len(batch), dim)``."""
+
+    def describe(self) -> dict[str, Any]:
+        """A JSON-friendly description stored with the vectors it produced."""
+        return {"class": type(self).__name__, "modality": self.modality, "dim": self.dim}
+
+
+ENCODERS: Registry[type[Encoder]] = Registry("encoder")

@@ -1,0 +1,59 @@
+"""Decoding image and audio files, with every failure turned into a MediaError naming the file."""
+
+from __future__ import annotations
+
+import math
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from mmrec.errors import MediaError
+
+
+def load_image(path: Path) -> "PIL.Image.Image":  # noqa: F821
+    """Open an image as RGB. Missing, truncated, non-image and over-large files raise MediaError."""
+    from PIL import Image, UnidentifiedImageError
+
+    if not path.is_file():
+        raise MediaError(f"image file not found: {path}")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as image:
+                image.load()
+                return image.convert("RGB")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise MediaError(f"image too large (decompression-bomb guard): {path}: {exc}") from exc
+    except UnidentifiedImageError as exc:
+        raise MediaError(f"not a readable image: {path}") from exc
+    except (OSError, ValueError, SyntaxError, EOFError) as exc:
+        raise MediaError(f"corrupt image {path}: {exc}") from exc
+
+
+def load_audio(path: Path, *, sample_rate: int, max_seconds: float | None) -> np.ndarray:
+    """Read an audio file as mono float32 at ``sample_rate``, keeping at most ``max_seconds``.
+
+    Only the kept part is read from disk, so hour-long files cost no more than ``max_seconds``.
+    """
+    import soundfile
+
+    if not path.is_file():
+        raise MediaError(f"audio file not found: {path}")
+    try:
+        info = soundfile.info(str(path))
+        frames = -1 if max_seconds is None else int(math.ceil(max_seconds * info.samplerate))
+        data, native_rate = soundfile.read(str(path), frames=frames, dtype="float32", always_2d=True)
+    except (RuntimeError, OSError, ValueError, TypeError) as exc:  # LibsndfileError is a RuntimeError
+        raise MediaError(f"not a readable audio file: {path}: {exc}") from exc
+    if data.shape[0] == 0:
+        raise MediaError(f"audio file has no samples: {path}")
+    mono = data.mean(axis=1, dtype=np.float32)
+    if not np.isfinite(mono).all():
+        raise MediaError(f"audio file holds NaN or infinite samples: {path}")
+    if native_rate != sample_rate:
+        from scipy.signal import resample_poly
+
+        divisor = math.gcd(int(native_rate), int(sample_rate))
+        mono = resample_poly(mono, sample_rate // divisor, native_rate // divisor).astype(np.float32)
+    return np.ascontiguousarray(mono, dtype=np.float32)

@@ -1,0 +1,123 @@
+"""Declarative encoder presets: one YAML file per encoder, named by its file name.
+
+A preset names the modality, the registered encoder implementation and its parameters. Presets ship
+inside the package (``mmrec/presets``, the repository's top-level ``encoders/`` folder); users add
+their own folders with :func:`add_preset_dir` or single files with :func:`add_preset`.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from mmrec.encoders.base import ENCODERS, MODALITIES, Encoder
+from mmrec.errors import ConfigError, UnknownNameError
+from mmrec.registry import Registry
+from mmrec.utils.config import config_from_dict
+
+__all__ = ["Preset", "list_encoders", "get_preset", "add_preset", "add_preset_dir", "create_encoder"]
+
+
+@dataclass(frozen=True)
+class Preset:
+    """One encoder preset: ``name`` (the file name), ``modality``, ``encoder`` and its ``params``."""
+
+    name: str
+    modality: str
+    encoder: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+    description: str = ""
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if self.modality not in MODALITIES:
+            raise ConfigError(
+                f"preset {self.name!r}: modality {self.modality!r} is not one of {MODALITIES}."
+            )
+
+
+_PRESETS: Registry[Preset] = Registry("encoder preset")
+_LOADED = False
+
+
+def _read_preset(path: Path) -> Preset:
+    try:
+        data = yaml.safe_load(path.read_text("utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"preset file {path} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset file {path} must hold a mapping, got {type(data).__name__}.")
+    data = {"name": path.stem, **data, "source": str(path)}
+    if data["name"] != path.stem:
+        raise ConfigError(f"preset file {path}: name {data['name']!r} must equal the file name.")
+    return config_from_dict(Preset, data, where=str(path))
+
+
+def add_preset(path: str | os.PathLike[str]) -> Preset:
+    """Register one preset file (replacing a preset of the same name)."""
+    preset = _read_preset(Path(path))
+    _PRESETS.add(preset.name, preset)
+    return preset
+
+
+def add_preset_dir(directory: str | os.PathLike[str]) -> list[str]:
+    """Register every ``*.yaml``/``*.yml`` preset in ``directory``; returns their names."""
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise ConfigError(f"preset directory {directory} does not exist.")
+    paths = sorted([*directory.glob("*.yaml"), *directory.glob("*.yml")])
+    return [add_preset(p).name for p in paths]
+
+
+def _ensure_builtin() -> None:
+    global _LOADED
+    if _LOADED:
+        return
+    _LOADED = True
+    builtin = resources.files("mmrec") / "presets"
+    with resources.as_file(builtin) as folder:
+        add_preset_dir(folder)
+
+
+def list_encoders(modality: str | None = None) -> list[str]:
+    """Names of the known encoder presets, optionally for one modality."""
+    _ensure_builtin()
+    return [n for n in _PRESETS.names() if modality is None or _PRESETS.get(n).modality == modality]
+
+
+def get_preset(name: str) -> Preset:
+    """A copy of the preset called ``name``."""
+    _ensure_builtin()
+    return copy.deepcopy(_PRESETS.get(name))
+
+
+def create_encoder(
+    spec: str | Preset | Encoder,
+    *,
+    overrides: Mapping[str, Any] | None = None,
+    device: Any = None,
+) -> Encoder:
+    """Build an encoder from a preset name, a :class:`Preset` or pass an encoder through.
+
+    ``overrides`` replace preset parameters (unknown keys are errors).
+    """
+    if isinstance(spec, Encoder):
+        if overrides:
+            raise ConfigError("overrides apply to presets, not to an already built encoder.")
+        return spec
+    preset = get_preset(spec) if isinstance(spec, str) else spec
+    try:
+        cls = ENCODERS.get(preset.encoder)
+    except UnknownNameError as exc:
+        raise ConfigError(f"preset {preset.name!r}: {exc}") from None
+    params = {**preset.params, **(overrides or {})}
+    config = config_from_dict(cls.config_class, params, where=f"preset {preset.name!r}")
+    return cls(config, device=device)
+

@@ -1,0 +1,1 @@
+"""Pure feature-extraction maths (no I/O, no parameters)."""

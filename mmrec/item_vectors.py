@@ -1,0 +1,198 @@
+"""ItemVectors: per-modality item vectors, presence masks, the fused vector, and the encode report."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmrec.errors import ArtifactError, SchemaError
+from mmrec.fusion import ModalityScaler, concat_fusion
+from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
+
+__all__ = ["ItemIssue", "EncodeReport", "ItemVectors"]
+
+ARTIFACT_KIND = "item_vectors"
+
+
+@dataclass(frozen=True)
+class ItemIssue:
+    """One item whose modality could not be encoded, and why."""
+
+    item_id: str
+    modality: str
+    reason: str
+
+
+@dataclass
+class EncodeReport:
+    """What happened to every item in every modality: encoded, absent (no value) or failed.
+
+    For each modality ``encoded + absent + failed`` equals the number of items.
+    """
+
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    issues: list[ItemIssue] = field(default_factory=list)
+
+    @property
+    def n_failed(self) -> int:
+        return len(self.issues)
+
+    def to_frame(self) -> pd.DataFrame:
+        """Issues as a table with columns ``item_id, modality, reason``."""
+        return pd.DataFrame([vars(i) for i in self.issues], columns=["item_id", "modality", "reason"])
+
+    def __str__(self) -> str:
+        lines = [
+            f"{m}: {c['encoded']} encoded, {c['absent']} absent, {c['failed']} failed"
+            for m, c in self.counts.items()
+        ]
+        lines += [f"  {i.item_id} [{i.modality}]: {i.reason}" for i in self.issues[:20]]
+        if len(self.issues) > 20:
+            lines.append(f"  ... and {len(self.issues) - 20} more (report.to_frame())")
+        return "\n".join(lines)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"counts": self.counts, "issues": [vars(i) for i in self.issues]}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> EncodeReport:
+        return cls(dict(data["counts"]), [ItemIssue(**i) for i in data["issues"]])
+
+
+class ItemVectors:
+    """Vectors of a catalog's items: one float32 matrix and one presence mask per modality, plus
+    the fused vector used for retrieval.
+
+    Attributes
+    ----------
+    ids : ndarray of str, shape (n,)
+        Item ids in catalog order.
+    vectors : dict of str to ndarray, float32, shape (n, d_m)
+        Per-modality vectors; rows of items lacking the modality are zero.
+    masks : dict of str to ndarray, bool, shape (n,)
+        Which items have each modality.
+    fused : ndarray, float32, shape (n, d)
+        L2-normalised fused vectors (see :func:`mmrec.fusion.concat_fusion`).
+    report : EncodeReport
+        Per-modality counts and the items that failed, with reasons.
+    """
+
+    def __init__(
+        self,
+        ids: Sequence[str] | np.ndarray,
+        vectors: Mapping[str, np.ndarray],
+        masks: Mapping[str, np.ndarray],
+        *,
+        fusion_weights: Mapping[str, float] | None = None,
+        scalers: Mapping[str, ModalityScaler] | None = None,
+        fused: np.ndarray | None = None,
+        report: EncodeReport | None = None,
+        encoders: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.ids = np.asarray([str(i) for i in ids], dtype=object)
+        n = len(self.ids)
+        if len(set(self.ids.tolist())) != n:
+            raise SchemaError("ItemVectors: item ids must be unique.")
+        self.vectors = {m: np.ascontiguousarray(v, dtype=np.float32) for m, v in vectors.items()}
+        self.masks = {m: np.asarray(masks[m], dtype=bool) for m in self.vectors}
+        for modality, matrix in self.vectors.items():
+            if matrix.ndim != 2 or matrix.shape[0] != n or self.masks[modality].shape != (n,):
+                raise SchemaError(
+                    f"ItemVectors: modality {modality!r} has shape {matrix.shape} / mask "
+                    f"{self.masks[modality].shape}; expected ({n}, d) / ({n},)."
+                )
+        self.fusion_weights = {m: 1.0 for m in self.vectors} | dict(fusion_weights or {})
+        if scalers is None:
+            from mmrec.fusion import fit_scalers
+
+            scalers = fit_scalers(self.vectors, self.masks)
+        self.scalers = dict(scalers)
+        self.fused = (
+            concat_fusion(self.vectors, self.masks, weights=self.fusion_weights, scalers=self.scalers)
+            if fused is None else np.ascontiguousarray(fused, dtype=np.float32)
+        )
+        self.report = report or EncodeReport(
+            counts={m: {"encoded": int(k.sum()), "absent": int((~k).sum()), "failed": 0}
+                    for m, k in self.masks.items()}
+        )
+        self.encoders = dict(encoders or {})
+        self._positions = {item_id: i for i, item_id in enumerate(self.ids.tolist())}
+
+    # ----------------------------------------------------------------------------- access
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def __repr__(self) -> str:
+        dims = {m: v.shape[1] for m, v in self.vectors.items()}
+        present = {m: int(k.sum()) for m, k in self.masks.items()}
+        return f"ItemVectors({len(self)} items, dims={dims}, present={present}, fused_dim={self.dim})"
+
+    @property
+    def modalities(self) -> list[str]:
+        return list(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        """Dimension of the fused vectors."""
+        return int(self.fused.shape[1])
+
+    def positions(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Dense positions (int64) of ``item_ids``; an unknown id is a :class:`SchemaError`."""
+        try:
+            return np.fromiter((self._positions[str(i)] for i in item_ids), dtype=np.int64)
+        except KeyError as exc:
+            raise SchemaError(f"ItemVectors: unknown item id {exc.args[0]!r}.") from None
+
+    # ----------------------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a folder (safetensors + JSON manifest with checksums) atomically; returns its path."""
+        from safetensors.numpy import save_file
+
+        path = Path(path)
+        tensors: dict[str, np.ndarray] = {"fused": self.fused}
+        for modality in self.vectors:
+            tensors[f"vectors.{modality}"] = self.vectors[modality]
+            tensors[f"mask.{modality}"] = self.masks[modality].astype(np.uint8)
+            tensors[f"scaler.{modality}.mean"] = self.scalers[modality].mean
+            tensors[f"scaler.{modality}.scale"] = self.scalers[modality].scale
+        with atomic_directory(path) as tmp:
+            save_file(tensors, str(tmp / "vectors.safetensors"))
+            (tmp / "ids.json").write_text(json.dumps(self.ids.tolist()), "utf-8")
+            (tmp / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1), "utf-8")
+            write_manifest(tmp, ARTIFACT_KIND, {
+                "n_items": len(self),
+                "modalities": {m: int(v.shape[1]) for m, v in self.vectors.items()},
+                "fused_dim": self.dim,
+                "fusion": {"kind": "concat", "weights": self.fusion_weights},
+                "encoders": self.encoders,
+            }, files=["vectors.safetensors", "ids.json", "report.json"])
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> ItemVectors:
+        """Load a folder written by :meth:`save`, verifying its manifest and checksums."""
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        manifest = read_manifest(path, ARTIFACT_KIND)
+        tensors = load_file(str(path / "vectors.safetensors"))
+        ids = json.loads((path / "ids.json").read_text("utf-8"))
+        modalities = list(manifest["modalities"])
+        try:
+            vectors = {m: tensors[f"vectors.{m}"] for m in modalities}
+            masks = {m: tensors[f"mask.{m}"].astype(bool) for m in modalities}
+            scalers = {m: ModalityScaler(tensors[f"scaler.{m}.mean"], tensors[f"scaler.{m}.scale"])
+                       for m in modalities}
+            fused = tensors["fused"]
+        except KeyError as exc:
+            raise ArtifactError(f"{path}: tensor {exc.args[0]!r} is missing.") from None
+        report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
+        return cls(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"],
+                   scalers=scalers, fused=fused, report=report, encoders=manifest["encoders"])

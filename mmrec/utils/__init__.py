@@ -1,0 +1,1 @@
+"""Small shared helpers: device, seeds, atomic I/O, config dataclasses, progress."""
