@@ -100,8 +100,10 @@ def encode_items(
                                **encoder.describe()}
         logger.info("encoded %s: %s", modality, report.counts[modality])
     if report.issues:
-        logger.warning("encode_items: %d item modalities failed and are marked missing:\n%s",
-                       len(report.issues), report)
+        first = "; ".join(f"{i.item_id} [{i.modality}]: {i.reason}" for i in report.issues[:3])
+        more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
+        logger.warning("encode_items: %d item modalities failed and are marked missing "
+                       "(ItemVectors.report lists them): %s%s", len(report.issues), first, more)
     return ItemVectors(ids, vectors, masks, fusion_weights=fusion_weights, report=report,
                        encoders=described)
 

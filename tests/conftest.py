@@ -1,0 +1,52 @@
+"""Shared fixtures: a small generated demo and fast encoder settings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import mmrec
+from mmrec.demo import DemoData, make_demo
+
+
+# The CNN at 64 px keeps tests cheap on 2 CPU cores; what they check does not depend on image size.
+FAST_IMAGE = {"resize": 64, "crop": 64}
+
+
+@pytest.fixture
+def fast_encoders() -> dict:
+    """Default presets, with the image CNN at 64 px."""
+    return {"image": mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE)}
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoData:
+    return make_demo(tmp_path_factory.mktemp("demo"), n_items=160, n_users=40, seed=1)
+
+
+@pytest.fixture(scope="session")
+def demo_items(demo: DemoData) -> mmrec.ItemVectors:
+    image = mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE)
+    return mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders={"image": image})
+
+
+@pytest.fixture(scope="session")
+def demo_events(demo: DemoData) -> mmrec.Interactions:
+    return mmrec.Interactions.from_path(demo.events)
+
+
+@pytest.fixture
+def write(tmp_path: Path):
+    """Write bytes or text to a file under tmp_path and return its path."""
+
+    def _write(name: str, content: bytes | str) -> Path:
+        path = tmp_path / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if isinstance(content, str):
+            path.write_text(content, "utf-8")
+        else:
+            path.write_bytes(content)
+        return path
+
+    return _write

@@ -1,0 +1,121 @@
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmrec
+from mmrec.errors import ArtifactError, ConfigError, SchemaError
+
+
+def test_counts_add_up_and_broken_files_are_reported(demo_items):
+    n = len(demo_items)
+    for modality, counts in demo_items.report.counts.items():
+        assert sum(counts.values()) == n, modality
+        assert counts["encoded"] == int(demo_items.masks[modality].sum())
+    issues = {(i.item_id, i.modality): i.reason for i in demo_items.report.issues}
+    assert "not a readable image" in issues[("item0003", "image")]
+    assert "audio file not found" in issues[("item0005", "audio")]
+    assert not demo_items.masks["image"][3] and not demo_items.masks["audio"][5]
+    frame = demo_items.report.to_frame()
+    assert list(frame.columns) == ["item_id", "modality", "reason"] and len(frame) == 2
+
+
+def test_shapes_dtypes_and_fused_vectors(demo_items):
+    n = len(demo_items)
+    assert demo_items.modalities == ["audio", "image", "text"]
+    dims = {m: v.shape for m, v in demo_items.vectors.items()}
+    assert dims == {"audio": (n, 120), "image": (n, 512), "text": (n, 128)}
+    for modality, matrix in demo_items.vectors.items():
+        assert matrix.dtype == np.float32 and matrix.flags["C_CONTIGUOUS"]
+        assert np.all(matrix[~demo_items.masks[modality]] == 0)
+    assert demo_items.fused.shape == (n, 760) and demo_items.fused.dtype == np.float32
+    np.testing.assert_allclose(np.linalg.norm(demo_items.fused, axis=1), 1.0, rtol=1e-5)
+    # the fused block of a missing modality is zero
+    audio_block = demo_items.fused[:, :120]
+    assert np.all(audio_block[~demo_items.masks["audio"]] == 0)
+
+
+def test_fused_dot_product_is_weighted_mean_of_modality_cosines():
+    rng = np.random.default_rng(0)
+    vectors = {"a": rng.normal(size=(5, 3)).astype(np.float32),
+               "b": rng.normal(size=(5, 4)).astype(np.float32)}
+    masks = {"a": np.ones(5, bool), "b": np.ones(5, bool)}
+    items = mmrec.ItemVectors([f"i{i}" for i in range(5)], vectors, masks, fusion_weights={"a": 3.0, "b": 1.0})
+
+    def cos(m):
+        z = items.scalers[m].transform(vectors[m])
+        z /= np.linalg.norm(z, axis=1, keepdims=True)
+        return z @ z.T
+
+    expected = (3.0 * cos("a") + 1.0 * cos("b")) / 4.0
+    np.testing.assert_allclose(items.fused @ items.fused.T, expected, atol=1e-5)
+
+
+def test_save_load_round_trip_is_exact(demo_items, tmp_path):
+    path = demo_items.save(tmp_path / "vecs")
+    loaded = mmrec.ItemVectors.load(path)
+    assert loaded.ids.tolist() == demo_items.ids.tolist()
+    for m in demo_items.modalities:
+        np.testing.assert_array_equal(loaded.vectors[m], demo_items.vectors[m])
+        np.testing.assert_array_equal(loaded.masks[m], demo_items.masks[m])
+    np.testing.assert_array_equal(loaded.fused, demo_items.fused)
+    assert loaded.report.counts == demo_items.report.counts
+    assert loaded.report.issues == demo_items.report.issues
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["kind"] == "item_vectors" and manifest["encoders"]["text"]["preset"] == "text-tfidf-svd"
+    assert not list(tmp_path.glob(".vecs*")), "temporary folders are cleaned up"
+
+
+def test_tampered_or_incomplete_artifacts_are_refused(demo_items, tmp_path):
+    path = demo_items.save(tmp_path / "vecs")
+    ids = json.loads((path / "ids.json").read_text())
+    (path / "ids.json").write_text(json.dumps(ids[::-1]))
+    with pytest.raises(ArtifactError, match="does not match its checksum"):
+        mmrec.ItemVectors.load(path)
+    (path / "manifest.json").unlink()
+    with pytest.raises(ArtifactError, match="manifest.json is missing"):
+        mmrec.ItemVectors.load(path)
+
+
+def test_failed_save_leaves_previous_artifact(demo_items, tmp_path, monkeypatch):
+    path = demo_items.save(tmp_path / "vecs")
+    before = (path / "vectors.safetensors").read_bytes()
+
+    def boom(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr("mmrec.item_vectors.write_manifest", boom)
+    with pytest.raises(OSError, match="disk full"):
+        demo_items.save(path)
+    assert (path / "vectors.safetensors").read_bytes() == before
+    mmrec.ItemVectors.load(path)
+
+
+def test_text_only_catalog_and_modality_selection(tmp_path):
+    df = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["sea boat", "", "forest tree"]})
+    items = mmrec.encode_items(mmrec.Catalog.from_frame(df))
+    assert items.modalities == ["text"]
+    assert items.masks["text"].tolist() == [True, False, True]
+    assert items.report.counts["text"] == {"encoded": 2, "absent": 1, "failed": 0}
+    with pytest.raises(ConfigError, match="no image column"):
+        mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"image": "image-resnet18"})
+    with pytest.raises(ConfigError, match="nothing to encode"):
+        mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"text": None})
+    with pytest.raises(KeyError, match="unknown modality 'smell'"):
+        mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"smell": "x"})
+    with pytest.raises(SchemaError, match="expects a mmrec.Catalog"):
+        mmrec.encode_items(df)
+
+
+def test_encoder_of_wrong_modality_is_refused():
+    df = pd.DataFrame({"item_id": ["a"], "title": ["x"]})
+    with pytest.raises(ConfigError, match="is a 'audio' encoder"):
+        mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"text": "audio-mfcc-stats"})
+
+
+def test_same_catalog_same_vectors(demo, demo_items, fast_encoders):
+    again = mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders=fast_encoders,
+                               batch_size=7)
+    for m in demo_items.modalities:
+        np.testing.assert_allclose(again.vectors[m], demo_items.vectors[m], atol=1e-5)

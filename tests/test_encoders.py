@@ -1,0 +1,152 @@
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+import yaml
+from PIL import Image
+
+import mmrec
+from mmrec.encoders import ENCODERS, add_preset, create_encoder, get_preset, list_encoders
+from mmrec.errors import ConfigError, NotFittedError, UnknownNameError
+
+PRESET_DIR = Path(mmrec.__file__).parent / "presets"
+SMALL = {"image": {"resize": 32, "crop": 32}}
+
+
+def test_presets_ship_with_the_package_and_match_the_repository_folder():
+    repo_folder = Path(__file__).parents[1] / "encoders"
+    shipped = sorted(p.stem for p in PRESET_DIR.glob("*.yaml"))
+    assert shipped == sorted(p.stem for p in repo_folder.glob("*.yaml"))
+    assert set(shipped) <= set(list_encoders())
+    assert {"text-tfidf-svd", "image-resnet18", "audio-mfcc-stats"} <= set(shipped)
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
+def test_every_preset_parses_and_builds(name):
+    preset = get_preset(name)
+    assert preset.encoder in ENCODERS and preset.name == name
+    encoder = create_encoder(name, overrides=SMALL.get(preset.modality), device="cpu")
+    assert encoder.modality == preset.modality and encoder.dim > 0
+    raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
+    assert set(raw) <= {"modality", "encoder", "description", "params", "name"}
+
+
+def test_unknown_preset_and_override_errors():
+    with pytest.raises(UnknownNameError, match="Did you mean 'text-tfidf-svd'"):
+        get_preset("text-tfidf-sdv")
+    with pytest.raises(ConfigError, match="'dims' \\(did you mean 'dim'\\?\\)"):
+        create_encoder("text-tfidf-svd", overrides={"dims": 3})
+    with pytest.raises(ConfigError, match="crop"):
+        create_encoder("image-resnet18", overrides={"resize": 32, "crop": 64})
+
+
+def test_user_preset_file(tmp_path):
+    path = tmp_path / "text-tiny.yaml"
+    path.write_text("modality: text\nencoder: tfidf\nparams:\n  dim: 4\n")
+    add_preset(path)
+    assert "text-tiny" in list_encoders("text")
+    assert create_encoder("text-tiny").dim == 4
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("modality: smell\nencoder: tfidf\n")
+    with pytest.raises(ConfigError, match="modality 'smell'"):
+        add_preset(bad)
+
+
+TEXTS = [{"title": "red apple", "body": "sweet red fruit"}, {"title": "green pear", "body": ""},
+         {"title": "blue whale", "body": "large sea animal"}, {"title": "sea boat", "body": "sail"}]
+
+
+def test_tfidf_svd_shape_dtype_determinism_and_padding():
+    encoder = create_encoder("text-tfidf-svd", overrides={"dim": 16})
+    assert encoder.prepare({"title": " ", "body": ""}) is None
+    docs = [encoder.prepare(t) for t in TEXTS]
+    assert docs[1] == "green pear"
+    with pytest.raises(NotFittedError):
+        encoder.encode(docs)
+    out = encoder.fit(docs).encode(docs)
+    assert out.shape == (4, 16) and out.dtype == np.float32
+    assert np.all(out[:, 3:] == 0)  # 4 documents support at most 3 components: zero-padded
+    np.testing.assert_allclose(np.linalg.norm(out, axis=1), 1.0, rtol=1e-5)
+    again = create_encoder("text-tfidf-svd", overrides={"dim": 16}).fit(docs).encode(docs)
+    np.testing.assert_array_equal(out, again)
+    assert np.argmax(out[2:3] @ out.T) == 2
+
+
+def test_tfidf_survives_stop_word_only_corpus():
+    encoder = create_encoder("text-tfidf-svd", overrides={"dim": 2})
+    out = encoder.fit(["the", "and the", "of"]).encode(["the"])
+    assert out.shape == (1, 2) and np.isfinite(out).all()
+
+
+def image(color, size=(40, 30)):
+    return Image.new("RGB", size, color)
+
+
+def test_cnn_shape_dtype_determinism():
+    a = create_encoder("image-resnet18", overrides=SMALL["image"])
+    b = create_encoder("image-resnet18", overrides=SMALL["image"])
+    batch = [a.transform(image("red")), a.transform(image((0, 90, 200), size=(64, 20)))]
+    assert batch[0].shape == (3, 32, 32) and batch[0].dtype == torch.float32
+    out = a.encode(batch)
+    assert out.shape == (2, 512) and out.dtype == np.float32 and a.dim == 512
+    np.testing.assert_array_equal(out, b.encode(batch))
+    assert not np.allclose(out[0], out[1])
+
+
+@pytest.mark.parametrize("suffix", [".safetensors", ".pth"])
+def test_cnn_loads_local_weights(tmp_path, suffix):
+    torch.manual_seed(123)
+    reference = torchvision.models.resnet18()
+    state = {k: v.clone() for k, v in reference.state_dict().items()}
+    path = tmp_path / f"resnet18{suffix}"
+    if suffix == ".safetensors":
+        from safetensors.torch import save_file
+
+        save_file(state, str(path))
+    else:
+        torch.save({"state_dict": state}, path)
+    encoder = create_encoder("image-resnet18", overrides={**SMALL["image"], "weights": str(path)})
+    x = encoder.transform(image("green"))[None]
+    reference.fc = torch.nn.Identity()
+    with torch.no_grad():
+        expected = reference.eval()(x).numpy()
+    np.testing.assert_allclose(encoder.encode([x[0]]), expected, atol=1e-5)
+    random_init = create_encoder("image-resnet18", overrides=SMALL["image"]).encode([x[0]])
+    assert not np.allclose(random_init, expected)
+
+
+def test_cnn_rejects_missing_or_mismatched_weights(tmp_path):
+    with pytest.raises(ConfigError, match="weights file not found"):
+        create_encoder("image-resnet18", overrides={"weights": str(tmp_path / "nope.pth")})
+    path = tmp_path / "mobilenet.pth"
+    torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
+    with pytest.raises(ConfigError, match="do not fit resnet18"):
+        create_encoder("image-resnet18", overrides={"weights": str(path)})
+    with pytest.raises(ConfigError, match="unknown torchvision architecture"):
+        create_encoder("image-resnet18", overrides={"arch": "resnet19"})
+
+
+def test_cnn_refuses_pickled_objects(tmp_path):
+    path = tmp_path / "evil.pth"
+    torch.save({"state_dict": {"x": torch.zeros(1)}, "obj": object()}, path)
+    with pytest.raises(ConfigError, match="weights_only=True"):
+        create_encoder("image-resnet18", overrides={"weights": str(path)})
+
+
+def test_mfcc_encoder_from_files(tmp_path):
+    import soundfile
+
+    encoder = create_encoder("audio-mfcc-stats")
+    t = np.arange(16000) / 16000
+    paths = []
+    for i, freq in enumerate((220, 880)):
+        paths.append(tmp_path / f"{i}.wav")
+        soundfile.write(str(paths[-1]), (0.3 * np.sin(2 * np.pi * freq * t)).astype(np.float32), 16000)
+    waves = [encoder.prepare(p) for p in paths]
+    assert abs(len(waves[0]) - 22050) <= 1  # resampled from 16 kHz
+    out = encoder.encode(waves)
+    assert out.shape == (2, 120) and out.dtype == np.float32 and np.isfinite(out).all()
+    np.testing.assert_array_equal(out, encoder.encode(waves))
+    assert encoder.prepare(None) is None

@@ -1,0 +1,88 @@
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmrec
+from mmrec.errors import ConfigError, SchemaError
+
+
+def log(**overrides):
+    data = {
+        "user_id": ["u1", "u1", "u2", "u2"],
+        "item_id": ["a", "b", "a", "c"],
+        "timestamp": [10, 20, 5, 7],
+        "event": ["click", "rating", "Purchase", "play"],
+        "value": [None, 5, None, 2.0],
+    }
+    data.update(overrides)
+    return pd.DataFrame(data)
+
+
+def test_standard_columns_and_inference():
+    events = mmrec.Interactions.from_frame(log())
+    f = events.frame
+    assert list(f.columns) == ["user", "item", "timestamp", "event", "value"]
+    assert f["event"].tolist() == ["click", "rating", "purchase", "play"]
+    assert f["timestamp"].tolist() == [10.0, 20.0, 5.0, 7.0]
+    assert list(events.users) == ["u1", "u2"]
+
+
+def test_event_weights_hand_computed():
+    events = mmrec.Interactions.from_frame(log())
+    w = mmrec.EventWeights(weights={"click": 1.0, "rating": 2.0, "purchase": 5.0, "play": 0.5},
+                           rating_center=3.0)
+    # click: 1*1; rating 5: 2*(5-3); purchase (no value): 5*1; play value 2: 0.5*2
+    np.testing.assert_allclose(events.weights(w), [1.0, 4.0, 5.0, 1.0])
+
+
+def test_unknown_event_policy():
+    events = mmrec.Interactions.from_frame(log(event=["click", "rating", "teleport", "play"]))
+    strict = mmrec.EventWeights(unknown_event="error")
+    with pytest.raises(ConfigError, match="'teleport'"):
+        events.weights(strict)
+    lenient = mmrec.EventWeights(default_weight=0.25)
+    assert events.weights(lenient)[2] == 0.25
+
+
+def test_rating_column_without_event_column_means_ratings():
+    df = pd.DataFrame({"userId": [1, 1], "movieId": [7, 8], "rating": [4.0, 2.0]})
+    events = mmrec.Interactions.from_frame(df)
+    assert events.frame["event"].tolist() == ["rating", "rating"]
+    np.testing.assert_allclose(events.weights(), [1.0, -1.0])
+
+
+def test_iso_dates_are_parsed_to_epoch_seconds():
+    events = mmrec.Interactions.from_frame(log(timestamp=["1970-01-01T00:00:10Z", "1970-01-02",
+                                                          None, "1970-01-01 00:01:00"]))
+    ts = events.frame["timestamp"].to_numpy()
+    assert ts[0] == 10.0 and ts[1] == 86400.0 and np.isnan(ts[2]) and ts[3] == 60.0
+
+
+def test_bad_rows_are_named():
+    with pytest.raises(SchemaError, match=r"row 2, column 'timestamp': 'yesterday'"):
+        mmrec.Interactions.from_frame(log(timestamp=[1, 2, "yesterday", 4]))
+    with pytest.raises(SchemaError, match=r"row 1, column 'user_id': id is missing"):
+        mmrec.Interactions.from_frame(log(user_id=["u1", None, "u2", "u2"]))
+    with pytest.raises(SchemaError, match=r"row 3, column 'value': value 'lots' is not a number"):
+        mmrec.Interactions.from_frame(log(value=[1, 2, 3, "lots"]))
+    with pytest.raises(SchemaError, match="need a user and an item column"):
+        mmrec.Interactions.from_frame(pd.DataFrame({"who": [1], "what": [2]}))
+
+
+def test_unknown_items_are_dropped_and_reported(caplog):
+    events = mmrec.Interactions.from_frame(log())
+    with caplog.at_level(logging.WARNING, logger="mmrec"):
+        kept = events.restrict_to_items(["a", "b"])
+    assert len(kept) == 3
+    assert kept.dropped.n_events == 1 and kept.dropped.item_ids == ("c",)
+    assert "dropped 1 event(s) with 1 unknown item id(s): 'c'" in caplog.text
+    assert events.restrict_to_items(["a", "b", "c"]) is events
+
+
+def test_reads_csv_file(tmp_path):
+    path = tmp_path / "events.csv"
+    log().to_csv(path, index=False)
+    events = mmrec.Interactions.from_path(path)
+    assert len(events) == 4 and events.frame["value"].isna().tolist() == [True, False, True, False]
