@@ -62,7 +62,9 @@ def _titles(catalog_path: str | None) -> pd.Series | None:
     return pd.Series(catalog.column(column), index=catalog.ids)
 
 
-def print_recommendations(recs: pd.DataFrame, titles: pd.Series | None, *, extra: pd.Series | None = None) -> None:
+def print_recommendations(
+    recs: pd.DataFrame, titles: pd.Series | None, *, extra: pd.Series | None = None
+) -> None:
     """Print recommendations grouped by user, with titles when known."""
     for user, rows in recs.groupby("user", sort=False):
         note = f"  ({extra[user]})" if extra is not None and user in extra.index else ""

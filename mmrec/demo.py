@@ -113,7 +113,7 @@ def _draw_image(topic: Topic, rng: np.random.Generator, path: Path) -> None:
     elif topic.shape == "star":
         angles = np.linspace(-np.pi / 2, 1.5 * np.pi, 11)[:-1]
         radii = np.where(np.arange(10) % 2 == 0, r, r / 2.5)
-        draw.polygon([(cx + q * np.cos(a), cy + q * np.sin(a)) for q, a in zip(radii, angles)],
+        draw.polygon([(cx + q * np.cos(a), cy + q * np.sin(a)) for q, a in zip(radii, angles, strict=True)],
                      fill=color)
     else:  # stripes
         for x in range(0, size, 12):

@@ -9,7 +9,6 @@ import pytest
 import mmrec
 from mmrec.demo import DemoData, make_demo
 
-
 # The CNN at 64 px keeps tests cheap on 2 CPU cores; what they check does not depend on image size.
 FAST_IMAGE = {"resize": 64, "crop": 64}
 

@@ -41,7 +41,8 @@ def test_fused_dot_product_is_weighted_mean_of_modality_cosines():
     vectors = {"a": rng.normal(size=(5, 3)).astype(np.float32),
                "b": rng.normal(size=(5, 4)).astype(np.float32)}
     masks = {"a": np.ones(5, bool), "b": np.ones(5, bool)}
-    items = mmrec.ItemVectors([f"i{i}" for i in range(5)], vectors, masks, fusion_weights={"a": 3.0, "b": 1.0})
+    items = mmrec.ItemVectors([f"i{i}" for i in range(5)], vectors, masks,
+                              fusion_weights={"a": 3.0, "b": 1.0})
 
     def cos(m):
         z = items.scalers[m].transform(vectors[m])

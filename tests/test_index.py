@@ -38,7 +38,7 @@ def test_approximate_indices_have_high_recall(spec):
     queries = x[:100] / np.linalg.norm(x[:100], axis=1, keepdims=True)
     _, idx = index.search(queries, 10)
     _, ref = brute_force(x, queries, 10)
-    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ref)])
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(idx, ref, strict=True)])
     assert recall >= 0.9, recall
 
 

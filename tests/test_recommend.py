@@ -61,7 +61,8 @@ def test_half_life_favours_recent_events():
 
 def test_rating_without_value_is_an_error_naming_the_row():
     log = events([("u", "i0", "click", None), ("u", "i1", "rating", None)])
-    with pytest.raises(SchemaError, match=r"row 1 \(user 'u', item 'i1'\) is a 'rating' event without a value"):
+    message = r"row 1 \(user 'u', item 'i1'\) is a 'rating' event without a value"
+    with pytest.raises(SchemaError, match=message):
         mmrec.recommend(toy_index(), log, users=["u"])
 
 
@@ -75,6 +76,6 @@ def test_demo_users_get_items_of_their_own_topics(demo, demo_items, demo_events)
     index = mmrec.build_index(demo_items)
     recs = mmrec.recommend(index, demo_events, k=5)
     assert recs["user"].nunique() == 40 and (recs.groupby("user").size() == 5).all()
-    seen = set(zip(demo_events.frame["user"], demo_events.frame["item"]))
-    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"]))
+    seen = set(zip(demo_events.frame["user"], demo_events.frame["item"], strict=True))
+    assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
     assert topic_hit_rate(recs, demo) > 0.8  # chance is 0.25

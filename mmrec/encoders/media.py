@@ -11,7 +11,7 @@ import numpy as np
 from mmrec.errors import MediaError
 
 
-def load_image(path: Path) -> "PIL.Image.Image":  # noqa: F821
+def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
     """Open an image as RGB. Missing, truncated, non-image and over-large files raise MediaError."""
     from PIL import Image, UnidentifiedImageError
 
