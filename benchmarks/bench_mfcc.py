@@ -59,8 +59,8 @@ def main() -> None:
 
     print(f"{args.clips} clips of ~{args.seconds:.1f} s at {sr} Hz, torch threads "
           f"{torch.get_num_threads()}, device {args.device}")
-    print(f"| implementation | seconds | clips/s | speed vs librosa |")
-    print(f"|---|---:|---:|---:|")
+    print("| implementation | seconds | clips/s | speed vs librosa |")
+    print("|---|---:|---:|---:|")
     print(f"| librosa loop | {t_librosa:.2f} | {args.clips / t_librosa:.1f} | 1.00x |")
     print(f"| mmrec batched torch (batch {args.batch}) | {t_mmrec:.2f} | {args.clips / t_mmrec:.1f} "
           f"| {t_librosa / t_mmrec:.2f}x |")
