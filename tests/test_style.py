@@ -1,5 +1,6 @@
-import shutil
+import importlib.util
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -8,10 +9,9 @@ ROOT = Path(__file__).parents[1]
 
 
 def test_ruff_is_clean():
-    ruff = shutil.which("ruff")
-    if ruff is None:
+    if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    result = subprocess.run([ruff, "check", "mmrec", "tests", "benchmarks"], cwd=ROOT,
+    result = subprocess.run([sys.executable, "-m", "ruff", "check", "mmrec", "tests", "benchmarks"], cwd=ROOT,
                             capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
