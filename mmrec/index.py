@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.item_vectors import ItemVectors
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
@@ -69,7 +71,7 @@ class ItemIndex:
         self.vectors = vectors
         self.spec = spec
         self.params = dict(params)
-        self._positions = {item_id: i for i, item_id in enumerate(self.ids.tolist())}
+        self._id_index = pd.Index(self.ids)
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -83,10 +85,7 @@ class ItemIndex:
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Dense positions (int64) of catalog ids; unknown ids are a :class:`SchemaError`."""
-        try:
-            return np.fromiter((self._positions[str(i)] for i in item_ids), dtype=np.int64)
-        except KeyError as exc:
-            raise SchemaError(f"index: unknown item id {exc.args[0]!r}.") from None
+        return positions_of(self._id_index, item_ids, what="index")
 
     def search(
         self,
@@ -117,32 +116,50 @@ class ItemIndex:
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}.")
         m, n = len(queries), len(self)
-        excluded = [set(np.asarray(e, dtype=np.int64).tolist()) for e in exclude_idx] if (
-            exclude_idx is not None) else [set() for _ in range(m)]
+        empty = np.empty(0, dtype=np.int64)
+        excluded = [empty] * m if exclude_idx is None else [_sorted_unique(e) for e in exclude_idx]
         if len(excluded) != m:
             raise SchemaError(f"exclude_idx has {len(excluded)} rows for {m} queries.")
         for row, positions in enumerate(excluded):
-            if positions and (min(positions) < 0 or max(positions) >= n):
+            if positions.size and (positions[0] < 0 or positions[-1] >= n):
                 raise SchemaError(f"exclude_idx row {row} holds positions outside [0, {n}).")
         scores = np.full((m, k), -np.inf, dtype=np.float32)
         item_idx = np.full((m, k), -1, dtype=np.int64)
-        fetch = min(n, k + max((len(e) for e in excluded), default=0))
-        pending = np.arange(m)
+        # Rows are bucketed by how far they must over-fetch (k + their exclusions, rounded up to a
+        # power of two), so one user with a long history does not make every query fetch more.
+        n_excluded = np.fromiter((len(e) for e in excluded), dtype=np.int64, count=m)
+        buckets = np.ceil(np.log2(np.minimum(n, k + n_excluded))).astype(np.int64)
+        for bucket in np.unique(buckets):
+            rows = np.flatnonzero(buckets == bucket)
+            self._search_rows(queries, rows, k, excluded, n_excluded, scores, item_idx,
+                              fetch=min(n, 1 << int(bucket)))
+        return scores, item_idx
+
+    def _search_rows(
+        self, queries: np.ndarray, rows: np.ndarray, k: int, excluded: list[np.ndarray],
+        n_excluded: np.ndarray, scores: np.ndarray, item_idx: np.ndarray, *, fetch: int,
+    ) -> None:
+        """Fill ``scores``/``item_idx`` for ``rows``, doubling ``fetch`` for rows still short of k."""
+        n = len(self)
+        pending = rows
         while len(pending):
             raw_scores, raw_idx = self.faiss_index.search(queries[pending], fetch)
-            unfinished = []
-            for row, q in enumerate(pending):
-                keep = [(s, i) for s, i in zip(raw_scores[row], raw_idx[row], strict=True)
-                        if i >= 0 and i not in excluded[q]]
-                keep.sort(key=lambda pair: (-pair[0], pair[1]))
-                if len(keep) < min(k, n - len(excluded[q])) and fetch < n:
-                    unfinished.append(q)
-                    continue
-                for j, (s, i) in enumerate(keep[:k]):
-                    scores[q, j], item_idx[q, j] = s, i
-            pending = np.asarray(unfinished, dtype=np.int64)
+            excluded_keys = np.concatenate([q * n + excluded[q] for q in pending])
+            valid = (raw_idx >= 0) & ~np.isin(pending[:, None] * n + raw_idx, excluded_keys)
+            # order by score descending, then position ascending; invalid entries last
+            order = np.lexsort((np.where(valid, raw_idx, n), -np.where(valid, raw_scores, -np.inf)),
+                               axis=-1)[:, :k]
+            width = order.shape[1]
+            got = np.take_along_axis(valid, order, 1)
+            needed = np.minimum(k, n - n_excluded[pending])
+            done = (valid.sum(axis=1) >= needed) | (fetch >= n)
+            finished = pending[done]
+            scores[finished, :width] = np.where(
+                got[done], np.take_along_axis(raw_scores, order, 1)[done], -np.inf)
+            item_idx[finished, :width] = np.where(
+                got[done], np.take_along_axis(raw_idx, order, 1)[done], -1)
+            pending = pending[~done]
             fetch = min(n, fetch * 2)
-        return scores, item_idx
 
     # ----------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -181,6 +198,13 @@ class ItemIndex:
         faiss_index, device = _place(faiss_index, use_gpu)
         _apply_search_params(faiss_index, params)
         return cls(faiss_index, ids, vectors, spec=manifest["spec"], params=params | {"device": device})
+
+
+def _sorted_unique(positions: Sequence[int] | np.ndarray) -> np.ndarray:
+    array = np.asarray(positions, dtype=np.int64).ravel()
+    if array.size < 2 or bool(np.all(array[1:] > array[:-1])):
+        return array
+    return np.unique(array)
 
 
 def _place(faiss_index: Any, use_gpu: bool | None) -> tuple[Any, str]:

@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, SchemaError
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
@@ -123,7 +124,7 @@ class ItemVectors:
                     for m, k in self.masks.items()}
         )
         self.encoders = dict(encoders or {})
-        self._positions = {item_id: i for i, item_id in enumerate(self.ids.tolist())}
+        self._id_index = pd.Index(self.ids)
 
     # ----------------------------------------------------------------------------- access
     def __len__(self) -> int:
@@ -145,10 +146,7 @@ class ItemVectors:
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Dense positions (int64) of ``item_ids``; an unknown id is a :class:`SchemaError`."""
-        try:
-            return np.fromiter((self._positions[str(i)] for i in item_ids), dtype=np.int64)
-        except KeyError as exc:
-            raise SchemaError(f"ItemVectors: unknown item id {exc.args[0]!r}.") from None
+        return positions_of(self._id_index, item_ids, what="ItemVectors")
 
     # ----------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:

@@ -76,8 +76,12 @@ def user_vectors(
         latest = pd.Series(times).groupby(user_rows).transform("max").to_numpy()
         age = np.where(np.isnan(times), 0.0, latest - times)
         weights = weights * np.power(0.5, age / half_life)
-    summed = np.zeros((len(user_ids), index.dim), dtype=np.float64)
-    np.add.at(summed, user_rows, weights[:, None] * index.vectors[item_idx])
+    from scipy.sparse import csr_matrix
+
+    # (users × items) weight matrix times item vectors: no (events × dim) temporary
+    history = csr_matrix((weights.astype(np.float32), (user_rows, item_idx)),
+                         shape=(len(user_ids), len(index)), dtype=np.float32)
+    summed = np.asarray(history @ index.vectors, dtype=np.float64)
     norms = np.linalg.norm(summed, axis=1)
     has_signal = norms > 1e-9
     return UserVectors(user_ids, l2_normalize(summed), has_signal)
@@ -121,12 +125,8 @@ def recommend(
     known = events.restrict_to_items(index.ids)
     profile = user_vectors(index, known, users=users, event_weights=event_weights,
                            half_life=half_life)
-    frame = known.frame
-    seen_lists: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * len(profile.user_ids)
-    if exclude_seen:
-        by_user = frame.groupby("user", sort=False)["item"].unique()
-        seen_lists = [index.positions(by_user[u]) if u in by_user.index else np.empty(0, np.int64)
-                      for u in profile.user_ids.tolist()]
+    seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
+        [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
     scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists)
     source = np.where(profile.has_signal, "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
@@ -140,13 +140,27 @@ def recommend(
             scores[row], item_idx[row] = -np.inf, -1
             scores[row, : len(picks)] = pop[picks]
             item_idx[row, : len(picks)] = picks
-    records = []
-    for row, user in enumerate(profile.user_ids.tolist()):
-        for rank, (score, idx) in enumerate(zip(scores[row], item_idx[row], strict=True), start=1):
-            if idx < 0:
-                break
-            records.append((user, rank, index.ids[idx], float(score), source[row]))
-    short = sum(1 for row in range(len(item_idx)) if (item_idx[row] < 0).any())
+    rows, ranks = np.nonzero(item_idx >= 0)  # row-major: users in order, ranks ascending
+    short = int((item_idx < 0).any(axis=1).sum())
     if short:
         logger.warning("%d user(s) got fewer than k=%d items: not enough unseen items", short, k)
-    return pd.DataFrame.from_records(records, columns=["user", "rank", "item", "score", "source"])
+    return pd.DataFrame({
+        "user": profile.user_ids[rows],
+        "rank": ranks + 1,
+        "item": index.ids[item_idx[rows, ranks]],
+        "score": scores[rows, ranks].astype(np.float64),
+        "source": source[rows],
+    })
+
+
+def _seen_positions(index: ItemIndex, events: Interactions, user_ids: np.ndarray) -> list[np.ndarray]:
+    """Per user (in ``user_ids`` order), the sorted unique positions of the items they touched."""
+    frame = events.frame
+    rows = pd.Index(user_ids).get_indexer(frame["user"])
+    items = pd.Index(index.ids).get_indexer(frame["item"])
+    keep = (rows >= 0) & (items >= 0)
+    n_items = len(index)
+    keys = np.unique(rows[keep].astype(np.int64) * n_items + items[keep])
+    bounds = np.searchsorted(keys, np.arange(len(user_ids) + 1, dtype=np.int64) * n_items)
+    positions = keys % n_items
+    return [positions[bounds[r] : bounds[r + 1]] for r in range(len(user_ids))]

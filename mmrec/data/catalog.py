@@ -18,6 +18,7 @@ from mmrec.data.validation import (
     is_missing,
     numeric_column,
     path_value,
+    positions_of,
     require_columns,
     text_value,
 )
@@ -133,7 +134,7 @@ class Catalog:
         self.schema = schema
         self.base_dir = base_dir
         self._frame = frame
-        self._index = {item_id: i for i, item_id in enumerate(frame[schema.id].tolist())}
+        self._id_index = pd.Index(frame[schema.id].to_numpy(dtype=object))
 
     # ----------------------------------------------------------------------------- constructors
     @classmethod
@@ -208,10 +209,7 @@ class Catalog:
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Dense positions (``int64``) of ``item_ids``; an unknown id is a :class:`SchemaError`."""
-        try:
-            return np.fromiter((self._index[str(i)] for i in item_ids), dtype=np.int64)
-        except KeyError as exc:
-            raise SchemaError(f"catalog: unknown item id {exc.args[0]!r}.") from None
+        return positions_of(self._id_index, item_ids, what="catalog")
 
     def texts(self, fields: Sequence[str] | None = None) -> list[dict[str, str]]:
         """Per item, a dict of text field → text ('' when blank)."""

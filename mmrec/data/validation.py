@@ -5,7 +5,7 @@ from __future__ import annotations
 import difflib
 import math
 import numbers
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -133,3 +133,13 @@ def path_value(value: object, *, row: int, column: str, what: str) -> str | None
         f"{what}: row {row}, column {column!r}: expected a file path (text), "
         f"got {type(value).__name__} ({str(value)[:60]!r})."
     )
+
+
+def positions_of(id_index: pd.Index, item_ids: Sequence[str], *, what: str) -> np.ndarray:
+    """Dense positions (int64) of ``item_ids`` in ``id_index``; an unknown id is a SchemaError."""
+    wanted = pd.Index([str(i) for i in item_ids], dtype=object)
+    positions = id_index.get_indexer(wanted).astype(np.int64)
+    if (positions < 0).any():
+        unknown = wanted[int(np.flatnonzero(positions < 0)[0])]
+        raise SchemaError(f"{what}: unknown item id {unknown!r}.")
+    return positions
