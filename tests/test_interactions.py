@@ -86,3 +86,15 @@ def test_reads_csv_file(tmp_path):
     log().to_csv(path, index=False)
     events = mmrec.Interactions.from_path(path)
     assert len(events) == 4 and events.frame["value"].isna().tolist() == [True, False, True, False]
+
+
+def test_blank_event_types_become_the_default_event():
+    events = mmrec.Interactions.from_frame(log(event=[None, "  ", " Click ", "play"]))
+    assert events.frame["event"].tolist() == ["interaction", "interaction", "click", "play"]
+
+
+def test_blank_and_mixed_type_ids():
+    with pytest.raises(SchemaError, match=r"row 2, column 'item_id': id is missing"):
+        mmrec.Interactions.from_frame(log(item_id=["a", 5, "   ", "c"]))
+    events = mmrec.Interactions.from_frame(log(item_id=["a", 5, 6.0, " c "]))
+    assert events.frame["item"].tolist() == ["a", "5", "6", "c"]

@@ -15,7 +15,7 @@ import pandas as pd
 from mmrec.data.readers import read_table
 from mmrec.data.validation import (
     id_strings,
-    is_missing,
+    missing_mask,
     numeric_column,
     require_columns,
 )
@@ -196,10 +196,9 @@ class Interactions:
             if schema.value else np.full(n, np.nan)
         )
         if schema.event:
-            events = np.array(
-                [DEFAULT_EVENT if is_missing(e) else str(e).strip().lower() for e in frame[schema.event]],
-                dtype=object,
-            )
+            raw_events = frame[schema.event]
+            events = raw_events.astype(str).str.strip().str.lower().to_numpy(dtype=object)
+            events[missing_mask(raw_events)] = DEFAULT_EVENT
         else:
             implied = "rating" if schema.value and _norm(schema.value) == "rating" else DEFAULT_EVENT
             events = np.full(n, implied, dtype=object)
@@ -261,7 +260,7 @@ def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
     """Timestamps as float seconds since the epoch: numbers as they are, date strings parsed."""
     what = "interactions"
     as_numbers = pd.to_numeric(series, errors="coerce")
-    missing = np.array([is_missing(v) for v in series.tolist()], dtype=bool)
+    missing = missing_mask(series)
     if not (as_numbers.isna().to_numpy() & ~missing).any():
         return numeric_column(series, column=column, what=what)
     parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")

@@ -48,27 +48,19 @@ def id_strings(series: pd.Series, *, column: str, what: str, unique: bool) -> np
 
     Integral floats (``7.0``, as pandas makes of an int column with gaps) become ``"7"``.
     """
-    values = series.tolist()
-    missing = [i for i, v in enumerate(values) if is_missing(v)]
-    if missing:
+    missing = np.flatnonzero(missing_mask(series))
+    if missing.size:
         raise SchemaError(
-            f"{what}: {_rows(missing)}, column {column!r}: id is missing; every row needs an id."
+            f"{what}: {_rows(missing.tolist())}, column {column!r}: id is missing; every row needs an id."
         )
-    out = np.empty(len(values), dtype=object)
-    for i, value in enumerate(values):
-        if isinstance(value, str):
-            out[i] = value.strip()
-        elif isinstance(value, numbers.Integral):
-            out[i] = str(int(value))
-        elif isinstance(value, numbers.Real) and float(value).is_integer():
-            out[i] = str(int(value))
-        elif isinstance(value, numbers.Real | bytes) or not hasattr(value, "__len__"):
-            out[i] = str(value)
-        else:
-            raise SchemaError(
-                f"{what}: row {i}, column {column!r}: id {value!r} is a {type(value).__name__}; "
-                "ids must be strings or integers."
-            )
+    kind = pd.api.types.infer_dtype(series, skipna=False)
+    if kind == "string":  # fast paths for the common cases; same results as the loop below
+        out = series.astype(object).str.strip().to_numpy(dtype=object)
+    elif kind == "integer":
+        out = series.astype("int64").astype(str).to_numpy(dtype=object)
+    else:
+        out = np.array([_id_string(v, row=i, column=column, what=what)
+                        for i, v in enumerate(series.tolist())] or [], dtype=object)
     if unique:
         duplicated = pd.Series(out).duplicated(keep=False).to_numpy()
         if duplicated.any():
@@ -82,12 +74,42 @@ def id_strings(series: pd.Series, *, column: str, what: str, unique: bool) -> np
     return out
 
 
+def _id_string(value: object, *, row: int, column: str, what: str) -> str:
+    if isinstance(value, str):
+        return value.strip()
+    if isinstance(value, numbers.Integral):
+        return str(int(value))
+    if isinstance(value, numbers.Real) and float(value).is_integer():
+        return str(int(value))
+    if isinstance(value, numbers.Real | bytes) or not hasattr(value, "__len__"):
+        return str(value)
+    raise SchemaError(
+        f"{what}: row {row}, column {column!r}: id {value!r} is a {type(value).__name__}; "
+        "ids must be strings or integers."
+    )
+
+
+def missing_mask(series: pd.Series) -> np.ndarray:
+    """Vectorised :func:`is_missing` over a column (bool array)."""
+    mask = series.isna().to_numpy(dtype=bool, copy=True)
+    if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
+        if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) == "string":
+            is_str = ~mask  # every present value is a str
+        else:
+            is_str = np.fromiter((isinstance(v, str) for v in series.tolist()), dtype=bool,
+                                 count=len(series))
+        if is_str.any():
+            blank = series[is_str].astype(str).str.strip().eq("").to_numpy(dtype=bool)
+            mask[np.flatnonzero(is_str)[blank]] = True
+    return mask
+
+
 def numeric_column(
     series: pd.Series, *, column: str, what: str, allow_missing: bool = True
 ) -> np.ndarray:
     """Parse a column as float64; text that is not a number, or inf, is an error naming the row."""
     parsed = pd.to_numeric(series, errors="coerce").astype("float64").to_numpy(copy=True)
-    originally_missing = np.array([is_missing(v) for v in series.tolist()], dtype=bool)
+    originally_missing = missing_mask(series)
     bad = np.flatnonzero(np.isnan(parsed) & ~originally_missing)
     if bad.size:
         row = int(bad[0])
