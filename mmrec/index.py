@@ -292,7 +292,13 @@ def build_index(
         if n > limit:
             rng = np.random.default_rng(seed)
             sample = vectors[np.sort(rng.choice(n, size=limit, replace=False))]
-        faiss_index.train(sample)
+        try:
+            faiss_index.train(sample)
+        except RuntimeError as exc:  # e.g. fewer training points than IVF lists
+            raise ConfigError(
+                f"cannot train index {spec!r} on {len(sample)} vectors: {exc}. Use fewer lists "
+                "(e.g. 'IVF64,Flat'), or 'Flat' / 'HNSW32' for small catalogs."
+            ) from None
     faiss_index.add(vectors)
     faiss_index, device = _place(faiss_index, use_gpu)
     _apply_search_params(faiss_index, params)

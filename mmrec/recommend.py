@@ -97,7 +97,7 @@ def popularity(index: ItemIndex, events: Interactions) -> np.ndarray:
 
 def recommend(
     index: ItemIndex,
-    events: Interactions,
+    events: Interactions | pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
     k: int = 10,
@@ -118,8 +118,11 @@ def recommend(
     """
     if not isinstance(index, ItemIndex):
         raise SchemaError(f"recommend expects an ItemIndex (mmrec.build_index), got {type(index).__name__}.")
+    if isinstance(events, pd.DataFrame):
+        events = Interactions.from_frame(events)
     if not isinstance(events, Interactions):
-        raise SchemaError(f"recommend expects mmrec.Interactions, got {type(events).__name__}.")
+        raise SchemaError(
+            f"recommend expects mmrec.Interactions or a DataFrame, got {type(events).__name__}.")
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}.")
     known = events.restrict_to_items(index.ids)

@@ -120,3 +120,8 @@ def test_gpu_request_without_gpu_is_a_clear_error():
         pytest.skip("a GPU is present")
     with pytest.raises(ConfigError, match="use_gpu=True"):
         mmrec.build_index(clustered(20), use_gpu=True)
+
+
+def test_too_few_training_points_is_a_config_error():
+    with pytest.raises(ConfigError, match="cannot train index 'IVF256,Flat' on 100 vectors"):
+        mmrec.build_index(clustered(100), spec="IVF256,Flat")

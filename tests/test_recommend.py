@@ -79,3 +79,9 @@ def test_demo_users_get_items_of_their_own_topics(demo, demo_items, demo_events)
     seen = set(zip(demo_events.frame["user"], demo_events.frame["item"], strict=True))
     assert not any((u, i) in seen for u, i in zip(recs["user"], recs["item"], strict=True))
     assert topic_hit_rate(recs, demo) > 0.8  # chance is 0.25
+
+
+def test_a_dataframe_is_accepted_as_events():
+    frame = pd.DataFrame({"user_id": ["u"], "item_id": ["i0"]})
+    recs = mmrec.recommend(toy_index(), frame, k=1)
+    assert recs["item"].tolist() == ["i1"]
