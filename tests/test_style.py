@@ -11,8 +11,8 @@ ROOT = Path(__file__).parents[1]
 def test_ruff_is_clean():
     if importlib.util.find_spec("ruff") is None:
         pytest.skip("ruff is not installed (pip install -e '.[dev]')")
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "mmrec", "tests", "benchmarks", "examples"], cwd=ROOT,
-                            capture_output=True, text=True)
+    command = [sys.executable, "-m", "ruff", "check", "mmrec", "tests", "benchmarks", "examples"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stdout + result.stderr
 
 
