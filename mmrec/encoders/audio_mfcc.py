@@ -16,6 +16,9 @@ from mmrec.utils.config import config_to_dict
 from mmrec.utils.device import resolve_device
 
 
+STFT_CHUNK = 16  # clips per STFT call
+
+
 @dataclass(frozen=True)
 class MfccStatsConfig(MfccConfig):
     """:class:`~mmrec.features.audio.MfccConfig` plus how much of each file is read."""
@@ -55,8 +58,12 @@ class MfccStatsEncoder(Encoder):
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
-        stats = mfcc_stats(list(batch), self._mfcc, device=self.device)
-        return np.ascontiguousarray(stats.cpu().numpy(), dtype=np.float32)
+        clips = list(batch)
+        # Sub-batches bound the STFT's memory (complex bins × frames × clips) and, on CPU, are
+        # faster than one large batch (measured: 16 clips of 5 s beat 64 by 1.7x on 2 cores).
+        stats = [mfcc_stats(clips[i : i + STFT_CHUNK], self._mfcc, device=self.device).cpu().numpy()
+                 for i in range(0, len(clips), STFT_CHUNK)]
+        return np.ascontiguousarray(np.concatenate(stats), dtype=np.float32)
 
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"config": config_to_dict(self.config)}
