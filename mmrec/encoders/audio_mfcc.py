@@ -15,7 +15,6 @@ from mmrec.features.audio import MfccConfig, mfcc_stats
 from mmrec.utils.config import config_to_dict
 from mmrec.utils.device import resolve_device
 
-
 STFT_CHUNK = 16  # clips per STFT call
 
 
