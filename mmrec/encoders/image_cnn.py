@@ -1,8 +1,8 @@
-"""Images: a torchvision CNN backbone as a feature extractor (globally pooled features)."""
+"""Images: CNN backbones (torchvision, EfficientNet-Lite) as feature extractors (pooled features)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -12,21 +12,22 @@ import torch
 
 from mmrec.encoders.base import ENCODERS, Encoder
 from mmrec.encoders.media import load_image
-from mmrec.errors import ConfigError
+from mmrec.encoders.weights import load_state_dict, resolve_weights
+from mmrec.errors import ConfigError, MissingDependencyError
+from mmrec.registry import Registry
 from mmrec.utils.config import config_to_dict
 from mmrec.utils.device import resolve_device
 from mmrec.utils.seed import torch_seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
-# Attribute names under which torchvision models keep their classification head.
-HEAD_ATTRIBUTES = ("fc", "classifier", "heads", "head")
 
 
 @dataclass(frozen=True)
-class TorchvisionCnnConfig:
-    """Parameters of :class:`TorchvisionCnnEncoder` (see the ``image-resnet18`` preset)."""
+class CnnConfig:
+    """Parameters of :class:`CnnEncoder` (see the ``image-*`` presets for meanings)."""
 
+    family: str = "torchvision"
     arch: str = "resnet18"
     weights: str | None = None
     resize: int = 256
@@ -42,73 +43,120 @@ class TorchvisionCnnConfig:
             raise ConfigError(f"crop ({self.crop}) cannot exceed resize ({self.resize}).")
 
 
-def load_state_dict(path: Path) -> dict[str, torch.Tensor]:
-    """Weights from ``.safetensors`` or a torch file loaded with ``weights_only=True`` (never pickle)."""
-    if not path.is_file():
-        raise ConfigError(f"weights file not found: {path}")
-    if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+@dataclass(frozen=True)
+class Backbone:
+    """A classification network, how to turn it into a pooled feature extractor, and its head keys."""
 
-        return load_file(str(path))
+    model: torch.nn.Module
+    features: Callable[[torch.nn.Module], torch.nn.Module]
+    head_prefixes: tuple[str, ...]
+
+
+BACKBONES: Registry[Callable[[str], Backbone]] = Registry("CNN family")
+# Attribute names under which torchvision models keep their classification head.
+TORCHVISION_HEADS = ("fc", "classifier", "heads", "head")
+
+
+@BACKBONES.register("torchvision")
+def _torchvision_backbone(arch: str) -> Backbone:
+    import torchvision
+
+    if arch not in torchvision.models.list_models(module=torchvision.models):
+        raise ConfigError(
+            f"unknown torchvision architecture {arch!r}; see torchvision.models.list_models()."
+        )
+    model = torchvision.models.get_model(arch, weights=None)
+
+    def strip_head(network: torch.nn.Module) -> torch.nn.Module:
+        for name in TORCHVISION_HEADS:
+            if isinstance(getattr(network, name, None), torch.nn.Module):
+                setattr(network, name, torch.nn.Identity())
+                return network
+        raise ConfigError(f"{arch}: no classification head under {TORCHVISION_HEADS}.")
+
+    return Backbone(model, strip_head, tuple(f"{h}." for h in TORCHVISION_HEADS))
+
+
+class _PooledEfficientNet(torch.nn.Module):
+    def __init__(self, network: torch.nn.Module) -> None:
+        super().__init__()
+        self.network = network
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return self.network.extract_features(images).mean(dim=(2, 3))
+
+
+@BACKBONES.register("efficientnet-lite", "efficientnet_lite")
+def _efficientnet_lite_backbone(arch: str) -> Backbone:
     try:
-        state = torch.load(str(path), map_location="cpu", weights_only=True)
-    except Exception as exc:  # noqa: BLE001 - torch raises many types for bad files
-        raise ConfigError(f"cannot load weights from {path} (weights_only=True): {exc}") from exc
-    for key in ("state_dict", "model", "model_state_dict"):
-        if isinstance(state, dict) and isinstance(state.get(key), dict):
-            state = state[key]
-    if not isinstance(state, dict):
-        raise ConfigError(f"{path} does not hold a state dict (got {type(state).__name__}).")
-    return state
+        from efficientnet_lite_pytorch import EfficientNet
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "the efficientnet-lite family needs `pip install efficientnet-lite-pytorch` "
+            "(or `pip install 'mmrec[pretrained]'`)."
+        ) from exc
+    try:
+        model = EfficientNet.from_name(arch)
+    except (ValueError, KeyError, AssertionError) as exc:
+        raise ConfigError(f"unknown EfficientNet-Lite architecture {arch!r}: {exc}") from None
+    return Backbone(model, _PooledEfficientNet, ("_fc.",))
 
 
-def _strip_head(model: torch.nn.Module) -> torch.nn.Module:
-    for name in HEAD_ATTRIBUTES:
-        if isinstance(getattr(model, name, None), torch.nn.Module):
-            setattr(model, name, torch.nn.Identity())
-            return model
-    raise ConfigError(
-        f"{type(model).__name__}: no classification head found under {HEAD_ATTRIBUTES}; "
-        "this architecture cannot be used as a pooled feature extractor."
-    )
+@dataclass(frozen=True)
+class ImagePreprocess:
+    """Decode a file and apply the model's transform; picklable, so it can run in DataLoader workers."""
+
+    resize: int
+    crop: int
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def transform(self, image: Any) -> torch.Tensor:
+        """PIL RGB image → normalised ``(3, crop, crop)`` float32 tensor."""
+        from torchvision.transforms.v2 import functional as F
+
+        tensor = F.pil_to_tensor(image)
+        tensor = F.resize(tensor, [self.resize], antialias=True)
+        tensor = F.center_crop(tensor, [self.crop, self.crop])
+        tensor = F.to_dtype(tensor, torch.float32, scale=True)
+        return F.normalize(tensor, mean=list(self.mean), std=list(self.std))
+
+    def __call__(self, raw: Path | None) -> torch.Tensor | None:
+        return None if raw is None else self.transform(load_image(Path(raw)))
 
 
-@ENCODERS.register("torchvision-cnn", "cnn", "torchvision")
-class TorchvisionCnnEncoder(Encoder):
-    """Any torchvision classification backbone with its head removed → pooled features.
+@ENCODERS.register("cnn", "torchvision-cnn", "torchvision")
+class CnnEncoder(Encoder):
+    """A CNN classification backbone with its head removed → globally pooled features.
 
-    Weights come from a local file (``weights=``: ``.safetensors``, or a ``.pt``/``.pth`` state dict
-    loaded with ``weights_only=True``); the head's keys are ignored. Without weights the network is
-    initialised randomly from ``seed`` (deterministic, but its features only reflect low-level colour
-    and texture statistics). Images go through the model's own transform: resize the short side to
-    ``resize``, centre-crop ``crop``, normalise by ``mean``/``std``.
+    ``family`` picks the model zoo (``torchvision``: any ``torchvision.models`` classifier;
+    ``efficientnet-lite``: EfficientNet-Lite0..4). Weights come from a local file or an installed
+    package (``weights=``, see :mod:`mmrec.encoders.weights`); the head's keys are ignored. Without
+    weights the network is initialised randomly from ``seed`` (deterministic, but its features only
+    reflect low-level colour and texture). Images go through the model's own transform: resize the
+    short side to ``resize``, centre-crop ``crop``, normalise by ``mean``/``std``.
     """
 
     modality = "image"
-    config_class = TorchvisionCnnConfig
+    config_class = CnnConfig
 
-    def __init__(self, config: TorchvisionCnnConfig | None = None, *, device: Any = None) -> None:
-        import torchvision
-
-        self.config = cfg = config or TorchvisionCnnConfig()
+    def __init__(self, config: CnnConfig | None = None, *, device: Any = None) -> None:
+        self.config = cfg = config or CnnConfig()
         self.device = resolve_device(device)
-        if cfg.arch not in torchvision.models.list_models(module=torchvision.models):
-            raise ConfigError(
-                f"unknown torchvision architecture {cfg.arch!r}; see torchvision.models.list_models()."
-            )
         with torch_seeded(cfg.seed):
-            model = torchvision.models.get_model(cfg.arch, weights=None)
+            backbone = BACKBONES.get(cfg.family)(cfg.arch)
+        model = backbone.model
         if cfg.weights:
-            state = load_state_dict(Path(cfg.weights).expanduser())
-            head_prefixes = tuple(f"{h}." for h in HEAD_ATTRIBUTES)
+            state = load_state_dict(resolve_weights(cfg.weights))
             missing, unexpected = model.load_state_dict(state, strict=False)
-            body_missing = [k for k in missing if not k.startswith(head_prefixes)]
+            body_missing = [k for k in missing if not k.startswith(backbone.head_prefixes)]
             if body_missing or unexpected:
                 raise ConfigError(
                     f"weights {cfg.weights} do not fit {cfg.arch}: missing {body_missing[:5]}, "
                     f"unexpected {unexpected[:5]}."
                 )
-        self.model = _strip_head(model).eval().to(self.device)
+        self.model = backbone.features(model).eval().to(self.device)
+        self.preprocess = ImagePreprocess(cfg.resize, cfg.crop, cfg.mean, cfg.std)
         with torch.no_grad():
             probe = torch.zeros(1, 3, cfg.crop, cfg.crop, device=self.device)
             self._dim = int(self.model(probe).flatten(1).shape[1])
@@ -119,19 +167,10 @@ class TorchvisionCnnEncoder(Encoder):
 
     def transform(self, image: Any) -> torch.Tensor:
         """PIL RGB image → normalised ``(3, crop, crop)`` float32 tensor."""
-        from torchvision.transforms.v2 import functional as F
-
-        cfg = self.config
-        tensor = F.pil_to_tensor(image)
-        tensor = F.resize(tensor, [cfg.resize], antialias=True)
-        tensor = F.center_crop(tensor, [cfg.crop, cfg.crop])
-        tensor = F.to_dtype(tensor, torch.float32, scale=True)
-        return F.normalize(tensor, mean=list(cfg.mean), std=list(cfg.std))
+        return self.preprocess.transform(image)
 
     def prepare(self, raw: Path | None) -> torch.Tensor | None:
-        if raw is None:
-            return None
-        return self.transform(load_image(Path(raw)))
+        return self.preprocess(raw)
 
     @torch.no_grad()
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:

@@ -18,7 +18,7 @@ from typing import Any
 import yaml
 
 from mmrec.encoders.base import ENCODERS, MODALITIES, Encoder
-from mmrec.errors import ConfigError, UnknownNameError
+from mmrec.errors import ConfigError, MissingDependencyError, UnknownNameError
 from mmrec.registry import Registry
 from mmrec.utils.config import config_from_dict
 
@@ -27,16 +27,19 @@ __all__ = ["Preset", "list_encoders", "get_preset", "add_preset", "add_preset_di
 
 @dataclass(frozen=True)
 class Preset:
-    """One encoder preset: ``name`` (the file name), ``modality``, ``encoder`` and its ``params``."""
+    """One encoder preset: ``name`` (the file name), ``modality``, ``encoder`` and its ``params``;
+    ``requires`` lists the pip packages it needs beyond mmrec's core."""
 
     name: str
     modality: str
     encoder: str
     params: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
+    requires: tuple[str, ...] = ()
     source: str = ""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "requires", tuple(self.requires))
         if self.modality not in MODALITIES:
             raise ConfigError(
                 f"preset {self.name!r}: modality {self.modality!r} is not one of {MODALITIES}."
@@ -119,5 +122,12 @@ def create_encoder(
         raise ConfigError(f"preset {preset.name!r}: {exc}") from None
     params = {**preset.params, **(overrides or {})}
     config = config_from_dict(cls.config_class, params, where=f"preset {preset.name!r}")
-    return cls(config, device=device)
+    try:
+        return cls(config, device=device)
+    except MissingDependencyError as exc:
+        if not preset.requires:
+            raise
+        raise MissingDependencyError(
+            f"preset {preset.name!r}: {exc} It needs: pip install {' '.join(preset.requires)}"
+        ) from exc
 
