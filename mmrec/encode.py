@@ -179,9 +179,14 @@ def _encode_modality(
             continue
         out = encoder.encode(inputs)
         finite = np.isfinite(out).all(axis=1)
+        nonzero = np.any(out != 0, axis=1)
         for i in np.asarray(positions)[~finite]:
             issues.append(ItemIssue(ids[i], encoder.modality, "encoder produced NaN/inf"))
-        keep = np.asarray(positions)[finite]
-        matrix[keep] = out[finite]
+        for i in np.asarray(positions)[finite & ~nonzero]:
+            issues.append(ItemIssue(ids[i], encoder.modality,
+                                    "encoder found nothing to encode (all-zero vector, e.g. no known word)"))
+        good = finite & nonzero
+        keep = np.asarray(positions)[good]
+        matrix[keep] = out[good]
         mask[keep] = True
     return matrix, mask, issues

@@ -3,7 +3,13 @@
 Importing this package registers the built-in backends in :data:`ENCODERS`.
 """
 
-from mmrec.encoders import audio_mfcc, image_cnn, text_tfidf  # noqa: F401  (register backends)
+from mmrec.encoders import (  # noqa: F401  (importing registers the backends)
+    audio_mfcc,
+    image_cnn,
+    text_tfidf,
+    text_transformer,
+    text_words,
+)
 from mmrec.encoders.base import ENCODERS, MODALITIES, Encoder
 from mmrec.encoders.presets import (
     Preset,

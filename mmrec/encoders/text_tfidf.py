@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.base import ENCODERS
+from mmrec.encoders.text_base import TextEncoder
 from mmrec.errors import ConfigError, NotFittedError
-from mmrec.utils.config import config_to_dict
 
 
 @dataclass(frozen=True)
@@ -24,6 +24,7 @@ class TfidfSvdConfig:
     sublinear_tf: bool = True
     stop_words: str | None = "english"
     field_separator: str = ". "
+    field_weights: Mapping[str, float] | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -33,14 +34,13 @@ class TfidfSvdConfig:
 
 
 @ENCODERS.register("tfidf-svd", "tfidf", "lsa")
-class TfidfSvdEncoder(Encoder):
-    """TF-IDF (scikit-learn) of the joined text fields, then ``TruncatedSVD`` to ``dim``, L2-normalised.
+class TfidfSvdEncoder(TextEncoder):
+    """TF-IDF (scikit-learn) of the text, then ``TruncatedSVD`` to ``dim``, L2-normalised.
 
     When the corpus supports fewer than ``dim`` SVD components, the remaining dimensions are zero,
     so the output dimension is always ``dim``.
     """
 
-    modality = "text"
     config_class = TfidfSvdConfig
     requires_fit = True
 
@@ -51,50 +51,42 @@ class TfidfSvdEncoder(Encoder):
     def dim(self) -> int:
         return self.config.dim
 
-    def prepare(self, raw: Mapping[str, str] | str | None) -> str | None:
-        if raw is None:
-            return None
-        parts = [raw] if isinstance(raw, str) else [t for t in raw.values() if t and t.strip()]
-        text = self.config.field_separator.join(p.strip() for p in parts if p.strip())
-        return text or None
-
-    def fit(self, inputs: Sequence[str]) -> TfidfSvdEncoder:
+    def fit_texts(self, texts: Sequence[str]) -> None:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfVectorizer
 
         cfg = self.config
-        if not inputs:
+        if not texts:
             raise ConfigError("text encoder: no item has any text to fit TF-IDF on.")
         vectorizer = TfidfVectorizer(
             max_features=cfg.max_features, ngram_range=cfg.ngram_range, min_df=cfg.min_df,
             sublinear_tf=cfg.sublinear_tf, stop_words=cfg.stop_words, dtype=np.float32,
         )
         try:
-            tfidf = vectorizer.fit_transform(inputs)
+            tfidf = vectorizer.fit_transform(texts)
         except ValueError:  # e.g. every document only stop words: retry keeping them
             vectorizer.set_params(stop_words=None, token_pattern=r"(?u)\b\w+\b")
-            tfidf = vectorizer.fit_transform(inputs)
+            tfidf = vectorizer.fit_transform(texts)
         n_components = min(cfg.dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
         self.vectorizer_ = vectorizer
         self.svd_ = None
         if n_components >= 1:
             self.svd_ = TruncatedSVD(n_components=n_components, random_state=cfg.seed,
                                      algorithm="randomized", n_iter=7).fit(tfidf)
-        return self
 
-    def encode(self, batch: Sequence[str]) -> np.ndarray:
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         if not hasattr(self, "vectorizer_"):
             raise NotFittedError("TfidfSvdEncoder is not fitted; call fit(texts) first.")
-        out = np.zeros((len(batch), self.dim), dtype=np.float32)
-        if self.svd_ is None or not batch:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if self.svd_ is None or not texts:
             return out
-        reduced = self.svd_.transform(self.vectorizer_.transform(batch)).astype(np.float32)
+        reduced = self.svd_.transform(self.vectorizer_.transform(texts)).astype(np.float32)
         norms = np.linalg.norm(reduced, axis=1, keepdims=True)
         out[:, : reduced.shape[1]] = reduced / np.maximum(norms, 1e-12)
         return out
 
     def describe(self) -> dict[str, Any]:
-        info = super().describe() | {"config": config_to_dict(self.config)}
+        info = super().describe()
         if hasattr(self, "vectorizer_"):
             info["vocabulary_size"] = len(self.vectorizer_.vocabulary_)
             info["svd_components"] = 0 if self.svd_ is None else int(self.svd_.n_components)
