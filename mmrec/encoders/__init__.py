@@ -5,6 +5,7 @@ Importing this package registers the built-in backends in :data:`ENCODERS`.
 
 from mmrec.encoders import (  # noqa: F401  (importing registers the backends)
     audio_mfcc,
+    image_clip,
     image_cnn,
     text_tfidf,
     text_transformer,
