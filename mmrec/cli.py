@@ -32,7 +32,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     catalog = Catalog.from_path(args.catalog)
     logger.info("%s", catalog)
     items = encode_items(catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
-                         device=args.device)
+                         device=args.device, num_workers=args.workers)
     items.save(args.out)
     print(items)
     print(items.report)
@@ -175,6 +175,8 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{modality}", default=None, metavar="PRESET",
                        help=f"{modality} encoder preset (see `mmrec encoders`), or 'none' to skip")
     p.add_argument("--batch-size", type=int, default=32, help="items per batch (default: 32)")
+    p.add_argument("--workers", type=int, default=None,
+                   help="processes decoding images/audio ahead of the model (default: auto)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=cmd_encode)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+import os
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
+import torch
 
 from mmrec.data.catalog import Catalog
 from mmrec.encoders import Encoder, Preset, create_encoder
@@ -32,6 +34,7 @@ MODALITY_SOURCES.add("image", lambda c: c.image_paths if c.schema.image else Non
 MODALITY_SOURCES.add("audio", lambda c: c.audio_paths if c.schema.audio else None)
 
 EncoderSpec = str | Preset | Encoder | None
+NOTHING_TO_ENCODE = "encoder found nothing to encode (all-zero vector, e.g. no known word)"
 
 
 def encode_items(
@@ -41,6 +44,7 @@ def encode_items(
     batch_size: int = 32,
     fusion_weights: Mapping[str, float] | None = None,
     device: Any = None,
+    num_workers: int | None = None,
     show_progress: bool | None = None,
 ) -> ItemVectors:
     """Encode every item of ``catalog`` with one encoder per modality.
@@ -58,6 +62,9 @@ def encode_items(
         Weights of the fixed fused vector (default 1 each).
     device : str or torch.device, optional
         Where neural encoders run; CUDA when present by default.
+    num_workers : int, optional
+        DataLoader worker processes decoding files ahead of the model; by default up to 4 (one
+        fewer than the CPU count) for image and audio encoders, 0 for text.
     show_progress : bool, optional
         Progress bars; by default when the ``mmrec`` logger is at INFO.
 
@@ -87,8 +94,9 @@ def encode_items(
                 f"encoder for {modality!r} is a {encoder.modality!r} encoder ({type(encoder).__name__})."
             )
         raws = MODALITY_SOURCES.get(modality)(catalog)
-        matrix, mask, issues = _encode_modality(encoder, ids, raws, batch_size=batch_size,
-                                                show_progress=show_progress)
+        matrix, mask, issues = _encode_modality(
+            encoder, ids, raws, batch_size=batch_size,
+            num_workers=_resolve_workers(num_workers, encoder), show_progress=show_progress)
         vectors[modality], masks[modality] = matrix, mask
         report.issues.extend(issues)
         report.counts[modality] = {
@@ -132,16 +140,53 @@ def _choose_encoders(
     return chosen
 
 
-def _prepare(
-    encoder: Encoder, item_id: str, raw: Any, issues: list[ItemIssue]
-) -> Any | None:
-    if raw is None:
-        return None
-    try:
-        return encoder.prepare(raw)
-    except MediaError as exc:
-        issues.append(ItemIssue(item_id, encoder.modality, str(exc)))
-        return None
+class _PrepareDataset(torch.utils.data.Dataset):
+    """Runs an encoder's ``preparer`` (file decoding, transforms) per item, in DataLoader workers."""
+
+    def __init__(self, preparer: Callable[[Any], Any], raws: Sequence[Any], positions: list[int]):
+        self.preparer = preparer
+        self.raws = raws
+        self.positions = positions
+
+    def __len__(self) -> int:
+        return len(self.positions)
+
+    def __getitem__(self, j: int) -> tuple[int, Any, str | None]:
+        i = self.positions[j]
+        try:
+            return i, self.preparer(self.raws[i]), None
+        except MediaError as exc:
+            return i, None, str(exc)
+
+
+def _as_list(batch: list[Any]) -> list[Any]:
+    return batch
+
+
+def prepared_batches(
+    encoder: Encoder, raws: Sequence[Any], positions: list[int], *, batch_size: int, num_workers: int
+) -> Iterator[list[tuple[int, Any, str | None]]]:
+    """Batches of ``(position, prepared input or None, error or None)`` in ``positions`` order.
+
+    With ``num_workers > 0`` decoding runs in DataLoader worker processes, ahead of the model.
+    """
+    if not positions:
+        return iter(())
+    dataset = _PrepareDataset(encoder.preparer(), raws, positions)
+    workers = num_workers if len(positions) > batch_size else 0
+    return iter(torch.utils.data.DataLoader(
+        dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_as_list,
+        prefetch_factor=4 if workers else None, persistent_workers=False))
+
+
+def _resolve_workers(num_workers: int | None, encoder: Encoder) -> int:
+    if num_workers is not None:
+        if num_workers < 0:
+            raise ConfigError(f"num_workers must be >= 0, got {num_workers}.")
+        return num_workers
+    if not encoder.decodes_files:
+        return 0
+    return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
 def _encode_modality(
@@ -150,43 +195,55 @@ def _encode_modality(
     raws: Sequence[Any],
     *,
     batch_size: int,
+    num_workers: int,
     show_progress: bool | None,
 ) -> tuple[np.ndarray, np.ndarray, list[ItemIssue]]:
     n = len(ids)
-    issues: list[ItemIssue] = []
+    issues: list[tuple[int, ItemIssue]] = []  # (position, issue), sorted by position at the end
     matrix = np.zeros((n, encoder.dim), dtype=np.float32)
     mask = np.zeros(n, dtype=bool)
     todo = [i for i in range(n) if raws[i] is not None]
-    prepared_all: dict[int, Any] = {}
-    if encoder.requires_fit:  # prepare everything first, fit, then encode from memory
-        for i in progress(todo, desc=f"{encoder.modality}: reading", show=show_progress):
-            value = _prepare(encoder, ids[i], raws[i], issues)
-            if value is not None:
-                prepared_all[i] = value
-        if prepared_all:
-            encoder.fit(list(prepared_all.values()))
-        todo = list(prepared_all)
-    starts = range(0, len(todo), batch_size)
-    for start in progress(starts, desc=f"{encoder.modality}: encoding", show=show_progress):
-        positions, inputs = [], []
-        for i in todo[start : start + batch_size]:
-            value = prepared_all.pop(i) if encoder.requires_fit else _prepare(
-                encoder, ids[i], raws[i], issues)
-            if value is not None:
-                positions.append(i)
-                inputs.append(value)
-        if not inputs:
+    total = -(-len(todo) // batch_size)
+    batches = prepared_batches(encoder, raws, todo, batch_size=batch_size, num_workers=num_workers)
+    if encoder.requires_fit:  # read everything, fit on it, then encode from memory
+        kept: list[tuple[int, Any, None]] = []
+        for batch in progress(batches, desc=f"{encoder.modality}: reading", total=total,
+                              show=show_progress):
+            kept.extend(_keep_prepared(batch, ids, encoder.modality, issues))
+        if kept:
+            encoder.fit([value for _, value, _ in kept])
+        batches = iter([kept[s : s + batch_size] for s in range(0, len(kept), batch_size)])
+        total = -(-len(kept) // batch_size)
+    for batch in progress(batches, desc=f"{encoder.modality}: encoding", total=total,
+                          show=show_progress):
+        good = _keep_prepared(batch, ids, encoder.modality, issues)
+        if not good:
             continue
-        out = encoder.encode(inputs)
+        positions = np.array([i for i, _, _ in good], dtype=np.int64)
+        out = encoder.encode([value for _, value, _ in good])
         finite = np.isfinite(out).all(axis=1)
         nonzero = np.any(out != 0, axis=1)
-        for i in np.asarray(positions)[~finite]:
-            issues.append(ItemIssue(ids[i], encoder.modality, "encoder produced NaN/inf"))
-        for i in np.asarray(positions)[finite & ~nonzero]:
-            issues.append(ItemIssue(ids[i], encoder.modality,
-                                    "encoder found nothing to encode (all-zero vector, e.g. no known word)"))
-        good = finite & nonzero
-        keep = np.asarray(positions)[good]
-        matrix[keep] = out[good]
-        mask[keep] = True
-    return matrix, mask, issues
+        for i in positions[~finite]:
+            issues.append((i, ItemIssue(ids[i], encoder.modality, "encoder produced NaN/inf")))
+        for i in positions[finite & ~nonzero]:
+            issues.append((i, ItemIssue(ids[i], encoder.modality, NOTHING_TO_ENCODE)))
+        ok = finite & nonzero
+        matrix[positions[ok]] = out[ok]
+        mask[positions[ok]] = True
+    return matrix, mask, [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
+
+
+def _keep_prepared(
+    batch: list[tuple[int, Any, str | None]],
+    ids: np.ndarray,
+    modality: str,
+    issues: list[tuple[int, ItemIssue]],
+) -> list[tuple[int, Any, None]]:
+    """Record the batch's failures; return the entries that have something to encode."""
+    kept = []
+    for i, value, error in batch:
+        if error is not None:
+            issues.append((i, ItemIssue(ids[i], modality, error)))
+        elif value is not None:
+            kept.append((i, value, None))
+    return kept

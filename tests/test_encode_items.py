@@ -120,3 +120,17 @@ def test_same_catalog_same_vectors(demo, demo_items, fast_encoders):
                                batch_size=7)
     for m in demo_items.modalities:
         np.testing.assert_allclose(again.vectors[m], demo_items.vectors[m], atol=1e-5)
+
+
+def test_decoding_in_worker_processes_gives_the_same_result(demo, demo_items):
+    from mmrec.encoders import create_encoder
+
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    image = create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64})
+    parallel = mmrec.encode_items(catalog, encoders={"image": image}, num_workers=2, batch_size=16)
+    for m in demo_items.modalities:
+        np.testing.assert_allclose(parallel.vectors[m], demo_items.vectors[m], atol=1e-5)
+        np.testing.assert_array_equal(parallel.masks[m], demo_items.masks[m])
+    assert parallel.report.issues == demo_items.report.issues
+    with pytest.raises(ConfigError, match="num_workers"):
+        mmrec.encode_items(catalog, num_workers=-1)

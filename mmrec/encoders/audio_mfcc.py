@@ -28,6 +28,19 @@ class MfccStatsConfig(MfccConfig):
         return MfccConfig(**{f.name: getattr(self, f.name) for f in fields(MfccConfig)})
 
 
+@dataclass(frozen=True)
+class AudioPreprocess:
+    """Decode a file to mono float32 at ``sample_rate`` (first ``max_seconds``); picklable."""
+
+    sample_rate: int
+    max_seconds: float | None
+
+    def __call__(self, raw: Path | None) -> np.ndarray | None:
+        if raw is None:
+            return None
+        return load_audio(Path(raw), sample_rate=self.sample_rate, max_seconds=self.max_seconds)
+
+
 @ENCODERS.register("mfcc-stats", "mfcc")
 class MfccStatsEncoder(Encoder):
     """Mean and std over time of MFCCs, deltas and delta-deltas (librosa-compatible, batched torch).
@@ -49,10 +62,10 @@ class MfccStatsEncoder(Encoder):
         return self._mfcc.stats_dim
 
     def prepare(self, raw: Path | None) -> np.ndarray | None:
-        if raw is None:
-            return None
-        return load_audio(Path(raw), sample_rate=self.config.sample_rate,
-                          max_seconds=self.config.max_seconds)
+        return self.preparer()(raw)
+
+    def preparer(self) -> AudioPreprocess:
+        return AudioPreprocess(self.config.sample_rate, self.config.max_seconds)
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if not batch:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, ClassVar
 
 import numpy as np
@@ -37,6 +37,16 @@ class Encoder(ABC):
     def prepare(self, raw: Any) -> Any:
         """Decode/clean one raw catalog value; ``None`` = nothing to encode."""
         return raw
+
+    def preparer(self) -> Callable[[Any], Any]:
+        """A picklable callable doing :meth:`prepare`, run in DataLoader workers. Encoders holding a
+        model return a small object without it (the default, the bound method, carries ``self``)."""
+        return self.prepare
+
+    @property
+    def decodes_files(self) -> bool:
+        """Whether :meth:`prepare` reads and decodes files (then worth running in workers)."""
+        return self.modality in ("image", "audio")
 
     def fit(self, inputs: Sequence[Any]) -> Encoder:
         """Learn from the prepared inputs of the whole catalog (no-op unless ``requires_fit``)."""

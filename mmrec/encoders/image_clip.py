@@ -9,7 +9,7 @@ preprocessing (resize, crop, normalisation of that architecture) travels with it
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,6 +97,9 @@ class ClipImageEncoder(Encoder):
 
     def prepare(self, raw: Path | None) -> torch.Tensor | None:
         return self.preprocess(raw)
+
+    def preparer(self) -> Callable[[Any], Any]:
+        return self.preprocess
 
     @torch.no_grad()
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:

@@ -172,6 +172,9 @@ class CnnEncoder(Encoder):
     def prepare(self, raw: Path | None) -> torch.Tensor | None:
         return self.preprocess(raw)
 
+    def preparer(self) -> Callable[[Any], Any]:
+        return self.preprocess
+
     @torch.no_grad()
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
         if not batch:
