@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
 from mmrec.data.catalog import Catalog
+from mmrec.encode_cache import EncodeCache, content_key
 from mmrec.encoders import Encoder, Preset, create_encoder
 from mmrec.errors import ConfigError, MediaError, SchemaError
 from mmrec.item_vectors import EncodeReport, ItemIssue, ItemVectors
@@ -45,6 +47,7 @@ def encode_items(
     fusion_weights: Mapping[str, float] | None = None,
     device: Any = None,
     num_workers: int | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
     show_progress: bool | None = None,
 ) -> ItemVectors:
     """Encode every item of ``catalog`` with one encoder per modality.
@@ -65,6 +68,10 @@ def encode_items(
     num_workers : int, optional
         DataLoader worker processes decoding files ahead of the model; by default up to 4 (one
         fewer than the CPU count) for image and audio encoders, 0 for text.
+    cache_dir : path, optional
+        Content-hash cache (:class:`mmrec.encode_cache.EncodeCache`): items whose content, encoder
+        config and weights are unchanged are read back instead of encoded, and an interrupted run
+        resumes from its last finished batch.
     show_progress : bool, optional
         Progress bars; by default when the ``mmrec`` logger is at INFO.
 
@@ -87,26 +94,32 @@ def encode_items(
     masks: dict[str, np.ndarray] = {}
     report = EncodeReport()
     described = {}
-    for modality, spec in chosen.items():
-        encoder = create_encoder(spec, device=device)
-        if encoder.modality != modality:
-            raise ConfigError(
-                f"encoder for {modality!r} is a {encoder.modality!r} encoder ({type(encoder).__name__})."
-            )
-        raws = MODALITY_SOURCES.get(modality)(catalog)
-        matrix, mask, issues = _encode_modality(
-            encoder, ids, raws, batch_size=batch_size,
-            num_workers=_resolve_workers(num_workers, encoder), show_progress=show_progress)
-        vectors[modality], masks[modality] = matrix, mask
-        report.issues.extend(issues)
-        report.counts[modality] = {
-            "encoded": int(mask.sum()),
-            "absent": len(ids) - int(mask.sum()) - len(issues),
-            "failed": len(issues),
-        }
-        described[modality] = {"preset": spec if isinstance(spec, str) else None,
-                               **encoder.describe()}
-        logger.info("encoded %s: %s", modality, report.counts[modality])
+    cache = EncodeCache(cache_dir) if cache_dir is not None else None
+    try:
+        for modality, spec in chosen.items():
+            encoder = create_encoder(spec, device=device)
+            if encoder.modality != modality:
+                raise ConfigError(f"encoder for {modality!r} is a {encoder.modality!r} encoder "
+                                  f"({type(encoder).__name__}).")
+            raws = MODALITY_SOURCES.get(modality)(catalog)
+            matrix, mask, issues, hits = _encode_modality(
+                encoder, ids, raws, batch_size=batch_size,
+                num_workers=_resolve_workers(num_workers, encoder), cache=cache,
+                show_progress=show_progress)
+            vectors[modality], masks[modality] = matrix, mask
+            report.issues.extend(issues)
+            report.counts[modality] = {
+                "encoded": int(mask.sum()),
+                "absent": len(ids) - int(mask.sum()) - len(issues),
+                "failed": len(issues),
+            }
+            report.cache_hits[modality] = hits
+            described[modality] = {"preset": spec if isinstance(spec, str) else None,
+                                   **encoder.describe()}
+            logger.info("encoded %s: %s (%d from the cache)", modality, report.counts[modality], hits)
+    finally:
+        if cache is not None:
+            cache.close()
     if report.issues:
         first = "; ".join(f"{i.item_id} [{i.modality}]: {i.reason}" for i in report.issues[:3])
         more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
@@ -196,27 +209,51 @@ def _encode_modality(
     *,
     batch_size: int,
     num_workers: int,
+    cache: EncodeCache | None,
     show_progress: bool | None,
-) -> tuple[np.ndarray, np.ndarray, list[ItemIssue]]:
-    n = len(ids)
+) -> tuple[np.ndarray, np.ndarray, list[ItemIssue], int]:
+    """Encode one modality; returns matrix, mask, issues (in catalog order) and the cache hits."""
+    n, modality = len(ids), encoder.modality
     issues: list[tuple[int, ItemIssue]] = []  # (position, issue), sorted by position at the end
     matrix = np.zeros((n, encoder.dim), dtype=np.float32)
     mask = np.zeros(n, dtype=bool)
-    todo = [i for i in range(n) if raws[i] is not None]
-    total = -(-len(todo) // batch_size)
-    batches = prepared_batches(encoder, raws, todo, batch_size=batch_size, num_workers=num_workers)
-    if encoder.requires_fit:  # read everything, fit on it, then encode from memory
-        kept: list[tuple[int, Any, None]] = []
-        for batch in progress(batches, desc=f"{encoder.modality}: reading", total=total,
-                              show=show_progress):
-            kept.extend(_keep_prepared(batch, ids, encoder.modality, issues))
-        if kept:
-            encoder.fit([value for _, value, _ in kept])
-        batches = iter([kept[s : s + batch_size] for s in range(0, len(kept), batch_size)])
-        total = -(-len(kept) // batch_size)
-    for batch in progress(batches, desc=f"{encoder.modality}: encoding", total=total,
-                          show=show_progress):
-        good = _keep_prepared(batch, ids, encoder.modality, issues)
+    pending = [i for i in range(n) if raws[i] is not None]
+    prepared: dict[int, Any] = {}
+    if encoder.requires_fit:  # read everything and fit on it; encode from memory afterwards
+        batches = prepared_batches(encoder, raws, pending, batch_size=batch_size,
+                                   num_workers=num_workers)
+        for batch in progress(batches, desc=f"{modality}: reading", show=show_progress,
+                              total=-(-len(pending) // batch_size)):
+            prepared.update((i, value) for i, value, _ in _keep_prepared(batch, ids, modality, issues))
+        if prepared:
+            encoder.fit(list(prepared.values()))
+        pending = list(prepared)
+    keys: dict[int, str] = {}
+    fingerprint = ""
+    if cache is not None:
+        digests = [cache.file_key(path) or "" for path in encoder.weight_paths()]
+        if encoder.requires_fit:  # the fitted state depends on the whole corpus
+            digests.append(content_key([prepared[i] for i in pending]))
+            keys = {i: content_key(prepared[i]) for i in pending}
+        else:
+            keys = {i: k for i in pending if (k := _raw_key(cache, raws[i])) is not None}
+        fingerprint = cache.fingerprint(encoder.describe(), *digests)
+        hits = cache.get_many(fingerprint, list(keys.values()), encoder.dim)
+        hit_positions = [i for i in pending if keys.get(i) in hits]
+        for i in hit_positions:
+            matrix[i] = hits[keys[i]]
+        mask[hit_positions] = True
+        pending = [i for i in pending if not mask[i]]
+    n_hits = int(mask.sum())
+    if encoder.requires_fit:
+        batches = iter([[(i, prepared.pop(i), None) for i in pending[s : s + batch_size]]
+                        for s in range(0, len(pending), batch_size)])
+    else:
+        batches = prepared_batches(encoder, raws, pending, batch_size=batch_size,
+                                   num_workers=num_workers)
+    for batch in progress(batches, desc=f"{modality}: encoding", show=show_progress,
+                          total=-(-len(pending) // batch_size)):
+        good = _keep_prepared(batch, ids, modality, issues)
         if not good:
             continue
         positions = np.array([i for i, _, _ in good], dtype=np.int64)
@@ -224,13 +261,21 @@ def _encode_modality(
         finite = np.isfinite(out).all(axis=1)
         nonzero = np.any(out != 0, axis=1)
         for i in positions[~finite]:
-            issues.append((i, ItemIssue(ids[i], encoder.modality, "encoder produced NaN/inf")))
+            issues.append((i, ItemIssue(ids[i], modality, "encoder produced NaN/inf")))
         for i in positions[finite & ~nonzero]:
-            issues.append((i, ItemIssue(ids[i], encoder.modality, NOTHING_TO_ENCODE)))
+            issues.append((i, ItemIssue(ids[i], modality, NOTHING_TO_ENCODE)))
         ok = finite & nonzero
         matrix[positions[ok]] = out[ok]
         mask[positions[ok]] = True
-    return matrix, mask, [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
+        if cache is not None:  # committed per batch: an interrupted run resumes from here
+            cache.put_many(fingerprint, [(keys[i], out[j]) for j, i in enumerate(positions)
+                                         if ok[j] and i in keys])
+    return matrix, mask, [issue for _, issue in sorted(issues, key=lambda pair: pair[0])], n_hits
+
+
+def _raw_key(cache: EncodeCache, raw: Any) -> str | None:
+    """Content key of a raw catalog value: file bytes for paths, the value itself otherwise."""
+    return cache.file_key(raw) if isinstance(raw, Path) else content_key(raw)
 
 
 def _keep_prepared(

@@ -40,6 +40,7 @@ class EncodeReport:
 
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     issues: list[ItemIssue] = field(default_factory=list)
+    cache_hits: dict[str, int] = field(default_factory=dict)  # encoded items read from the cache
 
     @property
     def n_failed(self) -> int:
@@ -60,11 +61,13 @@ class EncodeReport:
         return "\n".join(lines)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"counts": self.counts, "issues": [vars(i) for i in self.issues]}
+        return {"counts": self.counts, "issues": [vars(i) for i in self.issues],
+                "cache_hits": self.cache_hits}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EncodeReport:
-        return cls(dict(data["counts"]), [ItemIssue(**i) for i in data["issues"]])
+        return cls(dict(data["counts"]), [ItemIssue(**i) for i in data["issues"]],
+                   dict(data.get("cache_hits", {})))
 
 
 class ItemVectors:

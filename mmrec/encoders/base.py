@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
@@ -55,6 +56,11 @@ class Encoder(ABC):
     @abstractmethod
     def encode(self, batch: Sequence[Any]) -> np.ndarray:
         """Encode prepared inputs: float32 array of shape ``(len(batch), dim)``."""
+
+    def weight_paths(self) -> list[Path]:
+        """Files or folders whose bytes determine the outputs (pretrained weights); their digests
+        enter the encode cache's fingerprint."""
+        return []
 
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description stored with the vectors it produced."""

@@ -113,5 +113,9 @@ class ClipImageEncoder(Encoder):
             features = torch.nn.functional.normalize(features, dim=1)
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
 
+    def weight_paths(self) -> list[Path]:
+        cfg = self.config
+        return [resolve_weights(spec) for spec in (cfg.config_file, cfg.weights) if spec]
+
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"config": config_to_dict(self.config)}

@@ -182,5 +182,8 @@ class CnnEncoder(Encoder):
         features = self.model(torch.stack(list(batch)).to(self.device)).flatten(1)
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
 
+    def weight_paths(self) -> list[Path]:
+        return [resolve_weights(self.config.weights)] if self.config.weights else []
+
     def describe(self) -> dict[str, Any]:
         return super().describe() | {"config": config_to_dict(self.config)}

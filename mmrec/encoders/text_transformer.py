@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -88,6 +89,9 @@ class TransformerTextEncoder(TextEncoder):
     @property
     def dim(self) -> int:
         return self._dim
+
+    def weight_paths(self) -> list[Path]:
+        return [resolve_weights(self.config.model)]
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:

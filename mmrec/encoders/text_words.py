@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -66,6 +67,9 @@ class WordAverageEncoder(TextEncoder):
     @property
     def dim(self) -> int:
         return int(self.vectors.shape[1])
+
+    def weight_paths(self) -> list[Path]:
+        return [resolve_weights(self.config.vectors), resolve_weights(self.config.vocabulary)]
 
     def tokens(self, text: str) -> list[int]:
         """Vocabulary rows of the known tokens of ``text``."""
