@@ -32,8 +32,8 @@ def cmd_encode(args: argparse.Namespace) -> int:
     catalog = Catalog.from_path(args.catalog)
     logger.info("%s", catalog)
     items = encode_items(catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
-                         device=args.device, num_workers=args.workers)
-    items.save(args.out)
+                         device=args.device, num_workers=args.workers, cache_dir=args.cache,
+                         out=args.out)
     print(items)
     print(items.report)
     print(f"saved item vectors to {args.out}")
@@ -175,6 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument(f"--{modality}", default=None, metavar="PRESET",
                        help=f"{modality} encoder preset (see `mmrec encoders`), or 'none' to skip")
     p.add_argument("--batch-size", type=int, default=32, help="items per batch (default: 32)")
+    p.add_argument("--cache", default=None, metavar="DIR",
+                   help="content-hash cache folder: unchanged items are not re-encoded, "
+                   "interrupted runs resume")
     p.add_argument("--workers", type=int, default=None,
                    help="processes decoding images/audio ahead of the model (default: auto)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

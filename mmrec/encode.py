@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -15,8 +16,11 @@ from mmrec.data.catalog import Catalog
 from mmrec.encode_cache import EncodeCache, content_key
 from mmrec.encoders import Encoder, Preset, create_encoder
 from mmrec.errors import ConfigError, MediaError, SchemaError
+from mmrec.fusion import concat_fusion, fit_scalers
 from mmrec.item_vectors import EncodeReport, ItemIssue, ItemVectors
 from mmrec.registry import Registry
+from mmrec.utils.arrays import RowSink, npy_path
+from mmrec.utils.io import atomic_directory
 from mmrec.utils.progress import progress
 
 __all__ = ["encode_items", "DEFAULT_ENCODERS"]
@@ -48,6 +52,7 @@ def encode_items(
     device: Any = None,
     num_workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] | None = None,
     show_progress: bool | None = None,
 ) -> ItemVectors:
     """Encode every item of ``catalog`` with one encoder per modality.
@@ -72,6 +77,10 @@ def encode_items(
         Content-hash cache (:class:`mmrec.encode_cache.EncodeCache`): items whose content, encoder
         config and weights are unchanged are read back instead of encoded, and an interrupted run
         resumes from its last finished batch.
+    out : path, optional
+        Stream the result into this ItemVectors folder as batches finish (each modality's matrix is
+        a ``.npy`` file written in place, pages released as they are written) and return it
+        memory-mapped: memory stays flat however large the catalog. Written atomically.
     show_progress : bool, optional
         Progress bars; by default when the ``mmrec`` logger is at INFO.
 
@@ -88,7 +97,30 @@ def encode_items(
         )
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
-    chosen = _choose_encoders(catalog, encoders)
+    run = functools.partial(
+        _encode_all, catalog, _choose_encoders(catalog, encoders), batch_size=batch_size,
+        fusion_weights=fusion_weights, device=device, num_workers=num_workers, cache_dir=cache_dir,
+        show_progress=show_progress)
+    if out is None:
+        return run(out_folder=None)
+    with atomic_directory(out) as folder:
+        run(out_folder=folder)
+    return ItemVectors.load(out, mmap=True)
+
+
+def _encode_all(
+    catalog: Catalog,
+    chosen: Mapping[str, str | Preset | Encoder],
+    *,
+    batch_size: int,
+    fusion_weights: Mapping[str, float] | None,
+    device: Any,
+    num_workers: int | None,
+    cache_dir: str | os.PathLike[str] | None,
+    out_folder: Path | None,
+    show_progress: bool | None,
+) -> ItemVectors:
+    """The encode loop over modalities; with ``out_folder`` every array streams into that folder."""
     ids = catalog.ids
     vectors: dict[str, np.ndarray] = {}
     masks: dict[str, np.ndarray] = {}
@@ -105,7 +137,7 @@ def encode_items(
             matrix, mask, issues, hits = _encode_modality(
                 encoder, ids, raws, batch_size=batch_size,
                 num_workers=_resolve_workers(num_workers, encoder), cache=cache,
-                show_progress=show_progress)
+                out_folder=out_folder, show_progress=show_progress)
             vectors[modality], masks[modality] = matrix, mask
             report.issues.extend(issues)
             report.counts[modality] = {
@@ -117,6 +149,7 @@ def encode_items(
             described[modality] = {"preset": spec if isinstance(spec, str) else None,
                                    **encoder.describe()}
             logger.info("encoded %s: %s (%d from the cache)", modality, report.counts[modality], hits)
+            del encoder
     finally:
         if cache is not None:
             cache.close()
@@ -125,8 +158,17 @@ def encode_items(
         more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
         logger.warning("encode_items: %d item modalities failed and are marked missing "
                        "(ItemVectors.report lists them): %s%s", len(report.issues), first, more)
-    return ItemVectors(ids, vectors, masks, fusion_weights=fusion_weights, report=report,
-                       encoders=described)
+    scalers = fit_scalers(vectors, masks)
+    width = sum(v.shape[1] for v in vectors.values())
+    fused = RowSink((len(ids), width), np.float32,
+                    npy_path(out_folder, "fused") if out_folder else None)
+    concat_fusion(vectors, masks, weights=fusion_weights, scalers=scalers, out=fused)
+    items = ItemVectors(ids, vectors, masks, fusion_weights=fusion_weights, scalers=scalers,
+                        fused=fused.close(), report=report, encoders=described)
+    if out_folder is not None:
+        items.write_into(out_folder, already_written=frozenset(
+            [f"vectors.{m}" for m in vectors] + ["fused"]))
+    return items
 
 
 def _choose_encoders(
@@ -210,12 +252,18 @@ def _encode_modality(
     batch_size: int,
     num_workers: int,
     cache: EncodeCache | None,
+    out_folder: Path | None,
     show_progress: bool | None,
 ) -> tuple[np.ndarray, np.ndarray, list[ItemIssue], int]:
-    """Encode one modality; returns matrix, mask, issues (in catalog order) and the cache hits."""
+    """Encode one modality; returns matrix, mask, issues (in catalog order) and the cache hits.
+
+    With ``out_folder`` the matrix is written to ``vectors.<modality>.npy`` there as batches finish
+    and returned memory-mapped; otherwise it is built in memory.
+    """
     n, modality = len(ids), encoder.modality
     issues: list[tuple[int, ItemIssue]] = []  # (position, issue), sorted by position at the end
-    matrix = np.zeros((n, encoder.dim), dtype=np.float32)
+    matrix = RowSink((n, encoder.dim), np.float32,
+                     npy_path(out_folder, f"vectors.{modality}") if out_folder else None)
     mask = np.zeros(n, dtype=bool)
     pending = [i for i in range(n) if raws[i] is not None]
     prepared: dict[int, Any] = {}
@@ -240,8 +288,8 @@ def _encode_modality(
         fingerprint = cache.fingerprint(encoder.describe(), *digests)
         hits = cache.get_many(fingerprint, list(keys.values()), encoder.dim)
         hit_positions = [i for i in pending if keys.get(i) in hits]
-        for i in hit_positions:
-            matrix[i] = hits[keys[i]]
+        if hit_positions:
+            matrix.write(hit_positions, np.stack([hits[keys[i]] for i in hit_positions]))
         mask[hit_positions] = True
         pending = [i for i in pending if not mask[i]]
     n_hits = int(mask.sum())
@@ -265,12 +313,13 @@ def _encode_modality(
         for i in positions[finite & ~nonzero]:
             issues.append((i, ItemIssue(ids[i], modality, NOTHING_TO_ENCODE)))
         ok = finite & nonzero
-        matrix[positions[ok]] = out[ok]
+        matrix.write(positions[ok], out[ok])
         mask[positions[ok]] = True
         if cache is not None:  # committed per batch: an interrupted run resumes from here
             cache.put_many(fingerprint, [(keys[i], out[j]) for j, i in enumerate(positions)
                                          if ok[j] and i in keys])
-    return matrix, mask, [issue for _, issue in sorted(issues, key=lambda pair: pair[0])], n_hits
+    ordered = [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
+    return matrix.close(), mask, ordered, n_hits
 
 
 def _raw_key(cache: EncodeCache, raw: Any) -> str | None:

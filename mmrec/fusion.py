@@ -1,7 +1,8 @@
 """Fixed (not learned) fusion of per-modality vectors into one item vector.
 
 The learned fusion layers (concat+MLP, gated, attention) build on the same inputs: a matrix per
-modality and a presence mask per modality.
+modality and a presence mask per modality. Everything here works in row blocks, so matrices may be
+memory-mapped and larger than RAM.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ import numpy as np
 
 from mmrec.errors import ConfigError
 
-__all__ = ["ModalityScaler", "fit_scalers", "concat_fusion"]
+__all__ = ["ModalityScaler", "fit_scalers", "concat_fusion", "CHUNK_ROWS"]
+
+CHUNK_ROWS = 65_536
 
 
 @dataclass(frozen=True)
@@ -24,24 +27,31 @@ class ModalityScaler:
     scale: np.ndarray
 
     def transform(self, matrix: np.ndarray) -> np.ndarray:
-        return ((matrix - self.mean) / self.scale).astype(np.float32)
+        return ((np.asarray(matrix, dtype=np.float32) - self.mean) / self.scale).astype(np.float32)
 
 
 def fit_scalers(
-    vectors: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]
+    vectors: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], *, chunk_rows: int = CHUNK_ROWS
 ) -> dict[str, ModalityScaler]:
-    """Z-score parameters per modality (std floored at 1e-6 of the largest, to leave constants at 0)."""
+    """Z-score parameters per modality over present items (std floored at 1e-6 of the largest)."""
     scalers = {}
     for modality, matrix in vectors.items():
-        present = matrix[masks[modality]]
-        if len(present) == 0:
-            mean = np.zeros(matrix.shape[1], np.float32)
-            std = np.ones(matrix.shape[1], np.float32)
-        else:
-            mean = present.mean(axis=0, dtype=np.float64).astype(np.float32)
-            std = present.std(axis=0, dtype=np.float64).astype(np.float32)
-            std = np.maximum(std, max(float(std.max()), 1e-12) * 1e-6)
-        scalers[modality] = ModalityScaler(mean, std)
+        mask = np.asarray(masks[modality], dtype=bool)
+        d = matrix.shape[1]
+        total, sum_, sum_sq = 0, np.zeros(d), np.zeros(d)
+        for start in range(0, len(matrix), chunk_rows):
+            block = np.asarray(matrix[start : start + chunk_rows], dtype=np.float64)
+            block = block[mask[start : start + chunk_rows]]
+            total += len(block)
+            sum_ += block.sum(axis=0)
+            sum_sq += np.square(block).sum(axis=0)
+        if total == 0:
+            scalers[modality] = ModalityScaler(np.zeros(d, np.float32), np.ones(d, np.float32))
+            continue
+        mean = sum_ / total
+        std = np.sqrt(np.maximum(sum_sq / total - np.square(mean), 0.0))
+        std = np.maximum(std, max(float(std.max()), 1e-12) * 1e-6)
+        scalers[modality] = ModalityScaler(mean.astype(np.float32), std.astype(np.float32))
     return scalers
 
 
@@ -51,8 +61,10 @@ def concat_fusion(
     *,
     weights: Mapping[str, float] | None = None,
     scalers: Mapping[str, ModalityScaler] | None = None,
+    out: np.ndarray | None = None,
+    chunk_rows: int = CHUNK_ROWS,
 ) -> np.ndarray:
-    """Normalised weighted concatenation, ``(n, sum of dims)`` float32.
+    """Normalised weighted concatenation, ``(n, sum of dims)`` float32 (written into ``out`` if given).
 
     Each modality block is z-scored per dimension (``scalers``, fitted on the present items when not
     given), L2-normalised per item, multiplied by ``sqrt(weight)`` and zeroed where the item lacks
@@ -67,13 +79,20 @@ def concat_fusion(
     for modality, weight in weights.items():
         if modality in vectors and (not np.isfinite(weight) or weight < 0):
             raise ConfigError(f"fusion weight of {modality!r} must be finite and >= 0, got {weight}.")
-    scalers = scalers or fit_scalers(vectors, masks)
-    blocks = []
-    for modality in modalities:
-        block = scalers[modality].transform(vectors[modality])
-        block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
-        block *= np.sqrt(weights[modality]) * masks[modality][:, None]
-        blocks.append(block)
-    fused = np.concatenate(blocks, axis=1)
-    fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
-    return np.ascontiguousarray(fused, dtype=np.float32)
+    scalers = scalers or fit_scalers(vectors, masks, chunk_rows=chunk_rows)
+    n = len(next(iter(vectors.values())))
+    width = sum(vectors[m].shape[1] for m in modalities)
+    if out is None:
+        out = np.empty((n, width), dtype=np.float32)
+    for start in range(0, n, chunk_rows):
+        rows = slice(start, min(n, start + chunk_rows))
+        blocks = []
+        for modality in modalities:
+            block = scalers[modality].transform(vectors[modality][rows])
+            block /= np.maximum(np.linalg.norm(block, axis=1, keepdims=True), 1e-12)
+            block *= np.sqrt(weights[modality]) * np.asarray(masks[modality][rows])[:, None]
+            blocks.append(block)
+        fused = np.concatenate(blocks, axis=1)
+        fused /= np.maximum(np.linalg.norm(fused, axis=1, keepdims=True), 1e-12)
+        out[rows] = fused
+    return out

@@ -15,6 +15,7 @@ import pandas as pd
 from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, SchemaError
 from mmrec.fusion import ModalityScaler, concat_fusion
+from mmrec.utils.arrays import npy_path
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
 
 __all__ = ["ItemIssue", "EncodeReport", "ItemVectors"]
@@ -152,48 +153,60 @@ class ItemVectors:
         return positions_of(self._id_index, item_ids, what="ItemVectors")
 
     # ----------------------------------------------------------------------------- persistence
-    def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write a folder (safetensors + JSON manifest with checksums) atomically; returns its path."""
-        from safetensors.numpy import save_file
-
-        path = Path(path)
-        tensors: dict[str, np.ndarray] = {"fused": self.fused}
+    def array_files(self) -> dict[str, np.ndarray]:
+        """Arrays by file stem: ``vectors.<m>``, ``mask.<m>``, ``scaler.<m>`` and ``fused``."""
+        arrays: dict[str, np.ndarray] = {"fused": self.fused}
         for modality in self.vectors:
-            tensors[f"vectors.{modality}"] = self.vectors[modality]
-            tensors[f"mask.{modality}"] = self.masks[modality].astype(np.uint8)
-            tensors[f"scaler.{modality}.mean"] = self.scalers[modality].mean
-            tensors[f"scaler.{modality}.scale"] = self.scalers[modality].scale
+            arrays[f"vectors.{modality}"] = self.vectors[modality]
+            arrays[f"mask.{modality}"] = self.masks[modality]
+            arrays[f"scaler.{modality}"] = np.stack([self.scalers[modality].mean,
+                                                     self.scalers[modality].scale])
+        return arrays
+
+    def write_into(self, folder: Path, *, already_written: frozenset[str] = frozenset()) -> None:
+        """Write every file of the artifact into ``folder`` (those in ``already_written`` exist)."""
+        names = []
+        for stem, array in self.array_files().items():
+            path = npy_path(folder, stem)
+            if stem not in already_written:
+                np.save(path, array, allow_pickle=False)
+            names.append(path.name)
+        (folder / "ids.json").write_text(json.dumps(self.ids.tolist()), "utf-8")
+        (folder / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1), "utf-8")
+        write_manifest(folder, ARTIFACT_KIND, {
+            "n_items": len(self),
+            "modalities": {m: int(v.shape[1]) for m, v in self.vectors.items()},
+            "fused_dim": self.dim,
+            "fusion": {"kind": "concat", "weights": self.fusion_weights},
+            "encoders": self.encoders,
+        }, files=[*names, "ids.json", "report.json"])
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write a folder (one ``.npy`` per array, ids, report, checksummed manifest) atomically."""
+        path = Path(path)
         with atomic_directory(path) as tmp:
-            save_file(tensors, str(tmp / "vectors.safetensors"))
-            (tmp / "ids.json").write_text(json.dumps(self.ids.tolist()), "utf-8")
-            (tmp / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1), "utf-8")
-            write_manifest(tmp, ARTIFACT_KIND, {
-                "n_items": len(self),
-                "modalities": {m: int(v.shape[1]) for m, v in self.vectors.items()},
-                "fused_dim": self.dim,
-                "fusion": {"kind": "concat", "weights": self.fusion_weights},
-                "encoders": self.encoders,
-            }, files=["vectors.safetensors", "ids.json", "report.json"])
+            self.write_into(tmp)
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> ItemVectors:
-        """Load a folder written by :meth:`save`, verifying its manifest and checksums."""
-        from safetensors.numpy import load_file
-
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> ItemVectors:
+        """Load a folder written by :meth:`save` (checksums verified); ``mmap=True`` memory-maps the
+        arrays instead of reading them, for catalogs larger than RAM."""
         path = Path(path)
         manifest = read_manifest(path, ARTIFACT_KIND)
-        tensors = load_file(str(path / "vectors.safetensors"))
+
+        def array(stem: str) -> np.ndarray:
+            file = npy_path(path, stem)
+            if not file.is_file():
+                raise ArtifactError(f"{path}: {file.name} is missing.")
+            return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+
         ids = json.loads((path / "ids.json").read_text("utf-8"))
         modalities = list(manifest["modalities"])
-        try:
-            vectors = {m: tensors[f"vectors.{m}"] for m in modalities}
-            masks = {m: tensors[f"mask.{m}"].astype(bool) for m in modalities}
-            scalers = {m: ModalityScaler(tensors[f"scaler.{m}.mean"], tensors[f"scaler.{m}.scale"])
-                       for m in modalities}
-            fused = tensors["fused"]
-        except KeyError as exc:
-            raise ArtifactError(f"{path}: tensor {exc.args[0]!r} is missing.") from None
+        vectors = {m: array(f"vectors.{m}") for m in modalities}
+        masks = {m: np.asarray(array(f"mask.{m}"), dtype=bool) for m in modalities}
+        scalers = {m: ModalityScaler(*np.asarray(array(f"scaler.{m}"))) for m in modalities}
         report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
         return cls(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"],
-                   scalers=scalers, fused=fused, report=report, encoders=manifest["encoders"])
+                   scalers=scalers, fused=array("fused"), report=report,
+                   encoders=manifest["encoders"])

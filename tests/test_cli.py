@@ -78,3 +78,14 @@ def test_demo_command_runs_end_to_end(tmp_path, capsys):
     assert recs["user"].nunique() == 16
     assert (out_dir / "index" / "manifest.json").is_file()
     assert build_parser().parse_args(["demo"]).out == "mmrec-demo"
+
+
+def test_encode_with_cache_reuses_vectors(demo, tmp_path, capsys):
+    args = ["-q", "encode", str(demo.catalog), "--image", "none", "--audio", "audio-mfcc-stats",
+            "--cache", str(tmp_path / "cache")]
+    assert main([*args, "--out", str(tmp_path / "a")]) == 0
+    assert main([*args, "--out", str(tmp_path / "b")]) == 0
+    from mmrec import ItemVectors
+
+    second = ItemVectors.load(tmp_path / "b")
+    assert second.report.cache_hits["audio"] == second.report.counts["audio"]["encoded"] > 0

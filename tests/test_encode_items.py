@@ -81,7 +81,7 @@ def test_tampered_or_incomplete_artifacts_are_refused(demo_items, tmp_path):
 
 def test_failed_save_leaves_previous_artifact(demo_items, tmp_path, monkeypatch):
     path = demo_items.save(tmp_path / "vecs")
-    before = (path / "vectors.safetensors").read_bytes()
+    before = (path / "fused.npy").read_bytes()
 
     def boom(*args, **kwargs):
         raise OSError("disk full")
@@ -89,7 +89,7 @@ def test_failed_save_leaves_previous_artifact(demo_items, tmp_path, monkeypatch)
     monkeypatch.setattr("mmrec.item_vectors.write_manifest", boom)
     with pytest.raises(OSError, match="disk full"):
         demo_items.save(path)
-    assert (path / "vectors.safetensors").read_bytes() == before
+    assert (path / "fused.npy").read_bytes() == before
     mmrec.ItemVectors.load(path)
 
 
@@ -134,3 +134,38 @@ def test_decoding_in_worker_processes_gives_the_same_result(demo, demo_items):
     assert parallel.report.issues == demo_items.report.issues
     with pytest.raises(ConfigError, match="num_workers"):
         mmrec.encode_items(catalog, num_workers=-1)
+
+
+def test_streaming_output_equals_in_memory_result(demo, demo_items, tmp_path, monkeypatch):
+    from mmrec.encoders import create_encoder
+    from mmrec.utils import arrays
+
+    monkeypatch.setattr(arrays, "RELEASE_EVERY_BYTES", 4096)  # release pages many times
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    image = create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64})
+    streamed = mmrec.encode_items(catalog, encoders={"image": image}, out=tmp_path / "items")
+    assert isinstance(streamed.vectors["image"], np.memmap) or isinstance(
+        streamed.vectors["image"].base, np.memmap)
+    for m in demo_items.modalities:
+        np.testing.assert_allclose(streamed.vectors[m], demo_items.vectors[m], atol=1e-5)
+        np.testing.assert_array_equal(streamed.masks[m], demo_items.masks[m])
+    np.testing.assert_allclose(streamed.fused, demo_items.fused, atol=1e-5)
+    assert streamed.report.issues == demo_items.report.issues
+    reloaded = mmrec.ItemVectors.load(tmp_path / "items")
+    np.testing.assert_array_equal(reloaded.fused, np.asarray(streamed.fused))
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")]
+
+
+def test_row_sink_on_disk(tmp_path, monkeypatch):
+    from mmrec.utils import arrays
+
+    monkeypatch.setattr(arrays, "RELEASE_EVERY_BYTES", 64)
+    sink = arrays.RowSink((10, 4), np.float32, tmp_path / "x.npy")
+    sink.write([7, 2], np.ones((2, 4), np.float32))
+    sink[slice(0, 1)] = np.full((1, 4), 3.0, np.float32)
+    result = sink.close()
+    expected = np.zeros((10, 4), np.float32)
+    expected[[7, 2]] = 1.0
+    expected[0] = 3.0
+    np.testing.assert_array_equal(result, expected)
+    np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
