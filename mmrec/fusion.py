@@ -14,9 +14,15 @@ import numpy as np
 
 from mmrec.errors import ConfigError
 
-__all__ = ["ModalityScaler", "fit_scalers", "concat_fusion", "CHUNK_ROWS"]
+__all__ = ["ModalityScaler", "fit_scalers", "concat_fusion", "chunk_rows_for"]
 
-CHUNK_ROWS = 65_536
+# Row blocks are sized so one block of float64 temporaries stays near this many bytes.
+CHUNK_BYTES = 16 << 20
+
+
+def chunk_rows_for(width: int) -> int:
+    """Rows per block for matrices ``width`` columns wide (at least 256)."""
+    return max(256, CHUNK_BYTES // (8 * max(width, 1)))
 
 
 @dataclass(frozen=True)
@@ -31,13 +37,14 @@ class ModalityScaler:
 
 
 def fit_scalers(
-    vectors: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray], *, chunk_rows: int = CHUNK_ROWS
+    vectors: Mapping[str, np.ndarray], masks: Mapping[str, np.ndarray]
 ) -> dict[str, ModalityScaler]:
     """Z-score parameters per modality over present items (std floored at 1e-6 of the largest)."""
     scalers = {}
     for modality, matrix in vectors.items():
         mask = np.asarray(masks[modality], dtype=bool)
         d = matrix.shape[1]
+        chunk_rows = chunk_rows_for(d)
         total, sum_, sum_sq = 0, np.zeros(d), np.zeros(d)
         for start in range(0, len(matrix), chunk_rows):
             block = np.asarray(matrix[start : start + chunk_rows], dtype=np.float64)
@@ -62,7 +69,6 @@ def concat_fusion(
     weights: Mapping[str, float] | None = None,
     scalers: Mapping[str, ModalityScaler] | None = None,
     out: np.ndarray | None = None,
-    chunk_rows: int = CHUNK_ROWS,
 ) -> np.ndarray:
     """Normalised weighted concatenation, ``(n, sum of dims)`` float32 (written into ``out`` if given).
 
@@ -79,9 +85,10 @@ def concat_fusion(
     for modality, weight in weights.items():
         if modality in vectors and (not np.isfinite(weight) or weight < 0):
             raise ConfigError(f"fusion weight of {modality!r} must be finite and >= 0, got {weight}.")
-    scalers = scalers or fit_scalers(vectors, masks, chunk_rows=chunk_rows)
+    scalers = scalers or fit_scalers(vectors, masks)
     n = len(next(iter(vectors.values())))
     width = sum(vectors[m].shape[1] for m in modalities)
+    chunk_rows = chunk_rows_for(width)
     if out is None:
         out = np.empty((n, width), dtype=np.float32)
     for start in range(0, n, chunk_rows):

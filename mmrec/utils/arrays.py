@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 # Flush written pages to disk and drop them from this process's memory after this many bytes.
-RELEASE_EVERY_BYTES = 64 << 20
+RELEASE_EVERY_BYTES = 16 << 20
 
 
 class RowSink:
