@@ -7,6 +7,7 @@ from mmrec.encoders import (  # noqa: F401  (importing registers the backends)
     audio_mfcc,
     image_clip,
     image_cnn,
+    sound_classifier,
     text_tfidf,
     text_transformer,
     text_words,

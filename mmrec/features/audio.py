@@ -23,6 +23,7 @@ __all__ = [
     "savgol_delta",
     "masked_mean_std",
     "mfcc_stats",
+    "log_mel_windows",
 ]
 
 
@@ -245,3 +246,41 @@ def mfcc_stats(
     stacked = torch.cat(blocks, dim=1)
     mean, std = masked_mean_std(stacked, mask)
     return torch.cat([mean, std], dim=1)
+
+
+def log_mel_windows(
+    waves: list[np.ndarray],
+    config: MfccConfig,
+    *,
+    window_frames: int,
+    window_hop: int,
+    device: torch.device | str = "cpu",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Fixed-size log-mel patches of every clip, for a classifier over variable-length audio.
+
+    Each clip's log-mel (dB) is taken relative to its own peak and scaled to about [-1, 1]
+    (``(db - peak) / top_db * 2 + 1``), so loudness does not matter; it is cut into windows of
+    ``window_frames`` frames every ``window_hop`` frames (a clip shorter than one window is padded
+    with its floor). Returns ``windows`` of shape ``(W, 1, n_mels, window_frames)`` and ``owner``
+    ``(W,)`` int64, the clip index of each window.
+    """
+    top_db = config.top_db or 80.0
+    lengths = torch.tensor([len(w) for w in waves], dtype=torch.int64)
+    padded = torch.zeros(len(waves), int(lengths.max()), dtype=torch.float32)
+    for i, wave in enumerate(waves):
+        padded[i, : len(wave)] = torch.as_tensor(np.asarray(wave, dtype=np.float32))
+    db, mask = log_mel(padded.to(device), lengths.to(device), config)
+    counts = mask.sum(dim=1).tolist()
+    patches, owners = [], []
+    for i, count in enumerate(counts):
+        clip = db[i, :, :count]
+        peak = clip.max()
+        clip = ((clip - peak) / top_db * 2.0 + 1.0).clamp(min=-1.0)
+        if count < window_frames:
+            clip = torch.nn.functional.pad(clip, (0, window_frames - count), value=-1.0)
+        windows = clip.unfold(1, window_frames, window_hop)  # (n_mels, W, window_frames)
+        if (clip.shape[1] - window_frames) % window_hop:  # keep the tail of the clip too
+            windows = torch.cat([windows, clip[:, -window_frames:].unsqueeze(1)], dim=1)
+        patches.append(windows.permute(1, 0, 2))
+        owners.append(torch.full((windows.shape[1],), i, dtype=torch.int64))
+    return torch.cat(patches).unsqueeze(1), torch.cat(owners).to(device)
