@@ -33,7 +33,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     logger.info("%s", catalog)
     items = encode_items(catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
                          device=args.device, num_workers=args.workers, cache_dir=args.cache,
-                         out=args.out)
+                         out=args.out, num_threads=args.threads)
     print(items)
     print(items.report)
     print(f"saved item vectors to {args.out}")
@@ -178,6 +178,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--cache", default=None, metavar="DIR",
                    help="content-hash cache folder: unchanged items are not re-encoded, "
                    "interrupted runs resume")
+    p.add_argument("--threads", type=int, default=None,
+                   help="torch threads for the models (default: torch's own choice)")
     p.add_argument("--workers", type=int, default=None,
                    help="processes decoding images/audio ahead of the model (default: auto)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")

@@ -53,6 +53,7 @@ def encode_items(
     num_workers: int | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     out: str | os.PathLike[str] | None = None,
+    num_threads: int | None = None,
     show_progress: bool | None = None,
 ) -> ItemVectors:
     """Encode every item of ``catalog`` with one encoder per modality.
@@ -81,6 +82,8 @@ def encode_items(
         Stream the result into this ItemVectors folder as batches finish (each modality's matrix is
         a ``.npy`` file written in place, pages released as they are written) and return it
         memory-mapped: memory stays flat however large the catalog. Written atomically.
+    num_threads : int, optional
+        torch intra-op threads for the models during this call (restored afterwards).
     show_progress : bool, optional
         Progress bars; by default when the ``mmrec`` logger is at INFO.
 
@@ -101,11 +104,19 @@ def encode_items(
         _encode_all, catalog, _choose_encoders(catalog, encoders), batch_size=batch_size,
         fusion_weights=fusion_weights, device=device, num_workers=num_workers, cache_dir=cache_dir,
         show_progress=show_progress)
-    if out is None:
-        return run(out_folder=None)
-    with atomic_directory(out) as folder:
-        run(out_folder=folder)
-    return ItemVectors.load(out, mmap=True)
+    if num_threads is not None and num_threads < 1:
+        raise ConfigError(f"num_threads must be >= 1, got {num_threads}.")
+    threads_before = torch.get_num_threads()
+    if num_threads is not None:
+        torch.set_num_threads(num_threads)
+    try:
+        if out is None:
+            return run(out_folder=None)
+        with atomic_directory(out) as folder:
+            run(out_folder=folder)
+        return ItemVectors.load(out, mmap=True)
+    finally:
+        torch.set_num_threads(threads_before)
 
 
 def _encode_all(

@@ -169,3 +169,14 @@ def test_row_sink_on_disk(tmp_path, monkeypatch):
     expected[0] = 3.0
     np.testing.assert_array_equal(result, expected)
     np.testing.assert_array_equal(np.load(tmp_path / "x.npy"), expected)
+
+
+def test_num_threads_applies_during_the_call_only():
+    import torch
+
+    before = torch.get_num_threads()
+    frame = pd.DataFrame({"item_id": ["a", "b"], "title": ["sea boat", "forest tree"]})
+    mmrec.encode_items(mmrec.Catalog.from_frame(frame), num_threads=1)
+    assert torch.get_num_threads() == before
+    with pytest.raises(ConfigError, match="num_threads"):
+        mmrec.encode_items(mmrec.Catalog.from_frame(frame), num_threads=0)

@@ -21,7 +21,7 @@ def test_mfcc_on_cuda_matches_cpu():
 
 def test_encode_items_on_cuda_matches_cpu(demo):
     catalog = mmrec.Catalog.from_path(demo.catalog)
-    small = {"resize": 64, "crop": 64}
+    small = {"resize": 64, "crop": 64, "autocast": False}  # fp32 on both for a tight comparison
     runs = {
         device: mmrec.encode_items(catalog, device=device, encoders={
             "image": mmrec.create_encoder("image-resnet18", overrides=small, device=device)})
@@ -30,3 +30,13 @@ def test_encode_items_on_cuda_matches_cpu(demo):
     for modality in runs["cpu"].modalities:
         np.testing.assert_allclose(runs["cuda"].vectors[modality], runs["cpu"].vectors[modality],
                                    atol=1e-2, rtol=1e-3)
+
+
+def test_cnn_autocast_on_cuda_stays_close_to_fp32():
+    encoder = mmrec.create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64}, device="cuda")
+    exact = mmrec.create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64,
+                                                               "autocast": False}, device="cuda")
+    batch = [torch.randn(3, 64, 64) for _ in range(4)]
+    a, b = encoder.encode(batch), exact.encode(batch)
+    cosine = (a * b).sum(1) / np.linalg.norm(a, axis=1) / np.linalg.norm(b, axis=1)
+    assert (cosine > 0.999).all()

@@ -34,6 +34,7 @@ class CnnConfig:
     crop: int = 224
     mean: tuple[float, float, float] = IMAGENET_MEAN
     std: tuple[float, float, float] = IMAGENET_STD
+    autocast: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -179,7 +180,9 @@ class CnnEncoder(Encoder):
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
-        features = self.model(torch.stack(list(batch)).to(self.device)).flatten(1)
+        images = torch.stack(list(batch)).to(self.device)
+        with torch.autocast(self.device.type, enabled=self.config.autocast and self.device.type == "cuda"):
+            features = self.model(images).flatten(1)
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
 
     def weight_paths(self) -> list[Path]:
