@@ -25,8 +25,27 @@ def test_presets_ship_with_the_package_and_match_the_repository_folder():
     assert {"text-tfidf-svd", "image-resnet18", "audio-mfcc-stats"} <= set(shipped)
 
 
+def sample_inputs(modality, folder):
+    """Two raw catalog values of a modality: text fields, or files the test writes."""
+    if modality == "text":
+        return [{"title": "red apple pie", "body": "sweet fruit dessert"},
+                {"title": "blue sea boat", "body": "sailing on the ocean"}]
+    paths = []
+    for i in range(2):
+        if modality == "image":
+            paths.append(folder / f"{i}.png")
+            Image.new("RGB", (50, 40), ("red", "blue")[i]).save(paths[-1])
+        else:
+            import soundfile
+
+            paths.append(folder / f"{i}.wav")
+            t = np.arange(12_000) / 16_000
+            soundfile.write(str(paths[-1]), (0.3 * np.sin(2 * np.pi * 300 * (i + 1) * t)), 16_000)
+    return paths
+
+
 @pytest.mark.parametrize("name", sorted(p.stem for p in PRESET_DIR.glob("*.yaml")))
-def test_every_preset_parses_and_builds(name):
+def test_every_preset_parses_builds_and_encodes(name, tmp_path):
     preset = get_preset(name)
     assert preset.encoder in ENCODERS and preset.name == name
     try:
@@ -34,6 +53,11 @@ def test_every_preset_parses_and_builds(name):
     except MissingDependencyError as exc:  # e.g. a weights package not installable on this Python
         pytest.skip(str(exc))
     assert encoder.modality == preset.modality and encoder.dim > 0
+    inputs = [encoder.prepare(raw) for raw in sample_inputs(preset.modality, tmp_path)]
+    if encoder.requires_fit:
+        encoder.fit(inputs)
+    out = encoder.encode(inputs)
+    assert out.shape == (2, encoder.dim) and out.dtype == np.float32 and np.isfinite(out).all()
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
     assert set(raw) <= {"modality", "encoder", "description", "params", "name", "requires"}
 
