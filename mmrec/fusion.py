@@ -16,8 +16,9 @@ from mmrec.errors import ConfigError
 
 __all__ = ["ModalityScaler", "fit_scalers", "concat_fusion", "chunk_rows_for"]
 
-# Row blocks are sized so one block of float64 temporaries stays near this many bytes.
-CHUNK_BYTES = 16 << 20
+# Row blocks are sized so one block of float64 temporaries stays near this many bytes (a few such
+# temporaries live at once): memory for fusion is bounded, whatever the catalog size.
+CHUNK_BYTES = 4 << 20
 
 
 def chunk_rows_for(width: int) -> int:

@@ -52,14 +52,14 @@ def test_every_preset_parses_builds_and_encodes(name, tmp_path):
         encoder = create_encoder(name, overrides=CHEAP.get(preset.encoder), device="cpu")
     except MissingDependencyError as exc:  # e.g. a weights package not installable on this Python
         pytest.skip(str(exc))
-    assert encoder.modality == preset.modality and encoder.dim > 0
+    assert encoder.modality == preset.modality and encoder.dim == preset.dim
     inputs = [encoder.prepare(raw) for raw in sample_inputs(preset.modality, tmp_path)]
     if encoder.requires_fit:
         encoder.fit(inputs)
     out = encoder.encode(inputs)
     assert out.shape == (2, encoder.dim) and out.dtype == np.float32 and np.isfinite(out).all()
     raw = yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text())
-    assert set(raw) <= {"modality", "encoder", "description", "params", "name", "requires"}
+    assert set(raw) <= {"modality", "encoder", "description", "params", "name", "requires", "dim"}
 
 
 def test_unknown_preset_and_override_errors():
@@ -77,6 +77,10 @@ def test_user_preset_file(tmp_path):
     add_preset(path)
     assert "text-tiny" in list_encoders("text")
     assert create_encoder("text-tiny").dim == 4
+    wrong_dim = tmp_path / "text-wrong.yaml"
+    wrong_dim.write_text("modality: text\nencoder: tfidf\ndim: 5\nparams:\n  dim: 4\n")
+    with pytest.raises(ConfigError, match="declares dim 5 but its encoder outputs 4"):
+        create_encoder(add_preset(wrong_dim))
     bad = tmp_path / "bad.yaml"
     bad.write_text("modality: smell\nencoder: tfidf\n")
     with pytest.raises(ConfigError, match="modality 'smell'"):

@@ -116,6 +116,30 @@ class CatalogSchema:
                    categorical=tuple(categorical), numeric=tuple(numeric))
 
 
+class MediaPaths(Sequence[Path | None]):
+    """A lazy, read-only sequence of absolute media paths (one ``Path`` object per access, so a
+    catalog of millions of items does not hold millions of ``Path`` objects)."""
+
+    def __init__(self, values: np.ndarray, base_dir: Path) -> None:
+        self._values = values
+        self._base_dir = base_dir
+
+    def __len__(self) -> int:
+        return len(self._values)
+
+    def __getitem__(self, index: int) -> Path | None:  # type: ignore[override]
+        if isinstance(index, slice):
+            return [self[i] for i in range(*index.indices(len(self)))]  # type: ignore[return-value]
+        value = self._values[index]
+        return None if value is None else self._base_dir / value
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Sequence) and list(self) == list(other)
+
+    def __repr__(self) -> str:
+        return f"MediaPaths({len(self)} items under {self._base_dir})"
+
+
 class Catalog:
     """A validated item catalog.
 
@@ -217,19 +241,19 @@ class Catalog:
         require_columns(self._frame, fields, what="catalog")
         return self._frame[fields].to_dict("records")
 
-    def media_paths(self, column: str | None) -> list[Path | None]:
-        """Absolute paths of a media column (``None`` where blank, or for every item when no column)."""
-        if column is None:
-            return [None] * len(self)
-        return [None if p is None else (self.base_dir / p) for p in self._frame[column]]
+    def media_paths(self, column: str | None) -> MediaPaths:
+        """Absolute paths of a media column (``None`` where blank, or for every item when no column),
+        as a lazy sequence: a ``Path`` is built only when an item is read."""
+        values = self._frame[column].to_numpy(dtype=object) if column else np.full(len(self), None)
+        return MediaPaths(values, self.base_dir)
 
     @property
-    def image_paths(self) -> list[Path | None]:
+    def image_paths(self) -> MediaPaths:
         """Absolute image paths (``None`` where the item has no image)."""
         return self.media_paths(self.schema.image)
 
     @property
-    def audio_paths(self) -> list[Path | None]:
+    def audio_paths(self) -> MediaPaths:
         """Absolute audio paths (``None`` where the item has no audio)."""
         return self.media_paths(self.schema.audio)
 

@@ -28,12 +28,14 @@ __all__ = ["Preset", "list_encoders", "get_preset", "add_preset", "add_preset_di
 @dataclass(frozen=True)
 class Preset:
     """One encoder preset: ``name`` (the file name), ``modality``, ``encoder`` and its ``params``;
-    ``requires`` lists the pip packages it needs beyond mmrec's core."""
+    ``dim`` the output dimension (checked on build); ``requires`` the pip packages it needs beyond
+    mmrec's core."""
 
     name: str
     modality: str
     encoder: str
     params: Mapping[str, Any] = field(default_factory=dict)
+    dim: int | None = None
     description: str = ""
     requires: tuple[str, ...] = ()
     source: str = ""
@@ -123,11 +125,17 @@ def create_encoder(
     params = {**preset.params, **(overrides or {})}
     config = config_from_dict(cls.config_class, params, where=f"preset {preset.name!r}")
     try:
-        return cls(config, device=device)
+        encoder = cls(config, device=device)
     except MissingDependencyError as exc:
         if not preset.requires:
             raise
         raise MissingDependencyError(
             f"preset {preset.name!r}: {exc} It needs: pip install {' '.join(preset.requires)}"
         ) from exc
+    if preset.dim is not None and not overrides and encoder.dim != preset.dim:
+        raise ConfigError(
+            f"preset {preset.name!r} declares dim {preset.dim} but its encoder outputs {encoder.dim}; "
+            "the weights or architecture do not match the preset."
+        )
+    return encoder
 
