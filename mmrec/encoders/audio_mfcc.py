@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.base import ENCODERS, FileEncoder
 from mmrec.encoders.media import load_audio
 from mmrec.features.audio import MfccConfig, mfcc_stats
 from mmrec.utils.config import config_to_dict
@@ -42,7 +42,7 @@ class AudioPreprocess:
 
 
 @ENCODERS.register("mfcc-stats", "mfcc")
-class MfccStatsEncoder(Encoder):
+class MfccStatsEncoder(FileEncoder):
     """Mean and std over time of MFCCs, deltas and delta-deltas (librosa-compatible, batched torch).
 
     Files are decoded to mono at ``sample_rate`` (resampled when needed); only the first
@@ -56,16 +56,13 @@ class MfccStatsEncoder(Encoder):
         self.config = config or MfccStatsConfig()
         self.device = resolve_device(device)
         self._mfcc = self.config.mfcc()
+        self.preprocess = AudioPreprocess(self.config.sample_rate, self.config.max_seconds)
 
     @property
     def dim(self) -> int:
         return self._mfcc.stats_dim
 
-    def prepare(self, raw: Path | None) -> np.ndarray | None:
-        return self.preparer()(raw)
 
-    def preparer(self) -> AudioPreprocess:
-        return AudioPreprocess(self.config.sample_rate, self.config.max_seconds)
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if not batch:

@@ -11,7 +11,7 @@ import numpy as np
 
 from mmrec.registry import Registry
 
-__all__ = ["Encoder", "ENCODERS", "MODALITIES"]
+__all__ = ["Encoder", "FileEncoder", "ENCODERS", "MODALITIES"]
 
 MODALITIES = ("text", "image", "audio")
 
@@ -65,6 +65,19 @@ class Encoder(ABC):
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description stored with the vectors it produced."""
         return {"class": type(self).__name__, "modality": self.modality, "dim": self.dim}
+
+
+class FileEncoder(Encoder):
+    """An encoder whose inputs are media files decoded by a picklable ``preprocess`` callable
+    (set in ``__init__``), which also runs in DataLoader workers."""
+
+    preprocess: Callable[[Any], Any]
+
+    def prepare(self, raw: Any) -> Any:
+        return self.preprocess(raw)
+
+    def preparer(self) -> Callable[[Any], Any]:
+        return self.preprocess
 
 
 ENCODERS: Registry[type[Encoder]] = Registry("encoder")

@@ -9,7 +9,7 @@ preprocessing (resize, crop, normalisation of that architecture) travels with it
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,12 +17,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.base import ENCODERS, FileEncoder
 from mmrec.encoders.media import load_image
 from mmrec.encoders.weights import resolve_weights
 from mmrec.errors import ConfigError, MissingDependencyError
 from mmrec.utils.config import config_to_dict
-from mmrec.utils.device import resolve_device
+from mmrec.utils.device import autocast, resolve_device
 from mmrec.utils.seed import torch_seeded
 
 
@@ -57,7 +57,7 @@ def _open_clip() -> Any:
 
 
 @ENCODERS.register("clip", "open-clip", "open_clip")
-class ClipImageEncoder(Encoder):
+class ClipImageEncoder(FileEncoder):
     """The image tower of an open_clip model: ``encode_image`` → (L2-normalised) embeddings."""
 
     modality = "image"
@@ -95,19 +95,12 @@ class ClipImageEncoder(Encoder):
     def dim(self) -> int:
         return self._dim
 
-    def prepare(self, raw: Path | None) -> torch.Tensor | None:
-        return self.preprocess(raw)
-
-    def preparer(self) -> Callable[[Any], Any]:
-        return self.preprocess
-
     @torch.no_grad()
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)
         images = torch.stack(list(batch)).to(self.device)
-        use_autocast = self.config.autocast and self.device.type == "cuda"
-        with torch.autocast(self.device.type, enabled=use_autocast):
+        with autocast(self.device, self.config.autocast):
             features = self.model.encode_image(images).float()
         if self.config.normalize:
             features = torch.nn.functional.normalize(features, dim=1)

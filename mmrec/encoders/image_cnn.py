@@ -10,13 +10,13 @@ from typing import Any
 import numpy as np
 import torch
 
-from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.base import ENCODERS, FileEncoder
 from mmrec.encoders.media import load_image
 from mmrec.encoders.weights import load_state_dict, resolve_weights
 from mmrec.errors import ConfigError, MissingDependencyError
 from mmrec.registry import Registry
 from mmrec.utils.config import config_to_dict
-from mmrec.utils.device import resolve_device
+from mmrec.utils.device import autocast, resolve_device
 from mmrec.utils.seed import torch_seeded
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -137,7 +137,7 @@ class ImagePreprocess:
 
 
 @ENCODERS.register("cnn", "torchvision-cnn", "torchvision")
-class CnnEncoder(Encoder):
+class CnnEncoder(FileEncoder):
     """A CNN classification backbone with its head removed → globally pooled features.
 
     ``family`` picks the model zoo (``torchvision``: any ``torchvision.models`` classifier;
@@ -180,13 +180,6 @@ class CnnEncoder(Encoder):
         """PIL RGB image → normalised ``(3, crop, crop)`` float32 tensor."""
         return self.preprocess.transform(image)
 
-    def prepare(self, raw: Path | None) -> torch.Tensor | None:
-        """Decoded, resized and cropped uint8 image (normalised in :meth:`encode`)."""
-        return self.preprocess(raw)
-
-    def preparer(self) -> Callable[[Any], Any]:
-        return self.preprocess
-
     @torch.no_grad()
     def encode(self, batch: Sequence[torch.Tensor]) -> np.ndarray:
         if not batch:
@@ -194,7 +187,7 @@ class CnnEncoder(Encoder):
         images = torch.stack(list(batch)).to(self.device)
         if images.dtype == torch.uint8:  # from the preparer; `transform` output is already float
             images = self.preprocess.normalize(images)
-        with torch.autocast(self.device.type, enabled=self.config.autocast and self.device.type == "cuda"):
+        with autocast(self.device, self.config.autocast):
             features = self.model(images).flatten(1)
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
 

@@ -23,7 +23,7 @@ import torch
 from torch import nn
 
 from mmrec.encoders.audio_mfcc import AudioPreprocess
-from mmrec.encoders.base import ENCODERS, Encoder
+from mmrec.encoders.base import ENCODERS, FileEncoder
 from mmrec.encoders.weights import resolve_weights
 from mmrec.errors import ConfigError, NotFittedError
 from mmrec.features.audio import MfccConfig, log_mel_windows
@@ -267,7 +267,7 @@ class SoundClassifierEncoderConfig:
 
 
 @ENCODERS.register("sound-classifier", "sound-cnn")
-class SoundClassifierEncoder(Encoder):
+class SoundClassifierEncoder(FileEncoder):
     """A trained :class:`SoundClassifier`'s clip embedding and/or class posteriors as audio vectors.
 
     With ``output="both"`` the vector is ``[embedding, posteriors]``; ``classes`` names the
@@ -280,6 +280,7 @@ class SoundClassifierEncoder(Encoder):
     def __init__(self, config: SoundClassifierEncoderConfig | None = None, *, device: Any = None) -> None:
         self.config = config or SoundClassifierEncoderConfig()
         self.classifier = SoundClassifier.load(resolve_weights(self.config.weights), device=device)
+        self.preprocess = AudioPreprocess(self.classifier.config.sample_rate, self.config.max_seconds)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -289,12 +290,6 @@ class SoundClassifierEncoder(Encoder):
     def dim(self) -> int:
         sizes = {"embedding": self.classifier.config.embedding_dim, "posteriors": len(self.classes)}
         return sum(sizes.values()) if self.config.output == "both" else sizes[self.config.output]
-
-    def preparer(self) -> AudioPreprocess:
-        return AudioPreprocess(self.classifier.config.sample_rate, self.config.max_seconds)
-
-    def prepare(self, raw: Path | None) -> np.ndarray | None:
-        return self.preparer()(raw)
 
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         embedding, posteriors = self.classifier.transform(list(batch))

@@ -21,7 +21,7 @@ from mmrec.encoders.base import ENCODERS
 from mmrec.encoders.text_base import TextEncoder
 from mmrec.encoders.weights import resolve_weights
 from mmrec.errors import ConfigError, MissingDependencyError
-from mmrec.utils.device import resolve_device
+from mmrec.utils.device import autocast, resolve_device
 
 POOLINGS = ("mean", "cls")
 
@@ -98,12 +98,11 @@ class TransformerTextEncoder(TextEncoder):
         cfg = self.config
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first, as ST does
-        use_autocast = cfg.autocast and self.device.type == "cuda"
         for start in range(0, len(texts), cfg.batch_size):
             rows = order[start : start + cfg.batch_size]
             tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation=True,
                                     max_length=cfg.max_length, return_tensors="pt").to(self.device)
-            with torch.autocast(self.device.type, enabled=use_autocast):
+            with autocast(self.device, cfg.autocast):
                 hidden = self.model(**tokens).last_hidden_state
             vectors = pool(hidden.float(), tokens["attention_mask"], cfg.pooling)
             if cfg.normalize:

@@ -27,3 +27,8 @@ def resolve_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:
     if not isinstance(resolved, torch.dtype):
         raise ConfigError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'float16' or 'bfloat16'.")
     return resolved
+
+
+def autocast(device: torch.device, enabled: bool = True) -> torch.autocast:
+    """Mixed-precision context for inference: active on CUDA when ``enabled``, a no-op on CPU."""
+    return torch.autocast(device.type, enabled=enabled and device.type == "cuda")
