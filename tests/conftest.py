@@ -13,10 +13,15 @@ from mmrec.demo import DemoData, make_demo
 FAST_IMAGE = {"resize": 64, "crop": 64}
 
 
+def fast_choice(image: mmrec.Encoder) -> dict:
+    """The encoders the demo tests use: cheap and independent of which extras are installed."""
+    return {"text": "text-tfidf-svd", "image": image, "audio": "audio-mfcc-stats"}
+
+
 @pytest.fixture
 def fast_encoders() -> dict:
-    """Default presets, with the image CNN at 64 px."""
-    return {"image": mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE)}
+    """TF-IDF text, ResNet-18 at 64 px, MFCC statistics."""
+    return fast_choice(mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE))
 
 
 @pytest.fixture(scope="session")
@@ -27,7 +32,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> DemoData:
 @pytest.fixture(scope="session")
 def demo_items(demo: DemoData) -> mmrec.ItemVectors:
     image = mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE)
-    return mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders={"image": image})
+    return mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders=fast_choice(image))
 
 
 @pytest.fixture(scope="session")

@@ -48,7 +48,7 @@ def test_encode_index_recommend_end_to_end(demo, tmp_path, capsys):
 def test_skipping_a_modality_and_choosing_a_spec(demo, tmp_path, capsys):
     items = tmp_path / "items"
     assert main(["-q", "encode", str(demo.catalog), "--out", str(items), "--image", "none",
-                 "--audio", "none"]) == 0
+                 "--audio", "none", "--text", "text-tfidf-svd"]) == 0
     assert "dims={'text': 128}" in capsys.readouterr().out
     assert main(["-q", "index", str(items), "--out", str(tmp_path / "ix"), "--spec", "HNSW16"]) == 0
     assert "HNSW16" in capsys.readouterr().out

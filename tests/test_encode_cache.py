@@ -97,11 +97,31 @@ def test_interrupted_run_resumes_without_re_encoding(catalog_dir, tmp_path, monk
 def test_text_cache_keys_on_content(tmp_path):
     frame = pd.DataFrame({"item_id": ["a", "b"], "title": ["sea boat", "forest tree"]})
     cache = tmp_path / "cache"
-    first = mmrec.encode_items(mmrec.Catalog.from_frame(frame), cache_dir=cache)
+    tfidf = {"text": "text-tfidf-svd"}
+    first = mmrec.encode_items(mmrec.Catalog.from_frame(frame), encoders=tfidf, cache_dir=cache)
     frame.loc[1, "title"] = "city street"
-    second = mmrec.encode_items(mmrec.Catalog.from_frame(frame), cache_dir=cache)
+    second = mmrec.encode_items(mmrec.Catalog.from_frame(frame), encoders=tfidf, cache_dir=cache)
     # TF-IDF is fitted on the whole corpus: a changed corpus is a new fingerprint, nothing reused
     assert first.report.cache_hits["text"] == 0 and second.report.cache_hits["text"] == 0
-    third = mmrec.encode_items(mmrec.Catalog.from_frame(frame), cache_dir=cache)
+    third = mmrec.encode_items(mmrec.Catalog.from_frame(frame), encoders=tfidf, cache_dir=cache)
     assert third.report.cache_hits["text"] == 2
     np.testing.assert_array_equal(third.vectors["text"], second.vectors["text"])
+
+
+def test_unfitted_text_encoder_re_encodes_only_changed_texts(tmp_path):
+    words = ["sea", "boat", "forest", "tree", "city", "street"]
+    np.save(tmp_path / "v.npy", np.random.default_rng(0).normal(size=(6, 4)).astype(np.float32))
+    pd.DataFrame({"index": words}).to_parquet(tmp_path / "w.parquet")
+    glove = {"vectors": str(tmp_path / "v.npy"), "vocabulary": str(tmp_path / "w.parquet"),
+             "weighting": "mean"}
+
+    def encode(frame):
+        encoder = create_encoder("text-glove-6b-50d", overrides=glove)
+        return mmrec.encode_items(mmrec.Catalog.from_frame(frame), encoders={"text": encoder},
+                                  cache_dir=tmp_path / "cache")
+
+    frame = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["sea boat", "forest tree", "city"]})
+    encode(frame)
+    frame.loc[1, "title"] = "city street"
+    again = encode(frame)
+    assert again.report.cache_hits["text"] == 2  # only item b's new text was encoded

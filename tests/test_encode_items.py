@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import fast_choice
 
 import mmrec
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
@@ -127,7 +128,7 @@ def test_decoding_in_worker_processes_gives_the_same_result(demo, demo_items):
 
     catalog = mmrec.Catalog.from_path(demo.catalog)
     image = create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64})
-    parallel = mmrec.encode_items(catalog, encoders={"image": image}, num_workers=2, batch_size=16)
+    parallel = mmrec.encode_items(catalog, encoders=fast_choice(image), num_workers=2, batch_size=16)
     for m in demo_items.modalities:
         np.testing.assert_allclose(parallel.vectors[m], demo_items.vectors[m], atol=1e-5)
         np.testing.assert_array_equal(parallel.masks[m], demo_items.masks[m])
@@ -143,7 +144,7 @@ def test_streaming_output_equals_in_memory_result(demo, demo_items, tmp_path, mo
     monkeypatch.setattr(arrays, "RELEASE_EVERY_BYTES", 4096)  # release pages many times
     catalog = mmrec.Catalog.from_path(demo.catalog)
     image = create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64})
-    streamed = mmrec.encode_items(catalog, encoders={"image": image}, out=tmp_path / "items")
+    streamed = mmrec.encode_items(catalog, encoders=fast_choice(image), out=tmp_path / "items")
     assert isinstance(streamed.vectors["image"], np.memmap) or isinstance(
         streamed.vectors["image"].base, np.memmap)
     for m in demo_items.modalities:
@@ -180,3 +181,15 @@ def test_num_threads_applies_during_the_call_only():
     assert torch.get_num_threads() == before
     with pytest.raises(ConfigError, match="num_threads"):
         mmrec.encode_items(mmrec.Catalog.from_frame(frame), num_threads=0)
+
+
+def test_default_encoders_prefer_installed_pretrained_presets(monkeypatch):
+    from mmrec import encode
+
+    assert encode.DEFAULT_ENCODERS["text"] == ("text-minilm-l6", "text-tfidf-svd")
+    monkeypatch.setattr(encode, "preset_available", lambda name: name != "text-minilm-l6")
+    assert encode.default_encoder("text") == "text-tfidf-svd"
+    monkeypatch.setattr(encode, "preset_available", lambda name: True)
+    assert encode.default_encoder("image") == "image-efficientnet-lite0"
+    monkeypatch.setattr(encode, "preset_available", lambda name: False)
+    assert encode.default_encoder("image") == "image-resnet18"  # the last resort needs nothing

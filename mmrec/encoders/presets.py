@@ -22,7 +22,10 @@ from mmrec.errors import ConfigError, MissingDependencyError, UnknownNameError
 from mmrec.registry import Registry
 from mmrec.utils.config import config_from_dict
 
-__all__ = ["Preset", "list_encoders", "get_preset", "add_preset", "add_preset_dir", "create_encoder"]
+__all__ = [
+    "Preset", "list_encoders", "get_preset", "preset_available", "add_preset", "add_preset_dir",
+    "create_encoder",
+]
 
 
 @dataclass(frozen=True)
@@ -95,6 +98,18 @@ def list_encoders(modality: str | None = None) -> list[str]:
     """Names of the known encoder presets, optionally for one modality."""
     _ensure_builtin()
     return [n for n in _PRESETS.names() if modality is None or _PRESETS.get(n).modality == modality]
+
+
+def preset_available(name: str) -> bool:
+    """Whether every pip package the preset ``requires`` is installed."""
+    from importlib import metadata
+
+    for requirement in get_preset(name).requires:
+        try:
+            metadata.version(requirement)
+        except metadata.PackageNotFoundError:
+            return False
+    return True
 
 
 def get_preset(name: str) -> Preset:
