@@ -35,7 +35,7 @@ def test_schema_is_inferred_from_column_names(tmp_path):
     assert np.isnan(catalog.column("price")[2])
 
 
-@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".tsv"])
+@pytest.mark.parametrize("suffix", [".csv", ".parquet", ".jsonl", ".tsv", ".json"])
 def test_reads_every_format_with_paths_relative_to_the_file(tmp_path, suffix):
     df = frame()
     path = tmp_path / "sub" / f"items{suffix}"
@@ -46,6 +46,8 @@ def test_reads_every_format_with_paths_relative_to_the_file(tmp_path, suffix):
         df.to_csv(path, index=False, sep="\t")
     elif suffix == ".parquet":
         df.to_parquet(path)
+    elif suffix == ".json":
+        df.to_json(path, orient="records")
     else:
         df.to_json(path, orient="records", lines=True)
     catalog = mmrec.Catalog.from_path(path)

@@ -98,3 +98,13 @@ def test_blank_and_mixed_type_ids():
         mmrec.Interactions.from_frame(log(item_id=["a", 5, "   ", "c"]))
     events = mmrec.Interactions.from_frame(log(item_id=["a", 5, 6.0, " c "]))
     assert events.frame["item"].tolist() == ["a", "5", "6", "c"]
+
+
+@pytest.mark.parametrize("tz", [None, "Europe/Paris"])
+def test_datetime_columns_become_epoch_seconds(tz):
+    stamps = pd.to_datetime(["1970-01-01 00:00:10", "1970-01-02 00:00:00", None])
+    if tz:
+        stamps = stamps.tz_localize("UTC").tz_convert(tz)
+    frame = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "c"], "timestamp": stamps})
+    ts = mmrec.Interactions.from_frame(frame).frame["timestamp"].to_numpy()
+    assert ts[0] == 10.0 and ts[1] == 86400.0 and np.isnan(ts[2])

@@ -259,6 +259,10 @@ class Interactions:
 def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
     """Timestamps as float seconds since the epoch: numbers as they are, date strings parsed."""
     what = "interactions"
+    if pd.api.types.is_datetime64_any_dtype(series.dtype):  # naive = UTC; any resolution
+        utc = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
+        seconds = (utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
     as_numbers = pd.to_numeric(series, errors="coerce")
     missing = missing_mask(series)
     if not (as_numbers.isna().to_numpy() & ~missing).any():

@@ -40,10 +40,17 @@ def _read_jsonl(path: Path) -> pd.DataFrame:
     return pd.read_json(path, lines=True, dtype=False)
 
 
+@TABLE_READERS.register(".json")
+def _read_json(path: Path) -> pd.DataFrame:
+    # A JSON array of records ([{...}, {...}]) or a column mapping ({"col": [...]}).
+    return pd.read_json(path, dtype=False)
+
+
 def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
     """Read a table from ``path``; the format comes from the file extension.
 
-    Supported: ``.parquet``/``.pq``, ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``.
+    Supported: ``.parquet``/``.pq``, ``.csv``, ``.tsv``/``.tab``, ``.jsonl``/``.ndjson``, ``.json``
+    (an array of records).
     """
     path = Path(path)
     if not path.is_file():
