@@ -81,3 +81,30 @@ def test_empty_and_missing_audio(tmp_path):
         load_audio(path, sample_rate=8000, max_seconds=None)
     with pytest.raises(MediaError, match="audio file not found"):
         load_audio(tmp_path / "nope.wav", sample_rate=8000, max_seconds=None)
+
+
+def test_urls_are_refused_with_a_clear_reason(tmp_path):
+    from pathlib import Path
+
+    import pandas as pd
+
+    import mmrec
+
+    frame = pd.DataFrame({"item_id": ["a"], "title": ["x"], "image_path": ["https://example.org/a.jpg"]})
+    items = mmrec.encode_items(mmrec.Catalog.from_frame(frame, base_dir=tmp_path),
+                               encoders={"text": "text-tfidf-svd", "image": "image-resnet18"})
+    assert "is a URL" in items.report.issues[0].reason
+
+    with pytest.raises(MediaError, match="is a URL; mmrec never downloads"):
+        load_image(Path("https://example.org/cat.jpg"))
+    with pytest.raises(MediaError, match="is a URL"):
+        load_audio(Path("s3://bucket/clip.wav"), sample_rate=8000, max_seconds=None)
+
+
+def test_exif_orientation_is_applied(write):
+    image = Image.new("RGB", (40, 20), "red")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when displayed
+    buffer = io.BytesIO()
+    image.save(buffer, format="JPEG", exif=exif)
+    assert load_image(write("rotated.jpg", buffer.getvalue())).size == (20, 40)

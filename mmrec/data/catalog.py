@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,8 @@ IMAGE_NAMES = (
     "photo",
 )
 AUDIO_NAMES = ("audio", "audiopath", "audiofile", "sound", "soundpath", "clip", "preview", "trackpath")
+# A value like "https://..." or "s3://..." is a URL, never joined to the catalog folder.
+URL_SCHEME = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*://")
 # A leftover string column is text (not a category) when its values average more words than this.
 TEXT_MIN_MEAN_WORDS = 3.0
 
@@ -131,7 +134,9 @@ class MediaPaths(Sequence[Path | None]):
         if isinstance(index, slice):
             return [self[i] for i in range(*index.indices(len(self)))]  # type: ignore[return-value]
         value = self._values[index]
-        return None if value is None else self._base_dir / value
+        if value is None:
+            return None
+        return Path(value) if URL_SCHEME.match(value) else self._base_dir / value
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Sequence) and list(self) == list(other)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 import warnings
 from pathlib import Path
 
@@ -10,11 +11,22 @@ import numpy as np
 
 from mmrec.errors import MediaError
 
+# "scheme:/..." — also after pathlib folded "http://host" into "http:/host".
+URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
+
+
+def _refuse_urls(path: Path, kind: str) -> None:
+    if URL.match(str(path)):
+        raise MediaError(f"{kind} {str(path)!r} is a URL; mmrec never downloads: fetch the files and "
+                         "give local paths.")
+
 
 def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
-    """Open an image as RGB. Missing, truncated, non-image and over-large files raise MediaError."""
-    from PIL import Image, UnidentifiedImageError
+    """Open an image as RGB, upright (EXIF orientation applied). Missing, truncated, non-image and
+    over-large files raise MediaError."""
+    from PIL import Image, ImageOps, UnidentifiedImageError
 
+    _refuse_urls(path, "image")
     if not path.is_file():
         raise MediaError(f"image file not found: {path}")
     try:
@@ -22,7 +34,7 @@ def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return image.convert("RGB")
+                return ImageOps.exif_transpose(image).convert("RGB")
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaError(f"image too large (decompression-bomb guard): {path}: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -38,6 +50,7 @@ def load_audio(path: Path, *, sample_rate: int, max_seconds: float | None) -> np
     """
     import soundfile
 
+    _refuse_urls(path, "audio")
     if not path.is_file():
         raise MediaError(f"audio file not found: {path}")
     try:
