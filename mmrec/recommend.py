@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -54,7 +55,7 @@ def user_vectors(
     """
     if half_life is not None and not half_life > 0:
         raise ConfigError(f"half_life must be > 0 seconds, got {half_life}.")
-    events = events.restrict_to_items(index.ids)
+    events = events.restrict_to_items(index.item_ids)
     frame = events.frame
     user_ids = (np.asarray([str(u) for u in users], dtype=object) if users is not None
                 else events.users)
@@ -80,7 +81,7 @@ def user_vectors(
 
     # (users × items) weight matrix times item vectors: no (events × dim) temporary
     history = csr_matrix((weights.astype(np.float32), (user_rows, item_idx)),
-                         shape=(len(user_ids), len(index)), dtype=np.float32)
+                         shape=(len(user_ids), index.n_labels), dtype=np.float32)
     summed = np.asarray(history @ index.vectors, dtype=np.float64)
     norms = np.linalg.norm(summed, axis=1)
     has_signal = norms > 1e-9
@@ -88,9 +89,9 @@ def user_vectors(
 
 
 def popularity(index: ItemIndex, events: Interactions) -> np.ndarray:
-    """Number of distinct users per item (float64, aligned with ``index.ids``)."""
-    frame = events.restrict_to_items(index.ids).frame.drop_duplicates(["user", "item"])
-    counts = np.zeros(len(index), dtype=np.float64)
+    """Number of distinct users per item (float64, aligned with the index labels ``index.ids``)."""
+    frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
+    counts = np.zeros(index.n_labels, dtype=np.float64)
     np.add.at(counts, index.positions(frame["item"].tolist()), 1.0)
     return counts
 
@@ -104,12 +105,15 @@ def recommend(
     exclude_seen: bool = True,
     event_weights: EventWeights | None = None,
     half_life: float | None = None,
+    where: Mapping[str, Any] | None = None,
 ) -> pd.DataFrame:
     """Top-``k`` items for each user, from the user's history (content-based).
 
     Users with no usable history (unknown, or whose weights cancel out) get the most popular items
     they have not seen; the ``source`` column says which. Seen items are excluded and ``k`` is still
-    honoured while enough unseen items exist.
+    honoured while enough unseen items exist. ``where`` filters on the index's item attributes
+    (``{"category": ["shoes", "bags"], "in_stock": True}``; build the index with
+    ``attributes=catalog``), also without losing ``k``.
 
     Returns
     -------
@@ -125,18 +129,20 @@ def recommend(
             f"recommend expects mmrec.Interactions or a DataFrame, got {type(events).__name__}.")
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}.")
-    known = events.restrict_to_items(index.ids)
+    known = events.restrict_to_items(index.item_ids)
     profile = user_vectors(index, known, users=users, event_weights=event_weights,
                            half_life=half_life)
     seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
-    scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists)
+    allowed = index.mask(where) if where else None
+    scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists, allowed=allowed)
     source = np.where(profile.has_signal, "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:
         logger.info("%d user(s) without usable history get popular items", cold.size)
         pop = popularity(index, known)
         order = np.lexsort((np.arange(len(pop)), -pop))
+        order = order[(index.alive if allowed is None else allowed & index.alive)[order]]
         for row in cold:
             seen = set(seen_lists[row].tolist())
             picks = [i for i in order[: k + len(seen)] if i not in seen][:k]
@@ -160,9 +166,9 @@ def _seen_positions(index: ItemIndex, events: Interactions, user_ids: np.ndarray
     """Per user (in ``user_ids`` order), the sorted unique positions of the items they touched."""
     frame = events.frame
     rows = pd.Index(user_ids).get_indexer(frame["user"])
-    items = pd.Index(index.ids).get_indexer(frame["item"])
+    items = index.positions(frame["item"].tolist()) if len(frame) else np.empty(0, np.int64)
     keep = (rows >= 0) & (items >= 0)
-    n_items = len(index)
+    n_items = index.n_labels
     keys = np.unique(rows[keep].astype(np.int64) * n_items + items[keep])
     bounds = np.searchsorted(keys, np.arange(len(user_ids) + 1, dtype=np.int64) * n_items)
     positions = keys % n_items

@@ -1,0 +1,178 @@
+"""``build_index``: train (when needed) and fill a FAISS index in chunks, then tune it to a recall."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.index import faiss_ops
+from mmrec.index.choice import plan_index
+from mmrec.index.item_index import ItemIndex, as_matrix, l2_normalize
+from mmrec.item_vectors import ItemVectors
+
+__all__ = ["build_index", "train_and_fill"]
+
+logger = logging.getLogger(__name__)
+
+# Rows normalised and added per FAISS call (bounded memory for memory-mapped inputs).
+ADD_CHUNK_ROWS = 65_536
+# Training points per IVF list (FAISS needs >= 39; more costs k-means time for little gain).
+TRAIN_POINTS_PER_LIST = 64
+DEFAULT_EF_SEARCH = 64
+DEFAULT_NPROBE_SHARE = 1 / 16
+
+
+def _unit_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    return l2_normalize(as_matrix(np.asarray(vectors[rows]), name="item vectors"))
+
+
+def train_and_fill(spec: str, dim: int, vectors: np.ndarray, labels: np.ndarray, *,
+                   seed: int = 0) -> tuple[Any, dict[str, Any]]:
+    """A new FAISS index of ``spec`` trained on a seeded sample of ``vectors[labels]`` and filled
+    with them in chunks; returns it and its default search parameters."""
+    f = faiss_ops.faiss()
+    try:
+        index = f.index_factory(dim, spec, f.METRIC_INNER_PRODUCT)
+    except RuntimeError as exc:
+        raise ConfigError(f"invalid FAISS factory string {spec!r}: {exc}") from None
+    if faiss_ops.needs_id_map(spec):
+        index = f.IndexIDMap2(index)
+    params: dict[str, Any] = {"seed": seed}
+    ivf = faiss_ops.ivf_of(index)
+    if not index.is_trained:
+        size = len(labels) if ivf is None else min(len(labels), TRAIN_POINTS_PER_LIST * ivf.nlist)
+        size = max(size, min(len(labels), 10_000))
+        rng = np.random.default_rng(seed)
+        sample_rows = np.sort(rng.choice(labels, size=size, replace=False)) if size < len(labels) else labels
+        sample = _unit_rows(vectors, sample_rows)
+        if ivf is not None:
+            ivf.cp.seed = seed
+            ivf.cp.max_points_per_centroid = max(TRAIN_POINTS_PER_LIST, 1 + len(sample) // ivf.nlist)
+        try:
+            index.train(sample)
+        except RuntimeError as exc:  # e.g. fewer training points than IVF lists
+            raise ConfigError(
+                f"cannot train index {spec!r} on {len(sample)} vectors: {exc}. Use fewer lists "
+                "(e.g. 'IVF64,Flat'), or 'Flat' / 'HNSW32' for small catalogs."
+            ) from None
+        if ivf is not None:
+            params["train_residual"] = faiss_ops.ivf_residual(index, sample)
+    if ivf is not None:
+        params["nprobe"] = max(1, int(ivf.nlist * DEFAULT_NPROBE_SHARE))
+    if faiss_ops.hnsw_of(index) is not None:
+        params["efSearch"] = DEFAULT_EF_SEARCH
+    for start in range(0, len(labels), ADD_CHUNK_ROWS):
+        chunk = labels[start : start + ADD_CHUNK_ROWS]
+        faiss_ops.add(index, _unit_rows(vectors, chunk), chunk)
+    faiss_ops.apply_params(index, params)
+    return index, params
+
+
+def _looks_normalised(vectors: np.ndarray, seed: int) -> bool:
+    rows = np.random.default_rng(seed).choice(len(vectors), size=min(len(vectors), 1000), replace=False)
+    norms = np.linalg.norm(np.asarray(vectors[np.sort(rows)], dtype=np.float32), axis=1)
+    return bool(np.all((np.abs(norms - 1) < 1e-3) | (norms < 1e-6)))
+
+
+def _attribute_table(attributes: Any, ids: np.ndarray) -> pd.DataFrame | None:
+    """Attributes aligned with ``ids`` from a Catalog or a DataFrame with an id column / index."""
+    if attributes is None:
+        return None
+    from mmrec.data.catalog import Catalog
+
+    if isinstance(attributes, Catalog):
+        schema = attributes.schema
+        frame = attributes.frame.set_index(schema.id)[[*schema.categorical, *schema.numeric]]
+    elif isinstance(attributes, pd.DataFrame):
+        frame = attributes
+        id_column = next((c for c in ("item_id", "id", "item") if c in frame.columns), None)
+        if id_column is not None:
+            frame = frame.set_index(id_column)
+        frame.index = frame.index.map(str)
+    else:
+        raise SchemaError(f"attributes must be a Catalog or a DataFrame, got {type(attributes).__name__}.")
+    missing = ~pd.Index(ids).isin(frame.index)
+    if missing.any():
+        raise SchemaError(f"attributes lack item {ids[int(np.flatnonzero(missing)[0])]!r}.")
+    return frame.loc[list(ids)].reset_index(drop=True)
+
+
+def build_index(
+    items: ItemVectors | np.ndarray,
+    *,
+    ids: Sequence[str] | None = None,
+    spec: str | None = None,
+    target_recall: float | None = None,
+    k: int = 10,
+    memory_budget: int | None = None,
+    attributes: Any = None,
+    use_gpu: bool | None = None,
+    seed: int = 0,
+) -> ItemIndex:
+    """Build a FAISS inner-product index over L2-normalised item vectors.
+
+    Parameters
+    ----------
+    items : ItemVectors or ndarray of shape (n, d)
+        ``ItemVectors`` (its fused vectors and ids are used) or a matrix with ``ids``; either may be
+        memory-mapped: rows are normalised and added in chunks.
+    ids : sequence of str, optional
+        Item ids for a matrix (default ``"0"..."n-1"``).
+    spec : str, optional
+        FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``);
+        by default :func:`mmrec.index.plan_index` picks by size, dimension and ``memory_budget``.
+    target_recall : float, optional
+        Tune ``nprobe`` / ``efSearch`` (and the PQ re-ranking factor) to the cheapest setting whose
+        recall@``k`` against exact search, on held-out item queries, reaches it; the achieved recall
+        and the parameters are stored in ``index.params`` and logged.
+    k : int
+        The k of that recall.
+    memory_budget : int, optional
+        Bytes the index may use (default: half the machine's memory).
+    attributes : Catalog or DataFrame, optional
+        Item attributes to filter on at query time (``index.mask(where=...)``).
+    use_gpu : bool, optional
+        Default: on the GPU(s) when ``faiss.get_num_gpus() > 0`` and the index type supports it.
+    seed : int
+        Seed of k-means, of the training sample and of the tuning queries.
+    """
+    if isinstance(items, ItemVectors):
+        if ids is not None:
+            raise ConfigError("ids come from the ItemVectors; do not pass ids= with them.")
+        vectors, ids_array = items.fused, items.ids
+    else:
+        if not hasattr(items, "shape") or len(items.shape) != 2:
+            raise SchemaError(f"item vectors must have shape (n, d); got {getattr(items, 'shape', None)}.")
+        vectors = items
+        ids_array = np.asarray([str(i) for i in (ids if ids is not None else range(len(items)))],
+                               dtype=object)
+        if len(ids_array) != len(items) or len(set(ids_array.tolist())) != len(ids_array):
+            raise SchemaError(f"ids must be {len(items)} unique values, one per row.")
+    if len(vectors) == 0:
+        raise SchemaError("cannot build an index over zero items.")
+    n, dim = vectors.shape
+    if not _looks_normalised(vectors, seed):
+        vectors = l2_normalize(as_matrix(np.asarray(vectors), name="item vectors"))
+    elif not isinstance(vectors, np.memmap):
+        vectors = as_matrix(vectors, name="item vectors")
+    plan = plan_index(n, dim, memory_budget=memory_budget)
+    chosen = spec or plan.spec
+    faiss_index, params = train_and_fill(chosen, dim, vectors, np.arange(n, dtype=np.int64), seed=seed)
+    params["rerank"] = plan.rerank if spec is None else 1
+    if spec is None:
+        params["choice"] = plan.reason
+    faiss_index, device = faiss_ops.place(faiss_index, use_gpu)
+    index = ItemIndex(faiss_index, ids_array, vectors, spec=chosen, params=params | {"device": device},
+                      attributes=_attribute_table(attributes, ids_array))
+    if target_recall is not None:
+        from mmrec.index.tuning import tune
+
+        tune(index, target_recall=target_recall, k=k, seed=seed)
+    logger.info("built %r over %d items (dim %d) on %s: %s", chosen, n, dim, device,
+                {key: v for key, v in index.params.items() if key != "tuning"})
+    return index

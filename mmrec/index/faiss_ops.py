@@ -1,0 +1,143 @@
+"""Thin FAISS helpers: search with selectors and tuned parameters, add/remove by label, placement,
+I/O. FAISS is imported lazily, in one place."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrec.errors import ConfigError
+
+logger = logging.getLogger(__name__)
+
+# Search-time parameters this module applies, by FAISS ParameterSpace name.
+SEARCH_PARAMS = ("nprobe", "efSearch")
+
+
+def faiss() -> Any:
+    import faiss as _faiss
+
+    return _faiss
+
+
+def ivf_of(index: Any) -> Any | None:
+    """The IVF part of an index (also inside IDMap / GPU wrappers), or None."""
+    try:
+        return faiss().extract_index_ivf(index)
+    except RuntimeError:
+        return None
+
+
+def hnsw_of(index: Any) -> Any | None:
+    f = faiss()
+    base = f.downcast_index(index.index) if isinstance(index, f.IndexIDMap) else index
+    return base if isinstance(base, f.IndexHNSW) else None
+
+
+def needs_id_map(spec: str) -> bool:
+    """Flat and PQ indices renumber on removal, so they are wrapped in IDMap2; IVF stores ids
+    itself; HNSW cannot remove (removed items are filtered at search time instead)."""
+    return "IVF" not in spec and "HNSW" not in spec
+
+
+@dataclass
+class BitmapSelector:
+    """A FAISS IDSelectorBitmap over labels, holding the bitmap it points to."""
+
+    bits: np.ndarray
+    selector: Any
+
+
+def bitmap_selector(mask: np.ndarray) -> BitmapSelector:
+    bits = np.packbits(np.asarray(mask, dtype=bool), bitorder="little")
+    return BitmapSelector(bits, faiss().IDSelectorBitmap(len(mask), faiss().swig_ptr(bits)))
+
+
+def search(index: Any, queries: np.ndarray, k: int, *, selector: BitmapSelector | None,
+           params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search``; with a selector, through the right SearchParameters (keeping nprobe /
+    efSearch, which a parameters object would otherwise reset)."""
+    if selector is None:
+        return index.search(queries, k)
+    f = faiss()
+    if ivf_of(index) is not None:
+        search_params = f.SearchParametersIVF(sel=selector.selector,
+                                              nprobe=int(params.get("nprobe", 1)))
+    elif hnsw_of(index) is not None:
+        search_params = f.SearchParametersHNSW(sel=selector.selector,
+                                               efSearch=int(params.get("efSearch", 16)))
+    else:
+        search_params = f.SearchParameters(sel=selector.selector)
+    return index.search(queries, k, params=search_params)
+
+
+def add(index: Any, vectors: np.ndarray, labels: np.ndarray) -> None:
+    """Add rows with their labels (HNSW numbers rows itself; labels are appended in order)."""
+    if hnsw_of(index) is not None and not isinstance(index, faiss().IndexIDMap):
+        if index.ntotal != labels[0]:
+            raise ConfigError("HNSW labels out of step with the index; rebuild it.")
+        index.add(vectors)
+    else:
+        index.add_with_ids(vectors, labels)
+
+
+def remove(index: Any, labels: np.ndarray) -> None:
+    """Physically remove labels where the index type allows it (HNSW does not; the caller's alive
+    mask keeps removed items out of every result either way)."""
+    if hnsw_of(index) is not None:
+        return
+    try:
+        index.remove_ids(faiss().IDSelectorBatch(np.asarray(labels, dtype=np.int64)))
+    except RuntimeError as exc:  # e.g. a GPU index
+        logger.info("remove_ids unsupported here (%s); items are filtered at search time", exc)
+
+
+def apply_params(index: Any, params: dict[str, Any]) -> None:
+    """Set nprobe / efSearch on the index from ``params``."""
+    space = faiss().ParameterSpace()
+    for name in SEARCH_PARAMS:
+        if name in params:
+            space.set_index_parameter(index, name, params[name])
+
+
+def ivf_residual(index: Any, vectors: np.ndarray) -> float:
+    """Mean ``1 - similarity`` of unit vectors to their nearest IVF centroid."""
+    ivf = ivf_of(index)
+    if ivf is None or len(vectors) == 0:
+        return 0.0
+    similarity, _ = ivf.quantizer.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    return float(np.mean(1.0 - similarity[:, 0]))
+
+
+def place(index: Any, use_gpu: bool | None) -> tuple[Any, str]:
+    """Move to the GPU(s) when asked or when FAISS sees one (sharded across several)."""
+    f = faiss()
+    gpus = f.get_num_gpus() if hasattr(f, "get_num_gpus") else 0
+    if use_gpu and gpus == 0:
+        raise ConfigError("use_gpu=True but FAISS sees no GPU; install the 'gpu' extra (faiss-gpu-cu12).")
+    if use_gpu or (use_gpu is None and gpus > 0):
+        try:
+            options = f.GpuMultipleClonerOptions()
+            options.shard = gpus > 1
+            return f.index_cpu_to_all_gpus(index, co=options), "gpu"
+        except (RuntimeError, AttributeError) as exc:  # e.g. HNSW has no GPU implementation
+            logger.info("index stays on CPU (%s)", exc)
+    return index, "cpu"
+
+
+def write(index: Any, path: Path) -> None:
+    f = faiss()
+    if hasattr(f, "index_gpu_to_cpu"):
+        try:
+            index = f.index_gpu_to_cpu(index)
+        except (RuntimeError, AttributeError):
+            pass  # already a CPU index
+    f.write_index(index, str(path))
+
+
+def read(path: Path) -> Any:
+    return faiss().read_index(str(path))
