@@ -43,9 +43,20 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from mmrec import ItemVectors, build_index
 
-    index = build_index(ItemVectors.load(args.items), spec=args.spec, seed=args.seed)
+    attributes = None
+    if args.catalog:
+        from mmrec import Catalog
+
+        attributes = Catalog.from_path(args.catalog)
+    index = build_index(ItemVectors.load(args.items, mmap=True), spec=args.spec, seed=args.seed,
+                        target_recall=args.target_recall, k=args.k, attributes=attributes,
+                        memory_budget=int(args.memory_gb * 2**30) if args.memory_gb else None)
     index.save(args.out)
     print(index)
+    tuning = index.params.get("tuning")
+    if tuning:
+        print(f"recall@{tuning['k']} {tuning['achieved_recall']:.3f} (target {tuning['target_recall']}) "
+              f"on {tuning['queries']} held-out item queries with {tuning['params'] or 'exact search'}")
     print(f"saved index to {args.out}")
     return 0
 
@@ -79,8 +90,9 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
     index = ItemIndex.load(args.index)
     events = Interactions.from_path(args.events)
+    where = _parse_where(args.where)
     recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
-                     half_life=args.half_life)
+                     half_life=args.half_life, where=where)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         recs.to_csv(args.out, index=False)
@@ -88,6 +100,18 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     if not args.out or args.users:
         print_recommendations(recs, _titles(args.catalog))
     return 0
+
+
+def _parse_where(terms: list[str] | None) -> dict[str, list[str]] | None:
+    if not terms:
+        return None
+    where = {}
+    for term in terms:
+        column, sep, values = term.partition("=")
+        if not sep or not column:
+            raise MmrecError(f"--where expects COLUMN=VALUE[,VALUE], got {term!r}.")
+        where[column] = values.split(",")
+    return where
 
 
 def cmd_encoders(args: argparse.Namespace) -> int:
@@ -192,6 +216,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--spec", default=None,
                    help="FAISS factory string, e.g. Flat, HNSW32, IVF1024,Flat (default: by size)")
     p.add_argument("--seed", type=int, default=0, help="k-means seed (default: 0)")
+    p.add_argument("--target-recall", type=float, default=None,
+                   help="tune nprobe/efSearch to the cheapest setting reaching this recall@k")
+    p.add_argument("--k", type=int, default=10, help="k of the recall target (default: 10)")
+    p.add_argument("--memory-gb", type=float, default=None,
+                   help="memory budget that steers the automatic index choice (default: half of RAM)")
+    p.add_argument("--catalog", default=None,
+                   help="catalog file whose categorical/numeric columns become filterable attributes")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("recommend", help="top-k items per user from their history",
@@ -204,6 +235,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--half-life", type=float, default=None,
                    help="recency decay half-life in seconds (default: none)")
     p.add_argument("--catalog", default=None, help="catalog file, to print titles")
+    p.add_argument("--where", nargs="+", default=None, metavar="COLUMN=VALUE[,VALUE]",
+                   help="keep only items whose attribute matches (index built with --catalog)")
     p.add_argument("--out", default=None, help="write recommendations to this CSV file")
     p.set_defaults(func=cmd_recommend)
 

@@ -89,3 +89,20 @@ def test_encode_with_cache_reuses_vectors(demo, tmp_path, capsys):
 
     second = ItemVectors.load(tmp_path / "b")
     assert second.report.cache_hits["audio"] == second.report.counts["audio"]["encoded"] > 0
+
+
+def test_index_with_recall_target_and_filtered_recommend(demo, tmp_path, capsys):
+    items, index = tmp_path / "items", tmp_path / "index"
+    assert main(["-q", "encode", str(demo.catalog), "--out", str(items), "--image", "none",
+                 "--text", "text-tfidf-svd"]) == 0
+    assert main(["-q", "index", str(items), "--out", str(index), "--spec", "HNSW16",
+                 "--target-recall", "0.9", "--catalog", str(demo.catalog)]) == 0
+    assert "recall@10" in capsys.readouterr().out
+    out = tmp_path / "recs.csv"
+    assert main(["-q", "recommend", "--index", str(index), "--events", str(demo.events), "--k", "3",
+                 "--where", "category=ocean,desert", "--out", str(out)]) == 0
+    recs = pd.read_csv(out)
+    category = pd.read_csv(demo.catalog).set_index("item_id")["category"]
+    assert set(category[recs["item"]]) <= {"ocean", "desert"}
+    assert main(["recommend", "--index", str(index), "--events", str(demo.events),
+                 "--where", "nonsense"]) == 2

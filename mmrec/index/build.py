@@ -11,7 +11,7 @@ import pandas as pd
 
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import faiss_ops
-from mmrec.index.choice import plan_index
+from mmrec.index.choice import PQ_RERANK, plan_index
 from mmrec.index.item_index import ItemIndex, as_matrix, l2_normalize
 from mmrec.item_vectors import ItemVectors
 
@@ -163,7 +163,8 @@ def build_index(
     plan = plan_index(n, dim, memory_budget=memory_budget)
     chosen = spec or plan.spec
     faiss_index, params = train_and_fill(chosen, dim, vectors, np.arange(n, dtype=np.int64), seed=seed)
-    params["rerank"] = plan.rerank if spec is None else 1
+    # compressed codes (PQ) get their shortlist re-ranked by exact inner product by default
+    params["rerank"] = plan.rerank if spec is None else (PQ_RERANK if "PQ" in chosen else 1)
     if spec is None:
         params["choice"] = plan.reason
     faiss_index, device = faiss_ops.place(faiss_index, use_gpu)

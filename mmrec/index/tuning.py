@@ -79,30 +79,23 @@ def tune(index: ItemIndex, *, target_recall: float, k: int = 10, n_queries: int 
         return recall_at_k(found, truth)
 
     curve: list[dict[str, Any]] = []
-    reranks = RERANK_VALUES if int(index.params.get("rerank", 1)) > 1 else (1,)
-    sweeps = _candidates(index)
-    achieved, chosen = None, {}
-    if not sweeps:  # exact index: nothing to tune
-        achieved = measure()
+    reranks = RERANK_VALUES if "PQ" in index.spec else (int(index.params.get("rerank", 1)),)
+    settings = [{name: value, "rerank": rerank} for rerank in reranks
+                for name, values in _candidates(index) for value in values]
+    if not settings:  # exact index: nothing to tune
+        achieved, chosen = measure(), {}
         curve.append({"recall": achieved})
-    for rerank in reranks:
-        index.params["rerank"] = rerank
-        for name, values in sweeps:
-            for value in values:
-                index.params[name] = value
-                recall = measure()
-                curve.append({name: value, "rerank": rerank, "recall": recall})
-                if achieved is None or recall > achieved:
-                    achieved, chosen = recall, {name: value, "rerank": rerank}
-                if recall >= target_recall:
-                    break
-            else:
-                continue
-            break
-        if achieved is not None and achieved >= target_recall:
-            chosen = {key: v for key, v in curve[-1].items() if key != "recall"}
-            achieved = curve[-1]["recall"]
-            break
+    else:
+        achieved, chosen = -1.0, {}
+        for setting in settings:  # cheapest first: stop at the first that reaches the target
+            index.params.update(setting)
+            recall = measure()
+            curve.append(setting | {"recall": recall})
+            if recall > achieved:
+                achieved, chosen = recall, setting
+            if recall >= target_recall:
+                achieved, chosen = recall, setting
+                break
     index.params.update(chosen)
     faiss_ops.apply_params(index.faiss_index, index.params)
     result = {"target_recall": target_recall, "k": k, "queries": len(labels),
