@@ -57,21 +57,28 @@ def bitmap_selector(mask: np.ndarray) -> BitmapSelector:
     return BitmapSelector(bits, faiss().IDSelectorBitmap(len(mask), faiss().swig_ptr(bits)))
 
 
+def ivf_lists_of(index: Any) -> int:
+    """Number of IVF lists (0 for other index types)."""
+    ivf = ivf_of(index)
+    return 0 if ivf is None else int(ivf.nlist)
+
+
 def search(index: Any, queries: np.ndarray, k: int, *, selector: BitmapSelector | None,
-           params: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
-    """``index.search``; with a selector, through the right SearchParameters (keeping nprobe /
-    efSearch, which a parameters object would otherwise reset)."""
-    if selector is None:
+           params: dict[str, Any], overrides: dict[str, Any] | None = None,
+           ) -> tuple[np.ndarray, np.ndarray]:
+    """``index.search``; with a selector or per-call ``overrides`` (e.g. a larger nprobe), through
+    the right SearchParameters (carrying nprobe / efSearch, which such an object would reset)."""
+    if selector is None and not overrides:
         return index.search(queries, k)
     f = faiss()
+    values = dict(params) | dict(overrides or {})
+    sel = None if selector is None else selector.selector
     if ivf_of(index) is not None:
-        search_params = f.SearchParametersIVF(sel=selector.selector,
-                                              nprobe=int(params.get("nprobe", 1)))
+        search_params = f.SearchParametersIVF(sel=sel, nprobe=int(values.get("nprobe", 1)))
     elif hnsw_of(index) is not None:
-        search_params = f.SearchParametersHNSW(sel=selector.selector,
-                                               efSearch=int(params.get("efSearch", 16)))
+        search_params = f.SearchParametersHNSW(sel=sel, efSearch=int(values.get("efSearch", 16)))
     else:
-        search_params = f.SearchParameters(sel=selector.selector)
+        search_params = f.SearchParameters(sel=sel)
     return index.search(queries, k, params=search_params)
 
 

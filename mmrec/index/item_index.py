@@ -184,16 +184,30 @@ class ItemIndex:
         if allowed is not None and n_usable <= max(EXACT_FILTER_ITEMS, EXACT_FILTER_SHARE * n):
             self._exact(queries, np.arange(m), k, excluded, usable, scores, labels)
             return scores, labels
+        rows = np.arange(m)
+        if exclude_idx is None and n_usable == n and int(self.params.get("rerank", 1)) == 1:
+            # plain queries: one FAISS call; only rows it could not fill take the general path
+            raw_scores, raw_labels = faiss_ops.search(self.faiss_index, queries, min(k, n),
+                                                      selector=None, params=self.params)
+            order = np.lexsort((np.where(raw_labels >= 0, raw_labels, n), -raw_scores), axis=-1)
+            width = order.shape[1]
+            scores[:, :width] = np.take_along_axis(raw_scores, order, 1)
+            labels[:, :width] = np.take_along_axis(raw_labels, order, 1)
+            rows = np.flatnonzero((labels[:, : min(k, n_usable)] < 0).any(axis=1))
+            scores[labels < 0] = -np.inf
+            if rows.size == 0:
+                return scores, labels
         selector = None if n_usable == n else faiss_ops.bitmap_selector(usable)
         # Rows are bucketed by how far they must over-fetch (k + their exclusions, rounded up to a
         # power of two), so one user with a long history does not make every query fetch more.
         n_excluded = np.fromiter((len(e) for e in excluded), dtype=np.int64, count=m)
         buckets = np.ceil(np.log2(np.minimum(n_usable, k + n_excluded))).astype(np.int64)
         short: list[int] = []
-        for bucket in np.unique(buckets):
-            rows = np.flatnonzero(buckets == bucket)
-            short += self._search_rows(queries, rows, k, excluded, n_excluded, usable, n_usable,
-                                       selector, scores, labels, fetch=int(min(n, 1 << int(bucket))))
+        for bucket in np.unique(buckets[rows]):
+            group = rows[buckets[rows] == bucket]
+            fetch = int(min(n, k + n_excluded[group].max()))
+            short += self._search_rows(queries, group, k, excluded, n_excluded, usable, n_usable,
+                                       selector, scores, labels, fetch=fetch)
         if short:  # the ANN index ran dry (e.g. a graph under a filter): finish those rows exactly
             self._exact(queries, np.asarray(short), k, excluded, usable, scores, labels)
         return scores, labels
@@ -203,16 +217,28 @@ class ItemIndex:
         n_excluded: np.ndarray, usable: np.ndarray, n_usable: int, selector: Any,
         scores: np.ndarray, labels: np.ndarray, *, fetch: int,
     ) -> list[int]:
-        """Fill rows, doubling ``fetch`` for rows still short of k; returns rows FAISS left short."""
+        """Fill ``rows``; returns the rows FAISS could not fill (left for the exact fallback).
+
+        A row short of k because exclusions ate its results is searched again with twice the
+        ``fetch``; a row for which FAISS itself ran dry (fewer hits than asked: too few IVF lists
+        probed) is searched again with twice the ``nprobe``.
+        """
         n = self.n_labels
         rerank = int(self.params.get("rerank", 1))
-        pending, short = rows, []
-        while len(pending):
+        nlist = faiss_ops.ivf_lists_of(self.faiss_index)
+        nprobe = int(self.params.get("nprobe", 1))
+        groups = [(rows, fetch, nprobe)]
+        short: list[int] = []
+        while groups:
+            pending, fetch, probe = groups.pop()
             wanted = min(n, fetch * rerank)
+            overrides = {"nprobe": probe} if nlist and probe != nprobe else None
             raw_scores, raw_labels = faiss_ops.search(self.faiss_index, queries[pending], wanted,
-                                                      selector=selector, params=self.params)
+                                                      selector=selector, params=self.params,
+                                                      overrides=overrides)
             if rerank > 1:
                 raw_scores = self._exact_scores(queries[pending], raw_labels)
+            returned = (raw_labels >= 0).sum(axis=1)
             excluded_keys = np.concatenate([q * n + excluded[q] for q in pending])
             valid = (raw_labels >= 0) & ~np.isin(pending[:, None] * n + raw_labels, excluded_keys)
             valid[valid] &= usable[raw_labels[valid]]
@@ -222,16 +248,21 @@ class ItemIndex:
             got = np.take_along_axis(valid, order, 1)
             needed = np.minimum(k, n_usable - n_excluded[pending])
             enough = valid.sum(axis=1) >= needed
-            exhausted = fetch >= n
-            done = enough | exhausted
+            dry = ~enough & (returned < np.minimum(wanted, n_usable))
+            can_probe = bool(nlist) and probe < nlist
+            widen = ~enough & ~dry & (fetch < n)
+            deeper = dry & can_probe
+            done = ~(widen | deeper)
             finished = pending[done]
             scores[finished, :width] = np.where(
                 got[done], np.take_along_axis(raw_scores, order, 1)[done], -np.inf)
             labels[finished, :width] = np.where(
                 got[done], np.take_along_axis(raw_labels, order, 1)[done], -1)
             short += pending[done & ~enough].tolist()
-            pending = pending[~done]
-            fetch = min(n, fetch * 2)
+            if widen.any():
+                groups.append((pending[widen], min(n, fetch * 2), probe))
+            if deeper.any():
+                groups.append((pending[deeper], fetch, min(nlist, probe * 2)))
         return short
 
     def _exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:

@@ -37,6 +37,22 @@ def exact_neighbours(index: ItemIndex, queries: np.ndarray, k: int, exclude: np.
     return best_labels
 
 
+def ann_neighbours(index: ItemIndex, queries: np.ndarray, k: int, exclude: np.ndarray) -> np.ndarray:
+    """The index's own top-``k`` (one FAISS call, re-ranked when the index re-ranks; each query's
+    ``exclude`` label dropped), without ItemIndex.search's safety nets (which would flatter the
+    parameters being tuned)."""
+    rerank = int(index.params.get("rerank", 1))
+    selector = None if index.alive.all() else faiss_ops.bitmap_selector(index.alive)
+    scores, labels = faiss_ops.search(index.faiss_index, queries, (k + 1) * rerank,
+                                      selector=selector, params=index.params)
+    if rerank > 1:
+        scores = index._exact_scores(queries, labels)
+    scores = np.where(labels == exclude[:, None], -np.inf, scores)
+    order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
+    top = np.take_along_axis(labels, order, 1)
+    return np.where(np.isfinite(np.take_along_axis(scores, order, 1)), top, -1)
+
+
 def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
     """Mean share of each row's true neighbours that were found (``-1`` entries ignored)."""
     hits = [len(set(f[f >= 0].tolist()) & set(t[t >= 0].tolist())) / max(1, int((t >= 0).sum()))
@@ -75,8 +91,7 @@ def tune(index: ItemIndex, *, target_recall: float, k: int = 10, n_queries: int 
 
     def measure() -> float:
         faiss_ops.apply_params(index.faiss_index, index.params)
-        _, found = index.search(queries, k, exclude_idx=labels[:, None])
-        return recall_at_k(found, truth)
+        return recall_at_k(ann_neighbours(index, queries, k, labels), truth)
 
     curve: list[dict[str, Any]] = []
     reranks = RERANK_VALUES if "PQ" in index.spec else (int(index.params.get("rerank", 1)),)
