@@ -28,7 +28,12 @@ DEFAULT_NPROBE_SHARE = 1 / 16
 
 
 def _unit_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    return l2_normalize(as_matrix(np.asarray(vectors[rows]), name="item vectors"))
+    """Rows as unit float32 vectors (already-unit rows pass through without a second copy)."""
+    block = as_matrix(np.asarray(vectors[rows]), name="item vectors")
+    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
+    if np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0)):
+        return block
+    return l2_normalize(block)
 
 
 def train_and_fill(spec: str, dim: int, vectors: np.ndarray, labels: np.ndarray, *,
