@@ -19,34 +19,14 @@ import json
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
+from _timing import interleaved, timed
 
 SR = 22050
-
-
-def timed(fn, *args, repeat: int = 1, **kwargs):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn(*args, **kwargs)
-        best = min(best, time.perf_counter() - start)
-    return best, result
-
-
-def interleaved(first, second, rounds: int = 3) -> tuple[float, float, object, object]:
-    """Best-of-``rounds`` seconds of two callables run alternately (fair under drifting load)."""
-    best = [float("inf"), float("inf")]
-    results: list[object] = [None, None]
-    for _ in range(rounds):
-        for k, fn in enumerate((first, second)):
-            seconds, results[k] = timed(fn)
-            best[k] = min(best[k], seconds)
-    return best[0], best[1], results[0], results[1]
 
 
 def table(title: str, rows: list[tuple[str, float, str]], unit: str, baseline: float) -> None:

@@ -4,17 +4,18 @@
 
 Synthetic clustered unit vectors (1,000 Gaussian clusters). For each index type: build seconds,
 search QPS (one batch of queries, k=10) and recall@10 against exact search — for mmrec and for raw
-FAISS (same factory string, same training sample, same nprobe/efSearch), with the overhead ratio;
+FAISS (same factory string, same training sample, same nprobe/efSearch; builds and searches timed
+alternately, best of several), with the overhead ratio;
 then mmrec's automatic choice tuned to recall@10 >= 0.95 against exact (Flat) search.
 """
 
 from __future__ import annotations
 
 import argparse
-import time
 
 import faiss
 import numpy as np
+from _timing import interleaved, timed
 
 import mmrec
 from mmrec.index import plan_index, recall_at_k
@@ -30,15 +31,6 @@ def clustered(n: int, dim: int, seed: int) -> np.ndarray:
         block = centers[rng.integers(1000, size=m)] + 0.6 * rng.standard_normal((m, dim), dtype=np.float32)
         out[start : start + m] = block / np.linalg.norm(block, axis=1, keepdims=True)
     return out
-
-
-def best_of(fn, repeat: int = 3):
-    best, result = float("inf"), None
-    for _ in range(repeat):
-        start = time.perf_counter()
-        result = fn()
-        best = min(best, time.perf_counter() - start)
-    return best, result
 
 
 def raw_faiss(spec: str, x: np.ndarray, params: dict, seed: int):
@@ -67,13 +59,18 @@ def raw_faiss(spec: str, x: np.ndarray, params: dict, seed: int):
 
 def compare(spec: str, x: np.ndarray, queries: np.ndarray, truth: np.ndarray, seed: int) -> str:
     """One table row: mmrec vs raw FAISS with the same factory string and search parameters."""
-    t_build, index = best_of(lambda: mmrec.build_index(x, spec=spec, seed=seed), repeat=1)
+    rounds = 2 if len(x) <= 200_000 else 1
+    t_raw_build, t_build, _, index = interleaved(lambda: raw_faiss(spec, x, {}, seed),
+                                                 lambda: mmrec.build_index(x, spec=spec, seed=seed),
+                                                 rounds=rounds)
     if spec != "Flat":
         mmrec.index.tune(index, target_recall=0.95, k=10, seed=seed)
     params = {k: v for k, v in index.params.items() if k in ("nprobe", "efSearch")}
-    t_raw_build, raw = best_of(lambda: raw_faiss(spec, x, params, seed), repeat=1)
-    t_search, (_, found) = best_of(lambda: index.search(queries, 10))
-    t_raw, (_, raw_found) = best_of(lambda: raw.search(queries, 10))
+    raw = raw_faiss(spec, x, params, seed)
+    _, raw_found = raw.search(queries, 10)
+    # wrapper overhead: ItemIndex.search vs FAISS's own search on the very same index
+    t_search, t_raw, (_, found), _ = interleaved(
+        lambda: index.search(queries, 10), lambda: index.faiss_index.search(queries, 10), rounds=5)
     m = len(queries)
     return (f"| {spec} {params or ''} | {t_build:.1f} / {t_raw_build:.1f} | "
             f"{m / t_search:,.0f} / {m / t_raw:,.0f} | {t_build / t_raw_build - 1:+.1%} | "
@@ -86,12 +83,12 @@ def run(n: int, dim: int, n_queries: int, seed: int = 0) -> None:
     queries = clustered(n_queries, dim, seed + 100)
     flat = faiss.IndexFlatIP(dim)
     flat.add(x)
-    t_exact, (_, truth) = best_of(lambda: flat.search(queries, 10), repeat=1)
+    t_exact, (_, truth) = timed(flat.search, queries, 10)
     exact_qps = n_queries / t_exact
     print(f"\n### {n:,} items x {dim} dims, {n_queries} queries, {faiss.omp_get_max_threads()} threads")
     print(f"exact search (FAISS IndexFlatIP): {exact_qps:,.0f} QPS\n")
-    print("| index | build s (mmrec / FAISS) | QPS (mmrec / FAISS) | build overhead | search overhead "
-          "| recall@10 (mmrec / FAISS) |")
+    print("| index | build s (mmrec / FAISS) | QPS (mmrec / FAISS, same index) | build overhead "
+          "| search overhead | recall@10 (mmrec / FAISS-built index) |")
     print("|---|---:|---:|---:|---:|---:|")
     nlist = plan_index(n, dim, memory_budget=1 << 40).spec if n > 500_000 else None
     specs = ["Flat", f"IVF{nlist.split(',')[0][3:]},Flat" if nlist else "IVF1024,Flat"]
@@ -99,8 +96,8 @@ def run(n: int, dim: int, n_queries: int, seed: int = 0) -> None:
         specs.insert(1, "HNSW32")
     for spec in specs:
         print(compare(spec, x, queries, truth, seed))
-    t_build, auto = best_of(lambda: mmrec.build_index(x, target_recall=0.95, k=10, seed=seed), repeat=1)
-    t_search, (_, found) = best_of(lambda: auto.search(queries, 10))
+    t_build, auto = timed(mmrec.build_index, x, target_recall=0.95, k=10, seed=seed)
+    t_search, (_, found) = timed(auto.search, queries, 10, repeat=3)
     qps = n_queries / t_search
     print(f"\nauto choice: {auto.spec!r} ({auto.params.get('choice')}), tuned "
           f"{auto.params['tuning']['params'] or 'exact'}: build {t_build:.1f} s, {qps:,.0f} QPS = "
