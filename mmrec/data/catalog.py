@@ -17,6 +17,7 @@ from mmrec.data.readers import read_table
 from mmrec.data.validation import (
     id_strings,
     is_missing,
+    normalized_name,
     numeric_column,
     path_value,
     positions_of,
@@ -27,10 +28,6 @@ from mmrec.errors import SchemaError
 from mmrec.utils.config import config_from_dict
 
 __all__ = ["Catalog", "CatalogSchema"]
-
-
-def _norm(name: str) -> str:
-    return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
 # Column names recognised when no schema is given (compared lower-case, without '_', '-', ' ').
@@ -90,7 +87,7 @@ class CatalogSchema:
     @classmethod
     def infer(cls, frame: pd.DataFrame) -> CatalogSchema:
         """Guess roles from column names and contents (see the module's ``*_NAMES`` tuples)."""
-        by_norm = {_norm(c): str(c) for c in frame.columns}
+        by_norm = {normalized_name(c): str(c) for c in frame.columns}
         id_column = next((by_norm[n] for n in ID_NAMES if n in by_norm), None)
         if id_column is None:
             raise SchemaError(

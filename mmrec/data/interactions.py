@@ -16,6 +16,7 @@ from mmrec.data.readers import read_table
 from mmrec.data.validation import (
     id_strings,
     missing_mask,
+    normalized_name,
     numeric_column,
     require_columns,
 )
@@ -25,10 +26,6 @@ from mmrec.utils.config import config_from_dict
 __all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents"]
 
 logger = logging.getLogger(__name__)
-
-
-def _norm(name: str) -> str:
-    return "".join(ch for ch in str(name).lower() if ch.isalnum())
 
 
 USER_NAMES = ("userid", "user", "uid", "customerid", "visitorid", "sessionid")
@@ -57,7 +54,7 @@ class InteractionSchema:
     @classmethod
     def infer(cls, frame: pd.DataFrame) -> InteractionSchema:
         """Guess roles from column names (see the module's ``*_NAMES`` tuples)."""
-        by_norm = {_norm(c): str(c) for c in frame.columns}
+        by_norm = {normalized_name(c): str(c) for c in frame.columns}
 
         def pick(names: tuple[str, ...]) -> str | None:
             return next((by_norm[n] for n in names if n in by_norm), None)
@@ -200,7 +197,8 @@ class Interactions:
             events = raw_events.astype(str).str.strip().str.lower().to_numpy(dtype=object)
             events[missing_mask(raw_events)] = DEFAULT_EVENT
         else:
-            implied = "rating" if schema.value and _norm(schema.value) == "rating" else DEFAULT_EVENT
+            rating = schema.value is not None and normalized_name(schema.value) == "rating"
+            implied = "rating" if rating else DEFAULT_EVENT
             events = np.full(n, implied, dtype=object)
         clean = pd.DataFrame({
             "user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),

@@ -15,6 +15,11 @@ from mmrec.errors import SchemaError
 _MAX_LISTED = 5
 
 
+def normalized_name(name: object) -> str:
+    """A column name compared loosely: lower case, letters and digits only (``Item_ID`` → ``itemid``)."""
+    return "".join(ch for ch in str(name).lower() if ch.isalnum())
+
+
 def is_missing(value: object) -> bool:
     """True for None, NaN/NaT/pd.NA and empty or whitespace-only strings."""
     if value is None or value is pd.NA or value is pd.NaT:
