@@ -12,6 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.index import faiss_ops
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
@@ -105,17 +106,13 @@ class ItemIndex:
         if self._lookup is None:
             labels = np.flatnonzero(self.alive)
             self._lookup = pd.Index(self.ids[labels], dtype=object)
-            self._lookup_labels = labels
+            self._lookup_labels = labels.astype(np.int64)
         return self._lookup
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Labels (int64) of catalog ids in the index; unknown or removed ids are a SchemaError."""
-        lookup = self._id_lookup()
-        wanted = pd.Index([str(i) for i in item_ids], dtype=object)
-        found = lookup.get_indexer(wanted)
-        if (found < 0).any():
-            raise SchemaError(f"index: unknown item id {wanted[int(np.flatnonzero(found < 0)[0])]!r}.")
-        return self._lookup_labels[found].astype(np.int64)
+        found = positions_of(self._id_lookup(), item_ids, what="index")  # builds _lookup_labels
+        return self._lookup_labels[found]
 
     def contains(self, item_ids: Sequence[str]) -> np.ndarray:
         """Bool per id: is it in the index now."""
