@@ -7,10 +7,14 @@ Every stage is one hop from here::
     items = mmrec.encode_items(catalog)
     index = mmrec.build_index(items)
     recs = mmrec.recommend(index, events, users=["u1"], k=10)
+
+    model = mmrec.TwoTower(fusion="gated", user_tower="transformer").fit(items, events)
+    index = mmrec.build_index(model.encode_items(items))
 """
 
 from mmrec._version import __version__
 from mmrec.data import Catalog, CatalogSchema, EventWeights, Interactions, InteractionSchema
+from mmrec.data.splits import Split, leave_last_out, time_split
 from mmrec.encode import DEFAULT_ENCODERS, encode_items
 from mmrec.encoders import Encoder, add_preset_dir, create_encoder, get_preset, list_encoders
 from mmrec.errors import (
@@ -24,6 +28,7 @@ from mmrec.errors import (
 )
 from mmrec.index import ItemIndex, build_index
 from mmrec.item_vectors import EncodeReport, ItemVectors
+from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
 from mmrec.recommend import UserVectors, recommend, user_vectors
 
 __all__ = [
@@ -33,6 +38,9 @@ __all__ = [
     "Interactions",
     "InteractionSchema",
     "EventWeights",
+    "Split",
+    "leave_last_out",
+    "time_split",
     "encode_items",
     "DEFAULT_ENCODERS",
     "Encoder",
@@ -47,6 +55,9 @@ __all__ = [
     "recommend",
     "user_vectors",
     "UserVectors",
+    "TwoTower",
+    "TwoTowerConfig",
+    "TrainConfig",
     "MmrecError",
     "SchemaError",
     "ConfigError",

@@ -1,4 +1,4 @@
-"""The ``mmrec`` command line: one sub-command per stage (demo, encode, index, recommend, encoders)."""
+"""The ``mmrec`` command line: one sub-command per stage (demo, encode, train, index, recommend, ...)."""
 
 from __future__ import annotations
 
@@ -91,8 +91,13 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     index = ItemIndex.load(args.index)
     events = Interactions.from_path(args.events)
     where = _parse_where(args.where)
+    model = None
+    if args.model:
+        from mmrec import TwoTower
+
+        model = TwoTower.load(args.model)
     recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
-                     half_life=args.half_life, where=where)
+                     half_life=args.half_life, where=where, model=model)
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         recs.to_csv(args.out, index=False)
@@ -170,6 +175,19 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    from mmrec.train_job import load_train_job, run_train_job
+
+    training = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
+    job = load_train_job(args.config, out=args.out, training=training)
+    summary = run_train_job(job)
+    for name, value in summary["test"].items():
+        print(f"{name:>10}: {value:.4f}" if isinstance(value, float) else f"{name:>10}: {value}")
+    best = summary["training"]["best_epoch"]
+    print(f"best epoch {best}; model, item vectors and metrics.json saved in {job.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmrec", description="Multimodal recommendation: encode items, index them, recommend.")
@@ -232,6 +250,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--users", nargs="+", default=None, help="user ids (default: every user in the log)")
     p.add_argument("--k", type=int, default=10, help="recommendations per user (default: 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude seen items")
+    p.add_argument("--model", default=None,
+                   help="trained model folder (`mmrec train`): its user tower makes the user vectors; "
+                   "build the index from the run's item_vectors")
     p.add_argument("--half-life", type=float, default=None,
                    help="recency decay half-life in seconds (default: none)")
     p.add_argument("--catalog", default=None, help="catalog file, to print titles")
@@ -239,6 +260,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="keep only items whose attribute matches (index built with --catalog)")
     p.add_argument("--out", default=None, help="write recommendations to this CSV file")
     p.set_defaults(func=cmd_recommend)
+
+    p = sub.add_parser("train", help="train a two-tower model (learned fusion + user tower)",
+                       description="Split a behaviour log by time, train a TwoTower model with "
+                       "early stopping and checkpoints, report full-ranking test metrics, save the "
+                       "model and its learned item vectors (ready for `mmrec index`).")
+    p.add_argument("--config", required=True, help="YAML or TOML job file (see docs/training.md)")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
+    p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("encoders", help="list encoder presets",
                        description="List the encoder presets mmrec knows.")

@@ -84,7 +84,8 @@ class ItemVectors:
     masks : dict of str to ndarray, bool, shape (n,)
         Which items have each modality.
     fused : ndarray, float32, shape (n, d)
-        L2-normalised fused vectors (see :func:`mmrec.fusion.concat_fusion`).
+        L2-normalised fused vectors: :func:`mmrec.fusion.concat_fusion` of the modalities, or a
+        trained model's learned fusion (``fusion_kind`` says which).
     report : EncodeReport
         Per-modality counts and the items that failed, with reasons.
     """
@@ -100,6 +101,7 @@ class ItemVectors:
         fused: np.ndarray | None = None,
         report: EncodeReport | None = None,
         encoders: Mapping[str, Any] | None = None,
+        fusion_kind: str = "concat",
     ) -> None:
         self.ids = np.asarray([str(i) for i in ids], dtype=object)
         n = len(self.ids)
@@ -128,6 +130,7 @@ class ItemVectors:
                     for m, k in self.masks.items()}
         )
         self.encoders = dict(encoders or {})
+        self.fusion_kind = fusion_kind
         self._id_index = pd.Index(self.ids)
 
     # ----------------------------------------------------------------------------- access
@@ -177,7 +180,7 @@ class ItemVectors:
             "n_items": len(self),
             "modalities": {m: int(v.shape[1]) for m, v in self.vectors.items()},
             "fused_dim": self.dim,
-            "fusion": {"kind": "concat", "weights": self.fusion_weights},
+            "fusion": {"kind": self.fusion_kind, "weights": self.fusion_weights},
             "encoders": self.encoders,
         }, files=[*names, "ids.json", "report.json"])
 
@@ -209,4 +212,4 @@ class ItemVectors:
         report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
         return cls(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"],
                    scalers=scalers, fused=array("fused"), report=report,
-                   encoders=manifest["encoders"])
+                   encoders=manifest["encoders"], fusion_kind=manifest["fusion"].get("kind", "concat"))

@@ -106,8 +106,13 @@ def recommend(
     event_weights: EventWeights | None = None,
     half_life: float | None = None,
     where: Mapping[str, Any] | None = None,
+    model: Any = None,
 ) -> pd.DataFrame:
-    """Top-``k`` items for each user, from the user's history (content-based).
+    """Top-``k`` items for each user, from the user's history.
+
+    The user's vector is the weighted mean of their history's item vectors (content-based), or,
+    with a trained ``model`` (:class:`mmrec.TwoTower`, whose ``encode_items`` built the index), the
+    model's user tower applied to the history.
 
     Users with no usable history (unknown, or whose weights cancel out) get the most popular items
     they have not seen; the ``source`` column says which. Seen items are excluded and ``k`` is still
@@ -130,13 +135,19 @@ def recommend(
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}.")
     known = events.restrict_to_items(index.item_ids)
-    profile = user_vectors(index, known, users=users, event_weights=event_weights,
-                           half_life=half_life)
+    if model is not None:
+        if model.config.dim != index.dim:
+            raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
+                              f"{index.dim}; build the index from model.encode_items(...).")
+        profile = model.encode_users(known, users=users)
+    else:
+        profile = user_vectors(index, known, users=users, event_weights=event_weights,
+                               half_life=half_life)
     seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
     allowed = index.mask(where) if where else None
     scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists, allowed=allowed)
-    source = np.where(profile.has_signal, "content", "popularity")
+    source = np.where(profile.has_signal, "model" if model is not None else "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:
         logger.info("%d user(s) without usable history get popular items", cold.size)

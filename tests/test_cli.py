@@ -6,7 +6,7 @@ import pytest
 
 from mmrec.cli import build_parser, main
 
-COMMANDS = ["demo", "encode", "index", "recommend", "encoders"]
+COMMANDS = ["demo", "encode", "train", "index", "recommend", "encoders"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

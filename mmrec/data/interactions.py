@@ -115,6 +115,13 @@ class EventWeights:
 
     def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Per-event weight (``float64``) for arrays of event names and values (NaN = no value)."""
+        base = self.base(events)
+        explicit = np.isin(events, np.array(self.explicit, dtype=object))
+        filled = np.where(np.isnan(values), 1.0, values)
+        return np.where(explicit, base * (values - self.rating_center), base * filled)
+
+    def base(self, events: np.ndarray) -> np.ndarray:
+        """The event type's own weight per event (``float64``), before any value scaling."""
         base = np.empty(len(events), dtype=np.float64)
         unknown: set[str] = set()
         for i, event in enumerate(events):
@@ -128,9 +135,18 @@ class EventWeights:
                 f"event type(s) {sorted(unknown)} have no weight; add them to EventWeights.weights "
                 f"(known: {sorted(self.weights)}) or set unknown_event='default'."
             )
+        return base
+
+    def positive(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
+        """How much each event counts as a positive when training on implicit feedback (>= 0).
+
+        Explicit events (ratings) count with their type's weight whatever the value — rating an
+        item shows interest; the value itself trains the rating head. Implicit ones count
+        ``weight * value`` (a play count, dwell time); negative events (skips) count 0.
+        """
         explicit = np.isin(events, np.array(self.explicit, dtype=object))
-        filled = np.where(np.isnan(values), 1.0, values)
-        return np.where(explicit, base * (values - self.rating_center), base * filled)
+        weights = np.where(explicit, self.base(events), self.of(events, values))
+        return np.maximum(weights, 0.0)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""Typed configuration of a two-tower model and of its training run.
+
+Defaults are commented; a YAML/TOML file for ``mmrec train`` holds a ``model:`` and a ``training:``
+section with these keys (unknown keys are errors).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from mmrec.errors import ConfigError
+
+__all__ = ["TwoTowerConfig", "TrainConfig"]
+
+
+@dataclass(frozen=True)
+class TwoTowerConfig:
+    """Architecture of :class:`mmrec.TwoTower`."""
+
+    fusion: str = "gated"               # concat | gated | attention: how modality tokens merge
+    user_tower: str = "transformer"     # mean | dnn | gru | lstm | attention | transformer
+    dim: int = 64                       # width of item and user vectors
+    item_ids: bool = True               # a learned id embedding joins the modality tokens
+    modalities: tuple[str, ...] | None = None  # content modalities used (None: all that are given)
+    max_len: int = 200                  # events of history the user tower reads
+    n_layers: int = 2                   # layers of the user tower (transformer blocks, RNN layers, MLPs)
+    n_heads: int = 2                    # attention heads (transformer, attention tower and fusion)
+    dropout: float = 0.2
+    short_term_events: int | None = None   # short-term interest over the last N events ...
+    short_term_hours: float | None = None  # ... and/or the last T hours, gated with the long-term one
+    temperature: float = 0.07           # initial softmax temperature of the cosine scores (learned)
+
+    def __post_init__(self) -> None:
+        if self.modalities is not None:
+            object.__setattr__(self, "modalities", tuple(self.modalities))
+        for name in ("dim", "max_len", "n_layers", "n_heads"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TwoTowerConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"TwoTowerConfig.dropout must be in [0, 1), got {self.dropout}.")
+        if not self.temperature > 0:
+            raise ConfigError(f"TwoTowerConfig.temperature must be > 0, got {self.temperature}.")
+        if self.short_term_events is not None and self.short_term_events < 1:
+            raise ConfigError("TwoTowerConfig.short_term_events must be >= 1 (or None).")
+        if self.short_term_hours is not None and not self.short_term_hours > 0:
+            raise ConfigError("TwoTowerConfig.short_term_hours must be > 0 (or None).")
+
+    @property
+    def short_term(self) -> bool:
+        return self.short_term_events is not None or self.short_term_hours is not None
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How :meth:`mmrec.TwoTower.fit` trains."""
+
+    epochs: int = 20                    # upper bound; early stopping usually ends sooner
+    batch_size: int = 128               # history windows per step
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    loss: str = "auto"                  # full | sampled | auto (full softmax up to full_softmax_items)
+    full_softmax_items: int = 50_000
+    n_negatives: int = 2048             # shared uniform negatives per step for the sampled softmax
+    rating_weight: float = 0.1          # weight of the rating-regression (MSE) loss on explicit events
+    patience: int = 3                   # epochs without validation improvement before stopping
+    valid_k: int = 20                   # early stopping watches Recall@valid_k on the validation split
+    max_valid_users: int | None = 5000  # validation on a fixed sample of users (None: all)
+    seed: int = 0
+    device: str = "auto"                # auto | cpu | cuda | cuda:N
+    amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA; off on CPU
+    grad_clip: float | None = 5.0
+
+    def __post_init__(self) -> None:
+        if self.loss not in ("auto", "full", "sampled"):
+            raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
+        for name in ("epochs", "batch_size", "n_negatives", "valid_k"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if not self.lr > 0:
+            raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}.")
+        if self.patience < 0 or self.rating_weight < 0:
+            raise ConfigError("TrainConfig.patience and rating_weight must be >= 0.")

@@ -1,0 +1,185 @@
+"""Behaviour logs as ordered per-user sequences, and padded tensor batches of them."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.splits import chronological_order
+from mmrec.errors import SchemaError
+
+__all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
+
+# Ratings are fed to the towers as (value - centre) / RATING_SCALE.
+RATING_SCALE = 2.0
+
+
+@dataclass(frozen=True)
+class EventVocabulary:
+    """Event types known to a model, as dense indices (0 is padding, 1 is an unseen type)."""
+
+    names: tuple[str, ...]
+
+    def indices(self, events: np.ndarray) -> np.ndarray:
+        lookup = {name: i + 2 for i, name in enumerate(self.names)}
+        return np.fromiter((lookup.get(e, 1) for e in events), dtype=np.int64, count=len(events))
+
+    def __len__(self) -> int:
+        return len(self.names) + 2
+
+
+@dataclass
+class SequenceBatch:
+    """Left-padded histories: position ``L-1`` is each user's latest event.
+
+    ``items`` holds item positions + 1 (0 = padding), ``events`` event-type indices, ``values`` the
+    scaled explicit value (0 for implicit events), ``gaps`` log-seconds since the previous event,
+    ``hours`` hours before the latest event (for time windows), ``weights`` the event's weight as
+    a training positive, ``rated`` 1 for explicit events (their value is a rating).
+    """
+
+    items: torch.Tensor     # (B, L) int64
+    events: torch.Tensor    # (B, L) int64
+    values: torch.Tensor    # (B, L) float32
+    gaps: torch.Tensor      # (B, L) float32
+    hours: torch.Tensor     # (B, L) float32
+    weights: torch.Tensor   # (B, L) float32
+    rated: torch.Tensor     # (B, L) float32
+
+    @property
+    def mask(self) -> torch.Tensor:
+        return self.items > 0
+
+    def to(self, device: torch.device) -> SequenceBatch:
+        return SequenceBatch(*(getattr(self, f).to(device, non_blocking=True) for f in _FIELDS))
+
+    def shifted(self) -> tuple[SequenceBatch, SequenceBatch]:
+        """``(inputs, targets)``: the targets of position ``t`` are the events at ``t + 1``."""
+        head = SequenceBatch(*(getattr(self, f)[:, :-1] for f in _FIELDS))
+        tail = SequenceBatch(*(getattr(self, f)[:, 1:] for f in _FIELDS))
+        return head, tail
+
+
+_FIELDS = ("items", "events", "values", "gaps", "hours", "weights", "rated")
+
+
+@dataclass
+class Histories:
+    """Every user's events in time order, stored flat with ``offsets`` (CSR layout).
+
+    ``item_idx`` are dense positions in the model's item table; the events of ``user_ids[u]`` are
+    rows ``offsets[u]:offsets[u+1]``.
+    """
+
+    user_ids: np.ndarray
+    offsets: np.ndarray
+    item_idx: np.ndarray
+    event_idx: np.ndarray
+    values: np.ndarray
+    times: np.ndarray
+    weights: np.ndarray
+    rated: np.ndarray
+
+    @classmethod
+    def from_interactions(
+        cls,
+        events: Interactions,
+        item_index: pd.Index,
+        vocabulary: EventVocabulary,
+        *,
+        event_weights: EventWeights,
+        users: Sequence[str] | None = None,
+    ) -> Histories:
+        """Order each user's events by time; events on items outside ``item_index`` are dropped
+        (and logged by :meth:`Interactions.restrict_to_items`). ``users`` fixes the row order
+        (users without events get empty histories)."""
+        events = events.restrict_to_items(item_index)
+        frame = events.frame
+        missing = events.explicit_values_missing(event_weights)
+        if missing.size:
+            row = int(missing[0])
+            raise SchemaError(
+                f"interactions: row {row} (user {frame['user'].iloc[row]!r}, item "
+                f"{frame['item'].iloc[row]!r}) is a {frame['event'].iloc[row]!r} event without a value.")
+        order = chronological_order(frame)
+        frame = frame.iloc[order].reset_index(drop=True)
+        weights = event_weights.positive(frame["event"].to_numpy(dtype=object),
+                                         frame["value"].to_numpy(np.float64))
+        explicit = frame["event"].isin(event_weights.explicit).to_numpy()
+        values = np.where(explicit, (frame["value"].to_numpy(np.float64) - event_weights.rating_center)
+                          / RATING_SCALE, 0.0)
+        user_ids = (np.asarray([str(u) for u in users], dtype=object) if users is not None
+                    else pd.unique(frame["user"].to_numpy(dtype=object)))
+        user_row = pd.Index(user_ids).get_indexer(frame["user"])
+        keep = user_row >= 0
+        frame, weights, values, user_row = frame[keep], weights[keep], values[keep], user_row[keep]
+        explicit = explicit[keep]
+        regroup = np.argsort(user_row, kind="stable")
+        counts = np.bincount(user_row, minlength=len(user_ids))
+        offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return cls(
+            user_ids=user_ids,
+            offsets=offsets,
+            item_idx=item_index.get_indexer(frame["item"].to_numpy(dtype=object)[regroup]).astype(np.int64),
+            event_idx=vocabulary.indices(frame["event"].to_numpy(dtype=object)[regroup]),
+            values=values[regroup].astype(np.float32),
+            times=np.nan_to_num(frame["timestamp"].to_numpy(np.float64)[regroup], nan=0.0),
+            weights=weights[regroup].astype(np.float32),
+            rated=explicit[regroup],
+        )
+
+    def __len__(self) -> int:
+        return len(self.user_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        return np.diff(self.offsets)
+
+    def windows(self, max_len: int) -> np.ndarray:
+        """``(start, stop)`` event rows of training windows: each history cut from its end into
+        pieces of ``max_len + 1`` events overlapping by one, so every event but a user's first is
+        a target exactly once."""
+        spans = []
+        for start, stop in zip(self.offsets[:-1].tolist(), self.offsets[1:].tolist(), strict=True):
+            end = stop
+            while end - start >= 2:
+                spans.append((max(start, end - max_len - 1), end))
+                end -= max_len
+        return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
+
+    def batch(self, spans: np.ndarray, length: int) -> SequenceBatch:
+        """Left-padded tensors for event rows ``spans`` (``(start, stop)`` pairs), ``length`` wide."""
+        n = len(spans)
+        items = np.zeros((n, length), np.int64)
+        events = np.zeros((n, length), np.int64)
+        values = np.zeros((n, length), np.float32)
+        gaps = np.zeros((n, length), np.float32)
+        hours = np.zeros((n, length), np.float32)
+        weights = np.zeros((n, length), np.float32)
+        rated = np.zeros((n, length), np.float32)
+        for row, (start, stop) in enumerate(spans.tolist()):
+            start = max(start, stop - length)
+            width = stop - start
+            if width <= 0:
+                continue
+            cols = slice(length - width, length)
+            items[row, cols] = self.item_idx[start:stop] + 1
+            events[row, cols] = self.event_idx[start:stop]
+            values[row, cols] = self.values[start:stop]
+            times = self.times[start:stop]
+            previous = np.concatenate([[times[0]], times[:-1]])
+            gaps[row, cols] = np.log1p(np.maximum(times - previous, 0.0))
+            hours[row, cols] = (times[-1] - times) / 3600.0
+            weights[row, cols] = self.weights[start:stop]
+            rated[row, cols] = self.rated[start:stop]
+        arrays = (items, events, values, gaps, hours, weights, rated)
+        return SequenceBatch(*(torch.from_numpy(a) for a in arrays))
+
+    def latest(self, users: np.ndarray, length: int) -> SequenceBatch:
+        """The last ``length`` events of the users at rows ``users``."""
+        return self.batch(np.stack([self.offsets[users], self.offsets[users + 1]], axis=1), length)

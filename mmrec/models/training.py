@@ -1,0 +1,219 @@
+"""The training loop: every position of every history window is a next-item target in one pass.
+
+Implicit feedback trains with a full softmax over the item table (small catalogs) or a sampled
+softmax over the batch's positives plus shared uniform negatives with the log-q correction; explicit
+ratings also train the rating-regression head (MSE). Deterministic for a seed, resumable from the
+last epoch's checkpoint, early-stopped on a validation metric.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from mmrec.errors import ConfigError
+from mmrec.models.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
+from mmrec.models.config import TrainConfig
+from mmrec.models.histories import Histories, SequenceBatch
+from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
+from mmrec.models.network import TwoTowerNet
+from mmrec.utils.config import config_to_dict
+from mmrec.utils.progress import progress
+
+__all__ = ["TrainingHistory", "train", "uses_full_softmax"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainingHistory:
+    """What happened per epoch: loss, validation metric, seconds, targets per second.
+
+    ``best_epoch`` 0 means no epoch beat the untrained model on validation (its weights are kept).
+    """
+
+    epochs: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int = -1
+    best_metric: float = -math.inf
+    stopped_early: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
+                "stopped_early": self.stopped_early}
+
+
+def uses_full_softmax(config: TrainConfig, n_items: int) -> bool:
+    return config.loss == "full" or (config.loss == "auto" and n_items <= config.full_softmax_items)
+
+
+def _autocast(device: torch.device, enabled: bool) -> contextlib.AbstractContextManager[Any]:
+    if not enabled or device.type != "cuda":
+        return contextlib.nullcontext()
+    dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.autocast("cuda", dtype=dtype)
+
+
+class _Batcher:
+    """Step losses for one model and one configuration."""
+
+    def __init__(self, net: TwoTowerNet, config: TrainConfig, popularity: np.ndarray,
+                 device: torch.device) -> None:
+        self.net, self.config, self.device = net, config, device
+        self.full = uses_full_softmax(config, net.n_items)
+        share = popularity / max(popularity.sum(), 1.0)
+        self.item_share = torch.as_tensor(share, dtype=torch.float32, device=device)
+
+    def loss(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        net, config = self.net, self.config
+        inputs, targets = batch.shifted()
+        keep = targets.mask & inputs.mask & (targets.weights > 0)
+        target_rows = targets.items[keep] - 1
+        n_targets = int(keep.sum())
+        if self.full:
+            table, _ = net.item_vectors()
+            candidates, candidate_rows, log_q = table, None, None
+            positives = target_rows
+        else:
+            candidate_rows, positives, log_q = self._candidates(inputs, target_rows, generator)
+            table, _ = self._table_for(inputs, candidate_rows)
+            candidates = table[candidate_rows]
+        states, x, _ = net.user_states(inputs, table)
+        weights = targets.weights[keep]
+        loss = (weighted_cross_entropy(net.logits(states[keep], candidates), positives, weights)
+                if log_q is None else
+                sampled_softmax_loss(net.logits(states[keep], candidates), positives, log_q, weights))
+        if net.has_candidate_scores:
+            loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator)
+        rated = keep & (targets.rated > 0)
+        if config.rating_weight > 0 and bool(rated.any()):
+            rows = targets.items[rated] - 1
+            predicted = net.predicted_rating(states[rated], table[rows], rows)
+            loss = loss + config.rating_weight * rating_mse(predicted, targets.values[rated])
+        return loss, n_targets
+
+    def _candidates(self, inputs: SequenceBatch, target_rows: torch.Tensor, generator: torch.Generator
+                    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Unique candidate rows (positives + uniform negatives), each target's position among
+        them, and the log of each candidate's expected count in the set (log-q correction)."""
+        n_items = self.net.n_items
+        negatives = torch.randint(n_items, (self.config.n_negatives,), generator=generator,
+                                  device=self.device)
+        rows, inverse = torch.unique(torch.cat([target_rows, negatives]), return_inverse=True)
+        expected = len(target_rows) * self.item_share[rows] + self.config.n_negatives / n_items
+        return rows, inverse[: len(target_rows)], torch.log(expected.clamp_min(1e-12))
+
+    def _table_for(self, inputs: SequenceBatch, candidate_rows: torch.Tensor
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Item vectors for the rows this step touches, scattered into a table-sized matrix."""
+        used = torch.unique(torch.cat([(inputs.items[inputs.mask] - 1), candidate_rows]))
+        vectors, weights = self.net.item_vectors(used)
+        table = vectors.new_zeros(self.net.n_items, vectors.shape[1])
+        return table.index_copy(0, used, vectors), weights
+
+    def _candidate_loss(self, x: torch.Tensor, inputs: SequenceBatch, keep: torch.Tensor,
+                        target_rows: torch.Tensor, table: torch.Tensor,
+                        generator: torch.Generator) -> torch.Tensor:
+        """Sampled softmax of the candidate-aware scores (their cost grows with the candidates)."""
+        rows, positives, log_q = self._candidates(inputs, target_rows, generator)
+        logits = self.net.candidate_logits(x, inputs.mask, table[rows])[keep]
+        weights = torch.ones_like(positives, dtype=torch.float32)
+        return sampled_softmax_loss(logits, positives, log_q, weights)
+
+
+def train(
+    net: TwoTowerNet,
+    histories: Histories,
+    *,
+    config: TrainConfig,
+    popularity: np.ndarray,
+    validate: Callable[[], float] | None,
+    device: torch.device,
+    checkpoint_dir: str | Path | None = None,
+    show_progress: bool | None = None,
+) -> TrainingHistory:
+    """Train ``net`` in place on ``histories``; on return it holds the best validated weights."""
+    spans = histories.windows(net.config.max_len)
+    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
+    batcher = _Batcher(net, config, popularity, device)
+    record = TrainingHistory()
+    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+    start_epoch, bad_epochs = 0, 0
+    if checkpoint_dir is not None:
+        saved = load_checkpoint(checkpoint_dir)
+        if saved is not None:
+            made_with = saved["progress"].get("model_config")
+            if made_with != config_to_dict(net.config):
+                raise ConfigError(
+                    f"the checkpoint in {checkpoint_dir} was made by a different model configuration "
+                    f"({made_with}); train into a new folder or delete that one.")
+            net.load_state_dict(saved["model"])
+            restore_optimizer(optimizer, saved["optimizer"], saved["optimizer_meta"])
+            best_state = saved["best"]
+            state = saved["progress"]
+            record = TrainingHistory(state["epochs"], state["best_epoch"], state["best_metric"],
+                                     state["stopped_early"])
+            start_epoch, bad_epochs = len(record.epochs), state["bad_epochs"]
+            logger.info("resuming from %s after epoch %d", checkpoint_dir, start_epoch)
+            if record.stopped_early:
+                start_epoch = config.epochs
+    if start_epoch == 0 and validate is not None:
+        # the untrained model is a candidate too: training must beat it on validation to count
+        record.best_metric, record.best_epoch = validate(), 0
+        logger.info("before training: valid %.4f", record.best_metric)
+    for epoch in range(start_epoch, config.epochs):
+        started = time.perf_counter()
+        net.train()
+        order = np.random.default_rng([config.seed, epoch]).permutation(len(spans))
+        generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
+        total_loss, total_targets, steps = 0.0, 0, 0
+        batches = range(0, len(order), config.batch_size)
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+            torch.manual_seed(config.seed * 100_003 + epoch)  # dropout
+            for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}", show=show_progress):
+                batch = histories.batch(spans[order[start : start + config.batch_size]],
+                                        net.config.max_len + 1).to(device)
+                with _autocast(device, config.amp):
+                    loss, n_targets = batcher.loss(batch, generator)
+                if not torch.isfinite(loss):
+                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
+                                             "lower the learning rate.")
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                if config.grad_clip:
+                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+                optimizer.step()
+                total_loss += float(loss.detach()) * n_targets
+                total_targets += n_targets
+                steps += 1
+        seconds = time.perf_counter() - started
+        metric = validate() if validate is not None else -float(total_loss / max(total_targets, 1))
+        entry = {"epoch": epoch + 1, "loss": total_loss / max(total_targets, 1), "valid": metric,
+                 "seconds": seconds, "targets_per_s": total_targets / max(seconds, 1e-9)}
+        record.epochs.append(entry)
+        if metric > record.best_metric:
+            record.best_metric, record.best_epoch, bad_epochs = metric, epoch + 1, 0
+            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            bad_epochs += 1
+        logger.info("epoch %d: loss %.4f, valid %.4f, %.1f s (%.0f targets/s)", epoch + 1,
+                    entry["loss"], metric, seconds, entry["targets_per_s"])
+        record.stopped_early = bad_epochs > config.patience
+        if checkpoint_dir is not None:
+            save_checkpoint(checkpoint_dir, model=net.state_dict(), best=best_state, optimizer=optimizer,
+                            progress={**record.to_dict(), "bad_epochs": bad_epochs,
+                                      "model_config": config_to_dict(net.config)})
+        if record.stopped_early:
+            logger.info("early stop: no validation gain for %d epochs", bad_epochs)
+            break
+    net.load_state_dict(best_state)
+    net.eval()
+    return record

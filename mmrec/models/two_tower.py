@@ -1,0 +1,426 @@
+"""``mmrec.TwoTower``: learned fusion + a user-interest tower, trained on behaviour logs.
+
+The public side speaks raw ids (item and user strings, :class:`Interactions`, :class:`ItemVectors`);
+inside, items are rows of the model's item table and histories are padded tensors.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+
+from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.splits import leave_last_out
+from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
+from mmrec.evaluation.metrics import ranking_metrics
+from mmrec.fusion import ModalityScaler, concat_fusion
+from mmrec.item_vectors import ItemVectors
+from mmrec.models.config import TrainConfig, TwoTowerConfig
+from mmrec.models.histories import EventVocabulary, Histories
+from mmrec.models.network import TwoTowerNet
+from mmrec.models.training import TrainingHistory, train
+from mmrec.recommend import UserVectors
+from mmrec.utils.config import config_from_dict, config_to_dict
+from mmrec.utils.device import resolve_device
+from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
+from mmrec.utils.seed import torch_seeded
+
+__all__ = ["TwoTower"]
+
+logger = logging.getLogger(__name__)
+
+ARTIFACT_KIND = "two_tower"
+SCORE_CHUNK = 256  # users scored against the whole item table at once
+
+
+def _split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    model_keys = {f.name for f in dataclasses.fields(TwoTowerConfig)}
+    train_keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    unknown = sorted(set(overrides) - model_keys - train_keys)
+    if unknown:
+        raise ConfigError(f"TwoTower: unknown option(s) {unknown}; model options: {sorted(model_keys)}, "
+                          f"training options: {sorted(train_keys)}.")
+    return ({k: v for k, v in overrides.items() if k in model_keys},
+            {k: v for k, v in overrides.items() if k in train_keys})
+
+
+def normalised_content(items: ItemVectors, modality: str, scaler: ModalityScaler) -> np.ndarray:
+    """One modality z-scored with ``scaler`` and L2-normalised per item (zero where absent)."""
+    return concat_fusion({modality: items.vectors[modality]}, {modality: items.masks[modality]},
+                         scalers={modality: scaler})
+
+
+class TwoTower:
+    """Two-tower recommender: items through a learned fusion, users through an interest tower.
+
+    Parameters
+    ----------
+    config : TwoTowerConfig, optional
+        The architecture; keyword ``overrides`` replace its fields (``fusion="attention"``).
+    training : TrainConfig, optional
+        How :meth:`fit` trains; keyword overrides replace its fields too (``epochs=5``).
+    event_weights : EventWeights, optional
+        How much each event type counts as a positive (and which are explicit ratings).
+
+    Examples
+    --------
+    >>> model = mmrec.TwoTower(fusion="gated", user_tower="transformer", dim=64)  # doctest: +SKIP
+    >>> model.fit(items, train_events, epochs=5)                                   # doctest: +SKIP
+    >>> index = mmrec.build_index(model.encode_items(items))                       # doctest: +SKIP
+    """
+
+    def __init__(self, config: TwoTowerConfig | None = None, *, training: TrainConfig | None = None,
+                 event_weights: EventWeights | None = None, **overrides: Any) -> None:
+        model_over, train_over = _split_overrides(overrides)
+        self.config = dataclasses.replace(config or TwoTowerConfig(), **model_over)
+        self.training = dataclasses.replace(training or TrainConfig(), **train_over)
+        self.event_weights = event_weights or EventWeights()
+        self.net_: TwoTowerNet | None = None
+        self.item_ids_: pd.Index | None = None
+        self.vocabulary_: EventVocabulary | None = None
+        self.scalers_: dict[str, ModalityScaler] = {}
+        self.history_: TrainingHistory | None = None
+
+    def __repr__(self) -> str:
+        state = f"{len(self.item_ids_)} items" if self.item_ids_ is not None else "not fitted"
+        return (f"TwoTower(fusion={self.config.fusion!r}, user_tower={self.config.user_tower!r}, "
+                f"dim={self.config.dim}, {state})")
+
+    # ----------------------------------------------------------------------------- fitting
+    def fit(self, items: ItemVectors | None, events: Interactions, *, valid: Interactions | None = None,
+            epochs: int | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+            show_progress: bool | None = None) -> TwoTower:
+        """Train on ``events`` (time-ordered per user); early-stop on ``valid``.
+
+        Parameters
+        ----------
+        items : ItemVectors or None
+            Per-modality content vectors from :func:`mmrec.encode_items`; ``None`` trains an id-only
+            model over the items in ``events`` (then ``item_ids`` must be on).
+        events : Interactions
+            Training behaviour. Events on items outside ``items`` are dropped (and logged).
+        valid : Interactions, optional
+            Validation events whose users' histories are in ``events``; by default each user's
+            last event is held out of ``events`` for it (``leave_last_out``).
+        epochs : int, optional
+            Overrides ``training.epochs``.
+        checkpoint_dir : path, optional
+            Checkpoint after every epoch; a rerun with the same folder resumes where it stopped.
+        """
+        if not isinstance(events, Interactions):
+            raise SchemaError(f"TwoTower.fit expects mmrec.Interactions, got {type(events).__name__}.")
+        training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
+        device = resolve_device(training.device)
+        if valid is None:
+            split = leave_last_out(events, n_test=0, n_valid=1, min_train=2)
+            events, valid = split.train, split.valid
+        self._build(items, events)
+        assert self.net_ is not None and self.item_ids_ is not None and self.vocabulary_ is not None
+        self.net_.to(device)
+        histories = self.histories(events)
+        if int(histories.lengths.sum()) == 0:
+            raise SchemaError("TwoTower.fit: no training event refers to a known item.")
+        popularity = np.bincount(histories.item_idx, weights=histories.weights,
+                                 minlength=len(self.item_ids_)).astype(np.float64)
+        validate = self._validator(events, valid, training) if len(valid) else None
+        with torch_seeded(training.seed):
+            self.history_ = train(self.net_, histories, config=training, popularity=popularity,
+                                  validate=validate, device=device, checkpoint_dir=checkpoint_dir,
+                                  show_progress=show_progress)
+        self.net_.cpu()
+        return self
+
+    def _build(self, items: ItemVectors | None, events: Interactions) -> None:
+        config = self.config
+        if items is None:
+            if not config.item_ids:
+                raise ConfigError("TwoTower: without item content (items=None) the model needs "
+                                  "item_ids=True.")
+            ids = pd.unique(events.frame["item"].to_numpy(dtype=object))
+            modalities: list[str] = []
+        else:
+            if not isinstance(items, ItemVectors):
+                raise SchemaError(f"TwoTower.fit expects ItemVectors or None, got {type(items).__name__}.")
+            ids = items.ids
+            modalities = list(config.modalities if config.modalities is not None else items.modalities)
+            missing = [m for m in modalities if m not in items.vectors]
+            if missing:
+                raise ConfigError(f"TwoTower: modalities {missing} are not in the item vectors "
+                                  f"(they have {items.modalities}).")
+        if not modalities and not config.item_ids:
+            raise ConfigError("TwoTower: no modality and no item ids: the item tower has no input.")
+        self.item_ids_ = pd.Index(ids)
+        self.vocabulary_ = EventVocabulary(tuple(sorted(set(events.frame["event"]))))
+        self.scalers_ = {m: items.scalers[m] for m in modalities} if items is not None else {}
+        content = {m: torch.from_numpy(normalised_content(items, m, self.scalers_[m]))
+                   for m in modalities} if items is not None else {}
+        present = (torch.from_numpy(np.stack([items.masks[m] for m in modalities], axis=1))
+                   if modalities and items is not None else torch.zeros(len(ids), 0, dtype=torch.bool))
+        with torch_seeded(self.training.seed):
+            self.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(self.vocabulary_),
+                                    content=content, present=present)
+
+    def _validator(self, train_events: Interactions, valid: Interactions, training: TrainConfig):
+        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
+        if training.max_valid_users is not None and len(users) > training.max_valid_users:
+            pick = np.random.default_rng(training.seed).choice(len(users), training.max_valid_users,
+                                                               replace=False)
+            users = users[np.sort(pick)]
+        history = train_events.for_users(users)
+        targets = valid.for_users(users)
+        key = f"recall@{training.valid_k}"
+
+        def validate() -> float:
+            return self.evaluate(history, targets, ks=(training.valid_k,), device=training.device)[key]
+
+        return validate
+
+    # ----------------------------------------------------------------------------- encoding
+    def _fitted(self) -> TwoTowerNet:
+        if self.net_ is None or self.item_ids_ is None:
+            raise NotFittedError("this TwoTower is not fitted yet; call fit() or TwoTower.load().")
+        return self.net_
+
+    def histories(self, events: Interactions, users: Sequence[str] | None = None) -> Histories:
+        """``events`` as the model's time-ordered histories (``users`` fixes the rows)."""
+        self._fitted()
+        assert self.item_ids_ is not None and self.vocabulary_ is not None
+        return Histories.from_interactions(events, self.item_ids_, self.vocabulary_,
+                                           event_weights=self.event_weights, users=users)
+
+    @torch.no_grad()
+    def _user_chunks(self, histories: Histories, device: torch.device
+                     ) -> Iterator[tuple[np.ndarray, torch.Tensor, Any, torch.Tensor]]:
+        """Per chunk of users: their rows, final states, the batch and the history inputs."""
+        net = self._fitted()
+        table, _ = net.item_vectors()
+        for start in range(0, len(histories), SCORE_CHUNK):
+            rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
+            batch = histories.latest(rows, self.config.max_len).to(device)
+            states, x, _ = net.user_states(batch, table)
+            yield rows, states[:, -1], batch, x
+
+    @torch.no_grad()
+    def encode_users(self, events: Interactions, *, users: Sequence[str] | None = None,
+                     device: str | None = None) -> UserVectors:
+        """L2-normalised interest vectors ``(n_users, dim)`` float32 from the users' histories.
+
+        ``users`` defaults to every user in ``events``; a user without a known event gets a zero
+        vector and ``has_signal=False`` (serve them a fallback, e.g. popular items).
+        """
+        net = self._fitted()
+        torch_device = resolve_device(device or "cpu")
+        net.to(torch_device).eval()
+        histories = self.histories(events, users)
+        vectors = np.zeros((len(histories), self.config.dim), dtype=np.float32)
+        for rows, final, _, _ in self._user_chunks(histories, torch_device):
+            vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
+        has_signal = histories.lengths > 0
+        vectors[~has_signal] = 0.0
+        net.cpu()
+        return UserVectors(histories.user_ids, vectors, has_signal)
+
+    def _item_inputs(self, items: ItemVectors | None) -> tuple[np.ndarray, list[torch.Tensor],
+                                                                torch.Tensor, torch.Tensor]:
+        net = self._fitted()
+        assert self.item_ids_ is not None
+        if items is None:
+            rows = torch.arange(net.n_items)
+            content = [getattr(net, f"content_{i}") for i in range(len(net.modalities))]
+            return self.item_ids_.to_numpy(dtype=object), content, net.present, rows
+        if not isinstance(items, ItemVectors):
+            raise SchemaError(f"expected ItemVectors (mmrec.encode_items), got {type(items).__name__}.")
+        content, present = [], []
+        for modality in net.modalities:
+            if modality in items.vectors:
+                content.append(torch.from_numpy(normalised_content(items, modality, self.scalers_[modality])))
+                present.append(torch.from_numpy(items.masks[modality]))
+            else:
+                width = getattr(net, f"content_{net.modalities.index(modality)}").shape[1]
+                content.append(torch.zeros(len(items), width))
+                present.append(torch.zeros(len(items), dtype=torch.bool))
+        mask = torch.stack(present, dim=1) if present else torch.zeros(len(items), 0, dtype=torch.bool)
+        rows = torch.from_numpy(self.item_ids_.get_indexer(items.ids).astype(np.int64))
+        return items.ids, content, mask, rows
+
+    @torch.no_grad()
+    def _fused(self, items: ItemVectors | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        net = self._fitted().eval()
+        ids, content, present, rows = self._item_inputs(items)
+        vectors, weights = [], []
+        for start in range(0, len(ids), 4096):
+            part = slice(start, start + 4096)
+            fused, share = net.fuse([c[part] for c in content], present[part], rows[part])
+            vectors.append(F.normalize(fused.float(), dim=-1))
+            weights.append(share.float())
+        return ids, torch.cat(vectors).numpy(), torch.cat(weights).numpy()
+
+    def encode_items(self, items: ItemVectors | None = None) -> ItemVectors:
+        """Learned, L2-normalised item vectors (``fused``) for ``items`` (default: the training table).
+
+        Items the model never saw are encoded from their content alone (no id embedding), so new
+        items can join an index without retraining. Pass the result to :func:`mmrec.build_index`.
+        """
+        ids, fused, _ = self._fused(items)
+        known = (pd.Index(ids).isin(self.item_ids_) if self.config.item_ids
+                 else np.zeros(len(ids), dtype=bool))
+        if items is not None and (~known).any() and not self._fitted().modalities:
+            raise SchemaError(f"{int((~known).sum())} item(s) (e.g. {ids[~known][0]!r}) are unknown to "
+                              "this id-only model; it has no content to encode them from.")
+        source = items or ItemVectors(ids, {}, {}, fused=fused)
+        return ItemVectors(ids, source.vectors, source.masks, scalers=source.scalers, fused=fused,
+                           report=source.report, encoders=source.encoders,
+                           fusion_kind=f"learned:{self.config.fusion}")
+
+    def modality_weights(self, items: ItemVectors | None = None) -> pd.DataFrame:
+        """Per item, the share of each modality (and of the id embedding) in its fused vector.
+
+        Rows sum to 1 over the item's present modalities; absent ones are 0.
+        """
+        ids, _, weights = self._fused(items)
+        return pd.DataFrame(weights, index=pd.Index(ids, name="item"), columns=self._fitted().tokens)
+
+    # ----------------------------------------------------------------------------- scoring
+    @torch.no_grad()
+    def _rank(self, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
+              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` table rows and scores per history row, ranked over the whole item table."""
+        net = self._fitted()
+        net.to(device).eval()
+        table, _ = net.item_vectors()
+        k = min(k, net.n_items)
+        top = np.full((len(histories), k), -1, dtype=np.int64)
+        scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
+        for rows, final, batch, x in self._user_chunks(histories, device):
+            if candidate_aware and net.has_candidate_scores:
+                logits = torch.cat([net.candidate_logits(x, batch.mask, table[part])[:, -1]
+                                    for part in torch.arange(net.n_items, device=device).split(1024)],
+                                   dim=1)
+            else:
+                logits = net.logits(final, table)
+            logits = logits.float()
+            if exclude_seen:
+                seen = batch.items - 1
+                counts = torch.zeros_like(logits).scatter_add_(1, seen.clamp_min(0), (seen >= 0).float())
+                logits = logits.masked_fill(counts > 0, -torch.inf)
+                for row in rows:  # histories longer than max_len: mask the rest too
+                    lo, hi = histories.offsets[row], histories.offsets[row + 1]
+                    if hi - lo > self.config.max_len:
+                        older = torch.from_numpy(histories.item_idx[lo : hi - self.config.max_len])
+                        logits[row - rows[0], older.to(device)] = -torch.inf
+            value, index = logits.topk(k, dim=1)
+            index[~torch.isfinite(value)] = -1
+            top[rows], scores[rows] = index.cpu().numpy(), value.cpu().numpy()
+        net.cpu()
+        return top, scores
+
+    def evaluate(self, history: Interactions, targets: Interactions, *, ks: Sequence[int] = (10, 20),
+                 exclude_seen: bool = True, candidate_aware: bool = True,
+                 device: str | None = None) -> dict[str, float]:
+        """Full-ranking metrics: each user's ``targets`` ranked among all items from their ``history``.
+
+        Items in the history are excluded (``exclude_seen``); target events on items the model
+        does not know count as misses. ``candidate_aware`` uses the attention tower's
+        candidate-aware scores (other towers ignore it).
+        """
+        self._fitted()
+        frame = targets.frame
+        users = pd.unique(frame["user"].to_numpy(dtype=object))
+        histories = self.histories(history, users)
+        top, _ = self._rank(histories, max(ks), exclude_seen=exclude_seen,
+                            candidate_aware=candidate_aware,
+                            device=resolve_device(device or self.training.device))
+        assert self.item_ids_ is not None
+        rows = pd.Index(users).get_indexer(frame["user"])
+        positions = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))
+        wanted = [np.unique(positions[rows == r]) for r in range(len(users))]
+        wanted = [np.where(w >= 0, w, -2) for w in wanted]  # unknown items: never hit, still counted
+        return ranking_metrics(top, wanted, ks)
+
+    def recommend(self, events: Interactions, *, users: Sequence[str] | None = None, k: int = 10,
+                  exclude_seen: bool = True) -> pd.DataFrame:
+        """Exact top-``k`` over the model's items (candidate-aware for the attention tower).
+
+        For large catalogs use ``mmrec.build_index(model.encode_items(...))`` with
+        :meth:`encode_users` instead. Returns columns ``user, rank, item, score``.
+        """
+        if k < 1:
+            raise ConfigError(f"k must be >= 1, got {k}.")
+        histories = self.histories(events, users)
+        top, scores = self._rank(histories, k, exclude_seen=exclude_seen, candidate_aware=True,
+                                 device=torch.device("cpu"))
+        assert self.item_ids_ is not None
+        rows, ranks = np.nonzero((top >= 0) & (histories.lengths > 0)[:, None])
+        return pd.DataFrame({"user": histories.user_ids[rows], "rank": ranks + 1,
+                             "item": self.item_ids_.to_numpy(dtype=object)[top[rows, ranks]],
+                             "score": scores[rows, ranks].astype(np.float64)})
+
+    # ----------------------------------------------------------------------------- persistence
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write weights (safetensors), configs and id maps (JSON) into a folder, atomically."""
+        net = self._fitted()
+        assert self.item_ids_ is not None and self.vocabulary_ is not None
+        path = Path(path)
+        tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
+        for modality, scaler in self.scalers_.items():
+            tensors[f"scaler.{modality}"] = torch.from_numpy(np.stack([scaler.mean, scaler.scale]))
+        with atomic_directory(path) as tmp:
+            save_file(tensors, tmp / "model.safetensors")
+            (tmp / "item_ids.json").write_text(json.dumps(self.item_ids_.tolist()), "utf-8")
+            write_manifest(tmp, ARTIFACT_KIND, {
+                "config": config_to_dict(self.config),
+                "training": config_to_dict(self.training),
+                "event_weights": {**config_to_dict(self.event_weights),
+                                  "weights": dict(self.event_weights.weights)},
+                "events": list(self.vocabulary_.names),
+                "modalities": net.modalities,
+                "tokens": net.tokens,
+                "history": self.history_.to_dict() if self.history_ else None,
+            }, files=["model.safetensors", "item_ids.json"])
+        return path
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> TwoTower:
+        """Load a folder written by :meth:`save` (checksums verified, no pickle)."""
+        path = Path(path)
+        manifest = read_manifest(path, ARTIFACT_KIND)
+        try:
+            config = config_from_dict(TwoTowerConfig, manifest["config"], where=f"{path} config")
+            training = config_from_dict(TrainConfig, manifest["training"], where=f"{path} training")
+            weights = manifest["event_weights"]
+            event_weights = config_from_dict(EventWeights, {**weights,
+                                                            "explicit": tuple(weights["explicit"])})
+            tensors = load_file(path / "model.safetensors")
+            ids = json.loads((path / "item_ids.json").read_text("utf-8"))
+        except (KeyError, OSError, ValueError) as exc:
+            raise ArtifactError(f"{path}: the model cannot be read ({exc}).") from exc
+        model = cls(config, training=training, event_weights=event_weights)
+        model.item_ids_ = pd.Index(ids)
+        model.vocabulary_ = EventVocabulary(tuple(manifest["events"]))
+        modalities = manifest["modalities"]
+        model.scalers_ = {m: ModalityScaler(*tensors[f"scaler.{m}"].numpy()) for m in modalities}
+        content = {m: tensors[f"net.content_{i}"] for i, m in enumerate(modalities)}
+        present = tensors["net.present"]
+        model.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(model.vocabulary_),
+                                 content=content, present=present)
+        state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        try:
+            model.net_.load_state_dict(state)
+        except RuntimeError as exc:
+            raise ArtifactError(f"{path}: weights do not fit the saved configuration ({exc}).") from exc
+        model.net_.eval()
+        if manifest.get("history"):
+            model.history_ = TrainingHistory(**manifest["history"])
+        return model
+

@@ -1,0 +1,130 @@
+"""``mmrec train``: one config file → split → fit → test metrics → saved model and item vectors.
+
+A config (YAML or TOML) names the data and the two config dataclasses' fields::
+
+    events: events.csv            # behaviour log (required)
+    items: vectors/               # ItemVectors folder from `mmrec encode` (omit: id-only model)
+    out: run/                     # model/, checkpoint/, item_vectors/, metrics.json go here
+    split: {kind: leave_last_out, n_test: 1, n_valid: 1}   # or {kind: time_split, test_fraction: 0.1}
+    model: {fusion: gated, user_tower: transformer, dim: 64}
+    training: {epochs: 20, batch_size: 32}
+    event_weights: {weights: {click: 1.0, purchase: 5.0}, explicit: [rating]}
+    ks: [10, 20]
+
+Relative paths are relative to the config file.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+import yaml
+
+from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.splits import Split, leave_last_out, time_split
+from mmrec.errors import ConfigError, MissingDependencyError
+from mmrec.item_vectors import ItemVectors
+from mmrec.models.config import TrainConfig, TwoTowerConfig
+from mmrec.models.two_tower import TwoTower
+from mmrec.registry import Registry
+from mmrec.utils.config import config_from_dict
+from mmrec.utils.io import atomic_write_text
+
+__all__ = ["TrainJob", "load_train_job", "run_train_job", "SPLITS"]
+
+logger = logging.getLogger(__name__)
+
+SPLITS: Registry[Any] = Registry("split")
+SPLITS.add("leave_last_out", leave_last_out, "loo", "leave_one_out")
+SPLITS.add("time_split", time_split, "time", "temporal")
+
+
+@dataclass(frozen=True)
+class TrainJob:
+    """A whole training run, as read from a config file."""
+
+    events: str
+    out: str = "run"
+    items: str | None = None
+    split: dict[str, Any] = field(default_factory=lambda: {"kind": "leave_last_out"})
+    model: dict[str, Any] = field(default_factory=dict)
+    training: dict[str, Any] = field(default_factory=dict)
+    event_weights: dict[str, Any] | None = None
+    ks: tuple[int, ...] = (10, 20)
+
+
+def _read_toml(text: str) -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError as exc:
+            raise MissingDependencyError("reading TOML on Python 3.10 needs `pip install tomli`; "
+                                         "or write the config as YAML.") from exc
+    return tomllib.loads(text)
+
+
+def load_train_job(path: str | os.PathLike[str], **overrides: Any) -> TrainJob:
+    """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) job file; paths become absolute."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"train config {path} does not exist.")
+    text = path.read_text("utf-8")
+    try:
+        values = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level.")
+    for section in ("model", "training"):
+        values[section] = {**values.get(section, {}), **overrides.pop(section, {})}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    job = config_from_dict(TrainJob, values, where=str(path))
+    base = path.parent
+
+    def resolve(value: str | None) -> str | None:
+        return None if value is None else str((base / value).resolve())
+
+    return TrainJob(**{**job.__dict__, "events": resolve(job.events), "out": resolve(job.out),
+                       "items": resolve(job.items), "ks": tuple(job.ks)})
+
+
+def _split(job: TrainJob, events: Interactions) -> Split:
+    options = dict(job.split)
+    kind = options.pop("kind", "leave_last_out")
+    try:
+        return SPLITS.get(kind)(events, **options)
+    except TypeError as exc:
+        raise ConfigError(f"split {kind!r}: {exc}") from exc
+
+
+def run_train_job(job: TrainJob) -> dict[str, Any]:
+    """Split, train (checkpointing into ``out/checkpoint``, resuming if it exists), evaluate on the
+    test part with full ranking, save ``out/model``, ``out/item_vectors`` and ``out/metrics.json``."""
+    out = Path(job.out)
+    events = Interactions.from_path(job.events)
+    items = ItemVectors.load(job.items) if job.items else None
+    split = _split(job, events)
+    logger.info("%s", split)
+    weights = (config_from_dict(EventWeights, job.event_weights, where="event_weights")
+               if job.event_weights else None)
+    model = TwoTower(config_from_dict(TwoTowerConfig, job.model, where="model"),
+                     training=config_from_dict(TrainConfig, job.training, where="training"),
+                     event_weights=weights)
+    model.fit(items, split.train, valid=split.valid if len(split.valid) else None,
+              checkpoint_dir=out / "checkpoint")
+    history = Interactions(pd.concat([split.train.frame, split.valid.frame], ignore_index=True))
+    metrics = model.evaluate(history, split.test, ks=job.ks) if len(split.test) else {}
+    model.save(out / "model")
+    model.encode_items(items).save(out / "item_vectors")
+    assert model.history_ is not None
+    summary = {"split": split.kind, "test": metrics, "training": model.history_.to_dict()}
+    atomic_write_text(out / "metrics.json", json.dumps(summary, indent=1))
+    return summary

@@ -1,0 +1,33 @@
+"""Ranking metrics against values computed by hand."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mmrec.evaluation import hits_matrix, mrr_at_k, ndcg_at_k, ranking_metrics, recall_at_k
+
+
+def test_hand_computed_values():
+    top = np.array([[5, 1, 7, 2], [3, 4, 6, -1]])
+    targets = [np.array([7, 9]), np.array([3])]
+    hits = hits_matrix(top, targets)
+    assert hits.tolist() == [[False, False, True, False], [True, False, False, False]]
+    n = np.array([2, 1])
+    assert recall_at_k(hits, n, 2).tolist() == [0.0, 1.0]
+    assert recall_at_k(hits, n, 4).tolist() == [0.5, 1.0]
+    # user 0: one hit at rank 3 -> DCG 1/log2(4) = 0.5; ideal for 2 targets: 1 + 1/log2(3)
+    assert ndcg_at_k(hits, n, 4)[0] == pytest.approx(0.5 / (1 + 1 / np.log2(3)))
+    assert ndcg_at_k(hits, n, 4)[1] == pytest.approx(1.0)
+    assert mrr_at_k(hits, 4).tolist() == [pytest.approx(1 / 3), 1.0]
+    summary = ranking_metrics(top, targets, ks=(2, 4))
+    assert summary["recall@4"] == pytest.approx(0.75)
+    assert summary["hit@2"] == pytest.approx(0.5)
+    assert summary["users"] == 2
+
+
+def test_users_without_targets_are_not_averaged_and_padding_never_hits():
+    top = np.array([[-1, -1], [1, 2]])
+    summary = ranking_metrics(top, [np.array([], dtype=np.int64), np.array([-1, 2])], ks=(2,))
+    assert summary["users"] == 1
+    assert summary["recall@2"] == pytest.approx(0.5)
