@@ -95,8 +95,9 @@ def main() -> None:
     parser.add_argument("--content", default=None,
                         help="encoder preset for item text (e.g. text-minilm-l6), 'all' for every "
                         "modality's default, or none for id-only models")
-    parser.add_argument("--ids", default="on", choices=["on", "off", "both"],
-                        help="item-id embeddings in the item tower (with --content)")
+    parser.add_argument("--sides", default="id",
+                        help="item sides to compare, comma-separated: id (id embedding only), "
+                        "id+content, content (content only; new items work)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
@@ -116,21 +117,25 @@ def main() -> None:
     if items is not None:
         rows.append({"model": f"untrained content mean ({args.content})",
                      **content_mean_metrics(items, history, split.test, ks)})
-    id_options = {"on": [True], "off": [False], "both": [True, False]}[args.ids] if items else [True]
-    for tower in args.towers.split(","):
-        for fusion in args.fusions.split(","):
-            for use_ids in id_options:
-                model = mmrec.TwoTower(user_tower=tower, fusion=fusion, dim=args.dim, item_ids=use_ids,
-                                       max_len=args.max_len, epochs=args.epochs, patience=args.patience,
+    sides = args.sides.split(",")
+    if items is None and sides != ["id"]:
+        parser.error("--sides with content needs --content")
+    for side in sides:
+        for tower in args.towers.split(","):
+            for fusion in args.fusions.split(","):
+                model = mmrec.TwoTower(user_tower=tower, fusion=fusion, dim=args.dim,
+                                       item_ids=side != "content", max_len=args.max_len,
+                                       epochs=args.epochs, patience=args.patience,
                                        batch_size=args.batch_size, lr=args.lr)
                 started = time.perf_counter()
-                model.fit(items, split.train, valid=split.valid, show_progress=False)
+                model.fit(None if side == "id" else items, split.train, valid=split.valid,
+                          show_progress=False)
                 fit_s = time.perf_counter() - started
                 metrics = model.evaluate(history, split.test, ks=ks)
                 epochs = model.history_.epochs
                 epoch_s = float(np.mean([e["seconds"] for e in epochs]))
-                side = ("id" if items is None else f"{'id+' if use_ids else ''}{args.content}")
-                rows.append({"model": f"{tower} / {fusion} / {side}", **metrics,
+                side_name = side.replace("content", args.content or "")
+                rows.append({"model": f"{tower} / {fusion} / {side_name}", **metrics,
                              "epoch_s": epoch_s, "targets_per_s": float(np.mean(
                                  [e["targets_per_s"] for e in epochs])),
                              "epochs": len(epochs), "best_epoch": model.history_.best_epoch,

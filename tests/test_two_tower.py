@@ -240,3 +240,20 @@ def test_histories_windows_cover_every_target_once():
     assert sorted(targets) == list(range(1, 7))  # a's 2nd..7th events; b's single event is no target
     batch = hist.batch(spans, 4)
     assert batch.items.shape == (len(spans), 4) and (batch.items[:, -1] > 0).all()
+
+
+def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
+    model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,
+                           epochs=2, patience=5, **TINY)
+    model.fit(demo_items, split.train, valid=split.valid, show_progress=False)
+    losses = [e["loss"] for e in model.history_.epochs]
+    assert all(np.isfinite(losses)) and losses[1] < losses[0]
+    assert model.net_.gate is not None
+
+
+def test_a_checkpoint_from_another_configuration_is_refused(demo_items, split, tmp_path):
+    mmrec.TwoTower(user_tower="mean", epochs=1, **TINY).fit(
+        demo_items, split.train, checkpoint_dir=tmp_path / "ckpt", show_progress=False)
+    with pytest.raises(ConfigError, match="different model configuration"):
+        mmrec.TwoTower(user_tower="gru", epochs=1, **TINY).fit(
+            demo_items, split.train, checkpoint_dir=tmp_path / "ckpt", show_progress=False)

