@@ -30,7 +30,7 @@ import torch
 
 import mmrec
 from mmrec.datasets import load_movielens
-from mmrec.evaluation import ranking_metrics
+from mmrec.evaluation import evaluate_recommendations, ranking_metrics
 
 RECBOLE_SASREC_EPOCH_S = 43 * 60
 REFERENCE = {  # measured on this protocol with RecBole 1.2.1 (issue 11)
@@ -78,13 +78,8 @@ def popularity_metrics(history: mmrec.Interactions, test: mmrec.Interactions, ks
 
 def content_mean_metrics(items, history, test, ks) -> dict:
     index = mmrec.build_index(items, spec="Flat")
-    users = pd.unique(test.frame["user"])
-    recs = mmrec.recommend(index, history, users=list(users), k=max(ks))
-    top = np.full((len(users), max(ks)), -1)
-    row = pd.Index(users).get_indexer(recs["user"])
-    top[row, recs["rank"].to_numpy() - 1] = index.positions(recs["item"].tolist())
-    truth = test.frame.groupby("user")["item"].apply(lambda s: index.positions(s.tolist()))
-    return ranking_metrics(top, [truth[u] for u in users], ks)
+    recs = mmrec.recommend(index, history, users=list(test.users), k=max(ks))
+    return evaluate_recommendations(recs, test, ks)
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ import sys
 import pandas as pd
 import pytest
 
+import mmrec
 from mmrec.cli import build_parser, main
 
 COMMANDS = ["demo", "encode", "train", "index", "recommend", "encoders"]
@@ -71,9 +72,11 @@ def test_encoders_lists_presets(capsys):
 def test_demo_command_runs_end_to_end(tmp_path, capsys):
     out_dir = tmp_path / "demo"
     assert main(["-q", "demo", "--out", str(out_dir), "--items", "96", "--users", "16",
-                 "--k", "3"]) == 0
+                 "--k", "3", "--epochs", "2"]) == 0
     out = capsys.readouterr().out
     assert "topic hit rate" in out and "likes" in out and "[content]" in out
+    assert "trained two-tower" in out and "mean modality weights" in out
+    assert mmrec.TwoTower.load(out_dir / "model").config.user_tower == "transformer"
     recs = pd.read_csv(out_dir / "recommendations.csv")
     assert recs["user"].nunique() == 16
     assert (out_dir / "index" / "manifest.json").is_file()

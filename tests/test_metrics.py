@@ -31,3 +31,18 @@ def test_users_without_targets_are_not_averaged_and_padding_never_hits():
     summary = ranking_metrics(top, [np.array([], dtype=np.int64), np.array([-1, 2])], ks=(2,))
     assert summary["users"] == 1
     assert summary["recall@2"] == pytest.approx(0.5)
+
+
+def test_evaluate_recommendations_from_a_table():
+    import pandas as pd
+
+    import mmrec
+    from mmrec.evaluation import evaluate_recommendations
+
+    recs = pd.DataFrame({"user": ["a", "a", "b", "b"], "rank": [1, 2, 1, 2], "item": ["x", "y", "y", "z"]})
+    targets = mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["a", "b", "c"],
+                                                          "item_id": ["y", "q", "x"]}))
+    summary = evaluate_recommendations(recs, targets, ks=(1, 2))
+    assert summary["users"] == 3  # c has no recommendations: a miss, still counted
+    assert summary["hit@2"] == pytest.approx(1 / 3) and summary["hit@1"] == 0.0
+    assert summary["mrr@2"] == pytest.approx(0.5 / 3)

@@ -177,7 +177,7 @@ def test_save_load_encode_identical_and_artifact_is_pickle_free(demo_items, spli
 
 def test_training_is_deterministic_and_resumes_to_the_same_weights(demo_items, split, tmp_path):
     def run(epochs, folder=None):
-        model = mmrec.TwoTower(user_tower="gru", epochs=epochs, patience=10, seed=3, **TINY)
+        model = mmrec.TwoTower(user_tower="dnn", epochs=epochs, patience=10, seed=3, **TINY)
         return model.fit(demo_items, split.train, valid=split.valid, checkpoint_dir=folder,
                          show_progress=False)
 
@@ -257,3 +257,14 @@ def test_a_checkpoint_from_another_configuration_is_refused(demo_items, split, t
     with pytest.raises(ConfigError, match="different model configuration"):
         mmrec.TwoTower(user_tower="gru", epochs=1, **TINY).fit(
             demo_items, split.train, checkpoint_dir=tmp_path / "ckpt", show_progress=False)
+
+
+def test_attention_tower_last_position_shortcut_matches_the_full_pass():
+    torch.manual_seed(1)
+    tower = TOWERS.get("attention")(8, n_events=3, n_heads=2, max_len=6).eval()
+    x, cand = torch.randn(3, 6, 8), torch.randn(5, 8)
+    present = torch.tensor([[False, False, True, True, True, True]] * 3)
+    with torch.no_grad():
+        full = tower.candidate_scores(x, present, cand)[:, -1]
+        last = tower.candidate_scores(x, present, cand, last_only=True)[:, -1]
+    assert torch.allclose(full, last, atol=1e-5)

@@ -146,10 +146,11 @@ class TwoTowerNet(nn.Module):
         """Scaled cosine scores ``(..., n)`` of states ``(..., d)`` against ``(n, d)`` items."""
         return F.normalize(states, dim=-1) @ F.normalize(item_vectors, dim=-1).T * self.scale
 
-    def candidate_logits(self, x: torch.Tensor, present: torch.Tensor,
-                         item_vectors: torch.Tensor) -> torch.Tensor:
+    def candidate_logits(self, x: torch.Tensor, present: torch.Tensor, item_vectors: torch.Tensor,
+                         *, last_only: bool = False) -> torch.Tensor:
         """Candidate-aware scores ``(B, L, C)`` for towers that attend to the candidate."""
-        return self.tower.candidate_scores(x, present, F.normalize(item_vectors, dim=-1)) * self.scale
+        return self.tower.candidate_scores(x, present, F.normalize(item_vectors, dim=-1),
+                                           last_only=last_only) * self.scale
 
     def predicted_rating(self, states: torch.Tensor, item_vectors: torch.Tensor,
                          rows: torch.Tensor) -> torch.Tensor:

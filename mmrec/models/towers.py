@@ -180,17 +180,24 @@ class TargetAttentionTower(nn.Module):
         values = self.value(h).view(b, length, self.n_heads, self.head_dim)
         return keys, values
 
-    def _pool(self, logits: torch.Tensor, relevance: torch.Tensor, present: torch.Tensor) -> torch.Tensor:
-        """Causal softmax-weighted mean of ``relevance`` along the last axis (positions)."""
+    def _pool(self, logits: torch.Tensor, relevance: torch.Tensor, present: torch.Tensor,
+              last_only: bool) -> torch.Tensor:
+        """Causal softmax-weighted mean of ``relevance`` along the last axis (positions), summed
+        over heads; only the last position's when ``last_only``."""
         logits = logits.float().masked_fill(~present[:, None, None, :], float("-inf"))
         top = logits.amax(dim=-1, keepdim=True).clamp_min(-1e4)
         weights = torch.exp(logits - top)
-        pooled = torch.cumsum(weights * relevance.float(), -1) / torch.cumsum(weights, -1).clamp_min(1e-20)
+        weighted = weights * relevance.float()
+        if last_only:
+            pooled = weighted.sum(-1, keepdim=True) / weights.sum(-1, keepdim=True).clamp_min(1e-20)
+        else:
+            pooled = torch.cumsum(weighted, -1) / torch.cumsum(weights, -1).clamp_min(1e-20)
         return pooled.sum(dim=1)  # over heads
 
-    def candidate_scores(self, x: torch.Tensor, present: torch.Tensor,
-                         candidates: torch.Tensor) -> torch.Tensor:
-        """Scores ``(B, L, C)`` of candidates ``(C, d)`` (or per-row ``(B, C, d)``) at every position."""
+    def candidate_scores(self, x: torch.Tensor, present: torch.Tensor, candidates: torch.Tensor,
+                         *, last_only: bool = False) -> torch.Tensor:
+        """Scores ``(B, L, C)`` of candidates ``(C, d)`` (or per-row ``(B, C, d)``) at every position
+        (``(B, 1, C)``: the last position only, when ``last_only``)."""
         b, length, _ = x.shape
         keys, values = self._keys_values(x)
         if candidates.dim() == 2:
@@ -201,7 +208,7 @@ class TargetAttentionTower(nn.Module):
         logits = torch.einsum("bchk,blhk->bhcl", queries, keys) / math.sqrt(self.head_dim)
         logits = logits + self.position[-length:].T[None, :, None, :]
         relevance = torch.einsum("bchk,blhk->bhcl", targets, values)
-        return self._pool(logits, relevance, present).transpose(1, 2)
+        return self._pool(logits, relevance, present, last_only).transpose(1, 2)
 
     def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
         b, length, dim = x.shape

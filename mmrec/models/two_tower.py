@@ -304,7 +304,7 @@ class TwoTower:
         scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
         for rows, final, batch, x in self._user_chunks(histories, device):
             if candidate_aware and net.has_candidate_scores:
-                logits = torch.cat([net.candidate_logits(x, batch.mask, table[part])[:, -1]
+                logits = torch.cat([net.candidate_logits(x, batch.mask, table[part], last_only=True)[:, -1]
                                     for part in torch.arange(net.n_items, device=device).split(1024)],
                                    dim=1)
             else:
