@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import tempfile
 import time
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def load(dataset: str, content: str | None):
     if dataset == "demo":
         from mmrec.demo import make_demo
 
-        demo = make_demo(Path("mmrec-bench-demo"), seed=0)
+        demo = make_demo(Path(tempfile.gettempdir()) / "mmrec-bench-demo", seed=0)
         catalog, events = mmrec.Catalog.from_path(demo.catalog), mmrec.Interactions.from_path(demo.events)
     else:
         data = load_movielens(dataset)

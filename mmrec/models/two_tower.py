@@ -352,8 +352,10 @@ class TwoTower:
                   exclude_seen: bool = True) -> pd.DataFrame:
         """Exact top-``k`` over the model's items (candidate-aware for the attention tower).
 
-        For large catalogs use ``mmrec.build_index(model.encode_items(...))`` with
-        :meth:`encode_users` instead. Returns columns ``user, rank, item, score``.
+        Users without a known event get no rows (``mmrec.recommend(index, events, model=model)``
+        serves them popular items). For large catalogs use that path — an index over
+        ``model.encode_items(...)`` queried with :meth:`encode_users` — instead.
+        Returns columns ``user, rank, item, score``.
         """
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}.")
