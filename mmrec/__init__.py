@@ -14,7 +14,14 @@ Every stage is one hop from here::
 
 from mmrec._version import __version__
 from mmrec.data import Catalog, CatalogSchema, EventWeights, Interactions, InteractionSchema
-from mmrec.data.splits import Split, leave_last_out, time_split
+from mmrec.data.splits import (
+    Split,
+    cold_item_split,
+    cold_user_split,
+    leave_last_out,
+    random_split,
+    time_split,
+)
 from mmrec.encode import DEFAULT_ENCODERS, encode_items
 from mmrec.encoders import Encoder, add_preset_dir, create_encoder, get_preset, list_encoders
 from mmrec.errors import (
@@ -41,6 +48,9 @@ __all__ = [
     "Split",
     "leave_last_out",
     "time_split",
+    "random_split",
+    "cold_item_split",
+    "cold_user_split",
     "encode_items",
     "DEFAULT_ENCODERS",
     "Encoder",

@@ -215,6 +215,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    from mmrec.evaluate_job import load_evaluate_job, run_evaluate_job
+
+    evaluation = {"sampled_negatives": args.sampled} if args.sampled is not None else {}
+    job = load_evaluate_job(args.config, out=args.out, evaluation=evaluation)
+    report = run_evaluate_job(job)
+    print(report.to_markdown())
+    print(f"\nmetrics.csv, metrics.json, metrics.md and metrics.png saved in {job.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmrec", description="Multimodal recommendation: encode items, index them, recommend.")
@@ -299,6 +310,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="compare models and baselines on one split (full ranking)",
+                       description="Fit every model of a config (baselines, two-tower models) on the "
+                       "same split and score them the same way: full ranking over the whole catalog, "
+                       "seen items masked. Prints one table; writes CSV, JSON, markdown and a plot.")
+    p.add_argument("--config", required=True, help="YAML or TOML job file (see docs/evaluation.md)")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    p.add_argument("--sampled", type=int, default=None,
+                   help="rank targets among N sampled items instead of the whole catalog (labelled)")
+    p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("encoders", help="list encoder presets",
                        description="List the encoder presets mmrec knows.")

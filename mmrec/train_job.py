@@ -23,27 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import pandas as pd
-import yaml
-
 from mmrec.data.interactions import EventWeights, Interactions
-from mmrec.data.splits import Split, leave_last_out, time_split
-from mmrec.errors import ConfigError, MissingDependencyError
+from mmrec.data.splits import SPLITS, make_split
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.two_tower import TwoTower
-from mmrec.registry import Registry
-from mmrec.utils.config import config_from_dict
+from mmrec.utils.config import config_from_dict, read_config_file
 from mmrec.utils.io import atomic_write_text
 
 __all__ = ["TrainJob", "load_train_job", "run_train_job", "SPLITS"]
 
 logger = logging.getLogger(__name__)
-
-SPLITS: Registry[Any] = Registry("split")
-SPLITS.add("leave_last_out", leave_last_out, "loo", "leave_one_out")
-SPLITS.add("time_split", time_split, "time", "temporal")
-
 
 @dataclass(frozen=True)
 class TrainJob:
@@ -59,30 +49,10 @@ class TrainJob:
     ks: tuple[int, ...] = (10, 20)
 
 
-def _read_toml(text: str) -> Any:
-    try:
-        import tomllib  # Python >= 3.11
-    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError as exc:
-            raise MissingDependencyError("reading TOML on Python 3.10 needs `pip install tomli`; "
-                                         "or write the config as YAML.") from exc
-    return tomllib.loads(text)
-
-
 def load_train_job(path: str | os.PathLike[str], **overrides: Any) -> TrainJob:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) job file; paths become absolute."""
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"train config {path} does not exist.")
-    text = path.read_text("utf-8")
-    try:
-        values = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
-    except (ValueError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
-        raise ConfigError(f"{path}: not valid {'TOML' if path.suffix == '.toml' else 'YAML'}: {exc}") from exc
-    if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping of settings at the top level.")
+    values = read_config_file(path, what="train config")
     for section in ("model", "training"):
         values[section] = {**values.get(section, {}), **overrides.pop(section, {})}
     values.update({k: v for k, v in overrides.items() if v is not None})
@@ -96,22 +66,13 @@ def load_train_job(path: str | os.PathLike[str], **overrides: Any) -> TrainJob:
                        "items": resolve(job.items), "ks": tuple(job.ks)})
 
 
-def _split(job: TrainJob, events: Interactions) -> Split:
-    options = dict(job.split)
-    kind = options.pop("kind", "leave_last_out")
-    try:
-        return SPLITS.get(kind)(events, **options)
-    except TypeError as exc:
-        raise ConfigError(f"split {kind!r}: {exc}") from exc
-
-
 def run_train_job(job: TrainJob) -> dict[str, Any]:
     """Split, train (checkpointing into ``out/checkpoint``, resuming if it exists), evaluate on the
     test part with full ranking, save ``out/model``, ``out/item_vectors`` and ``out/metrics.json``."""
     out = Path(job.out)
     events = Interactions.from_path(job.events)
     items = ItemVectors.load(job.items) if job.items else None
-    split = _split(job, events)
+    split = make_split(events, job.split)
     logger.info("%s", split)
     weights = (config_from_dict(EventWeights, job.event_weights, where="event_weights")
                if job.event_weights else None)
@@ -120,8 +81,7 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
                      event_weights=weights)
     model.fit(items, split.train, valid=split.valid if len(split.valid) else None,
               checkpoint_dir=out / "checkpoint")
-    history = Interactions(pd.concat([split.train.frame, split.valid.frame], ignore_index=True))
-    metrics = model.evaluate(history, split.test, ks=job.ks) if len(split.test) else {}
+    metrics = model.evaluate(split.history, split.test, ks=job.ks) if len(split.test) else {}
     model.save(out / "model")
     model.encode_items(items).save(out / "item_vectors")
     assert model.history_ is not None

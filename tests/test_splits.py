@@ -60,3 +60,64 @@ def test_split_errors_name_the_problem():
     partial = pd.DataFrame({"user_id": ["a", "a"], "item_id": ["i", "j"], "timestamp": [1.0, np.nan]})
     with pytest.raises(SchemaError, match="user 'a'"):
         mmrec.leave_last_out(mmrec.Interactions.from_frame(partial))
+
+
+def _row_keys(part: mmrec.Interactions) -> set:
+    return set(map(tuple, part.frame[["user", "item", "timestamp"]].itertuples(index=False)))
+
+
+def _assert_partition(split: mmrec.Split, events: mmrec.Interactions) -> None:
+    parts = [split.train, split.valid, split.test] + ([split.given] if split.given is not None else [])
+    assert sum(len(p) for p in parts) <= len(events)
+    keys = [_row_keys(p) for p in parts]
+    for a in range(len(keys)):
+        for b in range(a + 1, len(keys)):
+            assert not keys[a] & keys[b], "an event is in two parts"
+
+
+def test_random_split_is_deterministic_disjoint_and_seeded(demo_events):
+    one = mmrec.random_split(demo_events, test_fraction=0.2, valid_fraction=0.1, seed=3)
+    two = mmrec.random_split(demo_events, test_fraction=0.2, valid_fraction=0.1, seed=3)
+    other = mmrec.random_split(demo_events, test_fraction=0.2, valid_fraction=0.1, seed=4)
+    assert one.test.frame.equals(two.test.frame) and not one.test.frame.equals(other.test.frame)
+    _assert_partition(one, demo_events)
+    assert len(one.train) + len(one.valid) + len(one.test) == len(demo_events)
+    assert abs(len(one.test) / len(demo_events) - 0.2) < 0.05
+
+
+def test_cold_item_split_keeps_every_event_of_held_out_items_out_of_training(demo_events):
+    split = mmrec.cold_item_split(demo_events, test_fraction=0.2, valid_fraction=0.1, seed=0)
+    _assert_partition(split, demo_events)
+    train_items = set(split.train.frame["item"])
+    assert not train_items & set(split.test.frame["item"])
+    assert not train_items & set(split.valid.frame["item"])
+    assert not set(split.valid.frame["item"]) & set(split.test.frame["item"])
+    n_items = demo_events.frame["item"].nunique()
+    assert split.test.frame["item"].nunique() == round(0.2 * n_items)
+    assert len(split.train) + len(split.valid) + len(split.test) == len(demo_events)
+
+
+def test_cold_user_split_gives_first_events_and_predicts_the_rest(demo_events):
+    split = mmrec.cold_user_split(demo_events, test_fraction=0.25, n_given=2, seed=0)
+    _assert_partition(split, demo_events)
+    test_users = set(split.test.frame["user"])
+    assert test_users and not test_users & set(split.train.frame["user"])
+    given = split.given.frame
+    assert (given.groupby("user").size() == 2).all()
+    for user in test_users:  # every given event precedes every target event of that user
+        assert given.loc[given["user"] == user, "timestamp"].max() <= \
+            split.test.frame.loc[split.test.frame["user"] == user, "timestamp"].min()
+    history = split.history
+    assert len(history) == len(split.train) + len(split.valid) + len(split.given)
+    assert "dropped_short_users" in split.kind
+
+
+def test_make_split_reads_a_config_and_names_bad_options(demo_events):
+    from mmrec.data.splits import make_split
+
+    split = make_split(demo_events, {"kind": "cold_items", "test_fraction": 0.1})
+    assert split.kind.startswith("cold_item_split")
+    with pytest.raises(ConfigError, match="cold_items"):
+        make_split(demo_events, {"kind": "cold_items", "n_given": 3})
+    with pytest.raises(ConfigError, match="test_fraction"):
+        mmrec.random_split(demo_events, test_fraction=1.5)

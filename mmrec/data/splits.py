@@ -7,29 +7,48 @@ way the reference numbers of that dataset do.
 
 from __future__ import annotations
 
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
+from mmrec.registry import Registry
 
-__all__ = ["Split", "leave_last_out", "time_split", "chronological_order"]
+__all__ = ["Split", "leave_last_out", "time_split", "random_split", "cold_item_split", "cold_user_split",
+           "chronological_order", "SPLITS", "make_split"]
 
 
 @dataclass(frozen=True)
 class Split:
-    """Three disjoint parts of one behaviour log (``valid`` and ``test`` may be empty)."""
+    """Disjoint parts of one behaviour log (``valid`` and ``test`` may be empty).
+
+    ``given`` holds events that are neither trained on nor predicted but may be read at
+    recommendation time: the first events of cold users (a cold-user split). Models never train on
+    it; :attr:`history` (everything a recommender may look at when predicting ``test``) includes it.
+    """
 
     train: Interactions
     valid: Interactions
     test: Interactions
     kind: str
+    given: Interactions | None = None
 
     def __repr__(self) -> str:
+        given = f", given={len(self.given)}" if self.given is not None else ""
         return (f"Split({self.kind}: train={len(self.train)}, valid={len(self.valid)}, "
-                f"test={len(self.test)} events)")
+                f"test={len(self.test)}{given} events)")
+
+    @property
+    def history(self) -> Interactions:
+        """Train + validation (+ given) events: what a model may read to predict ``test``."""
+        parts = [self.train.frame, self.valid.frame]
+        if self.given is not None:
+            parts.append(self.given.frame)
+        return Interactions(pd.concat(parts, ignore_index=True))
 
 
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:
@@ -102,3 +121,101 @@ def time_split(events: Interactions, *, valid_fraction: float = 0.1, test_fracti
                  _part(frame, rows[(times >= valid_start) & (times < test_start)]),
                  _part(frame, rows[times >= test_start]),
                  kind=f"time_split(valid_start={valid_start}, test_start={test_start})")
+
+
+def _check_fraction(name: str, value: float) -> None:
+    if not 0 <= value < 1:
+        raise ConfigError(f"{name} must be in [0, 1), got {value}.")
+
+
+def random_split(events: Interactions, *, test_fraction: float = 0.1, valid_fraction: float = 0.1,
+                 seed: int = 0) -> Split:
+    """Random holdout of single events (not time-aware: the future may be in training — use it for
+    rating prediction or to compare with papers that use it, not for next-item metrics)."""
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("valid_fraction", valid_fraction)
+    if test_fraction + valid_fraction >= 1:
+        raise ConfigError("random_split: test_fraction + valid_fraction must be < 1.")
+    frame = events.frame
+    draw = np.random.default_rng(seed).random(len(frame))
+    test = draw < test_fraction
+    valid = ~test & (draw < test_fraction + valid_fraction)
+    rows = np.arange(len(frame))
+    return Split(_part(frame, rows[~(test | valid)]), _part(frame, rows[valid]), _part(frame, rows[test]),
+                 kind=f"random_split(test={test_fraction}, valid={valid_fraction}, seed={seed})")
+
+
+def _held_out(values: np.ndarray, fraction: float, seed: int) -> set:
+    unique = pd.unique(values)
+    n = int(round(len(unique) * fraction))
+    picked = np.random.default_rng(seed).permutation(len(unique))[:n]
+    return set(unique[picked].tolist())
+
+
+def cold_item_split(events: Interactions, *, test_fraction: float = 0.1, valid_fraction: float = 0.0,
+                    seed: int = 0) -> Split:
+    """Hold out whole items: every event on a test (validation) item leaves training, so the model
+    never sees those items and must place them from content alone (new-item cold start)."""
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("valid_fraction", valid_fraction)
+    frame = events.frame
+    items = frame["item"].to_numpy(dtype=object)
+    test_items = _held_out(items, test_fraction, seed)
+    rest = np.asarray([i for i in pd.unique(items) if i not in test_items], dtype=object)
+    valid_items = _held_out(rest, valid_fraction / max(1 - test_fraction, 1e-9), seed + 1)
+    test = frame["item"].isin(test_items).to_numpy()
+    valid = frame["item"].isin(valid_items).to_numpy()
+    rows = np.arange(len(frame))
+    return Split(_part(frame, rows[~(test | valid)]), _part(frame, rows[valid]), _part(frame, rows[test]),
+                 kind=f"cold_item_split(test={test_fraction}, valid={valid_fraction}, seed={seed})")
+
+
+def cold_user_split(events: Interactions, *, test_fraction: float = 0.1, n_given: int = 3,
+                    valid_fraction: float = 0.0, seed: int = 0) -> Split:
+    """Hold out whole users: they are absent from training; each held-out user's first ``n_given``
+    events (time order) are ``given`` (readable at recommendation time), the rest are the targets.
+    Held-out users with no more than ``n_given`` events are dropped from the split (reported in
+    ``kind``). Validation users, if any, are split the same way (their first events in ``given``)."""
+    _check_fraction("test_fraction", test_fraction)
+    _check_fraction("valid_fraction", valid_fraction)
+    if n_given < 0:
+        raise ConfigError(f"cold_user_split: n_given must be >= 0, got {n_given}.")
+    frame = events.frame
+    order = chronological_order(frame)
+    users = frame["user"].to_numpy(dtype=object)
+    test_users = _held_out(users, test_fraction, seed)
+    rest = np.asarray([u for u in pd.unique(users) if u not in test_users], dtype=object)
+    valid_users = _held_out(rest, valid_fraction / max(1 - test_fraction, 1e-9), seed + 1)
+    ordered_users = users[order]
+    position = pd.Series(ordered_users).groupby(ordered_users, sort=False).cumcount().to_numpy()
+    length = pd.Series(ordered_users).groupby(ordered_users, sort=False).transform("size").to_numpy()
+    held = pd.Series(ordered_users).isin(test_users | valid_users).to_numpy()
+    too_short = held & (length <= n_given)
+    given = held & ~too_short & (position < n_given)
+    target = held & ~too_short & (position >= n_given)
+    is_test = pd.Series(ordered_users).isin(test_users).to_numpy()
+    dropped = len(pd.unique(ordered_users[too_short]))
+    return Split(_part(frame, order[~held]), _part(frame, order[target & ~is_test]),
+                 _part(frame, order[target & is_test]),
+                 kind=(f"cold_user_split(test={test_fraction}, valid={valid_fraction}, n_given={n_given}, "
+                       f"seed={seed}, dropped_short_users={dropped})"),
+                 given=_part(frame, order[given]))
+
+
+
+SPLITS: Registry[Callable[..., Split]] = Registry("split")
+SPLITS.add("leave_last_out", leave_last_out, "loo", "leave_one_out")
+SPLITS.add("time_split", time_split, "time", "temporal")
+SPLITS.add("random_split", random_split, "random", "holdout")
+SPLITS.add("cold_item_split", cold_item_split, "cold_items", "cold_item")
+SPLITS.add("cold_user_split", cold_user_split, "cold_users", "cold_user")
+
+
+def make_split(events: Interactions, spec: Mapping[str, Any] | None = None) -> Split:
+    """Split ``events`` as a config says: ``{"kind": "leave_last_out", "n_test": 1, ...}``."""
+    options = dict(spec or {})
+    kind = options.pop("kind", "leave_last_out")
+    try:
+        return SPLITS.get(kind)(events, **options)
+    except TypeError as exc:
+        raise ConfigError(f"split {kind!r}: {exc}") from exc

@@ -1,17 +1,22 @@
-"""Ranking metrics as pure, vectorised functions of top-k lists and held-out targets.
+"""Ranking and rating metrics as pure, vectorised functions of top-k lists and held-out targets.
 
 ``top`` is an ``(n, K)`` int64 matrix of ranked item positions per user (``-1`` pads), ``targets``
-an ``(n, K)`` boolean matrix saying which of those are held-out items, and ``n_targets`` the number
-of held-out items per user. Every metric returns the per-user values; average them yourself.
+the held-out item positions of each user, ``hits`` the ``(n, K)`` boolean matrix saying which
+ranked items are targets and ``n_targets`` the number of held-out items per user. Per-user metrics
+return one value per user; :func:`ranking_metrics` averages them over users with a target.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 
-__all__ = ["hits_matrix", "recall_at_k", "ndcg_at_k", "hit_rate_at_k", "mrr_at_k", "ranking_metrics"]
+from mmrec.errors import ConfigError
+
+__all__ = ["hits_matrix", "recall_at_k", "precision_at_k", "f1_at_k", "ndcg_at_k", "hit_rate_at_k",
+           "mrr_at_k", "average_precision_at_k", "catalog_coverage", "novelty", "ranking_metrics",
+           "rating_metrics", "RANKING_METRICS"]
 
 
 def hits_matrix(top: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
@@ -28,7 +33,19 @@ def recall_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
     return hits[:, :k].sum(axis=1) / np.maximum(n_targets, 1)
 
 
-def hit_rate_at_k(hits: np.ndarray, k: int) -> np.ndarray:
+def precision_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
+    """Share of the top ``k`` slots holding a target (a list shorter than ``k`` still divides by ``k``)."""
+    return hits[:, :k].sum(axis=1) / k
+
+
+def f1_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
+    """Harmonic mean of precision and recall at ``k`` (0 when both are 0)."""
+    precision, recall = precision_at_k(hits, n_targets, k), recall_at_k(hits, n_targets, k)
+    total = precision + recall
+    return np.where(total > 0, 2 * precision * recall / np.where(total > 0, total, 1.0), 0.0)
+
+
+def hit_rate_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
     """1 when any target is in the top ``k``."""
     return hits[:, :k].any(axis=1).astype(np.float64)
 
@@ -42,24 +59,80 @@ def ndcg_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
     return np.where(ideal > 0, dcg / np.where(ideal > 0, ideal, 1.0), 0.0)
 
 
-def mrr_at_k(hits: np.ndarray, k: int) -> np.ndarray:
+def mrr_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
     """Reciprocal rank of the first target in the top ``k`` (0 when none)."""
     window = hits[:, :k]
     first = window.argmax(axis=1)
     return np.where(window.any(axis=1), 1.0 / (first + 1), 0.0)
 
 
-def ranking_metrics(top: np.ndarray, targets: Sequence[np.ndarray],
-                    ks: Sequence[int] = (10, 20)) -> dict[str, float]:
-    """Mean Recall, NDCG, hit rate and MRR at each ``k`` over users with at least one target."""
+def average_precision_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:
+    """AP@k: mean of precision@rank over the ranks that hit, divided by ``min(n_targets, k)``."""
+    window = hits[:, :k].astype(np.float64)
+    precision_at_rank = np.cumsum(window, axis=1) / np.arange(1, window.shape[1] + 1)
+    return (precision_at_rank * window).sum(axis=1) / np.maximum(np.minimum(n_targets, k), 1)
+
+
+RANKING_METRICS: dict[str, Callable[[np.ndarray, np.ndarray, int], np.ndarray]] = {
+    "precision": precision_at_k,
+    "recall": recall_at_k,
+    "f1": f1_at_k,
+    "hit": hit_rate_at_k,
+    "ndcg": ndcg_at_k,
+    "mrr": mrr_at_k,
+    "map": average_precision_at_k,
+}
+
+
+def catalog_coverage(top: np.ndarray, n_items: int, k: int) -> float:
+    """Share of the ``n_items`` catalog that appears in at least one user's top ``k``."""
+    shown = np.unique(top[:, :k])
+    return float((shown >= 0).sum() / max(n_items, 1))
+
+
+def novelty(top: np.ndarray, popularity: np.ndarray, n_users: int, k: int) -> float:
+    """Mean self-information ``-log2(p(i))`` of recommended items, ``p(i)`` = share of training
+    users who interacted with ``i`` (unseen items count as seen by one user, not infinitely novel)."""
+    shown = top[:, :k]
+    shown = shown[shown >= 0]
+    if not shown.size:
+        return 0.0
+    share = np.maximum(popularity[shown], 1.0) / max(n_users, 1)
+    return float(-np.log2(share).mean())
+
+
+def ranking_metrics(top: np.ndarray, targets: Sequence[np.ndarray], ks: Sequence[int] = (10, 20),
+                    metrics: Sequence[str] = ("recall", "ndcg", "hit", "mrr")) -> dict[str, float]:
+    """Mean of each metric at each ``k`` over users with at least one target (key ``metric@k``)."""
+    unknown = sorted(set(metrics) - set(RANKING_METRICS))
+    if unknown:
+        raise ConfigError(f"unknown ranking metric(s) {unknown}; choose from {sorted(RANKING_METRICS)}.")
     n_targets = np.asarray([len(t) for t in targets], dtype=np.int64)
     hits = hits_matrix(top, targets)
     rows = n_targets > 0
     results: dict[str, float] = {}
     for k in ks:
-        results[f"recall@{k}"] = float(recall_at_k(hits, n_targets, k)[rows].mean()) if rows.any() else 0.0
-        results[f"ndcg@{k}"] = float(ndcg_at_k(hits, n_targets, k)[rows].mean()) if rows.any() else 0.0
-        results[f"hit@{k}"] = float(hit_rate_at_k(hits, k)[rows].mean()) if rows.any() else 0.0
-        results[f"mrr@{k}"] = float(mrr_at_k(hits, k)[rows].mean()) if rows.any() else 0.0
+        for name in metrics:
+            values = RANKING_METRICS[name](hits[rows], n_targets[rows], k)
+            results[f"{name}@{k}"] = float(values.mean()) if rows.any() else 0.0
     results["users"] = int(rows.sum())
     return results
+
+
+def rating_metrics(predicted: np.ndarray, actual: np.ndarray, *,
+                   scale: tuple[float, float] | None = None) -> dict[str, float]:
+    """MSE, RMSE and MAE of rating predictions, and accuracy: the share whose prediction, rounded
+    to the nearest whole rating (clipped to ``scale``, default the observed range), is exact."""
+    predicted = np.asarray(predicted, dtype=np.float64)
+    actual = np.asarray(actual, dtype=np.float64)
+    if predicted.shape != actual.shape:
+        raise ConfigError(f"rating_metrics: {predicted.shape} predictions for {actual.shape} ratings.")
+    if not actual.size:
+        return {"mse": float("nan"), "rmse": float("nan"), "mae": float("nan"),
+                "accuracy": float("nan"), "ratings": 0}
+    low, high = scale if scale is not None else (actual.min(), actual.max())
+    error = predicted - actual
+    mse = float(np.mean(error**2))
+    rounded = np.clip(np.rint(predicted), low, high)
+    return {"mse": mse, "rmse": float(np.sqrt(mse)), "mae": float(np.mean(np.abs(error))),
+            "accuracy": float(np.mean(rounded == actual)), "ratings": int(actual.size)}

@@ -293,23 +293,75 @@ class TwoTower:
 
     # ----------------------------------------------------------------------------- scoring
     @torch.no_grad()
-    def _rank(self, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
-              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` table rows and scores per history row, ranked over the whole item table."""
+    def _score_chunks(self, histories: Histories, *, candidate_aware: bool, device: torch.device
+                      ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
+        """Per chunk of history rows: the rows, their batch and float32 logits over the item table."""
         net = self._fitted()
         net.to(device).eval()
         table, _ = net.item_vectors()
-        k = min(k, net.n_items)
+        try:
+            for rows, final, batch, x in self._user_chunks(histories, device):
+                if candidate_aware and net.has_candidate_scores:
+                    parts = torch.arange(net.n_items, device=device).split(1024)
+                    logits = torch.cat([net.candidate_logits(x, batch.mask, table[part],
+                                                             last_only=True)[:, -1] for part in parts],
+                                       dim=1)
+                else:
+                    logits = net.logits(final, table)
+                yield rows, batch, logits.float()
+        finally:
+            net.cpu()
+
+    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None,
+                    candidate_aware: bool = True, device: str | None = None) -> np.ndarray:
+        """Scores ``(n_users, n_items)`` float32 of every model item (columns: :attr:`item_ids_`) for
+        each user's history in ``events`` (rows: ``users``, default every user in ``events``); seen
+        items are not masked. Users without a known event get the score of an empty history."""
+        histories = self.histories(events, users)
+        assert self.item_ids_ is not None
+        scores = np.empty((len(histories), len(self.item_ids_)), dtype=np.float32)
+        for rows, _, logits in self._score_chunks(histories, candidate_aware=candidate_aware,
+                                                  device=resolve_device(device or "cpu")):
+            scores[rows] = logits.cpu().numpy()
+        return scores
+
+    def user_item_vectors(self, events: Interactions, *, users: Sequence[str] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """L2-normalised user vectors (rows: ``users``) and item vectors (rows: :attr:`item_ids_`):
+        their inner products rank as :meth:`score_items` does (towers that attend to the candidate
+        aside), so an ANN index over the item vectors serves the same ranking."""
+        profile = self.encode_users(events, users=users)
+        return profile.vectors, self._fused(None)[1].astype(np.float32)
+
+    @torch.no_grad()
+    def predict_ratings(self, history: Interactions, pairs: pd.DataFrame) -> np.ndarray:
+        """The rating head's prediction for each ``(user, item)`` row of ``pairs`` after the user's
+        ``history`` (NaN for items the model does not know)."""
+        net = self._fitted().eval()
+        assert self.item_ids_ is not None
+        users = pd.unique(pairs["user"].to_numpy(dtype=object))
+        histories = self.histories(history, users)
+        row_of_user = pd.Index(users).get_indexer(pairs["user"].to_numpy(dtype=object))
+        item_rows = self.item_ids_.get_indexer(pairs["item"].to_numpy(dtype=object))
+        predicted = np.full(len(pairs), np.nan)
+        table, _ = net.item_vectors()
+        for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu")):
+            wanted = np.flatnonzero(np.isin(row_of_user, rows) & (item_rows >= 0))
+            if wanted.size:
+                states = final[torch.from_numpy(row_of_user[wanted] - rows[0])]
+                items = torch.from_numpy(item_rows[wanted].astype(np.int64))
+                predicted[wanted] = net.predicted_rating(states, table[items], items).double().numpy()
+        return predicted
+
+    @torch.no_grad()
+    def _rank(self, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
+              device: torch.device) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` table rows and scores per history row, ranked over the whole item table."""
+        k = min(k, self._fitted().n_items)
         top = np.full((len(histories), k), -1, dtype=np.int64)
         scores = np.full((len(histories), k), -np.inf, dtype=np.float32)
-        for rows, final, batch, x in self._user_chunks(histories, device):
-            if candidate_aware and net.has_candidate_scores:
-                logits = torch.cat([net.candidate_logits(x, batch.mask, table[part], last_only=True)[:, -1]
-                                    for part in torch.arange(net.n_items, device=device).split(1024)],
-                                   dim=1)
-            else:
-                logits = net.logits(final, table)
-            logits = logits.float()
+        for rows, batch, logits in self._score_chunks(histories, candidate_aware=candidate_aware,
+                                                      device=device):
             if exclude_seen:
                 seen = batch.items - 1
                 counts = torch.zeros_like(logits).scatter_add_(1, seen.clamp_min(0), (seen >= 0).float())
@@ -322,7 +374,6 @@ class TwoTower:
             value, index = logits.topk(k, dim=1)
             index[~torch.isfinite(value)] = -1
             top[rows], scores[rows] = index.cpu().numpy(), value.cpu().numpy()
-        net.cpu()
         return top, scores
 
     def evaluate(self, history: Interactions, targets: Interactions, *, ks: Sequence[int] = (10, 20),

@@ -1,13 +1,15 @@
-"""Build frozen config dataclasses from plain mappings, rejecting unknown keys."""
+"""Config files (YAML/TOML) and frozen config dataclasses built from them, rejecting unknown keys."""
 
 from __future__ import annotations
 
 import dataclasses
 import difflib
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any, TypeVar
 
-from mmrec.errors import ConfigError
+from mmrec.errors import ConfigError, MissingDependencyError
 
 C = TypeVar("C")
 
@@ -35,3 +37,33 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], *, where: str = ""
 def config_to_dict(config: Any) -> dict[str, Any]:
     """A JSON-friendly dict of a config dataclass (tuples become lists)."""
     return dataclasses.asdict(config)
+
+
+def _read_toml(text: str) -> Any:
+    try:
+        import tomllib  # Python >= 3.11
+    except ModuleNotFoundError:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib
+        except ModuleNotFoundError as exc:
+            raise MissingDependencyError("reading TOML on Python 3.10 needs `pip install tomli`; "
+                                         "or write the config as YAML.") from exc
+    return tomllib.loads(text)
+
+
+def read_config_file(path: str | os.PathLike[str], *, what: str = "config") -> dict[str, Any]:
+    """The top-level mapping of a YAML (``.yaml``/``.yml``) or TOML (``.toml``) file."""
+    import yaml
+
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{what} {path} does not exist.")
+    text = path.read_text("utf-8")
+    kind = "TOML" if path.suffix == ".toml" else "YAML"
+    try:
+        values = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
+    except (ValueError, yaml.YAMLError) as exc:  # TOMLDecodeError is a ValueError
+        raise ConfigError(f"{path}: not valid {kind}: {exc}") from exc
+    if not isinstance(values, dict):
+        raise ConfigError(f"{path}: expected a mapping of settings at the top level.")
+    return values

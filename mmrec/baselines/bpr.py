@@ -1,0 +1,78 @@
+"""Matrix factorisation trained with BPR (Rendle et al., 2009) in plain PyTorch."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
+from mmrec.data.interactions import Interactions
+from mmrec.errors import ConfigError
+from mmrec.item_vectors import ItemVectors
+from mmrec.utils.device import resolve_device
+from mmrec.utils.seed import torch_seeded
+
+__all__ = ["BPRMF"]
+
+
+class BPRMF(FittedItems):
+    """User and item embeddings, ``score = u·i``, trained so that each (user, seen item) outranks a
+    uniformly drawn item (``-log σ(u·i - u·j)`` + L2). Transductive: users absent from training
+    get a zero vector (every item ties)."""
+
+    def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, l2: float = 1e-5,
+                 batch_size: int = 4096, seed: int = 0, device: str = "auto") -> None:
+        if dim < 1 or epochs < 0 or lr <= 0 or l2 < 0 or batch_size < 1:
+            raise ConfigError(f"BPRMF: bad settings dim={dim}, epochs={epochs}, lr={lr}, l2={l2}, "
+                              f"batch_size={batch_size}.")
+        self.dim, self.epochs, self.lr, self.l2 = dim, epochs, lr, l2
+        self.batch_size, self.seed, self.device = batch_size, seed, device
+        self.user_ids_: pd.Index | None = None
+        self.user_factors_: np.ndarray | None = None
+        self.item_factors_: np.ndarray | None = None
+        self.losses_: list[float] = []
+
+    def fit(self, items: ItemVectors | None, events: Interactions, *,
+            valid: Interactions | None = None) -> BPRMF:
+        self.item_ids_ = self._universe(items, events)
+        self.user_ids_ = pd.Index(events.users)
+        matrix = interaction_matrix(events, events.users, self.item_ids_).tocoo()
+        device = resolve_device(self.device)
+        users = torch.from_numpy(matrix.row.astype(np.int64)).to(device)
+        positives = torch.from_numpy(matrix.col.astype(np.int64)).to(device)
+        n_users, n_items = matrix.shape
+        with torch_seeded(self.seed):
+            user_emb = torch.nn.Parameter(torch.randn(n_users, self.dim, device=device) * 0.1)
+            item_emb = torch.nn.Parameter(torch.randn(n_items, self.dim, device=device) * 0.1)
+        optimizer = torch.optim.Adam([user_emb, item_emb], lr=self.lr)
+        generator = torch.Generator(device=device).manual_seed(self.seed)
+        self.losses_ = []
+        for _ in range(self.epochs):
+            order = torch.randperm(len(users), generator=generator, device=device)
+            negatives = torch.randint(n_items, (len(users),), generator=generator, device=device)
+            total = 0.0
+            for batch in order.split(self.batch_size):
+                u, i, j = user_emb[users[batch]], item_emb[positives[batch]], item_emb[negatives[batch]]
+                margin = (u * (i - j)).sum(-1)
+                penalty = (u.pow(2) + i.pow(2) + j.pow(2)).sum(-1).mean()
+                loss = -F.logsigmoid(margin).mean() + self.l2 * penalty
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+                total += float(loss.detach()) * len(batch)
+            self.losses_.append(total / max(len(users), 1))
+        self.user_factors_ = user_emb.detach().cpu().numpy().astype(np.float32)
+        self.item_factors_ = item_emb.detach().cpu().numpy().astype(np.float32)
+        return self
+
+    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
+        self._items()
+        assert self.user_ids_ is not None and self.user_factors_ is not None
+        assert self.item_factors_ is not None
+        rows = self.user_ids_.get_indexer(user_rows(events, users))
+        factors = np.where((rows >= 0)[:, None], self.user_factors_[np.maximum(rows, 0)], 0.0)
+        return (factors.astype(np.float32) @ self.item_factors_.T).astype(np.float32)

@@ -1,0 +1,156 @@
+"""``mmrec evaluate``: one config file → data → split → every model fitted and scored the same way.
+
+A config (YAML or TOML)::
+
+    dataset: ml-100k              # a bundled real dataset (mmrec.datasets), or:
+    events: events.csv            #   a behaviour log, and optionally
+    catalog: items.csv            #   a catalog (encoded with `encoders` when `items` is absent)
+    items: vectors/               # an ItemVectors folder from `mmrec encode` (optional)
+    encoders: {text: text-tfidf, image: null, audio: null}   # encode the catalog here
+    split: {kind: leave_last_out}  # time_split, random_split, cold_item_split, cold_user_split
+    models:                        # name: {kind: ..., options}; kind defaults to the name
+      popularity: {}
+      item_knn: {neighbours: 100}
+      bpr: {epochs: 30}
+      content_mean: {}
+      sasrec: {kind: two_tower, user_tower: transformer, epochs: 5, content: false}
+    evaluation: {ks: [5, 10, 20], sampled_negatives: null, ann_spec: HNSW32}
+    out: eval/                     # metrics.csv, metrics.json, metrics.md, metrics.png
+
+``content: false`` trains a model without the item vectors (id-only). Relative paths are relative
+to the config file.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mmrec.baselines import BASELINES
+from mmrec.data.catalog import Catalog
+from mmrec.data.interactions import Interactions
+from mmrec.data.splits import make_split
+from mmrec.errors import ConfigError
+from mmrec.evaluation.harness import EvalConfig, evaluate_models
+from mmrec.evaluation.report import EvaluationReport
+from mmrec.item_vectors import ItemVectors
+from mmrec.models.two_tower import TwoTower
+from mmrec.registry import Registry
+from mmrec.utils.config import config_from_dict, read_config_file
+
+__all__ = ["EvaluateJob", "load_evaluate_job", "run_evaluate_job", "MODELS", "make_model", "WithoutContent"]
+
+logger = logging.getLogger(__name__)
+
+MODELS: Registry[Any] = Registry("model")
+for _name in BASELINES.names():
+    MODELS.add(_name, BASELINES.get(_name))
+MODELS.add("two_tower", TwoTower, "twotower", "tower")
+
+
+class WithoutContent:
+    """Wraps a model so the harness fits it without item vectors (an id-only comparison)."""
+
+    def __init__(self, model: Any) -> None:
+        self.model = model
+
+    def fit(self, items: ItemVectors | None, events: Interactions, *,
+            valid: Interactions | None = None) -> WithoutContent:
+        self.model.fit(None, events, valid=valid)
+        return self
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.model, name)
+
+
+def make_model(name: str, options: Mapping[str, Any] | None = None) -> Any:
+    """A model from its config entry: ``kind`` (default ``name``) picks the class, the rest are its
+    keyword arguments; ``content: false`` wraps it in :class:`WithoutContent`."""
+    options = dict(options or {})
+    kind = options.pop("kind", name)
+    use_content = options.pop("content", True)
+    try:
+        model = MODELS.get(kind)(**options)
+    except TypeError as exc:
+        raise ConfigError(f"model {name!r} ({kind}): {exc}") from exc
+    return model if use_content else WithoutContent(model)
+
+
+DEFAULT_MODELS = {"popularity": {}, "item_knn": {}, "bpr": {}}
+
+
+@dataclass(frozen=True)
+class EvaluateJob:
+    """A whole evaluation, as read from a config file."""
+
+    dataset: str | None = None
+    events: str | None = None
+    catalog: str | None = None
+    items: str | None = None
+    encoders: dict[str, Any] | None = None
+    split: dict[str, Any] = field(default_factory=lambda: {"kind": "leave_last_out"})
+    models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    out: str = "eval"
+
+    def __post_init__(self) -> None:
+        if (self.dataset is None) == (self.events is None):
+            raise ConfigError("evaluate config: give either `dataset` (e.g. ml-100k) or `events`.")
+        if not self.models:
+            raise ConfigError("evaluate config: `models` is empty.")
+
+
+def load_evaluate_job(path: str | os.PathLike[str], **overrides: Any) -> EvaluateJob:
+    """Read an evaluate job file (YAML or TOML); relative paths become absolute."""
+    path = Path(path)
+    values = read_config_file(path, what="evaluate config")
+    values["evaluation"] = {**values.get("evaluation", {}), **overrides.pop("evaluation", {})}
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    job = config_from_dict(EvaluateJob, values, where=str(path))
+    base = path.parent
+
+    def resolve(value: str | None) -> str | None:
+        return None if value is None else str((base / value).resolve())
+
+    return EvaluateJob(**{**job.__dict__, **{key: resolve(getattr(job, key))
+                                             for key in ("events", "catalog", "items", "out")}})
+
+
+def _data(job: EvaluateJob) -> tuple[Interactions, Catalog | None]:
+    if job.dataset is not None:
+        from mmrec.datasets import load_dataset
+
+        data = load_dataset(job.dataset)
+        return data.events, data.catalog
+    assert job.events is not None
+    catalog = Catalog.from_path(job.catalog) if job.catalog else None
+    return Interactions.from_path(job.events), catalog
+
+
+def _items(job: EvaluateJob, catalog: Catalog | None) -> ItemVectors | None:
+    if job.items:
+        return ItemVectors.load(job.items)
+    if job.encoders is None:
+        return None
+    if catalog is None:
+        raise ConfigError("evaluate config: `encoders` needs a catalog (`catalog:` or a `dataset`).")
+    from mmrec.encode import encode_items
+
+    return encode_items(catalog, encoders=job.encoders)
+
+
+def run_evaluate_job(job: EvaluateJob) -> EvaluationReport:
+    """Load, split, fit and score every model; save the report in ``job.out``."""
+    events, catalog = _data(job)
+    items = _items(job, catalog)
+    split = make_split(events, job.split)
+    logger.info("%s", split)
+    models = {name: make_model(name, options) for name, options in job.models.items()}
+    config = config_from_dict(EvalConfig, job.evaluation, where="evaluation")
+    report = evaluate_models(models, split, items=items, config=config)
+    report.save(job.out)
+    return report

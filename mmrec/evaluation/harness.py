@@ -1,0 +1,294 @@
+"""One harness for every model: same split, same item universe, same masking, same metrics.
+
+Each model is fitted on ``split.train`` (validation events for early stopping), then every test
+user's history (``split.history``: train + validation + given events) is scored against **every**
+item of the universe (the catalog, or every item with an event or vectors), the user's history
+items are masked, and the held-out test items are looked for in the top K. Sampled ranking (the
+targets among N random unseen items) is only used when asked for and is labelled in every row.
+Models whose scores are inner products of vectors (``user_item_vectors``) are also evaluated
+through a FAISS index, so the recall lost to approximate search is measured, not assumed.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from mmrec.baselines.base import RatingPredictor, Recommender, interaction_matrix
+from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.splits import Split
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.evaluation.metrics import (
+    RANKING_METRICS,
+    catalog_coverage,
+    novelty,
+    ranking_metrics,
+    rating_metrics,
+)
+from mmrec.evaluation.report import EvaluationReport
+from mmrec.item_vectors import ItemVectors
+
+__all__ = ["EvalConfig", "evaluate_model", "evaluate_models", "item_universe"]
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """How models are scored.
+
+    ``sampled_negatives`` None means full ranking (the default and the only protocol comparable
+    across papers that rank the whole catalog); an int ranks each user's targets among that many
+    random unseen items. ``ann_spec`` ("auto" or a FAISS factory string) adds the same metrics
+    through an index for vector models. ``max_users`` evaluates a seeded sample of test users.
+    """
+
+    ks: tuple[int, ...] = (10, 20)
+    metrics: tuple[str, ...] = ("precision", "recall", "f1", "hit", "ndcg", "mrr", "map")
+    exclude_seen: bool = True
+    sampled_negatives: int | None = None
+    ann_spec: str | None = None
+    max_users: int | None = None
+    user_chunk: int = 1024
+    seed: int = 0
+    event_weights: EventWeights = field(default_factory=EventWeights)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
+        object.__setattr__(self, "metrics", tuple(self.metrics))
+        if not self.ks or min(self.ks) < 1:
+            raise ConfigError(f"EvalConfig: ks must be positive integers, got {self.ks}.")
+        unknown = sorted(set(self.metrics) - set(RANKING_METRICS))
+        if unknown:
+            raise ConfigError(f"EvalConfig: unknown metric(s) {unknown}; choose from "
+                              f"{sorted(RANKING_METRICS)}.")
+        if self.sampled_negatives is not None and self.sampled_negatives < 1:
+            raise ConfigError("EvalConfig: sampled_negatives must be >= 1 or None, got "
+                              f"{self.sampled_negatives}.")
+        if self.user_chunk < 1:
+            raise ConfigError(f"EvalConfig: user_chunk must be >= 1, got {self.user_chunk}.")
+
+    @property
+    def protocol(self) -> str:
+        """``full`` or ``sampled-N``: printed next to every number."""
+        return "full" if self.sampled_negatives is None else f"sampled-{self.sampled_negatives}"
+
+
+def item_universe(split: Split, items: ItemVectors | None = None,
+                  catalog_ids: Sequence[str] | None = None) -> pd.Index:
+    """The items every model ranks: ``catalog_ids`` if given, else every item with an event in the
+    split or with vectors."""
+    if catalog_ids is not None:
+        return pd.Index(pd.unique(np.asarray([str(i) for i in catalog_ids], dtype=object)))
+    parts = [split.train.frame["item"], split.valid.frame["item"], split.test.frame["item"]]
+    if split.given is not None:
+        parts.append(split.given.frame["item"])
+    ids = pd.unique(pd.concat(parts, ignore_index=True).to_numpy(dtype=object))
+    if items is not None:
+        ids = pd.unique(np.concatenate([ids, np.asarray(items.ids, dtype=object)]))
+    return pd.Index(ids)
+
+
+@dataclass
+class _Context:
+    """What every model's evaluation shares: users, their histories and targets, popularity."""
+
+    universe: pd.Index
+    users: np.ndarray
+    history: Interactions
+    seen: Any  # csr (users × universe)
+    targets: list[np.ndarray]
+    popularity: np.ndarray
+    n_train_users: int
+    test: Interactions
+
+    @classmethod
+    def build(cls, split: Split, universe: pd.Index, config: EvalConfig) -> _Context:
+        test = split.test
+        if not len(test):
+            raise SchemaError(f"{split.kind}: the test part is empty; nothing to evaluate.")
+        users = pd.unique(test.frame["user"].to_numpy(dtype=object))
+        if config.max_users is not None and len(users) > config.max_users:
+            picked = np.random.default_rng(config.seed).choice(len(users), config.max_users, replace=False)
+            users = users[np.sort(picked)]
+            test = test.for_users(users)
+        history = split.history
+        seen = interaction_matrix(history, users, universe)
+        row = pd.Index(users).get_indexer(test.frame["user"].to_numpy(dtype=object))
+        col = universe.get_indexer(test.frame["item"].to_numpy(dtype=object))
+        unknown = int((col < 0).sum())
+        if unknown:
+            logger.warning("%d test event(s) are on items outside the universe; they count as misses",
+                           unknown)
+        col = np.where(col >= 0, col, -2)  # -2: never equals a ranked position, still a target
+        order = np.argsort(row, kind="stable")
+        bounds = np.searchsorted(row[order], np.arange(len(users) + 1))
+        targets = [np.unique(col[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        train_matrix = interaction_matrix(split.train, split.train.users, universe)
+        popularity = np.asarray(train_matrix.sum(axis=0), dtype=np.float64).ravel()
+        return cls(universe, users, history, seen, targets, popularity, train_matrix.shape[0], test)
+
+
+def _columns(model: Recommender, universe: pd.Index) -> tuple[np.ndarray, np.ndarray]:
+    """Model columns that are in the universe and the universe positions they go to."""
+    if model.item_ids_ is None:
+        raise ConfigError(f"{type(model).__name__} has no item_ids_: fit it first.")
+    where = universe.get_indexer(model.item_ids_)
+    keep = np.flatnonzero(where >= 0)
+    return keep, where[keep]
+
+
+def _rank_full(scores: torch.Tensor, k: int) -> np.ndarray:
+    k = min(k, scores.shape[1])
+    value, index = scores.topk(k, dim=1)
+    index[~torch.isfinite(value)] = -1
+    return index.numpy()
+
+
+def _rank_sampled(scores: torch.Tensor, targets: list[np.ndarray], n_negatives: int, k: int,
+                  rng: np.random.Generator) -> np.ndarray:
+    """Each user's targets among ``n_negatives`` random unmasked non-target items; ties rank the
+    target below the negatives (a constant scorer gets no credit)."""
+    top = np.full((len(targets), k), -1, dtype=np.int64)
+    values = scores.numpy()
+    for row, wanted in enumerate(targets):
+        wanted = wanted[wanted >= 0]
+        allowed = np.isfinite(values[row])
+        allowed[wanted] = False
+        pool = np.flatnonzero(allowed)
+        negatives = rng.choice(pool, min(n_negatives, len(pool)), replace=False) if len(pool) else pool
+        candidates = np.concatenate([negatives, wanted])
+        is_target = np.concatenate([np.zeros(len(negatives)), np.ones(len(wanted))])
+        order = np.lexsort((is_target, -values[row, candidates]))[:k]
+        top[row, : len(order)] = candidates[order]
+    return top
+
+
+def _rank_model(model: Recommender, context: _Context, config: EvalConfig) -> np.ndarray:
+    keep, where = _columns(model, context.universe)
+    k = max(config.ks)
+    rng = np.random.default_rng(config.seed)
+    tops = []
+    for start in range(0, len(context.users), config.user_chunk):
+        chunk = context.users[start : start + config.user_chunk]
+        scores = np.asarray(model.score_items(context.history, users=list(chunk)), dtype=np.float32)
+        if scores.shape != (len(chunk), len(model.item_ids_)):
+            raise SchemaError(f"{type(model).__name__}.score_items returned {scores.shape}, expected "
+                              f"({len(chunk)}, {len(model.item_ids_)}).")
+        full = torch.full((len(chunk), len(context.universe)), -torch.inf)
+        full[:, torch.from_numpy(where)] = torch.from_numpy(np.nan_to_num(scores[:, keep], nan=-np.inf))
+        if config.exclude_seen:
+            seen = context.seen[start : start + len(chunk)].tocoo()
+            full[torch.from_numpy(seen.row.astype(np.int64)),
+                 torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
+        if config.sampled_negatives is None:
+            tops.append(_rank_full(full, k))
+        else:
+            tops.append(_rank_sampled(full, context.targets[start : start + len(chunk)],
+                                      config.sampled_negatives, k, rng))
+    top = np.concatenate(tops)
+    if top.shape[1] < k:
+        top = np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1)
+    return top
+
+
+def _beyond_accuracy(top: np.ndarray, context: _Context, ks: Sequence[int]) -> dict[str, float]:
+    results: dict[str, float] = {}
+    for k in ks:
+        results[f"coverage@{k}"] = catalog_coverage(top, len(context.universe), k)
+        results[f"novelty@{k}"] = novelty(top, context.popularity, context.n_train_users, k)
+    return results
+
+
+def _ann_metrics(model: Any, context: _Context, config: EvalConfig) -> dict[str, float]:
+    """Recall through a FAISS index over the model's item vectors vs exact scoring of the same
+    vectors (``ann_recall_loss@K`` = exact − ANN)."""
+    from mmrec.index import build_index
+
+    queries, vectors = model.user_item_vectors(context.history, users=list(context.users))
+    keep, where = _columns(model, context.universe)
+    index = build_index(vectors[keep], ids=[str(i) for i in context.universe[where]],
+                        spec=None if config.ann_spec == "auto" else config.ann_spec, seed=config.seed)
+    label_to_universe = context.universe.get_indexer(index.ids)
+    universe_to_label = np.full(len(context.universe), -1, dtype=np.int64)
+    universe_to_label[label_to_universe] = np.arange(len(label_to_universe))
+    k = max(config.ks)
+    excluded = []
+    for row in range(len(context.users)):
+        seen = context.seen.indices[context.seen.indptr[row] : context.seen.indptr[row + 1]]
+        labels = universe_to_label[seen]
+        excluded.append(labels[labels >= 0] if config.exclude_seen else np.empty(0, dtype=np.int64))
+    _, labels = index.search(queries, k, exclude_idx=excluded)
+    ann_top = np.where(labels >= 0, label_to_universe[np.maximum(labels, 0)], -1)
+    # the same (normalised) vectors scored by brute force: the reference for the loss
+    exact_scores = torch.from_numpy(np.asarray(queries @ np.asarray(index.vectors).T, dtype=np.float32))
+    for row, labels_row in enumerate(excluded):
+        exact_scores[row, torch.from_numpy(labels_row)] = -torch.inf
+    exact_labels = _rank_full(exact_scores, k)
+    exact_top = np.where(exact_labels >= 0, label_to_universe[np.maximum(exact_labels, 0)], -1)
+    results: dict[str, float] = {"ann_index": index.spec}
+    ann = ranking_metrics(ann_top, context.targets, config.ks, ("recall",))
+    ref = ranking_metrics(exact_top, context.targets, config.ks, ("recall",))
+    for k_ in config.ks:
+        results[f"ann_recall@{k_}"] = ann[f"recall@{k_}"]
+        results[f"ann_recall_loss@{k_}"] = ref[f"recall@{k_}"] - ann[f"recall@{k_}"]
+    return results
+
+
+def _rating_metrics(model: RatingPredictor, context: _Context, config: EvalConfig) -> dict[str, float]:
+    frame = context.test.frame
+    explicit = (frame["event"].isin(config.event_weights.explicit).to_numpy()
+                & frame["value"].notna().to_numpy())
+    if not explicit.any():
+        return {}
+    pairs = frame.loc[explicit, ["user", "item", "value"]].reset_index(drop=True)
+    predicted = model.predict_ratings(context.history, pairs)
+    known = np.isfinite(predicted)
+    results = rating_metrics(predicted[known], pairs["value"].to_numpy(np.float64)[known])
+    results["ratings_unpredicted"] = int((~known).sum())
+    return results
+
+
+def evaluate_model(model: Recommender, split: Split, *, name: str | None = None,
+                   items: ItemVectors | None = None, config: EvalConfig | None = None,
+                   catalog_ids: Sequence[str] | None = None, fit: bool = True,
+                   _context: _Context | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``split.train`` (unless ``fit=False``) and return one row of metrics."""
+    config = config or EvalConfig()
+    context = _context or _Context.build(split, item_universe(split, items, catalog_ids), config)
+    row: dict[str, Any] = {"model": name or type(model).__name__, "protocol": config.protocol,
+                           "split": split.kind}
+    started = time.perf_counter()
+    if fit:
+        model.fit(items, split.train, valid=split.valid if len(split.valid) else None)
+    row["fit_s"] = time.perf_counter() - started
+    started = time.perf_counter()
+    top = _rank_model(model, context, config)
+    row["score_s"] = time.perf_counter() - started
+    row.update(ranking_metrics(top, context.targets, config.ks, config.metrics))
+    row.update(_beyond_accuracy(top, context, config.ks))
+    if config.ann_spec is not None and hasattr(model, "user_item_vectors"):
+        row.update(_ann_metrics(model, context, config))
+    if isinstance(model, RatingPredictor):
+        row.update(_rating_metrics(model, context, config))
+    logger.info("%s: %s", row["model"], {k: v for k, v in row.items() if k.startswith("recall@")})
+    return row
+
+
+def evaluate_models(models: Mapping[str, Recommender], split: Split, *,
+                    items: ItemVectors | None = None, config: EvalConfig | None = None,
+                    catalog_ids: Sequence[str] | None = None, fit: bool = True) -> EvaluationReport:
+    """Every model through :func:`evaluate_model` on the same split and universe: one table."""
+    config = config or EvalConfig()
+    context = _Context.build(split, item_universe(split, items, catalog_ids), config)
+    rows = [evaluate_model(model, split, name=name, items=items, config=config, fit=fit,
+                           _context=context) for name, model in models.items()]
+    return EvaluationReport(rows, ks=config.ks, metrics=config.metrics, protocol=config.protocol,
+                            split=split.kind, n_users=len(context.users), n_items=len(context.universe))

@@ -1,0 +1,140 @@
+"""Baselines against brute-force references and against the structure of a generated world."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmrec
+from mmrec.baselines import BASELINES, BPRMF, EASE, BiasBaseline, ContentMean, ItemKNN, Popularity
+from mmrec.baselines.base import Recommender, interaction_matrix
+from mmrec.errors import ConfigError, NotFittedError
+
+
+def clustered_world(seed: int = 0, n_users: int = 80, n_items: int = 80, n_groups: int = 4,
+                    per_user: int = 6) -> mmrec.Interactions:
+    """Users and items in groups; users touch items of their own group (plus a little noise)."""
+    rng = np.random.default_rng(seed)
+    group = np.arange(n_items) % n_groups
+    rows = []
+    for user in range(n_users):
+        mine = np.flatnonzero(group == user % n_groups)
+        picks = rng.choice(mine, per_user, replace=False)
+        if rng.random() < 0.2:
+            picks[-1] = rng.choice(np.setdiff1d(np.arange(n_items), picks))
+        rows += [(f"u{user}", f"i{item}", step, "rating", float(rng.integers(1, 6)))
+                 for step, item in enumerate(picks)]
+    return mmrec.Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp",
+                                                                     "event", "value"]))
+
+
+def test_interaction_matrix_counts_each_pair_once_and_skips_unknown_ids():
+    events = mmrec.Interactions.from_frame(pd.DataFrame(
+        {"user_id": ["a", "a", "b", "c"], "item_id": ["x", "x", "y", "z"]}))
+    matrix = interaction_matrix(events, np.array(["a", "b"], dtype=object), pd.Index(["x", "y"]))
+    assert matrix.toarray().tolist() == [[1.0, 0.0], [0.0, 1.0]]
+
+
+def test_popularity_ranks_by_distinct_users():
+    events = mmrec.Interactions.from_frame(pd.DataFrame(
+        {"user_id": ["a", "a", "a", "b", "c"], "item_id": ["x", "x", "y", "y", "y"]}))
+    model = Popularity().fit(None, events)
+    scores = model.score_items(events, users=["a", "zzz"])
+    assert scores.shape == (2, 2)
+    assert dict(zip(model.item_ids_, scores[1], strict=True)) == {"x": 1.0, "y": 3.0}
+
+
+def test_item_knn_matches_dense_cosine():
+    events = clustered_world()
+    model = ItemKNN(neighbours=1000).fit(None, events)
+    X = interaction_matrix(events, events.users, model.item_ids_).toarray().astype(np.float64)
+    norms = np.linalg.norm(X, axis=0)
+    sim = (X.T @ X) / (norms[:, None] * norms[None, :] + 1e-12)
+    np.fill_diagonal(sim, 0.0)
+    assert model.similarity_.toarray() == pytest.approx(sim, abs=1e-5)
+    users = list(events.users[:5])
+    assert model.score_items(events, users=users) == pytest.approx(X[:5] @ sim, abs=1e-4)
+    # a small neighbourhood keeps at most that many non-zeros per item
+    assert (np.diff(ItemKNN(neighbours=3).fit(None, events).similarity_.indptr) <= 3).all()
+
+
+def test_ease_matches_its_closed_form():
+    events = clustered_world()
+    model = EASE(l2=10.0).fit(None, events)
+    X = interaction_matrix(events, events.users, model.item_ids_).toarray().astype(np.float64)
+    P = np.linalg.inv(X.T @ X + 10.0 * np.eye(X.shape[1]))
+    B = -P / np.diag(P)[None, :]
+    np.fill_diagonal(B, 0.0)
+    assert model.weights_ == pytest.approx(B, abs=1e-4)
+    with pytest.raises(ConfigError, match="max_items"):
+        EASE(max_items=10).fit(None, events)
+
+
+def _in_group_share(model: Recommender, events: mmrec.Interactions, n_groups: int = 4) -> float:
+    """How many of each user's top-5 unseen items come from the user's own group."""
+    users = list(events.users)
+    scores = model.score_items(events, users=users)
+    seen = interaction_matrix(events, np.asarray(users, dtype=object), model.item_ids_).toarray() > 0
+    scores = np.where(seen, -np.inf, scores)
+    top = np.argsort(-scores, axis=1)[:, :5]
+    item_group = np.array([int(i[1:]) % n_groups for i in model.item_ids_])
+    user_group = np.array([int(u[1:]) % n_groups for u in users])
+    return float((item_group[top] == user_group[:, None]).mean())
+
+
+@pytest.mark.parametrize("model", [ItemKNN(), EASE(l2=5.0), BPRMF(dim=16, epochs=60, lr=0.02, seed=0)],
+                         ids=["item_knn", "ease", "bpr"])
+def test_collaborative_baselines_find_the_users_group(model):
+    events = clustered_world()
+    model.fit(None, events)
+    assert _in_group_share(model, events) > 0.8  # chance level is 0.25
+    assert _in_group_share(Popularity().fit(None, events), events) < 0.6
+
+
+def test_bpr_is_deterministic_and_transductive():
+    events = clustered_world()
+    one = BPRMF(dim=8, epochs=3, seed=1).fit(None, events)
+    two = BPRMF(dim=8, epochs=3, seed=1).fit(None, events)
+    assert np.array_equal(one.item_factors_, two.item_factors_)
+    assert one.losses_[-1] < one.losses_[0]
+    cold = one.score_items(events, users=["somebody new"])
+    assert (cold == 0).all()  # unknown users: every item ties
+
+
+def test_bias_baseline_beats_the_global_mean_on_biased_ratings():
+    rng = np.random.default_rng(0)
+    users, items = rng.integers(0, 50, 3000), rng.integers(0, 30, 3000)
+    signal = 3 + 0.8 * np.sin(users) + 0.9 * np.cos(items) + 0.3 * rng.normal(size=3000)
+    ratings = np.clip(np.rint(signal), 1, 5)
+    frame = pd.DataFrame({"user_id": [f"u{u}" for u in users], "item_id": [f"i{i}" for i in items],
+                          "event": "rating", "value": ratings})
+    train, test = frame.iloc[:2500], frame.iloc[2500:].rename(columns={"user_id": "user", "item_id": "item"})
+    model = BiasBaseline(reg=2.0).fit(None, mmrec.Interactions.from_frame(train))
+    predicted = model.predict_ratings(mmrec.Interactions.from_frame(train), test)
+    rmse = np.sqrt(np.mean((predicted - test["value"]) ** 2))
+    assert rmse < 0.8 * np.sqrt(np.mean((ratings[:2500].mean() - test["value"]) ** 2))
+    with pytest.raises(ConfigError, match="explicit"):
+        BiasBaseline().fit(None, mmrec.Interactions.from_frame(train[["user_id", "item_id"]]))
+
+
+def test_content_mean_ranks_like_mmrec_recommend(demo_items, demo_events):
+    model = ContentMean().fit(demo_items, demo_events)
+    users = list(demo_events.users[:4])
+    scores = model.score_items(demo_events, users=users)
+    index = mmrec.build_index(demo_items, spec="Flat")
+    recs = mmrec.recommend(index, demo_events, users=users, k=5, exclude_seen=False)
+    for row, user in enumerate(users):
+        best = model.item_ids_[np.argsort(-scores[row], kind="stable")[:5]]
+        assert list(best) == recs.loc[recs["user"] == user, "item"].tolist()
+    with pytest.raises(ConfigError, match="item vectors"):
+        ContentMean().fit(None, demo_events)
+
+
+def test_every_baseline_is_registered_fits_and_refuses_to_score_unfitted():
+    assert set(BASELINES.names()) >= {"popularity", "item_knn", "ease", "bpr", "content_mean", "bias"}
+    for name in ("popularity", "item_knn", "ease", "bpr", "bias"):
+        model = BASELINES.get(name)()
+        assert isinstance(model, Recommender)
+        with pytest.raises(NotFittedError):
+            model.score_items(clustered_world())
