@@ -21,6 +21,20 @@ def test_any_image_mode_becomes_rgb(write, mode):
     assert image.mode == "RGB" and image.size == (20, 10)
 
 
+def test_transparent_pixels_become_white_not_black(write):
+    cut_out = Image.new("RGBA", (4, 4), (0, 0, 0, 0))
+    cut_out.putpixel((0, 0), (200, 10, 10, 255))
+    buffer = io.BytesIO()
+    cut_out.save(buffer, format="PNG")
+    image = load_image(write("cut.png", buffer.getvalue()))
+    assert image.getpixel((3, 3)) == (255, 255, 255) and image.getpixel((0, 0)) == (200, 10, 10)
+    palette = cut_out.convert("P")
+    palette.info["transparency"] = palette.getpixel((3, 3))
+    buffer = io.BytesIO()
+    palette.save(buffer, format="PNG", transparency=palette.getpixel((3, 3)))
+    assert load_image(write("pal.png", buffer.getvalue())).getpixel((3, 3)) == (255, 255, 255)
+
+
 @pytest.mark.parametrize("name,content,reason", [
     ("zero.png", b"", "not a readable image"),
     ("text.jpg", "hello, I am text", "not a readable image"),

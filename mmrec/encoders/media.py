@@ -21,9 +21,22 @@ def _refuse_urls(path: Path, kind: str) -> None:
                          "give local paths.")
 
 
+def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
+    """RGB with any transparency composited onto white (cut-out product shots, logos), not black."""
+    from PIL import Image
+
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        return Image.alpha_composite(background, image).convert("RGB")
+    return image.convert("RGB")
+
+
 def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
-    """Open an image as RGB, upright (EXIF orientation applied). Missing, truncated, non-image and
-    over-large files raise MediaError."""
+    """Open an image as RGB, upright (EXIF orientation applied), transparency on white. Missing,
+    truncated, non-image and over-large files raise MediaError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
     _refuse_urls(path, "image")
@@ -34,7 +47,7 @@ def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return ImageOps.exif_transpose(image).convert("RGB")
+                return _to_rgb(ImageOps.exif_transpose(image))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaError(f"image too large (decompression-bomb guard): {path}: {exc}") from exc
     except UnidentifiedImageError as exc:
