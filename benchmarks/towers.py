@@ -50,11 +50,7 @@ def load(dataset: str, content: str | None):
     else:
         data = load_movielens(dataset)
         catalog, events = data.catalog, data.events
-    used = set(events.frame["item"])
-    frame = catalog.frame
-    catalog = mmrec.Catalog.from_frame(frame[frame[catalog.schema.id].astype(str).isin(used)]
-                                       .reset_index(drop=True), schema=catalog.schema,
-                                       base_dir=catalog.base_dir)
+    catalog = catalog.subset(events.frame["item"].unique())
     items = None
     if content:
         encoders = ({m: None for m in ("text", "image", "audio")} | {"text": content}

