@@ -226,6 +226,12 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _add_job_options(p: argparse.ArgumentParser, doc: str) -> None:
+    """The options of every command driven by a job file."""
+    p.add_argument("--config", required=True, help=f"YAML or TOML job file (see {doc})")
+    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="mmrec", description="Multimodal recommendation: encode items, index them, recommend.")
@@ -305,8 +311,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Split a behaviour log by time, train a TwoTower model with "
                        "early stopping and checkpoints, report full-ranking test metrics, save the "
                        "model and its learned item vectors (ready for `mmrec index`).")
-    p.add_argument("--config", required=True, help="YAML or TOML job file (see docs/training.md)")
-    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    _add_job_options(p, "docs/training.md")
     p.add_argument("--epochs", type=int, default=None, help="override training.epochs")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=cmd_train)
@@ -315,8 +320,7 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Fit every model of a config (baselines, two-tower models) on the "
                        "same split and score them the same way: full ranking over the whole catalog, "
                        "seen items masked. Prints one table; writes CSV, JSON, markdown and a plot.")
-    p.add_argument("--config", required=True, help="YAML or TOML job file (see docs/evaluation.md)")
-    p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
+    _add_job_options(p, "docs/evaluation.md")
     p.add_argument("--sampled", type=int, default=None,
                    help="rank targets among N sampled items instead of the whole catalog (labelled)")
     p.set_defaults(func=cmd_evaluate)
