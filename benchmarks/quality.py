@@ -26,6 +26,7 @@ from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, Popularity
 from mmrec.datasets import load_dataset
 from mmrec.evaluate_job import WithoutContent
 from mmrec.evaluation import EvalConfig, evaluate_models
+from mmrec.models import LightGCN
 
 RECBOLE = {"ml-1m": [("RecBole 1.2.1 popularity", 0.064, None), ("RecBole 1.2.1 item-KNN", 0.122, None),
                      ("RecBole 1.2.1 EASE", 0.164, None), ("RecBole 1.2.1 BPR", 0.127, None),
@@ -41,6 +42,8 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
         "ease": lambda: EASE(l2=250.0),
         "bpr": lambda: BPRMF(dim=64, epochs=args.bpr_epochs, seed=args.seed),
         "content_mean": lambda: ContentMean(),
+        "lightgcn": lambda: WithoutContent(LightGCN(epochs=args.graph_epochs, seed=args.seed)),
+        "lightgcn_content": lambda: LightGCN(epochs=args.graph_epochs, seed=args.seed),
         "transformer_ids": lambda: WithoutContent(mmrec.TwoTower(**tower)),
         "transformer_ids_content": lambda: mmrec.TwoTower(**tower),
     }
@@ -53,11 +56,12 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "ml-100k"])
-    parser.add_argument("--models", default="popularity,item_knn,ease,bpr,content_mean,transformer_ids,"
-                        "transformer_ids_content")
+    parser.add_argument("--models", default="popularity,item_knn,ease,bpr,content_mean,lightgcn,"
+                        "lightgcn_content,transformer_ids,transformer_ids_content")
     parser.add_argument("--epochs", type=int, default=10,
                         help="two-tower epochs (early stopping, patience 2)")
     parser.add_argument("--bpr-epochs", type=int, default=30)
+    parser.add_argument("--graph-epochs", type=int, default=20)
     parser.add_argument("--ks", default="10,20")
     parser.add_argument("--ann-spec", default=None, help="also score vector models through this FAISS index")
     parser.add_argument("--seed", type=int, default=0)
@@ -68,7 +72,7 @@ def main() -> None:
     data = load_dataset(args.dataset)
     chosen = models(args.models.split(","), args)
     items = None
-    if any(name in chosen for name in ("content_mean", "transformer_ids_content")):
+    if any(name in chosen for name in ("content_mean", "lightgcn_content", "transformer_ids_content")):
         started = time.perf_counter()
         items = mmrec.encode_items(data.catalog.subset(data.events.frame["item"].unique()),
                                    encoders={"text": "text-minilm-l6", "image": None, "audio": None},

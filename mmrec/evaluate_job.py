@@ -14,6 +14,7 @@ A config (YAML or TOML)::
       bpr: {epochs: 30}
       content_mean: {}
       sasrec: {kind: two_tower, user_tower: transformer, epochs: 5, content: false}
+      graph: {kind: lightgcn, epochs: 20}   # item side starts from the content vectors
     evaluation: {ks: [5, 10, 20], sampled_negatives: null, ann_spec: HNSW32}
     out: eval/                     # metrics.csv, metrics.json, metrics.md, metrics.png
 
@@ -38,6 +39,7 @@ from mmrec.errors import ConfigError
 from mmrec.evaluation.harness import EvalConfig, evaluate_models
 from mmrec.evaluation.report import EvaluationReport
 from mmrec.item_vectors import ItemVectors
+from mmrec.models.lightgcn import LightGCN
 from mmrec.models.two_tower import TwoTower
 from mmrec.registry import Registry
 from mmrec.utils.config import config_from_dict, read_config_file
@@ -50,6 +52,7 @@ MODELS: Registry[Any] = Registry("model")
 for _name in BASELINES.names():
     MODELS.add(_name, BASELINES.get(_name))
 MODELS.add("two_tower", TwoTower, "twotower", "tower")
+MODELS.add("lightgcn", LightGCN, "graph")
 
 
 class WithoutContent:
