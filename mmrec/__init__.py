@@ -36,6 +36,7 @@ from mmrec.errors import (
 from mmrec.index import ItemIndex, build_index
 from mmrec.item_vectors import EncodeReport, ItemVectors
 from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
+from mmrec.online import OnlineRecommender
 from mmrec.recommend import UserVectors, recommend, user_vectors
 
 __all__ = [
@@ -66,6 +67,7 @@ __all__ = [
     "user_vectors",
     "UserVectors",
     "TwoTower",
+    "OnlineRecommender",
     "TwoTowerConfig",
     "TrainConfig",
     "MmrecError",

@@ -1,0 +1,108 @@
+"""OnlineRecommender: feedback moves recommendations at once; new users, new items, forgetting."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmrec
+from mmrec.errors import ConfigError, SchemaError
+
+
+@pytest.fixture(scope="module")
+def served(demo, demo_items, demo_events):
+    model = mmrec.TwoTower(user_tower="gru", dim=16, epochs=3, batch_size=16, seed=0)
+    model.fit(demo_items, demo_events, show_progress=False)
+    index = mmrec.build_index(model.encode_items(demo_items), spec="Flat")
+    topic = mmrec.Catalog.from_path(demo.catalog).frame.set_index("item_id")["category"]
+    return model, index, topic
+
+
+def _topic_share(recs: pd.DataFrame, topic: pd.Series, wanted: str) -> float:
+    return float((topic.loc[recs["item"]] == wanted).mean())
+
+
+def test_new_feedback_moves_recommendations_at_once(served, demo_events):
+    model, index, topic = served
+    online = mmrec.OnlineRecommender(model, index, history=demo_events, alpha=0.7)
+    user = demo_events.users[0]
+    mine = set(topic.loc[demo_events.frame.loc[demo_events.frame["user"] == user, "item"]])
+    other = next(t for t in topic.unique() if t not in mine)
+    before = online.recommend(user, k=10)
+    assert (before["source"] == "online").all()
+    for step, item in enumerate(topic.index[topic == other][:4]):
+        online.observe(user, item, "purchase", 1.0, timestamp=2e9 + step)
+    after = online.recommend(user, k=10)
+    assert _topic_share(after, topic, other) > _topic_share(before, topic, other) + 0.3
+    assert not set(after["item"]) & set(topic.index[topic == other][:4])  # observed items are seen
+    frozen = mmrec.OnlineRecommender(model, index, history=demo_events, alpha=0.0)
+    frozen.observe(user, topic.index[topic == other][0], "purchase", 1.0)
+    long_only = model.encode_users(demo_events, users=[user]).vectors[0]
+    assert frozen.user_vector(user) == pytest.approx(long_only, abs=1e-5)
+
+
+def test_a_new_user_gets_popular_items_then_follows_their_first_events(served, demo_events):
+    model, index, topic = served
+    online = mmrec.OnlineRecommender(model, index, history=demo_events)
+    cold = online.recommend("newcomer", k=5)
+    assert (cold["source"] == "popularity").all() and len(cold) == 5
+    wanted = topic.unique()[2]
+    for item in topic.index[topic == wanted][:3]:
+        online.observe("newcomer", item, "click")
+    warm = online.recommend("newcomer", k=5)
+    assert (warm["source"] == "online").all() and _topic_share(warm, topic, wanted) >= 0.6
+
+
+def test_items_added_to_the_index_can_be_observed_and_recommended(served, demo_items, demo_events):
+    model, index, topic = served
+    index = mmrec.build_index(model.encode_items(demo_items), spec="Flat")
+    new_item = demo_items.ids[0]
+    vector = model.encode_items(demo_items).fused[0]
+    index.add(["brand-new"], vector[None, :])
+    online = mmrec.OnlineRecommender(model, index, history=demo_events)
+    online.observe("someone", "brand-new", "click")
+    assert "brand-new" in online.history.frame["item"].tolist()
+    assert new_item in set(online.recommend("someone", k=3)["item"])  # the twin of what they saw
+    with pytest.raises(SchemaError, match="'nope' is not in the index"):
+        online.observe("someone", "nope", "click")
+    with pytest.raises(SchemaError, match="value nan"):
+        online.observe("someone", new_item, "play", float("nan"))
+
+
+def test_refresh_every_reruns_the_tower(served, demo_events):
+    model, index, topic = served
+    online = mmrec.OnlineRecommender(model, index, history=demo_events, refresh_every=2)
+    user = demo_events.users[1]
+    frame = demo_events.frame
+    items = [i for i in topic.index if i not in set(frame.loc[frame["user"] == user, "item"])]
+    online.observe(user, items[0], timestamp=3e9)
+    assert online._states[user].new_events == 1
+    online.observe(user, items[1], timestamp=3e9 + 1)
+    state = online._states[user]
+    assert state.new_events == 0 and state.short is None
+    expected = model.encode_users(online.history, users=[user]).vectors[0]
+    assert online.user_vector(user) == pytest.approx(expected, abs=1e-5)
+
+
+def test_forget_removes_the_user_and_leaves_others_alone(served, demo_events):
+    model, index, topic = served
+    online = mmrec.OnlineRecommender(model, index, history=demo_events)
+    gone, kept = demo_events.users[:2]
+    before = online.recommend(kept, k=10)
+    online.observe(gone, topic.index[0], "click", timestamp=4e9)
+    n = online.forget(gone)
+    assert n == int((demo_events.frame["user"] == gone).sum()) + 1
+    assert gone not in set(online.history.frame["user"]) and gone not in online.users()
+    assert (online.recommend(gone, k=3)["source"] == "popularity").all()
+    after = online.recommend(kept, k=10)
+    assert after["item"].tolist() == before["item"].tolist()
+    assert np.allclose(after["score"], before["score"], atol=1e-5)
+
+
+def test_settings_are_checked(served):
+    model, index, _ = served
+    with pytest.raises(ConfigError):
+        mmrec.OnlineRecommender(model, index, alpha=1.5)
+    with pytest.raises(ConfigError, match="dimensions"):
+        mmrec.OnlineRecommender(model, mmrec.build_index(np.eye(4, dtype=np.float32)))
