@@ -12,7 +12,7 @@ from pathlib import Path
 import pandas as pd
 
 from mmrec._version import __version__
-from mmrec.errors import MmrecError
+from mmrec.errors import ConfigError, MmrecError
 
 logger = logging.getLogger("mmrec")
 
@@ -76,13 +76,17 @@ def _titles(catalog_path: str | None) -> pd.Series | None:
 def print_recommendations(
     recs: pd.DataFrame, titles: pd.Series | None, *, extra: pd.Series | None = None
 ) -> None:
-    """Print recommendations grouped by user, with titles when known."""
+    """Print recommendations grouped by user, with titles when known and explanations when the
+    table has them (``modalities``, ``because``)."""
+    explained = "because" in recs.columns
     for user, rows in recs.groupby("user", sort=False):
         note = f"  ({extra[user]})" if extra is not None and user in extra.index else ""
         print(f"{user} [{rows['source'].iloc[0]}]{note}")
         for row in rows.itertuples():
             title = f"  {titles[row.item]}" if titles is not None else ""
             print(f"  {row.rank:>3}. {row.item:<12} {row.score:7.3f}{title}")
+            if explained and row.because:
+                print(f"       [{row.modalities}] because of: {row.because}")
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
@@ -98,12 +102,25 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         model = TwoTower.load(args.model)
     recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
                      half_life=args.half_life, where=where, model=model)
+    titles = _titles(args.catalog)
+    if args.explain:
+        if model is None:
+            raise ConfigError("--explain needs --model (explanations come from the trained fusion).")
+        from mmrec import ItemVectors
+        from mmrec.explain import explain_recommendations
+
+        items = ItemVectors.load(args.items) if args.items else None
+        labels = titles.to_dict() if titles is not None else None
+        explained = explain_recommendations(model, items, events, recs[recs["source"] == "model"],
+                                            labels=labels)
+        recs = recs.merge(explained[["user", "rank", "modalities", "because"]], on=["user", "rank"],
+                          how="left").fillna({"modalities": "", "because": ""})
     if args.out:
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         recs.to_csv(args.out, index=False)
         print(f"wrote {len(recs)} recommendations for {recs['user'].nunique()} users to {args.out}")
     if not args.out or args.users:
-        print_recommendations(recs, _titles(args.catalog))
+        print_recommendations(recs, titles)
     return 0
 
 
@@ -299,6 +316,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", default=None,
                    help="trained model folder (`mmrec train`): its user tower makes the user vectors; "
                    "build the index from the run's item_vectors")
+    p.add_argument("--explain", action="store_true",
+                   help="with --model: print each recommendation's modality shares and the history "
+                   "items that drove it")
+    p.add_argument("--items", default=None,
+                   help="with --explain: the run's item_vectors folder (per-modality content)")
     p.add_argument("--half-life", type=float, default=None,
                    help="recency decay half-life in seconds (default: none)")
     p.add_argument("--catalog", default=None, help="catalog file, to print titles")

@@ -37,6 +37,15 @@ def test_train_index_recommend_with_a_yaml_config(demo, tmp_path, capsys):
                  "--model", str(run / "model"), "--k", "3", "--out", str(recs_file)]) == 0
     recs = pd.read_csv(recs_file)
     assert (recs["source"] == "model").all() and recs.groupby("user").size().eq(3).all()
+    user = recs["user"].iloc[0]
+    capsys.readouterr()
+    assert main(["-q", "recommend", "--index", str(tmp_path / "index"), "--events", str(demo.events),
+                 "--model", str(run / "model"), "--items", str(run / "item_vectors"), "--explain",
+                 "--users", user, "--k", "2", "--catalog", str(demo.catalog)]) == 0
+    shown = capsys.readouterr().out
+    assert shown.count("because of:") == 2 and "text" in shown and "audio" in shown
+    assert main(["recommend", "--index", str(tmp_path / "index"), "--events", str(demo.events),
+                 "--explain", "--users", user]) == 2
 
 
 def test_toml_config_resumes_from_its_checkpoint_and_rejects_unknown_keys(demo, tmp_path, capsys):
