@@ -51,7 +51,8 @@ def main() -> None:
             for event in events.itertuples(index=False):
                 top = set(online.recommend(user, k=20)["item"])
                 hits.append(event.item in top)
-                online.observe(user, event.item, event.event, event.value, event.timestamp)
+                if index.contains([event.item])[0]:  # items the model never saw cannot be observed
+                    online.observe(user, event.item, event.event, event.value, event.timestamp)
         rows.append((alpha, float(np.mean(hits)), len(hits)))
         print(f"alpha {alpha:.2f} ({'frozen' if alpha == 0 else 'online'}): hit@20 {np.mean(hits):.4f} "
               f"over {len(hits)} replayed events", flush=True)

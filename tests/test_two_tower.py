@@ -204,6 +204,31 @@ def test_new_items_are_encoded_from_content_and_id_only_models_refuse_them(demo_
         id_only.encode_items(fake)
 
 
+def test_items_without_training_events_are_cold_content_only_and_never_candidates(demo_items, demo_events,
+                                                                                tmp_path):
+    split = mmrec.cold_item_split(demo_events, test_fraction=0.2, seed=0)
+    cold = sorted(set(split.test.frame["item"]))
+    model = mmrec.TwoTower(user_tower="mean", epochs=2, **TINY).fit(demo_items, split.train,
+                                                                    show_progress=False)
+    net = model.net_
+    rows = model.item_ids_.get_indexer(cold)
+    assert not net.trained[rows].any() and net.trained.sum() == split.train.frame["item"].nunique()
+    before = model.encode_items(demo_items).fused
+    with torch.no_grad():  # a cold item's id embedding plays no part in its vector
+        net.id_embedding.weight[rows] += 5.0
+    assert np.allclose(model.encode_items(demo_items).fused, before, atol=1e-6)
+    assert model.modality_weights(demo_items).loc[cold, "id"].eq(0).all()
+    from mmrec.models.training import _Batcher
+
+    batcher = _Batcher(net, model.training, np.ones(net.n_items), torch.device("cpu"))
+    candidates, _, _ = batcher._candidates(None, torch.tensor([0]), torch.Generator().manual_seed(0))
+    assert net.trained[candidates].all()
+    loaded = mmrec.TwoTower.load(model.save(tmp_path / "m"))
+    assert torch.equal(loaded.net_.trained, net.trained)
+    metrics = model.evaluate(split.history, split.test, ks=(20,))  # cold items are still ranked
+    assert metrics["users"] > 0
+
+
 def test_ratings_train_the_rating_head_and_index_roundtrip(demo_items, demo_events):
     frame = demo_events.frame
     frame["event"] = "rating"

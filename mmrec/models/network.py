@@ -46,11 +46,14 @@ class TwoTowerNet(nn.Module):
     """Parameters of a two-tower model over a fixed item table of ``n_items`` rows.
 
     ``content`` holds each modality's (normalised) vectors for the table's items and ``present``
-    which items have which modality; both are buffers, saved with the weights.
+    which items have which modality; ``trained`` which items had training events (the others are
+    cold: they are never a training candidate and are fused from content alone, without their id
+    embedding). All three are buffers, saved with the weights.
     """
 
     def __init__(self, config: TwoTowerConfig, *, n_items: int, n_events: int,
-                 content: Mapping[str, torch.Tensor], present: torch.Tensor) -> None:
+                 content: Mapping[str, torch.Tensor], present: torch.Tensor,
+                 trained: torch.Tensor | None = None) -> None:
         super().__init__()
         self.config = config
         dim = config.dim
@@ -59,6 +62,8 @@ class TwoTowerNet(nn.Module):
         for i, modality in enumerate(self.modalities):
             self.register_buffer(f"content_{i}", content[modality].float(), persistent=True)
         self.register_buffer("present", present.bool().reshape(n_items, len(self.modalities)))
+        self.register_buffer("trained", torch.ones(n_items, dtype=torch.bool) if trained is None
+                             else trained.bool().reshape(n_items))
         self.projections = nn.ModuleList(nn.Linear(content[m].shape[1], dim) for m in self.modalities)
         width = max(1, dim // len(self.tokens))
         for i, projection in enumerate(self.projections):
@@ -120,7 +125,7 @@ class TwoTowerNet(nn.Module):
         if rows is None:
             rows = torch.arange(self.n_items, device=self.present.device)
         content = [getattr(self, f"content_{i}")[rows] for i in range(len(self.modalities))]
-        return self.fuse(content, self.present[rows], rows)
+        return self.fuse(content, self.present[rows], torch.where(self.trained[rows], rows, -1))
 
     # ----------------------------------------------------------------------------- user tower
     def history_input(self, batch: SequenceBatch, item_table: torch.Tensor) -> torch.Tensor:

@@ -71,6 +71,9 @@ class _Batcher:
         self.full = uses_full_softmax(config, net.n_items)
         share = popularity / max(popularity.sum(), 1.0)
         self.item_share = torch.as_tensor(share, dtype=torch.float32, device=device)
+        # only items with training events compete: cold items are not known to exist yet
+        self.trained_rows = torch.nonzero(net.trained.to(device)).squeeze(1)
+        self.cold = None if bool(net.trained.all()) else ~net.trained.to(device)
 
     def loss(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
         net, config = self.net, self.config
@@ -88,9 +91,13 @@ class _Batcher:
             candidates = table[candidate_rows]
         states, x, _ = net.user_states(inputs, table)
         weights = targets.weights[keep]
-        loss = (weighted_cross_entropy(net.logits(states[keep], candidates), positives, weights)
-                if log_q is None else
-                sampled_softmax_loss(net.logits(states[keep], candidates), positives, log_q, weights))
+        logits = net.logits(states[keep], candidates)
+        if log_q is None:
+            if self.cold is not None:
+                logits = logits.masked_fill(self.cold, -torch.inf)
+            loss = weighted_cross_entropy(logits, positives, weights)
+        else:
+            loss = sampled_softmax_loss(logits, positives, log_q, weights)
         if net.has_candidate_scores:
             loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator)
         rated = keep & (targets.rated > 0)
@@ -104,11 +111,11 @@ class _Batcher:
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Unique candidate rows (positives + uniform negatives), each target's position among
         them, and the log of each candidate's expected count in the set (log-q correction)."""
-        n_items = self.net.n_items
-        negatives = torch.randint(n_items, (self.config.n_negatives,), generator=generator,
-                                  device=self.device)
+        n_trained = len(self.trained_rows)
+        negatives = self.trained_rows[torch.randint(n_trained, (self.config.n_negatives,),
+                                                    generator=generator, device=self.device)]
         rows, inverse = torch.unique(torch.cat([target_rows, negatives]), return_inverse=True)
-        expected = len(target_rows) * self.item_share[rows] + self.config.n_negatives / n_items
+        expected = len(target_rows) * self.item_share[rows] + self.config.n_negatives / n_trained
         return rows, inverse[: len(target_rows)], torch.log(expected.clamp_min(1e-12))
 
     def _table_for(self, inputs: SequenceBatch, candidate_rows: torch.Tensor

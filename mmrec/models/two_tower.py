@@ -167,9 +167,10 @@ class TwoTower:
                    for m in modalities} if items is not None else {}
         present = (torch.from_numpy(np.stack([items.masks[m] for m in modalities], axis=1))
                    if modalities and items is not None else torch.zeros(len(ids), 0, dtype=torch.bool))
+        trained = torch.from_numpy(pd.Index(ids).isin(pd.unique(events.frame["item"])))
         with torch_seeded(self.training.seed):
             self.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(self.vocabulary_),
-                                    content=content, present=present)
+                                    content=content, present=present, trained=trained)
 
     def _validator(self, train_events: Interactions, valid: Interactions, training: TrainConfig):
         users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
@@ -236,7 +237,7 @@ class TwoTower:
         net = self._fitted()
         assert self.item_ids_ is not None
         if items is None:
-            rows = torch.arange(net.n_items)
+            rows = torch.where(net.trained, torch.arange(net.n_items), -1)
             content = [getattr(net, f"content_{i}") for i in range(len(net.modalities))]
             return self.item_ids_.to_numpy(dtype=object), content, net.present, rows
         if not isinstance(items, ItemVectors):
@@ -252,6 +253,7 @@ class TwoTower:
                 present.append(torch.zeros(len(items), dtype=torch.bool))
         mask = torch.stack(present, dim=1) if present else torch.zeros(len(items), 0, dtype=torch.bool)
         rows = torch.from_numpy(self.item_ids_.get_indexer(items.ids).astype(np.int64))
+        rows = torch.where((rows >= 0) & net.trained[rows.clamp_min(0)], rows, -1)  # cold: content only
         return items.ids, content, mask, rows
 
     @torch.no_grad()
@@ -466,8 +468,9 @@ class TwoTower:
         content = {m: tensors[f"net.content_{i}"] for i, m in enumerate(modalities)}
         present = tensors["net.present"]
         model.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(model.vocabulary_),
-                                 content=content, present=present)
+                                 content=content, present=present, trained=tensors.get("net.trained"))
         state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
+        state.setdefault("trained", model.net_.trained)  # saved before cold items were tracked
         try:
             model.net_.load_state_dict(state)
         except RuntimeError as exc:
