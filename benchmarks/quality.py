@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--name", default=None, help="results file stem (default: quality-DATASET)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
@@ -96,7 +97,7 @@ def main() -> None:
             for c in columns) + " |")
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    path = out / f"quality-{args.dataset}.json"
+    path = out / f"{args.name or 'quality-' + args.dataset}.json"
     path.write_text(json.dumps({"args": vars(args), **report.to_dict()}, indent=1, default=str))
     print(f"\nsaved {path}")
 

@@ -16,8 +16,9 @@ __all__ = ["ItemKNN"]
 
 
 class ItemKNN(FittedItems):
-    """Item-KNN: ``score(u, i) = Σ_{j ∈ history(u)} sim(j, i)`` over each item's ``neighbours`` most
-    similar items; ``sim`` = cosine of binary item columns, ``|a ∩ b| / (‖a‖‖b‖ + shrink)``."""
+    """Item-KNN: ``score(u, i) = Σ_{j ∈ history(u) ∩ N(i)} sim(j, i)``, ``N(i)`` the ``neighbours``
+    items most similar to the candidate ``i`` (RecBole's rule); ``sim`` = cosine of binary item
+    columns, ``|a ∩ b| / (‖a‖‖b‖ + shrink)``. ``similarity_[j, i]`` holds ``sim(j, i)`` for ``j ∈ N(i)``."""
 
     def __init__(self, neighbours: int = 100, shrink: float = 0.0, chunk: int = 2048) -> None:
         if neighbours < 1 or shrink < 0:
@@ -47,8 +48,9 @@ class ItemKNN(FittedItems):
             rows.append(np.repeat(np.arange(start, stop), keep)[nonzero.ravel()])
             cols.append(best[nonzero])
             values.append(picked[nonzero])
+        # row = neighbour j, column = candidate i: a history row times it sums over N(i)
         self.similarity_ = csr_matrix((np.concatenate(values).astype(np.float32),
-                                       (np.concatenate(rows), np.concatenate(cols))), shape=(n, n))
+                                       (np.concatenate(cols), np.concatenate(rows))), shape=(n, n))
         return self
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
