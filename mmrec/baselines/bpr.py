@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -16,7 +16,30 @@ from mmrec.item_vectors import ItemVectors
 from mmrec.utils.device import resolve_device
 from mmrec.utils.seed import torch_seeded
 
-__all__ = ["BPRMF"]
+__all__ = ["BPRMF", "train_bpr"]
+
+
+def train_bpr(parameters: list[torch.Tensor], step_loss: Callable[..., torch.Tensor], *,
+              users: torch.Tensor, positives: torch.Tensor, n_items: int, epochs: int,
+              batch_size: int, lr: float, seed: int) -> list[float]:
+    """The BPR loop shared by MF and LightGCN: each epoch, every (user, positive) pair in a seeded
+    order with a uniform negative item; Adam on ``parameters``; returns the mean loss per epoch.
+    ``step_loss(users, positives, negatives)`` computes a batch's loss."""
+    optimizer = torch.optim.Adam(parameters, lr=lr)
+    generator = torch.Generator(device=users.device).manual_seed(seed)
+    losses = []
+    for _ in range(epochs):
+        order = torch.randperm(len(users), generator=generator, device=users.device)
+        negatives = torch.randint(n_items, (len(users),), generator=generator, device=users.device)
+        total = 0.0
+        for batch in order.split(batch_size):
+            loss = step_loss(users[batch], positives[batch], negatives[batch])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            total += float(loss.detach()) * len(batch)
+        losses.append(total / max(len(users), 1))
+    return losses
 
 
 class BPRMF(FittedItems):
@@ -48,23 +71,14 @@ class BPRMF(FittedItems):
         with torch_seeded(self.seed):
             user_emb = torch.nn.Parameter(torch.randn(n_users, self.dim, device=device) * 0.1)
             item_emb = torch.nn.Parameter(torch.randn(n_items, self.dim, device=device) * 0.1)
-        optimizer = torch.optim.Adam([user_emb, item_emb], lr=self.lr)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        self.losses_ = []
-        for _ in range(self.epochs):
-            order = torch.randperm(len(users), generator=generator, device=device)
-            negatives = torch.randint(n_items, (len(users),), generator=generator, device=device)
-            total = 0.0
-            for batch in order.split(self.batch_size):
-                u, i, j = user_emb[users[batch]], item_emb[positives[batch]], item_emb[negatives[batch]]
-                margin = (u * (i - j)).sum(-1)
-                penalty = (u.pow(2) + i.pow(2) + j.pow(2)).sum(-1).mean()
-                loss = -F.logsigmoid(margin).mean() + self.l2 * penalty
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            self.losses_.append(total / max(len(users), 1))
+        def step_loss(u_rows: torch.Tensor, i_rows: torch.Tensor, j_rows: torch.Tensor) -> torch.Tensor:
+            u, i, j = user_emb[u_rows], item_emb[i_rows], item_emb[j_rows]
+            penalty = (u.pow(2) + i.pow(2) + j.pow(2)).sum(-1).mean()
+            return -F.logsigmoid((u * (i - j)).sum(-1)).mean() + self.l2 * penalty
+
+        self.losses_ = train_bpr([user_emb, item_emb], step_loss, users=users, positives=positives,
+                                 n_items=n_items, epochs=self.epochs, batch_size=self.batch_size,
+                                 lr=self.lr, seed=self.seed)
         self.user_factors_ = user_emb.detach().cpu().numpy().astype(np.float32)
         self.item_factors_ = item_emb.detach().cpu().numpy().astype(np.float32)
         return self

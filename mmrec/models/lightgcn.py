@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
+from mmrec.baselines.bpr import train_bpr
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError
 from mmrec.item_vectors import ItemVectors
@@ -103,25 +104,16 @@ class LightGCN(FittedItems):
             item_start = (_content_start(items, self.item_ids_, self.dim, self.seed) if use_content
                           else torch.randn(n_items, self.dim) * 0.1)
         embeddings = torch.nn.Parameter(torch.cat([user_start, item_start]).to(device))
-        optimizer = torch.optim.Adam([embeddings], lr=self.lr)
-        generator = torch.Generator(device=device).manual_seed(self.seed)
-        self.losses_ = []
-        for _ in range(self.epochs):
-            order = torch.randperm(len(users), generator=generator, device=device)
-            negatives = torch.randint(n_items, (len(users),), generator=generator, device=device)
-            total = 0.0
-            for batch in order.split(self.batch_size):
-                final = self._propagate(adjacency, embeddings)
-                u = final[users[batch]]
-                i, j = final[n_users + positives[batch]], final[n_users + negatives[batch]]
-                touched = torch.cat([users[batch], n_users + positives[batch], n_users + negatives[batch]])
-                raw = embeddings[touched]
-                loss = -F.logsigmoid((u * (i - j)).sum(-1)).mean() + self.l2 * raw.pow(2).sum() / len(batch)
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
-                total += float(loss.detach()) * len(batch)
-            self.losses_.append(total / max(len(users), 1))
+
+        def step_loss(u_rows: torch.Tensor, i_rows: torch.Tensor, j_rows: torch.Tensor) -> torch.Tensor:
+            final = self._propagate(adjacency, embeddings)
+            u, i, j = final[u_rows], final[n_users + i_rows], final[n_users + j_rows]
+            raw = embeddings[torch.cat([u_rows, n_users + i_rows, n_users + j_rows])]
+            return -F.logsigmoid((u * (i - j)).sum(-1)).mean() + self.l2 * raw.pow(2).sum() / len(u_rows)
+
+        self.losses_ = train_bpr([embeddings], step_loss, users=users, positives=positives,
+                                 n_items=n_items, epochs=self.epochs, batch_size=self.batch_size,
+                                 lr=self.lr, seed=self.seed)
         with torch.no_grad():
             final = self._propagate(adjacency, embeddings).cpu()
         self.user_factors_ = final[:n_users].numpy().astype(np.float32)
