@@ -293,3 +293,19 @@ def test_attention_tower_last_position_shortcut_matches_the_full_pass():
         full = tower.candidate_scores(x, present, cand)[:, -1]
         last = tower.candidate_scores(x, present, cand, last_only=True)[:, -1]
     assert torch.allclose(full, last, atol=1e-5)
+
+
+@pytest.mark.parametrize("fusion", ["concat", "attention"])
+def test_fusions_start_from_the_content_geometry(fusion):
+    """Untrained, concat and attention fusion mix the tokens like a mean (not a random projection),
+    so training refines the content similarity instead of first having to rediscover it."""
+    from mmrec.models.fusion_layers import FUSIONS
+
+    torch.manual_seed(0)
+    tokens = torch.randn(6, 3, 8)
+    present = torch.tensor([[1, 1, 1], [1, 0, 1], [1, 1, 0], [0, 1, 1], [1, 1, 1], [0, 0, 1]]).bool()
+    fused, weights = FUSIONS.get(fusion)(3, 8).eval()(tokens, present)
+    masked = tokens * present.unsqueeze(-1)
+    mean = masked.sum(1) / present.sum(1, keepdim=True)
+    assert torch.nn.functional.cosine_similarity(fused, mean).min() > 0.99
+    assert torch.allclose(weights.sum(1), torch.ones(6), atol=1e-5)

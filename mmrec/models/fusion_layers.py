@@ -38,7 +38,10 @@ def masked_softmax(logits: torch.Tensor, present: torch.Tensor, dim: int = -1) -
 class ConcatFusion(nn.Module):
     """Concatenate the tokens (absent ones zeroed) and mix them with a two-layer MLP.
 
-    The modality weights are each token's share of the first layer's pre-activation norm.
+    It starts as the mean of the tokens, so training refines the content geometry instead of
+    starting from a random projection of it: the first layer computes ``[m, -m]`` (``m`` the token
+    mean) and the second ``GELU(m) - GELU(-m) = m``. The modality weights are each token's share of
+    the first layer's pre-activation norm.
     """
 
     def __init__(self, n_tokens: int, dim: int, *, dropout: float = 0.0, n_heads: int = 1) -> None:
@@ -46,6 +49,12 @@ class ConcatFusion(nn.Module):
         self.first = nn.Linear(n_tokens * dim, 2 * dim)
         self.rest = nn.Sequential(nn.GELU(), nn.Dropout(dropout), nn.Linear(2 * dim, dim))
         self.n_tokens, self.dim = n_tokens, dim
+        with torch.no_grad():
+            mean = torch.eye(dim).repeat(1, n_tokens) / n_tokens  # (dim, T·dim)
+            self.first.weight.copy_(torch.cat([mean, -mean]))
+            self.first.bias.zero_()
+            self.rest[2].weight.copy_(torch.cat([torch.eye(dim), -torch.eye(dim)], dim=1))
+            self.rest[2].bias.zero_()
 
     def forward(self, tokens: torch.Tensor, present: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         tokens = tokens * present.unsqueeze(-1)
@@ -75,7 +84,9 @@ class GatedFusion(nn.Module):
 @FUSIONS.register("attention", "attn")
 class AttentionFusion(nn.Module):
     """A learned query attends over the modality tokens (multi-head); weights are the attention
-    probabilities averaged over heads. A token-type embedding tells the modalities apart."""
+    probabilities averaged over heads. A token-type embedding tells the modalities apart. The value
+    and output projections start as the identity and the query near zero, so it starts as the
+    mean of the present tokens."""
 
     def __init__(self, n_tokens: int, dim: int, *, dropout: float = 0.0, n_heads: int = 2) -> None:
         super().__init__()
@@ -84,6 +95,11 @@ class AttentionFusion(nn.Module):
         self.query = nn.Parameter(torch.randn(1, 1, dim) * 0.02)
         self.token_type = nn.Parameter(torch.randn(n_tokens, dim) * 0.02)
         self.attention = nn.MultiheadAttention(dim, n_heads, dropout=dropout, batch_first=True)
+        with torch.no_grad():
+            self.attention.in_proj_weight[2 * dim :].copy_(torch.eye(dim))
+            self.attention.in_proj_bias.zero_()
+            self.attention.out_proj.weight.copy_(torch.eye(dim))
+            self.attention.out_proj.bias.zero_()
         self.norm = nn.LayerNorm(dim)
         self.out = identity_linear(dim)
 
