@@ -106,3 +106,23 @@ def test_settings_are_checked(served):
         mmrec.OnlineRecommender(model, index, alpha=1.5)
     with pytest.raises(ConfigError, match="dimensions"):
         mmrec.OnlineRecommender(model, mmrec.build_index(np.eye(4, dtype=np.float32)))
+
+
+def test_a_forgotten_user_is_in_no_saved_artifact(served, demo_events, tmp_path):
+    """Models and indices hold item ids and vectors only; the behaviour log written after
+    ``forget`` no longer names the user, and nothing else ever did."""
+    model, index, topic = served
+    online = mmrec.OnlineRecommender(model, index, history=demo_events)
+    gone = demo_events.users[3]
+    online.observe(gone, topic.index[1], "click", timestamp=5e9)
+    online.forget(gone)
+    model.save(tmp_path / "model")
+    index.save(tmp_path / "index")
+    online.history.frame.to_csv(tmp_path / "events.csv", index=False)
+    needle = gone.encode("utf-8")
+    files = [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert len(files) >= 4
+    for path in files:
+        assert needle not in path.read_bytes(), f"{gone!r} is still in {path.name}"
+    kept = demo_events.users[4].encode("utf-8")
+    assert kept in (tmp_path / "events.csv").read_bytes()  # the check can fail: others are there
