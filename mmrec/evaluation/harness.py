@@ -31,6 +31,7 @@ from mmrec.evaluation.metrics import (
     novelty,
     ranking_metrics,
     rating_metrics,
+    targets_per_user,
 )
 from mmrec.evaluation.report import EvaluationReport
 from mmrec.item_vectors import ItemVectors
@@ -127,10 +128,7 @@ class _Context:
         if unknown:
             logger.warning("%d test event(s) are on items outside the universe; they count as misses",
                            unknown)
-        col = np.where(col >= 0, col, -2)  # -2: never equals a ranked position, still a target
-        order = np.argsort(row, kind="stable")
-        bounds = np.searchsorted(row[order], np.arange(len(users) + 1))
-        targets = [np.unique(col[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
+        targets = targets_per_user(row, col, len(users))
         train_matrix = interaction_matrix(split.train, split.train.users, universe)
         popularity = np.asarray(train_matrix.sum(axis=0), dtype=np.float64).ravel()
         return cls(universe, users, history, seen, targets, popularity, train_matrix.shape[0], test)

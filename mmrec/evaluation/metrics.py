@@ -14,9 +14,9 @@ import numpy as np
 
 from mmrec.errors import ConfigError
 
-__all__ = ["hits_matrix", "recall_at_k", "precision_at_k", "f1_at_k", "ndcg_at_k", "hit_rate_at_k",
-           "mrr_at_k", "average_precision_at_k", "catalog_coverage", "novelty", "ranking_metrics",
-           "rating_metrics", "RANKING_METRICS"]
+__all__ = ["hits_matrix", "targets_per_user", "recall_at_k", "precision_at_k", "f1_at_k", "ndcg_at_k",
+           "hit_rate_at_k", "mrr_at_k", "average_precision_at_k", "catalog_coverage", "novelty",
+           "ranking_metrics", "rating_metrics", "RANKING_METRICS"]
 
 
 def hits_matrix(top: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
@@ -26,6 +26,16 @@ def hits_matrix(top: np.ndarray, targets: Sequence[np.ndarray]) -> np.ndarray:
         if len(wanted):
             hits[row] = np.isin(top[row], wanted) & (top[row] >= 0)
     return hits
+
+
+def targets_per_user(user_rows: np.ndarray, positions: np.ndarray, n_users: int) -> list[np.ndarray]:
+    """Each user's distinct target positions, from parallel arrays of held-out events (the user's
+    row, the item's position). An item outside the ranked universe (position < 0) becomes ``-2``:
+    never ranked, still counted as a target."""
+    positions = np.where(np.asarray(positions) >= 0, positions, -2)
+    order = np.argsort(user_rows, kind="stable")
+    bounds = np.searchsorted(np.asarray(user_rows)[order], np.arange(n_users + 1))
+    return [np.unique(positions[order[a:b]]) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
 
 
 def recall_at_k(hits: np.ndarray, n_targets: np.ndarray, k: int) -> np.ndarray:

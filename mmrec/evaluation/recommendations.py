@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import Interactions
-from mmrec.evaluation.metrics import ranking_metrics
+from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 
 __all__ = ["evaluate_recommendations"]
 
@@ -28,5 +28,4 @@ def evaluate_recommendations(recs: pd.DataFrame, targets: Interactions,
     top[rows[keep], shown["rank"].to_numpy()[keep] - 1] = items.get_indexer(shown["item"].astype(str))[keep]
     user_rows = pd.Index(users).get_indexer(frame["user"])
     positions = items.get_indexer(frame["item"])
-    wanted = [np.unique(positions[user_rows == r]) for r in range(len(users))]
-    return ranking_metrics(top, wanted, ks)
+    return ranking_metrics(top, targets_per_user(user_rows, positions, len(users)), ks)

@@ -125,7 +125,12 @@ class TwoTowerNet(nn.Module):
         if rows is None:
             rows = torch.arange(self.n_items, device=self.present.device)
         content = [getattr(self, f"content_{i}")[rows] for i in range(len(self.modalities))]
-        return self.fuse(content, self.present[rows], torch.where(self.trained[rows], rows, -1))
+        return self.fuse(content, self.present[rows], self.id_rows(rows))
+
+    def id_rows(self, rows: torch.Tensor) -> torch.Tensor:
+        """``rows`` with ``-1`` where an item gets no id embedding: not in the table (``-1``
+        already) or cold (no training events), so it is fused from its content alone."""
+        return torch.where((rows >= 0) & self.trained[rows.clamp_min(0)], rows, -1)
 
     # ----------------------------------------------------------------------------- user tower
     def history_input(self, batch: SequenceBatch, item_table: torch.Tensor) -> torch.Tensor:

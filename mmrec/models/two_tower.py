@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
-from mmrec.evaluation.metrics import ranking_metrics
+from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
@@ -237,7 +237,7 @@ class TwoTower:
         net = self._fitted()
         assert self.item_ids_ is not None
         if items is None:
-            rows = torch.where(net.trained, torch.arange(net.n_items), -1)
+            rows = net.id_rows(torch.arange(net.n_items))
             content = [getattr(net, f"content_{i}") for i in range(len(net.modalities))]
             return self.item_ids_.to_numpy(dtype=object), content, net.present, rows
         if not isinstance(items, ItemVectors):
@@ -253,8 +253,7 @@ class TwoTower:
                 present.append(torch.zeros(len(items), dtype=torch.bool))
         mask = torch.stack(present, dim=1) if present else torch.zeros(len(items), 0, dtype=torch.bool)
         rows = torch.from_numpy(self.item_ids_.get_indexer(items.ids).astype(np.int64))
-        rows = torch.where((rows >= 0) & net.trained[rows.clamp_min(0)], rows, -1)  # cold: content only
-        return items.ids, content, mask, rows
+        return items.ids, content, mask, net.id_rows(rows)
 
     @torch.no_grad()
     def _fused(self, items: ItemVectors | None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -397,9 +396,7 @@ class TwoTower:
         assert self.item_ids_ is not None
         rows = pd.Index(users).get_indexer(frame["user"])
         positions = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))
-        wanted = [np.unique(positions[rows == r]) for r in range(len(users))]
-        wanted = [np.where(w >= 0, w, -2) for w in wanted]  # unknown items: never hit, still counted
-        return ranking_metrics(top, wanted, ks)
+        return ranking_metrics(top, targets_per_user(rows, positions, len(users)), ks)
 
     def recommend(self, events: Interactions, *, users: Sequence[str] | None = None, k: int = 10,
                   exclude_seen: bool = True) -> pd.DataFrame:
