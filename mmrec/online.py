@@ -16,7 +16,7 @@ index the recommender serves (``index.add`` of ``model.encode_items(new_items)``
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -24,6 +24,7 @@ import pandas as pd
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
+from mmrec.recommend import popular_order, top_unseen
 
 __all__ = ["OnlineRecommender", "UserState"]
 
@@ -38,7 +39,6 @@ class UserState:
     short: np.ndarray | None = None         # decayed sum of observed item vectors since then
     last_time: float | None = None          # timestamp of the last observed event
     new_events: int = 0                     # events since the last refresh
-    seen: set[str] = field(default_factory=set)
 
 
 class OnlineRecommender:
@@ -88,10 +88,7 @@ class OnlineRecommender:
         return Interactions(self._base)
 
     def _state(self, user: str) -> UserState:
-        state = self._states.get(user)
-        if state is None:
-            state = self._states[user] = UserState(seen=set(self._items_of.get(user, ())))
-        return state
+        return self._states.setdefault(user, UserState())
 
     def refresh(self, user: str) -> None:
         """Recompute the user's long-term vector with the tower over their whole history."""
@@ -118,7 +115,7 @@ class OnlineRecommender:
             raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value}.")
         vector = self._item_vector(item)
         state = self._state(user)
-        if state.long is None and state.new_events == 0 and state.seen:
+        if state.long is None and state.new_events == 0 and self._items_of.get(user):
             self.refresh(user)  # first touch of a user with a history: the tower runs once
         now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
         weight = float(self.event_weights.positive(np.array([event], dtype=object),
@@ -127,7 +124,6 @@ class OnlineRecommender:
         decay = 0.5 ** (elapsed / self.half_life)
         state.short = (decay * state.short if state.short is not None else 0.0) + weight * vector
         state.last_time, state.new_events = now, state.new_events + 1
-        state.seen.add(item)
         self._items_of.setdefault(user, set()).add(item)
         self._observed.append((user, item, now, str(event), float(value)))
         if self.refresh_every is not None and state.new_events >= self.refresh_every:
@@ -136,7 +132,7 @@ class OnlineRecommender:
     def user_vector(self, user: str) -> np.ndarray | None:
         """The current interest vector (L2-normalised), or None for a user with no signal."""
         state = self._state(str(user))
-        if state.long is None and state.new_events == 0 and state.seen:
+        if state.long is None and state.new_events == 0 and self._items_of.get(str(user)):
             self.refresh(str(user))
         parts = []
         if state.long is not None:
@@ -157,19 +153,19 @@ class OnlineRecommender:
             raise ConfigError(f"k must be >= 1, got {k}.")
         user = str(user)
         vector = self.user_vector(user)
-        seen = self._state(user).seen if exclude_seen else set()
-        excluded = [self.index.positions([i for i in seen if self.index.contains([i])[0]])]
+        seen = sorted(self._items_of.get(user, ())) if exclude_seen else []
+        in_index = self.index.contains(seen) if seen else []
+        seen_labels = self.index.positions([i for i, ok in zip(seen, in_index, strict=True) if ok])
         if vector is not None:
-            scores, labels = self.index.search(vector[None, :], k, exclude_idx=excluded)
+            scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels])
             keep = labels[0] >= 0
             return pd.DataFrame({"user": user, "rank": np.arange(1, int(keep.sum()) + 1),
                                  "item": self.index.ids[labels[0][keep]],
                                  "score": scores[0][keep].astype(np.float64), "source": "online"})
-        counts = self.history.frame.groupby("item")["user"].nunique()
-        counts = counts.sort_values(ascending=False, kind="stable")
-        picks = [i for i in counts.index if i not in seen and self.index.contains([i])[0]][:k]
-        return pd.DataFrame({"user": user, "rank": np.arange(1, len(picks) + 1), "item": picks,
-                             "score": counts.loc[picks].to_numpy(np.float64), "source": "popularity"})
+        pop, order = popular_order(self.index, self.history)
+        picks = top_unseen(order, set(seen_labels.tolist()), k)
+        return pd.DataFrame({"user": user, "rank": np.arange(1, len(picks) + 1),
+                             "item": self.index.ids[picks], "score": pop[picks], "source": "popularity"})
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:

@@ -14,7 +14,7 @@ from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, l2_normalize
 
-__all__ = ["recommend", "user_vectors", "UserVectors", "popularity"]
+__all__ = ["recommend", "user_vectors", "UserVectors", "popularity", "popular_order", "top_unseen"]
 
 logger = logging.getLogger(__name__)
 
@@ -96,6 +96,20 @@ def popularity(index: ItemIndex, events: Interactions) -> np.ndarray:
     return counts
 
 
+def popular_order(index: ItemIndex, events: Interactions,
+                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
+    popular, ties by label: the fallback ranking for users without a usable history."""
+    pop = popularity(index, events)
+    order = np.lexsort((np.arange(len(pop)), -pop))
+    return pop, order[(index.alive if allowed is None else allowed & index.alive)[order]]
+
+
+def top_unseen(order: np.ndarray, seen: set[int], k: int) -> list[int]:
+    """The first ``k`` labels of ``order`` that are not in ``seen``."""
+    return [int(i) for i in order[: k + len(seen)] if i not in seen][:k]
+
+
 def recommend(
     index: ItemIndex,
     events: Interactions | pd.DataFrame,
@@ -151,12 +165,9 @@ def recommend(
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:
         logger.info("%d user(s) without usable history get popular items", cold.size)
-        pop = popularity(index, known)
-        order = np.lexsort((np.arange(len(pop)), -pop))
-        order = order[(index.alive if allowed is None else allowed & index.alive)[order]]
+        pop, order = popular_order(index, known, allowed)
         for row in cold:
-            seen = set(seen_lists[row].tolist())
-            picks = [i for i in order[: k + len(seen)] if i not in seen][:k]
+            picks = top_unseen(order, set(seen_lists[row].tolist()), k)
             scores[row], item_idx[row] = -np.inf, -1
             scores[row, : len(picks)] = pop[picks]
             item_idx[row, : len(picks)] = picks
