@@ -25,6 +25,7 @@ import torch
 
 import mmrec
 from mmrec.baselines import BPRMF, ContentMean, ItemKNN, Popularity
+from mmrec.evaluate_job import WithoutContent
 from mmrec.evaluation import EvalConfig, evaluate_models
 from mmrec.explain import explain_recommendations
 
@@ -109,7 +110,7 @@ def compare_and_recommend(catalog: mmrec.Catalog, events: mmrec.Interactions, *,
         "item-KNN": ItemKNN(),
         "BPR-MF": BPRMF(epochs=40, seed=args.seed),
         "content mean (no training)": ContentMean(),
-        f"two-tower {tower}, ids only": _without_content(mmrec.TwoTower(item_ids=True, **model_options)),
+        f"two-tower {tower}, ids only": WithoutContent(mmrec.TwoTower(item_ids=True, **model_options)),
         f"two-tower {tower}, ids + content": mmrec.TwoTower(**model_options),
     }
     report = evaluate_models(models, split, items=items, config=EvalConfig(ks=(10, 20), seed=args.seed))
@@ -140,12 +141,6 @@ def compare_and_recommend(catalog: mmrec.Catalog, events: mmrec.Interactions, *,
         print(f"\nreport, model and index saved in {args.out}")
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return {"report": report, "model": model, "recommendations": recs}
-
-
-def _without_content(model: mmrec.TwoTower):
-    from mmrec.evaluate_job import WithoutContent
-
-    return WithoutContent(model)
 
 
 def report_best_epoch(models: Mapping[str, Any]) -> int:

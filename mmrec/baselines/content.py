@@ -24,6 +24,7 @@ class ContentMean(FittedItems):
     def __init__(self, event_weights: EventWeights | None = None, half_life: float | None = None) -> None:
         self.event_weights, self.half_life = event_weights, half_life
         self.index_: ItemIndex | None = None
+        self.item_vectors_: np.ndarray | None = None  # rows of item_ids_, fixed at fit
 
     def fit(self, items: ItemVectors | None, events: Interactions, *,
             valid: Interactions | None = None) -> ContentMean:
@@ -31,18 +32,19 @@ class ContentMean(FittedItems):
             raise ConfigError("ContentMean needs item vectors (mmrec.encode_items(catalog)).")
         self.index_ = build_index(items, spec="Flat")
         self.item_ids_ = self._universe(items, events.restrict_to_items(items.ids))
+        positions = self.index_.positions(list(self.item_ids_))
+        self.item_vectors_ = np.asarray(self.index_.vectors[positions], dtype=np.float32)
         return self
 
     def user_item_vectors(self, events: Interactions, *, users: Sequence[str] | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:
         """L2-normalised user vectors and item vectors (rows of :attr:`item_ids_`): the scores are
         their inner products, so an ANN index over the item vectors serves the same ranking."""
-        ids = self._items()
-        assert self.index_ is not None
+        self._items()
+        assert self.index_ is not None and self.item_vectors_ is not None
         profile = user_vectors(self.index_, events, users=list(user_rows(events, users)),
                                event_weights=self.event_weights, half_life=self.half_life)
-        items = np.asarray(self.index_.vectors[self.index_.positions(list(ids))], dtype=np.float32)
-        return profile.vectors.astype(np.float32), items
+        return profile.vectors.astype(np.float32), self.item_vectors_
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
         queries, items = self.user_item_vectors(events, users=users)
