@@ -8,7 +8,10 @@ For a trained :class:`mmrec.TwoTower`:
   embedding, when the model has one, counts with its fusion weight and the cosine of the learned
   vectors.
 - **history items**: the user's history items whose learned item vectors are closest to the
-  recommended one, with their share of the positive similarity.
+  recommended one, each with its cosine and its share: a softmax of the cosines over the whole
+  history at ``temperature`` (0.1 by default), i.e. how much of a soft nearest-neighbour vote the
+  item holds. (Shares of the raw cosines would be ~1/len(history) each for a long history; the
+  softmax concentrates the credit on the items that are actually close, as attention would.)
 
 Both are descriptive (they say what the item has in common with the history), not an exact
 decomposition of the tower's score; a mean tower's score is exactly the average of the history
@@ -24,7 +27,7 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import Interactions
-from mmrec.errors import SchemaError
+from mmrec.errors import ConfigError, SchemaError
 from mmrec.item_vectors import ItemVectors
 
 __all__ = ["Explanation", "explain", "explain_recommendations"]
@@ -32,17 +35,18 @@ __all__ = ["Explanation", "explain", "explain_recommendations"]
 
 @dataclass(frozen=True)
 class Explanation:
-    """Modality shares (sum to 1 when any is positive) and the history items that drove a score."""
+    """Modality shares (sum to 1 when any is positive) and the history items that drove a score:
+    ``because`` holds ``(item, share, cosine)`` from the closest down."""
 
     user: str
     item: str
     modalities: dict[str, float]
-    because: list[tuple[str, float]]
+    because: list[tuple[str, float, float]]
 
     def __str__(self) -> str:
         ranked = sorted(self.modalities.items(), key=lambda pair: -pair[1])
         shares = ", ".join(f"{m} {s:.0%}" for m, s in ranked if s)
-        history = ", ".join(f"{i} ({s:.0%})" for i, s in self.because) or "nothing in the history"
+        history = ", ".join(f"{i} ({s:.0%}, cos {c:.2f})" for i, s, c in self.because) or "nothing in the history"
         return f"{self.item}: modalities [{shares or 'none'}]; because of {history}"
 
 
@@ -54,8 +58,10 @@ def _unit(rows: np.ndarray) -> np.ndarray:
 class _Explainer:
     """Shares the learned vectors, fusion weights and content across many explanations."""
 
-    def __init__(self, model, items: ItemVectors | None) -> None:
-        self.items = items
+    def __init__(self, model, items: ItemVectors | None, temperature: float = 0.1) -> None:
+        if temperature <= 0:
+            raise ConfigError(f"explain: temperature must be > 0, got {temperature}.")
+        self.items, self.temperature = items, temperature
         learned = model.encode_items(items)
         self.ids = pd.Index(learned.ids)
         self.learned = _unit(np.asarray(learned.fused, dtype=np.float64))
@@ -71,10 +77,9 @@ class _Explainer:
             return Explanation(user, item, {}, [])
         similarity = self.learned[history_rows] @ self.learned[row]
         order = np.argsort(-similarity, kind="stable")[:top]
-        positive = np.maximum(similarity, 0.0)
-        total = positive.sum()
-        because = [(str(self.ids[history_rows[i]]), float(positive[i] / total) if total > 0 else 0.0)
-                   for i in order]
+        vote = np.exp((similarity - similarity.max()) / self.temperature)
+        share = vote / vote.sum()
+        because = [(str(self.ids[history_rows[i]]), float(share[i]), float(similarity[i])) for i in order]
         return Explanation(user, item, self._modalities(row, history_rows), because)
 
     def _modalities(self, row: int, history_rows: np.ndarray) -> dict[str, float]:
@@ -107,24 +112,25 @@ def _history_items(history: Interactions, user: str) -> np.ndarray:
 
 
 def explain(model, items: ItemVectors | None, history: Interactions, user: str, item: str, *,
-            top: int = 3) -> Explanation:
+            top: int = 3, temperature: float = 0.1) -> Explanation:
     """Why ``model`` scores ``item`` for ``user`` given their ``history`` (see the module doc)."""
-    return _Explainer(model, items).explain(str(user), str(item), _history_items(history, str(user)), top)
+    return _Explainer(model, items, temperature).explain(str(user), str(item), _history_items(history, str(user)), top)
 
 
 def explain_recommendations(model, items: ItemVectors | None, history: Interactions,
                             recommendations: pd.DataFrame, *, top: int = 2,
-                            labels: Mapping[str, str] | None = None) -> pd.DataFrame:
+                            labels: Mapping[str, str] | None = None,
+                            temperature: float = 0.1) -> pd.DataFrame:
     """``recommendations`` (``user, rank, item, ...``) plus ``modalities`` (each modality's share)
     and ``because`` (the closest history items with their shares), as text; ``labels`` maps item
     ids to what to print for them (titles)."""
     labels = labels or {}
-    explainer = _Explainer(model, items)
+    explainer = _Explainer(model, items, temperature)
     histories = {u: _history_items(history, u) for u in pd.unique(recommendations["user"])}
     modalities, because = [], []
     for user, item in recommendations[["user", "item"]].itertuples(index=False):
         why = explainer.explain(str(user), str(item), histories[user], top)
         ranked = sorted(why.modalities.items(), key=lambda x: -x[1])
         modalities.append(", ".join(f"{m} {s:.0%}" for m, s in ranked if s >= 0.005))
-        because.append(", ".join(f"{labels.get(i, i)} {s:.0%}" for i, s in why.because))
+        because.append(", ".join(f"{labels.get(i, i)} {s:.0%} (cos {c:.2f})" for i, s, c in why.because))
     return recommendations.assign(modalities=modalities, because=because)

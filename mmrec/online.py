@@ -9,22 +9,27 @@ Each user's vector is ``normalise((1 - α) · long + α · short)``:
   observed since: ``short ← 0.5^(Δt / half_life) · short + w(event) · item`` — O(dim) work per
   event, so :meth:`observe` costs microseconds whatever the history length.
 
+A user without a training history is served by the tower over their first ``new_user_events``
+events (re-run on each, milliseconds for a handful of events) and by the popularity fallback
+(:class:`mmrec.fallback.PopularityFallback`: per segment, diversified) before their first event.
+
 Items come from the model's item table, or — for items added later from their content — from the
 index the recommender serves (``index.add`` of ``model.encode_items(new_items)``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
+from mmrec.fallback import PopularityFallback
 from mmrec.index import ItemIndex
-from mmrec.recommend import popular_order, top_unseen
 
 __all__ = ["OnlineRecommender", "UserState"]
 
@@ -51,60 +56,86 @@ class OnlineRecommender:
     index : ItemIndex
         Built from ``model.encode_items(items)``; new items may be added to it at any time.
     history : Interactions, optional
-        Behaviour so far (the users' long-term histories); observed events are appended to it.
+        Behaviour so far (the users' long-term histories); observed events are added to it.
     alpha : float
         Weight of the short-term vector (0: frozen long-term vector, 1: only the new events).
     half_life : float
         Seconds for an observed event's weight in the short-term vector to halve.
     refresh_every : int, optional
         Re-run the tower over the whole history after this many new events of a user.
+    new_user_events : int
+        A user without a training history is served by the tower over their events until they
+        have more than this many (the tower re-runs on each, a few milliseconds); 0 keeps them on
+        the decayed sum of their item vectors from the first event.
+    user_attributes : DataFrame, optional
+        Indexed by user id (``locale``, ``age_band`` …): users with no events get the items popular
+        in their segment (see :class:`mmrec.fallback.PopularityFallback`).
+    diversify_by : str, optional
+        Item attribute of the index (``category``) the popularity fallback interleaves.
     """
 
     def __init__(self, model, index: ItemIndex, *, history: Interactions | None = None,
                  alpha: float = 0.5, half_life: float = 3600.0, refresh_every: int | None = None,
-                 event_weights: EventWeights | None = None) -> None:
-        if not 0 <= alpha <= 1 or half_life <= 0 or (refresh_every is not None and refresh_every < 1):
-            raise ConfigError(f"OnlineRecommender: alpha must be in [0, 1], half_life > 0 and "
-                              f"refresh_every >= 1; got {alpha}, {half_life}, {refresh_every}.")
+                 new_user_events: int = 5, event_weights: EventWeights | None = None,
+                 user_attributes: pd.DataFrame | None = None, diversify_by: str | None = None) -> None:
+        if (not 0 <= alpha <= 1 or half_life <= 0 or new_user_events < 0
+                or (refresh_every is not None and refresh_every < 1)):
+            raise ConfigError(f"OnlineRecommender: alpha must be in [0, 1], half_life > 0, "
+                              f"refresh_every >= 1 and new_user_events >= 0; got {alpha}, {half_life}, "
+                              f"{refresh_every}, {new_user_events}.")
         if model.config.dim != index.dim:
             raise ConfigError(f"the model's vectors have {model.config.dim} dimensions, the index "
                               f"{index.dim}; build the index from model.encode_items(...).")
         self.model, self.index = model, index
         self.alpha, self.half_life, self.refresh_every = alpha, half_life, refresh_every
+        self.new_user_events = new_user_events
         self.event_weights = event_weights or model.event_weights
-        self._base = history.frame if history is not None else pd.DataFrame(columns=COLUMNS)
-        self._observed: list[tuple[str, str, float, str, float]] = []
+        self._set_base(history.frame if history is not None else pd.DataFrame(columns=COLUMNS))
+        self._observed: dict[str, list[tuple[str, str, float, str, float]]] = {}
         self._items_of = self._base.groupby("user", sort=False)["item"].agg(set).to_dict()
         self._states: dict[str, UserState] = {}
+        self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
+                                           diversify_by=diversify_by)
 
     # ----------------------------------------------------------------------------- state
+    def _set_base(self, frame: pd.DataFrame) -> None:
+        self._base = frame.reset_index(drop=True)
+        self._base_rows = self._base.groupby("user", sort=False).indices
+
     @property
     def history(self) -> Interactions:
         """Every event so far: the initial history plus what was observed (and not forgotten)."""
-        if self._observed:
-            self._base = pd.concat([self._base, pd.DataFrame(self._observed, columns=COLUMNS)],
-                                   ignore_index=True)
-            self._observed = []
-        return Interactions(self._base)
+        observed = [event for events in self._observed.values() for event in events]
+        if not observed:
+            return Interactions(self._base)
+        return Interactions(pd.concat([self._base, pd.DataFrame(observed, columns=COLUMNS)],
+                                      ignore_index=True))
+
+    def _events_of(self, user: str) -> Interactions:
+        rows = self._base_rows.get(user, np.empty(0, np.int64))
+        parts = [self._base.iloc[rows]]
+        if self._observed.get(user):
+            parts.append(pd.DataFrame(self._observed[user], columns=COLUMNS))
+        return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
     def _state(self, user: str) -> UserState:
         return self._states.setdefault(user, UserState())
 
     def refresh(self, user: str) -> None:
         """Recompute the user's long-term vector with the tower over their whole history."""
-        state = self._state(str(user))
-        frame = self.history.frame
-        events = Interactions(frame.loc[(frame["user"] == str(user)).to_numpy()])
-        profile = self.model.encode_users(events, users=[str(user)])
-        state.long = profile.vectors[0] if profile.has_signal[0] else None
-        state.short, state.new_events = None, 0
+        user = str(user)
+        state = self._state(user)
+        profile = self.model.encode_users(self._events_of(user), users=[user])
+        if profile.has_signal[0]:
+            state.long, state.short, state.new_events = profile.vectors[0], None, 0
+        # no signal (e.g. only items the model has never seen): the short-term sum stays
 
-    def _item_vector(self, item: str) -> np.ndarray:
-        position = self.index.positions([item])[0] if self.index.contains([item])[0] else -1
-        if position < 0:
+    def _item_vector(self, item: str) -> tuple[int, np.ndarray]:
+        if not self.index.contains([item])[0]:
             raise SchemaError(f"observe: item {item!r} is not in the index; add it first "
                               "(index.add(model.encode_items(new_items))).")
-        return np.asarray(self.index.vectors[position], dtype=np.float32)
+        label = int(self.index.positions([item])[0])
+        return label, np.asarray(self.index.vectors[label], dtype=np.float32)
 
     # ----------------------------------------------------------------------------- feedback
     def observe(self, user: str, item: str, event: str = "click", value: float = 1.0,
@@ -113,9 +144,10 @@ class OnlineRecommender:
         user, item = str(user), str(item)
         if value is None or not np.isfinite(value):
             raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value}.")
-        vector = self._item_vector(item)
+        label, vector = self._item_vector(item)
         state = self._state(user)
-        if state.long is None and state.new_events == 0 and self._items_of.get(user):
+        trained_user = user in self._base_rows
+        if state.long is None and state.new_events == 0 and trained_user:
             self.refresh(user)  # first touch of a user with a history: the tower runs once
         now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
         weight = float(self.event_weights.positive(np.array([event], dtype=object),
@@ -124,16 +156,22 @@ class OnlineRecommender:
         decay = 0.5 ** (elapsed / self.half_life)
         state.short = (decay * state.short if state.short is not None else 0.0) + weight * vector
         state.last_time, state.new_events = now, state.new_events + 1
-        self._items_of.setdefault(user, set()).add(item)
-        self._observed.append((user, item, now, str(event), float(value)))
-        if self.refresh_every is not None and state.new_events >= self.refresh_every:
+        seen = self._items_of.setdefault(user, set())
+        if item not in seen:
+            seen.add(item)
+            self.fallback.add(user, label)
+        self._observed.setdefault(user, []).append((user, item, now, str(event), float(value)))
+        if not trained_user and len(self._observed[user]) <= self.new_user_events:
+            self.refresh(user)  # a new user: the tower reads their handful of events
+        elif self.refresh_every is not None and state.new_events >= self.refresh_every:
             self.refresh(user)
 
     def user_vector(self, user: str) -> np.ndarray | None:
         """The current interest vector (L2-normalised), or None for a user with no signal."""
-        state = self._state(str(user))
-        if state.long is None and state.new_events == 0 and self._items_of.get(str(user)):
-            self.refresh(str(user))
+        user = str(user)
+        state = self._state(user)
+        if state.long is None and state.new_events == 0 and user in self._base_rows:
+            self.refresh(user)
         parts = []
         if state.long is not None:
             parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long)
@@ -146,9 +184,14 @@ class OnlineRecommender:
         norm = np.linalg.norm(combined)
         return (combined / norm).astype(np.float32) if norm > 0 else None
 
-    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True) -> pd.DataFrame:
-        """Top-``k`` for ``user`` now (``user, rank, item, score, source``); users with no signal
-        get the most popular items of the history (``source`` says which)."""
+    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
+                  where: Mapping[str, Any] | None = None,
+                  segment: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        """Top-``k`` for ``user`` now (``user, rank, item, score, source``).
+
+        ``where`` filters on the index's item attributes. Users with no signal get the popularity
+        fallback (``source = "popularity"``): items popular in their ``segment`` (or in the segment
+        their ``user_attributes`` give), interleaved by ``diversify_by`` when set."""
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}.")
         user = str(user)
@@ -156,27 +199,31 @@ class OnlineRecommender:
         seen = sorted(self._items_of.get(user, ())) if exclude_seen else []
         in_index = self.index.contains(seen) if seen else []
         seen_labels = self.index.positions([i for i, ok in zip(seen, in_index, strict=True) if ok])
+        allowed = self.index.mask(where) if where else None
         if vector is not None:
-            scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels])
+            scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels], allowed=allowed)
             keep = labels[0] >= 0
             return pd.DataFrame({"user": user, "rank": np.arange(1, int(keep.sum()) + 1),
                                  "item": self.index.ids[labels[0][keep]],
                                  "score": scores[0][keep].astype(np.float64), "source": "online"})
-        pop, order = popular_order(self.index, self.history)
-        picks = top_unseen(order, set(seen_labels.tolist()), k)
+        picks, scores = self.fallback.rank(k, seen=set(seen_labels.tolist()), allowed=allowed,
+                                           user=user, segment=segment)
         return pd.DataFrame({"user": user, "rank": np.arange(1, len(picks) + 1),
-                             "item": self.index.ids[picks], "score": pop[picks], "source": "popularity"})
+                             "item": self.index.ids[picks], "score": scores, "source": "popularity"})
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:
         """Remove every event and all state of ``user``; returns how many events were removed."""
         user = str(user)
-        frame = self.history.frame
-        mine = (frame["user"] == user).to_numpy()
-        self._base = frame.loc[~mine].reset_index(drop=True)
+        mine = self._base_rows.get(user, np.empty(0, np.int64))
+        removed = len(mine) + len(self._observed.pop(user, []))
+        if len(mine):
+            self._set_base(self._base.drop(index=mine))
+        items = sorted(self._items_of.pop(user, set()))
+        known = self.index.contains(items) if items else np.empty(0, bool)
+        self.fallback.forget(user, self.index.positions([i for i, ok in zip(items, known, strict=True) if ok]))
         self._states.pop(user, None)
-        self._items_of.pop(user, None)
-        return int(mine.sum())
+        return removed
 
     def users(self) -> Sequence[str]:
         """Users with events or state."""

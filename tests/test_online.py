@@ -42,16 +42,61 @@ def test_new_feedback_moves_recommendations_at_once(served, demo_events):
     assert frozen.user_vector(user) == pytest.approx(long_only, abs=1e-5)
 
 
-def test_a_new_user_gets_popular_items_then_follows_their_first_events(served, demo_events):
+def test_a_new_user_gets_popular_items_then_the_tower_over_their_first_events(served, demo_events):
     model, index, topic = served
-    online = mmrec.OnlineRecommender(model, index, history=demo_events)
+    online = mmrec.OnlineRecommender(model, index, history=demo_events, new_user_events=5)
     cold = online.recommend("newcomer", k=5)
     assert (cold["source"] == "popularity").all() and len(cold) == 5
     wanted = topic.unique()[2]
-    for item in topic.index[topic == wanted][:3]:
-        online.observe("newcomer", item, "click")
+    firsts = list(topic.index[topic == wanted][:3])
+    for step, item in enumerate(firsts):
+        online.observe("newcomer", item, "click", timestamp=1e9 + step)
     warm = online.recommend("newcomer", k=5)
-    assert (warm["source"] == "online").all() and _topic_share(warm, topic, wanted) >= 0.6
+    assert (warm["source"] == "online").all() and not set(warm["item"]) & set(firsts)
+    events = mmrec.Interactions(pd.DataFrame({"user": "newcomer", "item": firsts, "event": "click",
+                                              "value": 1.0, "timestamp": 1e9 + np.arange(3.0)}))
+    tower = model.encode_users(events, users=["newcomer"]).vectors[0]
+    assert online.user_vector("newcomer") == pytest.approx(tower, abs=1e-5)
+    # without the tower (new_user_events=0) the decayed sum of the item vectors follows the topic
+    summed = mmrec.OnlineRecommender(model, index, history=demo_events, new_user_events=0)
+    for item in firsts:
+        summed.observe("newcomer", item, "click")
+    assert _topic_share(summed.recommend("newcomer", k=5), topic, wanted) >= 0.6
+
+
+def test_the_popularity_fallback_by_segment_filter_and_diversity(served, demo, demo_items, demo_events):
+    model, index, topic = served
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    attributed = mmrec.build_index(model.encode_items(demo_items), spec="Flat", attributes=catalog)
+    frame = demo_events.frame
+    users = pd.Index(demo_events.users)
+    wanted = topic.unique()[1]
+    # a segment whose users all touched ``wanted`` items most: "de" = users with any such event
+    fans = set(frame.loc[topic.loc[frame["item"]].to_numpy() == wanted, "user"])
+    locale = pd.DataFrame({"locale": ["de" if u in fans else "fr" for u in users]}, index=users)
+    online = mmrec.OnlineRecommender(model, attributed, history=demo_events, user_attributes=locale,
+                                     diversify_by="category")
+    plain = online.recommend("nobody", k=len(topic.unique()))
+    assert (plain["source"] == "popularity").all()
+    assert topic.loc[plain["item"]].nunique() == len(plain)  # one item of each category first
+    in_de = online.recommend("nobody", k=5, segment={"locale": "de"})
+    de_counts = frame[frame["user"].isin(fans)].drop_duplicates(["user", "item"])["item"].value_counts()
+    assert de_counts.get(in_de["item"].iloc[0]) == de_counts.max()
+    only = online.recommend("nobody", k=5, where={"category": wanted})
+    assert (topic.loc[only["item"]] == wanted).all() and len(only) == 5
+    user = demo_events.users[0]
+    filtered = online.recommend(user, k=5, where={"category": wanted})
+    assert (filtered["source"] == "online").all() and (topic.loc[filtered["item"]] == wanted).all()
+    # the counts follow observe and forget without a recount
+    online.observe("newcomer", topic.index[0], "click")
+    online.observe(demo_events.users[0], topic.index[1], "click")
+    online.forget(demo_events.users[2])
+    recount = mmrec.fallback.PopularityFallback(attributed, online.history)
+    assert online.fallback.counts == pytest.approx(recount.counts)
+    with pytest.raises(mmrec.errors.SchemaError, match="segment attribute 'age'"):
+        online.recommend("nobody", k=3, segment={"age": 3})
+    with pytest.raises(ConfigError, match="diversify_by"):
+        mmrec.OnlineRecommender(model, index, history=demo_events, diversify_by="category")
 
 
 def test_items_added_to_the_index_can_be_observed_and_recommended(served, demo_items, demo_events):

@@ -60,13 +60,26 @@ def test_explanations_name_modalities_and_history_items(trained, demo_items, dem
     assert set(why.modalities) == {"text", "image", "audio", "id"}
     assert sum(why.modalities.values()) == pytest.approx(1.0)
     history = set(demo_events.frame.loc[demo_events.frame["user"] == user, "item"])
-    assert len(why.because) == 2 and {i for i, _ in why.because} <= history
-    assert why.because[0][1] >= why.because[1][1] >= 0
+    assert len(why.because) == 2 and {i for i, _, _ in why.because} <= history
+    assert why.because[0][1] >= why.because[1][1] >= 0 and why.because[0][2] >= why.because[1][2]
+    assert 0 < why.because[0][1] <= 1
     assert recs["item"].iloc[0] in str(why)
     table = explain_recommendations(trained, demo_items, demo_events, recs, labels={})
     assert list(table.columns[-2:]) == ["modalities", "because"] and table["because"].str.len().gt(0).all()
     with pytest.raises(SchemaError, match="no vector"):
         explain(trained, demo_items, demo_events, user, "not-an-item")
+
+
+def test_history_shares_are_a_soft_vote_over_the_whole_history(trained, demo_items, demo_events):
+    user = demo_events.users[0]
+    n_history = demo_events.frame.loc[demo_events.frame["user"] == user, "item"].nunique()
+    item = trained.recommend(demo_events, users=[user], k=1)["item"].iloc[0]
+    flat = explain(trained, demo_items, demo_events, user, item, top=n_history, temperature=1e6)
+    assert [s for _, s, _ in flat.because] == pytest.approx([1 / n_history] * n_history, rel=1e-4)
+    sharp = explain(trained, demo_items, demo_events, user, item, top=1, temperature=1e-4)
+    assert sharp.because[0][1] == pytest.approx(1.0, abs=1e-3)
+    with pytest.raises(ConfigError, match="temperature"):
+        explain(trained, demo_items, demo_events, user, item, temperature=0)
 
 
 def test_a_modality_the_item_lacks_gets_no_share(trained, demo_items, demo_events):

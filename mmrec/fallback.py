@@ -1,0 +1,125 @@
+"""What a user with no usable history gets: popular items, per segment, diversified.
+
+:class:`PopularityFallback` keeps, per index label, how many distinct users touched the item —
+overall and within every value of each user attribute (``locale``, ``age_band`` …) — and updates
+the counts one event at a time, so a recommender that observes feedback never recounts the log.
+
+- **segment**: a new user's known attributes (``{"locale": "de"}``) rank items by their share of
+  that segment's users instead of all users; with several attributes the shares are summed.
+- **diversity**: ``diversify_by="category"`` (an index attribute) interleaves the categories —
+  the most popular item of each category first, in popularity order, then the second of each —
+  so a newcomer sees the breadth of the catalog, not ten items of its biggest category.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from mmrec.data.interactions import Interactions
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.index import ItemIndex
+
+__all__ = ["PopularityFallback"]
+
+
+class PopularityFallback:
+    """Incremental popularity over an index's labels (see the module doc).
+
+    Parameters
+    ----------
+    index : ItemIndex
+        Ranks its live labels; ``diversify_by`` must be one of its attributes.
+    history : Interactions
+        The events counted at the start.
+    user_attributes : DataFrame, optional
+        Indexed by user id; each column is an attribute segments can be asked for.
+    diversify_by : str, optional
+        Item attribute whose values are interleaved in the ranking.
+    """
+
+    def __init__(self, index: ItemIndex, history: Interactions, *,
+                 user_attributes: pd.DataFrame | None = None, diversify_by: str | None = None) -> None:
+        if diversify_by is not None and (index.attributes is None
+                                         or diversify_by not in index.attributes.columns):
+            raise ConfigError(f"diversify_by={diversify_by!r} is not an attribute of the index; build "
+                              "it with attributes=catalog.")
+        self.index, self.diversify_by = index, diversify_by
+        self.user_attributes = (user_attributes.copy() if user_attributes is not None
+                                else pd.DataFrame(index=pd.Index([], dtype=object)))
+        self.user_attributes.index = self.user_attributes.index.astype(str)
+        self.counts = np.zeros(index.n_labels, dtype=np.float64)
+        self.segments: dict[tuple[str, Any], np.ndarray] = {}
+        self.segment_users: dict[tuple[str, Any], int] = {}
+        pairs = history.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
+        labels = index.positions(pairs["item"].tolist()) if len(pairs) else np.empty(0, np.int64)
+        np.add.at(self.counts, labels, 1.0)
+        for column in self.user_attributes.columns:
+            values = self.user_attributes[column].reindex(pairs["user"].to_numpy()).to_numpy(dtype=object)
+            for value in pd.unique(values[pd.notna(values)]):
+                key = (column, value)
+                self.segments[key] = np.bincount(labels[values == value],
+                                                 minlength=index.n_labels).astype(np.float64)
+                self.segment_users[key] = int((self.user_attributes[column] == value).sum())
+
+    def _grow(self) -> None:
+        missing = self.index.n_labels - len(self.counts)
+        if missing > 0:  # items added to the index since
+            self.counts = np.pad(self.counts, (0, missing))
+            self.segments = {key: np.pad(c, (0, missing)) for key, c in self.segments.items()}
+
+    def _keys(self, user: str) -> list[tuple[str, Any]]:
+        if user not in self.user_attributes.index:
+            return []
+        row = self.user_attributes.loc[user]
+        return [(str(column), value) for column, value in row.items() if pd.notna(value)]
+
+    def add(self, user: str, label: int, sign: float = 1.0) -> None:
+        """Count (``sign=-1``: uncount) one new distinct (user, item) pair."""
+        self._grow()
+        self.counts[label] += sign
+        for key in self._keys(user):
+            self.segments.setdefault(key, np.zeros(self.index.n_labels))[label] += sign
+
+    def forget(self, user: str, labels: np.ndarray) -> None:
+        """Uncount a user's items and drop their attributes."""
+        for label in labels:
+            self.add(user, int(label), -1.0)
+        self.user_attributes = self.user_attributes.drop(index=user, errors="ignore")
+
+    def scores(self, segment: Mapping[str, Any] | None = None) -> np.ndarray:
+        """Per label: distinct users overall, or the summed share of each segment's users."""
+        self._grow()
+        if not segment:
+            return self.counts
+        total = np.zeros(self.index.n_labels)
+        for column, value in segment.items():
+            if column not in self.user_attributes.columns:
+                raise SchemaError(f"segment attribute {column!r} is unknown; user attributes: "
+                                  f"{list(self.user_attributes.columns)}.")
+            key = (column, value)
+            if key in self.segments:
+                total += self.segments[key] / max(self.segment_users.get(key, 1), 1)
+        return total if total.any() else self.counts  # an empty segment: fall back to everyone
+
+    def rank(self, k: int, *, seen: set[int] = frozenset(), allowed: np.ndarray | None = None,
+             user: str | None = None, segment: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The top ``k`` live, ``allowed``, unseen labels and their scores: by the ``segment``
+        (or the known attributes of ``user``), ties by label, interleaved by ``diversify_by``."""
+        if segment is None and user is not None:
+            segment = dict(self._keys(user))
+        score = self.scores(segment)
+        live = self.index.alive if allowed is None else allowed & self.index.alive
+        order = np.lexsort((np.arange(len(score)), -score))
+        order = order[live[order]]
+        if seen:
+            order = order[~np.isin(order, np.fromiter(seen, dtype=np.int64))]
+        if self.diversify_by is not None:
+            values = self.index.attributes[self.diversify_by].to_numpy(dtype=object)[order]
+            turn = pd.Series(values).fillna("").groupby(pd.Series(values).fillna("")).cumcount()
+            order = order[np.lexsort((np.arange(len(order)), turn.to_numpy()))]
+        picks = order[:k]
+        return picks, score[picks]
