@@ -46,7 +46,8 @@ class Explanation:
     def __str__(self) -> str:
         ranked = sorted(self.modalities.items(), key=lambda pair: -pair[1])
         shares = ", ".join(f"{m} {s:.0%}" for m, s in ranked if s)
-        history = ", ".join(f"{i} ({s:.0%}, cos {c:.2f})" for i, s, c in self.because) or "nothing in the history"
+        history = (", ".join(f"{i} ({s:.0%}, cos {c:.2f})" for i, s, c in self.because)
+                   or "nothing in the history")
         return f"{self.item}: modalities [{shares or 'none'}]; because of {history}"
 
 
@@ -114,7 +115,8 @@ def _history_items(history: Interactions, user: str) -> np.ndarray:
 def explain(model, items: ItemVectors | None, history: Interactions, user: str, item: str, *,
             top: int = 3, temperature: float = 0.1) -> Explanation:
     """Why ``model`` scores ``item`` for ``user`` given their ``history`` (see the module doc)."""
-    return _Explainer(model, items, temperature).explain(str(user), str(item), _history_items(history, str(user)), top)
+    user = str(user)
+    return _Explainer(model, items, temperature).explain(user, str(item), _history_items(history, user), top)
 
 
 def explain_recommendations(model, items: ItemVectors | None, history: Interactions,
@@ -132,5 +134,6 @@ def explain_recommendations(model, items: ItemVectors | None, history: Interacti
         why = explainer.explain(str(user), str(item), histories[user], top)
         ranked = sorted(why.modalities.items(), key=lambda x: -x[1])
         modalities.append(", ".join(f"{m} {s:.0%}" for m, s in ranked if s >= 0.005))
-        because.append(", ".join(f"{labels.get(i, i)} {s:.0%} (cos {c:.2f})" for i, s, c in why.because))
+        because.append(", ".join(f"{labels.get(i, i)} {s:.0%} (cos {c:.2f})"
+                                 for i, s, c in why.because))
     return recommendations.assign(modalities=modalities, because=because)

@@ -106,7 +106,8 @@ class PopularityFallback:
         return total if total.any() else self.counts  # an empty segment: fall back to everyone
 
     def rank(self, k: int, *, seen: set[int] = frozenset(), allowed: np.ndarray | None = None,
-             user: str | None = None, segment: Mapping[str, Any] | None = None) -> tuple[np.ndarray, np.ndarray]:
+             user: str | None = None, segment: Mapping[str, Any] | None = None
+             ) -> tuple[np.ndarray, np.ndarray]:
         """The top ``k`` live, ``allowed``, unseen labels and their scores: by the ``segment``
         (or the known attributes of ``user``), ties by label, interleaved by ``diversify_by``."""
         if segment is None and user is not None:

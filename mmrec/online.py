@@ -221,7 +221,8 @@ class OnlineRecommender:
             self._set_base(self._base.drop(index=mine))
         items = sorted(self._items_of.pop(user, set()))
         known = self.index.contains(items) if items else np.empty(0, bool)
-        self.fallback.forget(user, self.index.positions([i for i, ok in zip(items, known, strict=True) if ok]))
+        labels = self.index.positions([i for i, ok in zip(items, known, strict=True) if ok])
+        self.fallback.forget(user, labels)
         self._states.pop(user, None)
         return removed
 
