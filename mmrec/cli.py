@@ -243,6 +243,23 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from mmrec.serve import ServeConfig, Service
+
+    try:
+        import uvicorn
+
+        from mmrec.serve.app import create_app
+    except ImportError as exc:
+        raise ConfigError("mmrec serve needs FastAPI and uvicorn: pip install 'mmrec[serve]'") from exc
+    config = ServeConfig(alpha=args.alpha, half_life=args.half_life, diversify_by=args.diversify_by)
+    service = Service.from_paths(args.model, args.catalog, index=args.index, items=args.items,
+                                 events=args.events, config=config)
+    logger.info("serving %s on http://%s:%d", service.index, args.host, args.port)
+    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=args.log_level)
+    return 0
+
+
 def _add_job_options(p: argparse.ArgumentParser, doc: str) -> None:
     """The options of every command driven by a job file."""
     p.add_argument("--config", required=True, help=f"YAML or TOML job file (see {doc})")
@@ -346,6 +363,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sampled", type=int, default=None,
                    help="rank targets among N sampled items instead of the whole catalog (labelled)")
     p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("serve", help="HTTP API and page: recommend, feedback, explain, forget, add items",
+                       description="Serve a trained run over HTTP (FastAPI + uvicorn, extra "
+                       "mmrec[serve]): recommendations that follow feedback at once, explanations, "
+                       "forgetting users, new items encoded from content; a page at / to look at "
+                       "them. See docs/serving.md.")
+    p.add_argument("--model", required=True, help="`mmrec train` output folder (or its model/ folder)")
+    p.add_argument("--catalog", required=True, help="catalog file (titles, categories, media)")
+    p.add_argument("--index", default=None, help="index folder (default: built from the run's vectors)")
+    p.add_argument("--items", default=None, help="item vectors (default: the run's item_vectors)")
+    p.add_argument("--events", default=None, help="behaviour log so far")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
+    p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the short-term vector")
+    p.add_argument("--half-life", type=float, default=3600.0, help="seconds for feedback to halve")
+    p.add_argument("--diversify-by", default=None, help="item attribute the popularity fallback mixes")
+    p.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
+    p.set_defaults(func=cmd_serve)
 
     p = sub.add_parser("encoders", help="list encoder presets",
                        description="List the encoder presets mmrec knows.")

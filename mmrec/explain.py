@@ -30,7 +30,7 @@ from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.item_vectors import ItemVectors
 
-__all__ = ["Explanation", "explain", "explain_recommendations"]
+__all__ = ["Explainer", "Explanation", "explain", "explain_recommendations"]
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ def _unit(rows: np.ndarray) -> np.ndarray:
     return rows / np.where(norms > 0, norms, 1.0)
 
 
-class _Explainer:
+class Explainer:
     """Shares the learned vectors, fusion weights and content across many explanations."""
 
     def __init__(self, model, items: ItemVectors | None, temperature: float = 0.1) -> None:
@@ -116,7 +116,7 @@ def explain(model, items: ItemVectors | None, history: Interactions, user: str, 
             top: int = 3, temperature: float = 0.1) -> Explanation:
     """Why ``model`` scores ``item`` for ``user`` given their ``history`` (see the module doc)."""
     user = str(user)
-    return _Explainer(model, items, temperature).explain(user, str(item), _history_items(history, user), top)
+    return Explainer(model, items, temperature).explain(user, str(item), _history_items(history, user), top)
 
 
 def explain_recommendations(model, items: ItemVectors | None, history: Interactions,
@@ -127,7 +127,7 @@ def explain_recommendations(model, items: ItemVectors | None, history: Interacti
     and ``because`` (the closest history items with their shares), as text; ``labels`` maps item
     ids to what to print for them (titles)."""
     labels = labels or {}
-    explainer = _Explainer(model, items, temperature)
+    explainer = Explainer(model, items, temperature)
     histories = {u: _history_items(history, u) for u in pd.unique(recommendations["user"])}
     modalities, because = [], []
     for user, item in recommendations[["user", "item"]].itertuples(index=False):

@@ -111,7 +111,8 @@ class OnlineRecommender:
         return Interactions(pd.concat([self._base, pd.DataFrame(observed, columns=COLUMNS)],
                                       ignore_index=True))
 
-    def _events_of(self, user: str) -> Interactions:
+    def events_of(self, user: str) -> Interactions:
+        """The user's events so far (history and observed), without touching the others'."""
         rows = self._base_rows.get(user, np.empty(0, np.int64))
         parts = [self._base.iloc[rows]]
         if self._observed.get(user):
@@ -125,7 +126,7 @@ class OnlineRecommender:
         """Recompute the user's long-term vector with the tower over their whole history."""
         user = str(user)
         state = self._state(user)
-        profile = self.model.encode_users(self._events_of(user), users=[user])
+        profile = self.model.encode_users(self.events_of(user), users=[user])
         if profile.has_signal[0]:
             state.long, state.short, state.new_events = profile.vectors[0], None, 0
         # no signal (e.g. only items the model has never seen): the short-term sum stays
@@ -169,6 +170,8 @@ class OnlineRecommender:
     def user_vector(self, user: str) -> np.ndarray | None:
         """The current interest vector (L2-normalised), or None for a user with no signal."""
         user = str(user)
+        if user not in self._states and user not in self._base_rows:
+            return None  # nothing known: no state is created for a lookup
         state = self._state(user)
         if state.long is None and state.new_events == 0 and user in self._base_rows:
             self.refresh(user)
@@ -229,3 +232,8 @@ class OnlineRecommender:
     def users(self) -> Sequence[str]:
         """Users with events or state."""
         return sorted(set(self._items_of) | set(self._states))
+
+    def most_active(self, limit: int) -> list[str]:
+        """Up to ``limit`` users with the most distinct items, ties by id."""
+        ranked = sorted(self._items_of.items(), key=lambda pair: (-len(pair[1]), pair[0]))
+        return [user for user, _ in ranked[:limit]]

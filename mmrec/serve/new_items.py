@@ -1,0 +1,103 @@
+"""Encode items that arrive after training with the run's own encoders (cold-start adds).
+
+The run's item vectors record, per modality, the encoder preset that made them. New items are
+encoded with the same presets; an encoder that learns from the corpus (TF-IDF, word vectors) is
+fitted once on the catalog it was trained with, never refitted on the handful of new items. The
+result carries the catalog's scalers, so :meth:`mmrec.TwoTower.encode_items` fuses new items
+exactly like the old ones (content only: they have no id embedding).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from mmrec.data.catalog import Catalog
+from mmrec.encode import MODALITY_SOURCES, NOTHING_TO_ENCODE
+from mmrec.encoders.base import Encoder
+from mmrec.encoders.presets import create_encoder
+from mmrec.errors import ConfigError, MediaError
+from mmrec.item_vectors import EncodeReport, ItemIssue, ItemVectors
+
+__all__ = ["NewItemEncoder", "append_items"]
+
+
+class NewItemEncoder:
+    """Encodes new catalog rows like ``reference`` (the run's item vectors) was encoded.
+
+    Parameters
+    ----------
+    reference : ItemVectors
+        Gives the modalities, their encoder presets and scalers.
+    catalog : Catalog
+        The catalog the reference was encoded from (to fit corpus-dependent encoders).
+    """
+
+    def __init__(self, reference: ItemVectors, catalog: Catalog, *, device: Any = "cpu") -> None:
+        self.reference, self.catalog, self.device = reference, catalog, device
+        self._encoders: dict[str, Encoder] = {}
+
+    def encoder(self, modality: str) -> Encoder:
+        """The modality's encoder, built (and fitted on the catalog if it learns) on first use."""
+        if modality not in self._encoders:
+            preset = (self.reference.encoders.get(modality) or {}).get("preset")
+            if not preset:
+                raise ConfigError(f"the {modality} vectors were not made from a preset (their encoder was "
+                                  "a Python object); new items need the preset name to be re-encoded.")
+            encoder = create_encoder(preset, device=self.device)
+            if encoder.requires_fit:
+                raws = MODALITY_SOURCES.get(modality)(self.catalog) or []
+                prepared = [value for raw in raws if raw is not None
+                            and (value := encoder.prepare(raw)) is not None]
+                encoder.fit(prepared)
+            self._encoders[modality] = encoder
+        return self._encoders[modality]
+
+    def encode(self, items: Catalog) -> ItemVectors:
+        """Per-modality vectors of ``items`` (masks where a modality is absent or fails to decode;
+        the failures are in ``report``)."""
+        ids = items.ids
+        vectors, masks, report = {}, {}, EncodeReport()
+        for modality in self.reference.modalities:
+            width = self.reference.vectors[modality].shape[1]
+            matrix = np.zeros((len(ids), width), dtype=np.float32)
+            mask = np.zeros(len(ids), dtype=bool)
+            raws = MODALITY_SOURCES.get(modality)(items) if modality in MODALITY_SOURCES else None
+            if raws is not None:
+                encoder = self.encoder(modality)
+                ready: list[tuple[int, Any]] = []
+                for row, raw in enumerate(raws):
+                    try:
+                        value = encoder.prepare(raw) if raw is not None else None
+                    except MediaError as exc:
+                        report.issues.append(ItemIssue(str(ids[row]), modality, str(exc)))
+                        continue
+                    if value is not None:
+                        ready.append((row, value))
+                if ready:
+                    out = encoder.encode([value for _, value in ready])
+                    rows = np.array([row for row, _ in ready])
+                    good = np.isfinite(out).all(axis=1) & np.any(out != 0, axis=1)
+                    matrix[rows[good]], mask[rows[good]] = out[good], True
+                    report.issues.extend(ItemIssue(str(ids[row]), modality, NOTHING_TO_ENCODE)
+                                         for row in rows[~good])
+            vectors[modality], masks[modality] = matrix, mask
+            failed = sum(issue.modality == modality for issue in report.issues)
+            report.counts[modality] = {"encoded": int(mask.sum()),
+                                       "absent": len(ids) - int(mask.sum()) - failed, "failed": failed}
+        return ItemVectors(ids, vectors, masks, scalers=self.reference.scalers, report=report,
+                           encoders=self.reference.encoders)
+
+
+def append_items(old: ItemVectors, new: ItemVectors) -> ItemVectors:
+    """``old`` followed by ``new`` (same modalities; ``old``'s scalers, encoders and fusion kind)."""
+    if set(old.modalities) != set(new.modalities) or old.dim != new.dim:
+        raise ConfigError(f"cannot append items with modalities {new.modalities} (fused dim {new.dim}) "
+                          f"to {old.modalities} (fused dim {old.dim}).")
+    return ItemVectors(np.concatenate([old.ids, new.ids]),
+                       {m: np.concatenate([old.vectors[m], new.vectors[m]]) for m in old.modalities},
+                       {m: np.concatenate([old.masks[m], new.masks[m]]) for m in old.modalities},
+                       fusion_weights=old.fusion_weights, scalers=old.scalers,
+                       fused=np.concatenate([old.fused, new.fused]),
+                       encoders=old.encoders, fusion_kind=old.fusion_kind)

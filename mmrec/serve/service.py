@@ -1,0 +1,261 @@
+"""The state behind ``mmrec serve``: a trained model, its index, the catalog and the online loop.
+
+:class:`Service` answers in plain Python objects (the HTTP layer in :mod:`mmrec.serve.app` only
+validates and serialises). **Concurrency**: every call takes one re-entrant lock, so index
+updates, online user state and reads are serialised within a process — simple and safe (FAISS
+``add`` and the per-user state are not safe to mutate concurrently); a search takes a fraction of
+a millisecond to a few milliseconds, so one process serves hundreds of requests per second. Scale
+out with several processes sharded by user (see ``docs/serving.md``).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmrec.data.catalog import Catalog
+from mmrec.data.interactions import Interactions
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.explain import Explainer
+from mmrec.index import ItemIndex, build_index
+from mmrec.item_vectors import ItemVectors
+from mmrec.online import OnlineRecommender
+from mmrec.serve.new_items import NewItemEncoder, append_items
+
+__all__ = ["Service", "ServeConfig", "NotFound"]
+
+logger = logging.getLogger(__name__)
+
+
+class NotFound(SchemaError):
+    """An id the service does not know (HTTP 404)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Knobs of the served loop (see :class:`mmrec.OnlineRecommender` for the first four)."""
+
+    alpha: float = 0.5
+    half_life: float = 3600.0
+    new_user_events: int = 5
+    diversify_by: str | None = None
+    max_k: int = 100
+    explain_top: int = 2
+    category_column: str | None = None
+
+
+def _first(values: Sequence[str]) -> str | None:
+    return values[0] if values else None
+
+
+class Service:
+    """Recommend, take feedback, explain, forget and add items — thread-safe (one lock).
+
+    Parameters
+    ----------
+    model : TwoTower
+        Trained; its ``encode_items`` made (or makes) the index.
+    catalog : Catalog
+        Titles, categories and media of the items; new items are added to it.
+    items : ItemVectors, optional
+        The run's item vectors (per-modality content + encoder presets): needed to explain by
+        modality and to encode new items. Without them explanations name history items only and
+        ``add_items`` is refused.
+    index : ItemIndex, optional
+        Built from ``model.encode_items(items)``; default: built here (exact up to 100k items).
+    history : Interactions, optional
+        Behaviour so far.
+    """
+
+    def __init__(self, model, catalog: Catalog, *, items: ItemVectors | None = None,
+                 index: ItemIndex | None = None, history: Interactions | None = None,
+                 config: ServeConfig | None = None) -> None:
+        self.config = config or ServeConfig()
+        self.model, self.catalog = model, catalog
+        learned = model.encode_items(items)  # content + learned vectors of every item
+        self.items = learned if items is not None else None
+        self.index = index if index is not None else build_index(learned, attributes=catalog)
+        self.online = OnlineRecommender(model, self.index, history=history, alpha=self.config.alpha,
+                                        half_life=self.config.half_life,
+                                        new_user_events=self.config.new_user_events,
+                                        diversify_by=self.config.diversify_by)
+        self.lock = threading.RLock()
+        self._explainer: Explainer | None = None
+        self._new_items = NewItemEncoder(items, catalog) if items is not None else None
+        schema = catalog.schema
+        self.title_column = _first(schema.text)
+        self.category_column = self.config.category_column or _first(schema.categorical)
+        self._cards: dict[str, dict[str, Any]] = {}
+        self._media: dict[tuple[str, str], Path] = {}
+        self._register(catalog)
+
+    @classmethod
+    def from_paths(cls, model: str | Path, catalog: str | Path, *, index: str | Path | None = None,
+                   items: str | Path | None = None, events: str | Path | None = None,
+                   config: ServeConfig | None = None) -> Service:
+        """Load a run: ``model`` is the ``mmrec train`` output folder (``model/``,
+        ``item_vectors/``) or a model folder; ``items`` defaults to the run's ``item_vectors``."""
+        from mmrec.models import TwoTower
+
+        model, run = Path(model), None
+        if (model / "model").is_dir():
+            run, model = model, model / "model"
+        if items is None and run is not None and (run / "item_vectors").is_dir():
+            items = run / "item_vectors"
+        return cls(TwoTower.load(model), Catalog.from_path(catalog),
+                   items=ItemVectors.load(items) if items is not None else None,
+                   index=ItemIndex.load(index) if index is not None else None,
+                   history=Interactions.from_path(events) if events is not None else None,
+                   config=config)
+
+    # ----------------------------------------------------------------------------- items
+    def _register(self, catalog: Catalog) -> None:
+        frame = catalog.frame.set_index(catalog.schema.id)
+        for role in ("image", "audio"):
+            column = getattr(catalog.schema, role)
+            if column is None:
+                continue
+            for item, path in zip(catalog.ids, catalog.media_paths(column), strict=True):
+                if path is not None and path.is_file():
+                    self._media[(str(item), role)] = path
+        for item in catalog.ids:
+            row = frame.loc[item]
+            item = str(item)
+            self._cards[item] = {
+                "item": item,
+                "title": str(row[self.title_column]) if self.title_column else item,
+                "category": (str(row[self.category_column])
+                             if self.category_column and pd.notna(row[self.category_column]) else None),
+                "image": f"/media/{item}/image" if (item, "image") in self._media else None,
+                "audio": f"/media/{item}/audio" if (item, "audio") in self._media else None,
+            }
+
+    def card(self, item: str) -> dict[str, Any]:
+        """What the page shows of an item: id, title, category and media URLs."""
+        return dict(self._cards.get(item) or {"item": item, "title": item, "category": None,
+                                               "image": None, "audio": None})
+
+    def media_path(self, item: str, kind: str) -> Path:
+        """The catalog's file for the item's image or audio (404 when it has none)."""
+        path = self._media.get((item, kind))
+        if path is None:
+            raise NotFound(f"item {item!r} has no {kind} file.")
+        return path
+
+    def add_items(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+        """Encode new catalog rows from their content with the run's encoders and add them to the
+        index at once (no id embedding: cold items). Media paths must lie in the catalog folder."""
+        if self._new_items is None or self.items is None:
+            raise ConfigError("this service has no item vectors (--items): it cannot encode new items.")
+        schema = self.catalog.schema
+        frame = pd.DataFrame([dict(r) for r in records])
+        if schema.id not in frame.columns or frame[schema.id].isna().any():
+            raise SchemaError(f"every new item needs its id in {schema.id!r}.")
+        unknown = sorted(set(frame.columns) - set(schema.columns))
+        if unknown:
+            raise SchemaError(f"new items: unknown field(s) {unknown}; the catalog's fields are "
+                              f"{schema.columns}.")
+        frame = frame.reindex(columns=schema.columns)
+        ids = frame[schema.id].astype(str)
+        taken = ids[ids.duplicated() | self.index.contains(ids.tolist())]
+        if len(taken):
+            raise SchemaError(f"item {taken.iloc[0]!r} already exists (or is given twice).")
+        new = Catalog.from_frame(frame, schema=schema, base_dir=self.catalog.base_dir)
+        self._check_media_inside(new)
+        with self.lock:
+            content = self._new_items.encode(new)
+            learned = self.model.encode_items(content)
+            self.index.add(list(learned.ids), learned.fused, attributes=new.frame)
+            self.items = append_items(self.items, learned)
+            self._explainer = None
+            self._register(new)
+        return {"added": list(map(str, learned.ids)),
+                "issues": [issue.__dict__ for issue in content.report.issues]}
+
+    def _check_media_inside(self, new: Catalog) -> None:
+        root = self.catalog.base_dir.resolve()
+        for role in ("image", "audio"):
+            column = getattr(new.schema, role)
+            if column is None:
+                continue
+            for item, path in zip(new.ids, new.media_paths(column), strict=True):
+                if path is not None and not path.resolve().is_relative_to(root):
+                    raise SchemaError(f"item {item!r}: {role} path {str(path)!r} is outside the catalog "
+                                      f"folder {str(root)!r}.")
+
+    # ----------------------------------------------------------------------------- the loop
+    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
+                  where: Mapping[str, Any] | None = None, explain: bool = False) -> dict[str, Any]:
+        """Top-``k`` cards for ``user`` now (with explanations when asked)."""
+        if not 1 <= k <= self.config.max_k:
+            raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
+        with self.lock:
+            recs = self.online.recommend(user, k, exclude_seen=exclude_seen, where=where)
+            cards = [{**self.card(row.item), "rank": int(row.rank), "score": float(row.score)}
+                     for row in recs.itertuples(index=False)]
+            source = str(recs["source"].iloc[0]) if len(recs) else "none"
+            if explain and source == "online":
+                for card in cards:
+                    card["explanation"] = self._explain(user, card["item"])
+        return {"user": user, "source": source, "items": cards}
+
+    def observe(self, events: Sequence[Mapping[str, Any]]) -> int:
+        """Apply feedback events (``user, item, event, value, timestamp``) in order; all or none:
+        every item is checked before any is applied."""
+        with self.lock:
+            missing = [e["item"] for e in events if not self.index.contains([e["item"]])[0]]
+            if missing:
+                raise NotFound(f"item {missing[0]!r} is not in the index (POST /items adds new items).")
+            for e in events:
+                self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
+                                    e.get("timestamp"))
+        return len(events)
+
+    def history(self, user: str, n: int = 10) -> list[dict[str, Any]]:
+        """The user's ``n`` most recent events, newest first, as cards with the event."""
+        with self.lock:
+            frame = self.online.events_of(user).frame
+        frame = frame.sort_values("timestamp", kind="stable").tail(n).iloc[::-1]
+        return [{**self.card(str(r.item)), "event": str(r.event), "value": float(r.value),
+                 "timestamp": float(r.timestamp)} for r in frame.itertuples(index=False)]
+
+    def _explain(self, user: str, item: str) -> dict[str, Any]:
+        if self._explainer is None:
+            self._explainer = Explainer(self.model, self.items)
+        history = pd.unique(self.online.events_of(user).frame["item"].to_numpy(dtype=object))
+        why = self._explainer.explain(user, item, history, self.config.explain_top)
+        return {"modalities": {m: round(s, 4) for m, s in why.modalities.items()},
+                "because": [{**self.card(i), "share": round(s, 4), "cosine": round(c, 4)}
+                            for i, s, c in why.because]}
+
+    def explain(self, user: str, item: str) -> dict[str, Any]:
+        """Modality shares and driving history items of ``item`` for ``user``."""
+        with self.lock:
+            if not self.index.contains([item])[0]:
+                raise NotFound(f"item {item!r} is not in the index.")
+            return {"user": user, "item": item, **self._explain(user, item)}
+
+    def forget(self, user: str) -> int:
+        """Remove the user's events and state; returns how many events went."""
+        with self.lock:
+            if user not in self.online.users():
+                raise NotFound(f"user {user!r} is unknown.")
+            return self.online.forget(user)
+
+    def users(self, limit: int = 50) -> list[str]:
+        """Up to ``limit`` known users, the most active first."""
+        with self.lock:
+            return self.online.most_active(limit)
+
+    def health(self) -> dict[str, Any]:
+        """Liveness and sizes."""
+        with self.lock:
+            return {"status": "ok", "items": len(self.index), "users": len(self.online.users()),
+                    "index": self.index.spec, "dim": self.index.dim,
+                    "explain_modalities": self.items is not None}
