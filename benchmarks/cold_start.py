@@ -25,6 +25,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
+import numpy as np
+import pandas as pd
 import torch
 
 import mmrec
@@ -38,12 +40,30 @@ COLUMNS = ["recall@20", "ndcg@20", "recall@50", "ndcg@50", "fit_s"]
 
 def _models(args: argparse.Namespace) -> dict:
     tower = dict(user_tower=args.tower, dim=64, max_len=200, epochs=args.epochs, patience=2, seed=args.seed)
-    return {
+    models = {
         "popularity": Popularity(),
         f"two-tower {args.tower}, ids only": WithoutContent(mmrec.TwoTower(**tower)),
         "content mean (MiniLM, untrained)": ContentMean(),
-        f"two-tower {args.tower}, ids + MiniLM content": mmrec.TwoTower(**tower),
     }
+    for rate in (float(r) for r in args.id_dropouts.split(",")):
+        models[f"two-tower {args.tower}, ids + MiniLM content, id dropout {rate:g}"] = mmrec.TwoTower(
+            **tower, id_dropout=rate)
+    return models
+
+
+def cold_share(model, split, cold: set, k: int = 20, n_users: int = 1000) -> float:
+    """Share of cold items in the top-``k`` of a sample of users (history masked): ~ the cold
+    items' share of the catalog when they are ranked like the others, near 1 when they flood."""
+    users = list(split.history.users[:n_users])
+    scores = np.asarray(model.score_items(split.history, users=users), dtype=np.float32)
+    ids = pd.Index(np.asarray(model.item_ids_, dtype=object))
+    frame = split.history.frame
+    rows = pd.Index(users).get_indexer(frame["user"])
+    cols = ids.get_indexer(frame["item"])
+    keep = (rows >= 0) & (cols >= 0)
+    scores[rows[keep], cols[keep]] = -np.inf
+    top = np.argpartition(-scores, k, axis=1)[:, :k]
+    return float(np.isin(ids.to_numpy()[top], list(cold)).mean())
 
 
 class LearnedItemMean(ContentMean):
@@ -61,16 +81,21 @@ class LearnedItemMean(ContentMean):
 def cold_items(args: argparse.Namespace, events, items) -> None:
     split = mmrec.cold_item_split(events, test_fraction=args.fraction, seed=args.seed)
     print(f"{args.dataset}: {split}; {split.test.frame['item'].nunique()} cold items")
-    report = evaluate_models(_models(args), split, items=items,
-                             config=EvalConfig(ks=(20, 50), seed=args.seed))
+    models = _models(args)
+    report = evaluate_models(models, split, items=items, config=EvalConfig(ks=(20, 50), seed=args.seed))
+    cold = set(split.test.frame["item"])
+    for row in report.rows:
+        row["cold share@20"] = cold_share(models[row["model"]], split, cold)
     print()
-    print(report.to_markdown(COLUMNS))
+    print(report.to_markdown([*COLUMNS[:4], "cold share@20", "fit_s"]))
+    print(f"\ncold items are {len(cold) / len(items.ids):.1%} of the catalog; 'cold share@20' is their "
+          "share of 1,000 users' top-20 (history masked)")
 
 
 def new_users(args: argparse.Namespace, events, items) -> None:
     givens = sorted(int(n) for n in args.given.split(","))
     models = _models(args)
-    trained = models[f"two-tower {args.tower}, ids + MiniLM content"]
+    trained = models[next(name for name in models if "MiniLM content" in name)]
     models["mean of its learned item vectors (no tower)"] = LearnedItemMean(trained)
     config = EvalConfig(ks=(20, 50), seed=args.seed)
     rows, report = [], None
@@ -95,6 +120,8 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--tower", default="transformer")
+    parser.add_argument("--id-dropouts", default="0.2",
+                        help="id dropout rates of the content two-towers (one row each)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()

@@ -94,6 +94,8 @@ def main() -> None:
     parser.add_argument("--patience", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
+    parser.add_argument("--id-dropout", type=float, default=0.2,
+                        help="share of items fused without their id each step (id + content models)")
     parser.add_argument("--dim", type=int, default=64)
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
@@ -118,7 +120,8 @@ def main() -> None:
                 model = mmrec.TwoTower(user_tower=tower, fusion=fusion, dim=args.dim,
                                        item_ids=side != "content", max_len=args.max_len,
                                        epochs=args.epochs, patience=args.patience,
-                                       batch_size=args.batch_size, lr=args.lr)
+                                       batch_size=args.batch_size, lr=args.lr,
+                                       id_dropout=args.id_dropout)
                 started = time.perf_counter()
                 model.fit(None if side == "id" else items, split.train, valid=split.valid,
                           show_progress=False)

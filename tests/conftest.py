@@ -54,3 +54,17 @@ def write(tmp_path: Path):
         return path
 
     return _write
+
+
+@pytest.fixture(scope="session")
+def served_run(demo: DemoData, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A trained run on disk as ``mmrec train`` leaves it (``model/``, ``item_vectors/``), its
+    vectors made from presets so that new items can be encoded like the old ones."""
+    presets = {"text": "text-tfidf-svd", "image": "image-mobilenet-v3-small", "audio": "audio-mfcc-stats"}
+    items = mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders=presets, show_progress=False)
+    model = mmrec.TwoTower(user_tower="gru", dim=16, epochs=2, batch_size=16, seed=0)
+    model.fit(items, mmrec.Interactions.from_path(demo.events), show_progress=False)
+    root = tmp_path_factory.mktemp("run")
+    model.save(root / "model")
+    model.encode_items(items).save(root / "item_vectors")
+    return root

@@ -17,26 +17,9 @@ from fastapi.testclient import TestClient  # noqa: E402
 from mmrec.serve import ServeConfig, Service  # noqa: E402
 from mmrec.serve.app import create_app  # noqa: E402
 
-PRESETS = {"text": "text-tfidf-svd", "image": "image-mobilenet-v3-small", "audio": "audio-mfcc-stats"}
-
-
-@pytest.fixture(scope="module")
-def run(demo, tmp_path_factory):
-    """A trained run on disk, as `mmrec train` leaves it (model/, item_vectors/)."""
-    catalog = mmrec.Catalog.from_path(demo.catalog)
-    events = mmrec.Interactions.from_path(demo.events)
-    items = mmrec.encode_items(catalog, encoders=PRESETS, show_progress=False)
-    model = mmrec.TwoTower(user_tower="gru", dim=16, epochs=2, batch_size=16, seed=0)
-    model.fit(items, events, show_progress=False)
-    root = tmp_path_factory.mktemp("run")
-    model.save(root / "model")
-    model.encode_items(items).save(root / "item_vectors")
-    return root
-
-
 @pytest.fixture
-def service(run, demo):
-    return Service.from_paths(run, demo.catalog, events=demo.events,
+def service(served_run, demo):
+    return Service.from_paths(served_run, demo.catalog, events=demo.events,
                               config=ServeConfig(alpha=0.7, category_column="category"))
 
 

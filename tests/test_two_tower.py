@@ -229,6 +229,33 @@ def test_items_without_training_events_are_cold_content_only_and_never_candidate
     assert metrics["users"] > 0
 
 
+def test_id_dropout_trains_the_content_only_path(demo_items, split, monkeypatch):
+    """A share ``id_dropout`` of the item rows of every step is fused without its id embedding
+    (what a cold item gets); models without content or without ids never drop."""
+    from mmrec.models.network import TwoTowerNet
+
+    dropped: list[float] = []
+    original = TwoTowerNet.item_vectors
+
+    def spy(self, rows=None, *, drop_ids=None):
+        if drop_ids is not None:
+            dropped.append(float(drop_ids.float().mean()))
+        return original(self, rows, drop_ids=drop_ids)
+
+    monkeypatch.setattr(TwoTowerNet, "item_vectors", spy)
+    mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.3, **TINY).fit(demo_items, split.train,
+                                                                          show_progress=False)
+    assert dropped and 0.2 < np.mean(dropped) < 0.4
+    dropped.clear()
+    mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.3, **TINY).fit(None, split.train,
+                                                                          show_progress=False)
+    mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.0, **TINY).fit(demo_items, split.train,
+                                                                          show_progress=False)
+    assert not dropped
+    with pytest.raises(ConfigError, match="id_dropout"):
+        mmrec.TwoTower(id_dropout=1.0)
+
+
 def test_ratings_train_the_rating_head_and_index_roundtrip(demo_items, demo_events):
     frame = demo_events.frame
     frame["event"] = "rating"

@@ -69,8 +69,11 @@ class TrainConfig:
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA; off on CPU
     grad_clip: float | None = 5.0
+    id_dropout: float = 0.2             # share of item rows fused without their id embedding each step
 
     def __post_init__(self) -> None:
+        if not 0 <= self.id_dropout < 1:
+            raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):
             raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
         for name in ("epochs", "batch_size", "n_negatives", "valid_k"):

@@ -120,12 +120,17 @@ class TwoTowerNet(nn.Module):
             masks.append(known)
         return self.fusion(torch.stack(tokens, dim=1), torch.stack(masks, dim=1))
 
-    def item_vectors(self, rows: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused vectors and modality weights of table rows ``rows`` (default: all)."""
+    def item_vectors(self, rows: torch.Tensor | None = None, *, drop_ids: torch.Tensor | None = None
+                     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Fused vectors and modality weights of table rows ``rows`` (default: all); rows where
+        ``drop_ids`` is true are fused without their id embedding (id dropout in training)."""
         if rows is None:
             rows = torch.arange(self.n_items, device=self.present.device)
         content = [getattr(self, f"content_{i}")[rows] for i in range(len(self.modalities))]
-        return self.fuse(content, self.present[rows], self.id_rows(rows))
+        ids = self.id_rows(rows)
+        if drop_ids is not None:
+            ids = torch.where(drop_ids, -1, ids)
+        return self.fuse(content, self.present[rows], ids)
 
     def id_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` with ``-1`` where an item gets no id embedding: not in the table (``-1``

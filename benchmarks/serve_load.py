@@ -1,0 +1,159 @@
+"""Load on ``mmrec serve`` over loopback: latency percentiles, throughput and the server's memory.
+
+    python benchmarks/serve_load.py --catalog demo
+    python benchmarks/serve_load.py --catalog 100k --duration 30
+
+Builds a run on disk (``demo``: the generated 240-item demo with text, image and audio, a GRU
+two-tower; ``100k``: 100,000 items in 200 topics, 20,000 simulated users, an id-only mean tower —
+the index is then HNSW32), starts ``mmrec serve`` as its own process, and drives it with
+``--clients`` concurrent keep-alive HTTP clients for ``--duration`` seconds per endpoint:
+``GET /recommend/{user}?k=10`` (random known users), ``POST /events`` (one click on a random item
+by a random user) and a 90/10 mix of both. Prints p50/p99 latency, requests/s and the server's
+resident memory before, after each phase and at the end (flat memory = no leak per request).
+Clients and server share the machine's cores: on 2 cores the numbers are a floor.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import random
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import torch
+
+import mmrec
+from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour
+from mmrec.demo import make_demo
+
+
+def build_demo_run(root: Path) -> tuple[Path, Path, Path]:
+    demo = make_demo(root / "demo", seed=0)
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd", "image": "image-mobilenet-v3-small",
+                                                  "audio": "audio-mfcc-stats"}, show_progress=False)
+    events = mmrec.Interactions.from_path(demo.events)
+    model = mmrec.TwoTower(user_tower="gru", dim=32, epochs=3, seed=0).fit(items, events, show_progress=False)
+    model.save(root / "run" / "model")
+    model.encode_items(items).save(root / "run" / "item_vectors")
+    return root / "run", demo.catalog, demo.events
+
+
+def build_large_run(root: Path, n_items: int = 100_000, n_users: int = 20_000) -> tuple[Path, Path, Path]:
+    ids = np.array([f"i{i:06d}" for i in range(n_items)], dtype=object)
+    topics = np.arange(n_items) % 200
+    catalog = pd.DataFrame({"item_id": ids, "title": [f"item {i}" for i in range(n_items)],
+                            "category": [f"topic{t}" for t in topics]})
+    catalog.to_csv(root / "catalog.csv", index=False)
+    events = simulate_behaviour(ids, topics, BehaviourConfig(n_users=n_users, sessions=(2, 4), seed=0))
+    events.frame.to_csv(root / "events.csv", index=False)
+    model = mmrec.TwoTower(user_tower="mean", dim=32, epochs=1, seed=0).fit(None, events, show_progress=False)
+    model.save(root / "run" / "model")
+    model.encode_items().save(root / "run" / "item_vectors")
+    return root / "run", root / "catalog.csv", root / "events.csv"
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def drive(url: str, make_request, clients: int, duration: float) -> tuple[np.ndarray, int]:
+    """Latencies (ms) of every request sent by ``clients`` threads for ``duration`` seconds."""
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    failures = [0] * clients
+    stop = time.perf_counter() + duration
+
+    def client(n: int) -> None:
+        rng = random.Random(n)
+        with httpx.Client(base_url=url, timeout=30) as session:
+            while time.perf_counter() < stop:
+                started = time.perf_counter()
+                response = make_request(session, rng)
+                latencies[n].append((time.perf_counter() - started) * 1e3)
+                failures[n] += response.status_code != 200
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return np.concatenate([np.asarray(lat) for lat in latencies]), sum(failures)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--catalog", choices=["demo", "100k"], default="demo")
+    parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
+    parser.add_argument("--clients", type=int, default=4)
+    args = parser.parse_args()
+    torch.set_num_threads(2)
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        started = time.perf_counter()
+        run, catalog, events = (build_demo_run if args.catalog == "demo" else build_large_run)(root)
+        print(f"built the {args.catalog} run in {time.perf_counter() - started:.0f} s")
+        with socket.socket() as probe:
+            probe.bind(("127.0.0.1", 0))
+            port = probe.getsockname()[1]
+        url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        server = subprocess.Popen([sys.executable, "-m", "mmrec.cli", "-q", "serve", "--model", str(run),
+                                   "--catalog", str(catalog), "--events", str(events), "--port", str(port)],
+                                  env=env)
+        try:
+            deadline = time.monotonic() + 600
+            while True:
+                try:
+                    health = httpx.get(url + "/health", timeout=2).json()
+                    break
+                except httpx.HTTPError:
+                    if server.poll() is not None or time.monotonic() > deadline:
+                        raise SystemExit("the server did not start") from None
+                    time.sleep(0.5)
+            users = httpx.get(url + "/users?limit=1000").json()["users"]
+            item_ids = pd.read_csv(catalog, usecols=["item_id"])["item_id"].astype(str).tolist()
+            print(f"serving {health}; {len(users)} users to query")
+
+            def recommend(session, rng):
+                return session.get(f"/recommend/{rng.choice(users)}", params={"k": 10})
+
+            def feedback(session, rng):
+                return session.post("/events", json={"user": rng.choice(users), "item": rng.choice(item_ids),
+                                                     "event": "click"})
+
+            def mixed(session, rng):
+                return (feedback if rng.random() < 0.1 else recommend)(session, rng)
+
+            drive(url, recommend, args.clients, 2.0)  # warm-up: first touches run the tower
+            memory = [("after warm-up", rss_mb(server.pid))]
+            rows = []
+            for name, request in (("GET /recommend", recommend), ("POST /events", feedback),
+                                  ("90% recommend + 10% events", mixed)):
+                latencies, failed = drive(url, request, args.clients, args.duration)
+                rows.append((name, len(latencies) / args.duration, *np.percentile(latencies, [50, 99]), failed))
+                memory.append((f"after {name}", rss_mb(server.pid)))
+        finally:
+            server.terminate()
+            server.wait(timeout=30)
+    print(f"\n{args.catalog}: {health['items']:,} items ({health['index']}), {args.clients} clients, "
+          f"{args.duration:.0f} s per phase, {os.cpu_count()} cores shared by clients and server\n")
+    print("| endpoint | requests/s | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|")
+    for name, rate, p50, p99, failed in rows:
+        print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {failed} |")
+    print("\nserver memory (RSS): " + ", ".join(f"{label} {mb:,.0f} MB" for label, mb in memory))
+
+
+if __name__ == "__main__":
+    main()
