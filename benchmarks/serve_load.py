@@ -39,8 +39,8 @@ from mmrec.demo import make_demo
 def build_demo_run(root: Path) -> tuple[Path, Path, Path]:
     demo = make_demo(root / "demo", seed=0)
     catalog = mmrec.Catalog.from_path(demo.catalog)
-    items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd", "image": "image-mobilenet-v3-small",
-                                                  "audio": "audio-mfcc-stats"}, show_progress=False)
+    presets = {"text": "text-tfidf-svd", "image": "image-mobilenet-v3-small", "audio": "audio-mfcc-stats"}
+    items = mmrec.encode_items(catalog, encoders=presets, show_progress=False)
     events = mmrec.Interactions.from_path(demo.events)
     model = mmrec.TwoTower(user_tower="gru", dim=32, epochs=3, seed=0).fit(items, events, show_progress=False)
     model.save(root / "run" / "model")
@@ -142,7 +142,8 @@ def main() -> None:
             for name, request in (("GET /recommend", recommend), ("POST /events", feedback),
                                   ("90% recommend + 10% events", mixed)):
                 latencies, failed = drive(url, request, args.clients, args.duration)
-                rows.append((name, len(latencies) / args.duration, *np.percentile(latencies, [50, 99]), failed))
+                p50, p99 = np.percentile(latencies, [50, 99])
+                rows.append((name, len(latencies) / args.duration, p50, p99, failed))
                 memory.append((f"after {name}", rss_mb(server.pid)))
         finally:
             server.terminate()
