@@ -48,6 +48,8 @@ def _models(args: argparse.Namespace) -> dict:
     for rate in (float(r) for r in args.id_dropouts.split(",")):
         models[f"two-tower {args.tower}, ids + MiniLM content, id dropout {rate:g}"] = mmrec.TwoTower(
             **tower, id_dropout=rate)
+    if args.skip_ids_only:
+        models.pop(f"two-tower {args.tower}, ids only")
     return models
 
 
@@ -120,6 +122,7 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.1)
     parser.add_argument("--epochs", type=int, default=5)
     parser.add_argument("--tower", default="transformer")
+    parser.add_argument("--skip-ids-only", action="store_true", help="leave out the id-only two-tower")
     parser.add_argument("--id-dropouts", default="0.2",
                         help="id dropout rates of the content two-towers (one row each)")
     parser.add_argument("--seed", type=int, default=0)

@@ -9,13 +9,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-import mmrec
-
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402
 
 from mmrec.serve import ServeConfig, Service  # noqa: E402
 from mmrec.serve.app import create_app  # noqa: E402
+
 
 @pytest.fixture
 def service(served_run, demo):
