@@ -195,9 +195,17 @@ class OnlineRecommender:
         ``where`` filters on the index's item attributes. Users with no signal get the popularity
         fallback (``source = "popularity"``): items popular in their ``segment`` (or in the segment
         their ``user_attributes`` give), interleaved by ``diversify_by`` when set."""
+        items, scores, source = self.ranked(str(user), k, exclude_seen=exclude_seen, where=where,
+                                            segment=segment)
+        return pd.DataFrame({"user": str(user), "rank": np.arange(1, len(items) + 1), "item": items,
+                             "score": scores, "source": source})
+
+    def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
+               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+        """What :meth:`recommend` returns, as arrays: item ids, scores (float64) and the source."""
         if k < 1:
             raise ConfigError(f"k must be >= 1, got {k}.")
-        user = str(user)
         vector = self.user_vector(user)
         seen = sorted(self._items_of.get(user, ())) if exclude_seen else []
         in_index = self.index.contains(seen) if seen else []
@@ -206,13 +214,10 @@ class OnlineRecommender:
         if vector is not None:
             scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels], allowed=allowed)
             keep = labels[0] >= 0
-            return pd.DataFrame({"user": user, "rank": np.arange(1, int(keep.sum()) + 1),
-                                 "item": self.index.ids[labels[0][keep]],
-                                 "score": scores[0][keep].astype(np.float64), "source": "online"})
+            return self.index.ids[labels[0][keep]], scores[0][keep].astype(np.float64), "online"
         picks, scores = self.fallback.rank(k, seen=set(seen_labels.tolist()), allowed=allowed,
                                            user=user, segment=segment)
-        return pd.DataFrame({"user": user, "rank": np.arange(1, len(picks) + 1),
-                             "item": self.index.ids[picks], "score": scores, "source": "popularity"})
+        return self.index.ids[picks], np.asarray(scores, dtype=np.float64), "popularity"
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:

@@ -196,10 +196,9 @@ class Service:
         if not 1 <= k <= self.config.max_k:
             raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
         with self.lock:
-            recs = self.online.recommend(user, k, exclude_seen=exclude_seen, where=where)
-            cards = [{**self.card(row.item), "rank": int(row.rank), "score": float(row.score)}
-                     for row in recs.itertuples(index=False)]
-            source = str(recs["source"].iloc[0]) if len(recs) else "none"
+            ids, scores, source = self.online.ranked(user, k, exclude_seen=exclude_seen, where=where)
+            cards = [{**self.card(str(item)), "rank": rank, "score": float(score)}
+                     for rank, (item, score) in enumerate(zip(ids, scores, strict=True), start=1)]
             if explain and source == "online":
                 for card in cards:
                     card["explanation"] = self._explain(user, card["item"])
