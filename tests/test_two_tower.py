@@ -230,28 +230,29 @@ def test_items_without_training_events_are_cold_content_only_and_never_candidate
 
 
 def test_id_dropout_trains_the_content_only_path(demo_items, split, monkeypatch):
-    """A share ``id_dropout`` of the item rows of every step is fused without its id embedding
-    (what a cold item gets); models without content or without ids never drop."""
-    from mmrec.models.network import TwoTowerNet
+    """A share ``id_dropout`` of every step's candidates is scored by its content-only vector (what
+    a cold item gets); histories keep their ids; models without content or ids never drop."""
+    from mmrec.models.training import _Batcher
 
-    dropped: list[float] = []
-    original = TwoTowerNet.item_vectors
+    changed: list[float] = []
+    original = _Batcher._with_dropped_ids
 
-    def spy(self, rows=None, *, drop_ids=None):
-        if drop_ids is not None:
-            dropped.append(float(drop_ids.float().mean()))
-        return original(self, rows, drop_ids=drop_ids)
+    def spy(self, vectors, rows, generator):
+        out = original(self, vectors, rows, generator)
+        if out is not vectors:
+            changed.append(float((out != vectors).any(dim=1).float().mean()))
+        return out
 
-    monkeypatch.setattr(TwoTowerNet, "item_vectors", spy)
+    monkeypatch.setattr(_Batcher, "_with_dropped_ids", spy)
     mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.3, **TINY).fit(demo_items, split.train,
                                                                           show_progress=False)
-    assert dropped and 0.2 < np.mean(dropped) < 0.4
-    dropped.clear()
+    assert changed and 0.2 < np.mean(changed) < 0.4
+    changed.clear()
     mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.3, **TINY).fit(None, split.train,
                                                                           show_progress=False)
     mmrec.TwoTower(user_tower="mean", epochs=1, id_dropout=0.0, **TINY).fit(demo_items, split.train,
                                                                           show_progress=False)
-    assert not dropped
+    assert not changed
     with pytest.raises(ConfigError, match="id_dropout"):
         mmrec.TwoTower(id_dropout=1.0)
 
