@@ -123,7 +123,8 @@ def main() -> None:
                         raise SystemExit("the server did not start") from None
                     time.sleep(0.5)
             users = httpx.get(url + "/users?limit=1000").json()["users"]
-            item_ids = pd.read_csv(catalog, usecols=["item_id"])["item_id"].astype(str).tolist()
+            # items the served model knows (an id-only model has no vector for never-seen items)
+            item_ids = pd.read_csv(events, usecols=["item"])["item"].astype(str).unique().tolist()
             print(f"serving {health}; {len(users)} users to query")
 
             def recommend(session, rng):

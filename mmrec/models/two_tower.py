@@ -201,15 +201,21 @@ class TwoTower:
                                            event_weights=self.event_weights, users=users)
 
     @torch.no_grad()
-    def _user_chunks(self, histories: Histories, device: torch.device
+    def _user_chunks(self, histories: Histories, device: torch.device, table: torch.Tensor | None = None
                      ) -> Iterator[tuple[np.ndarray, torch.Tensor, Any, torch.Tensor]]:
-        """Per chunk of users: their rows, final states, the batch and the history inputs."""
+        """Per chunk of users: their rows, final states, the batch and the history inputs. Without
+        the item ``table``, only the items of each chunk's histories are fused (a few users over a
+        large catalog cost their own history, not the whole table)."""
         net = self._fitted()
-        table, _ = net.item_vectors()
         for start in range(0, len(histories), SCORE_CHUNK):
             rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
             batch = histories.latest(rows, self.config.max_len).to(device)
-            states, x, _ = net.user_states(batch, table)
+            chunk_table = table
+            if chunk_table is None:
+                used = torch.unique(batch.items[batch.mask] - 1)
+                vectors, _ = net.item_vectors(used)
+                chunk_table = vectors.new_zeros(net.n_items, vectors.shape[1]).index_copy(0, used, vectors)
+            states, x, _ = net.user_states(batch, chunk_table)
             yield rows, states[:, -1], batch, x
 
     @torch.no_grad()
@@ -301,7 +307,7 @@ class TwoTower:
         net.to(device).eval()
         table, _ = net.item_vectors()
         try:
-            for rows, final, batch, x in self._user_chunks(histories, device):
+            for rows, final, batch, x in self._user_chunks(histories, device, table):
                 if candidate_aware and net.has_candidate_scores:
                     parts = torch.arange(net.n_items, device=device).split(1024)
                     logits = torch.cat([net.candidate_logits(x, batch.mask, table[part],
@@ -346,7 +352,7 @@ class TwoTower:
         item_rows = self.item_ids_.get_indexer(pairs["item"].to_numpy(dtype=object))
         predicted = np.full(len(pairs), np.nan)
         table, _ = net.item_vectors()
-        for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu")):
+        for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu"), table):
             wanted = np.flatnonzero(np.isin(row_of_user, rows) & (item_rows >= 0))
             if wanted.size:
                 states = final[torch.from_numpy(row_of_user[wanted] - rows[0])]
