@@ -123,8 +123,8 @@ def main() -> None:
                         raise SystemExit("the server did not start") from None
                     time.sleep(0.5)
             users = httpx.get(url + "/users?limit=1000").json()["users"]
-            # items the served model knows (an id-only model has no vector for never-seen items)
-            item_ids = pd.read_csv(events, usecols=["item"])["item"].astype(str).unique().tolist()
+            # items the served index holds (an id-only model has no vector for never-seen items)
+            item_ids = [str(i) for i in mmrec.ItemVectors.load(run / "item_vectors").ids]
             print(f"serving {health}; {len(users)} users to query")
 
             def recommend(session, rng):
