@@ -22,6 +22,7 @@ import pandas as pd
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
+from mmrec.recommend import descending, distinct_pairs
 
 __all__ = ["PopularityFallback"]
 
@@ -51,14 +52,12 @@ class PopularityFallback:
         self.user_attributes = (user_attributes.copy() if user_attributes is not None
                                 else pd.DataFrame(index=pd.Index([], dtype=object)))
         self.user_attributes.index = self.user_attributes.index.astype(str)
-        self.counts = np.zeros(index.n_labels, dtype=np.float64)
         self.segments: dict[tuple[str, Any], np.ndarray] = {}
         self.segment_users: dict[tuple[str, Any], int] = {}
-        pairs = history.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
-        labels = index.positions(pairs["item"].tolist()) if len(pairs) else np.empty(0, np.int64)
-        np.add.at(self.counts, labels, 1.0)
+        users, labels = distinct_pairs(index, history)
+        self.counts = np.bincount(labels, minlength=index.n_labels).astype(np.float64)
         for column in self.user_attributes.columns:
-            values = self.user_attributes[column].reindex(pairs["user"].to_numpy()).to_numpy(dtype=object)
+            values = self.user_attributes[column].reindex(users).to_numpy(dtype=object)
             for value in pd.unique(values[pd.notna(values)]):
                 key = (column, value)
                 self.segments[key] = np.bincount(labels[values == value],
@@ -113,9 +112,7 @@ class PopularityFallback:
         if segment is None and user is not None:
             segment = dict(self._keys(user))
         score = self.scores(segment)
-        live = self.index.alive if allowed is None else allowed & self.index.alive
-        order = np.lexsort((np.arange(len(score)), -score))
-        order = order[live[order]]
+        order = descending(score, self.index.alive if allowed is None else allowed & self.index.alive)
         if seen:
             order = order[~np.isin(order, np.fromiter(seen, dtype=np.int64))]
         if self.diversify_by is not None:

@@ -14,7 +14,8 @@ from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, l2_normalize
 
-__all__ = ["recommend", "user_vectors", "UserVectors", "popularity", "popular_order", "top_unseen"]
+__all__ = ["recommend", "user_vectors", "UserVectors", "popularity", "distinct_pairs", "descending",
+           "popular_order", "top_unseen"]
 
 logger = logging.getLogger(__name__)
 
@@ -88,12 +89,23 @@ def user_vectors(
     return UserVectors(user_ids, l2_normalize(summed), has_signal)
 
 
+def distinct_pairs(index: ItemIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (user, item) pairs of ``events`` on items in the index: user ids and labels."""
+    frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
+    labels = index.positions(frame["item"].tolist()) if len(frame) else np.empty(0, np.int64)
+    return frame["user"].to_numpy(dtype=object), labels
+
+
 def popularity(index: ItemIndex, events: Interactions) -> np.ndarray:
     """Number of distinct users per item (float64, aligned with the index labels ``index.ids``)."""
-    frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
-    counts = np.zeros(index.n_labels, dtype=np.float64)
-    np.add.at(counts, index.positions(frame["item"].tolist()), 1.0)
-    return counts
+    _, labels = distinct_pairs(index, events)
+    return np.bincount(labels, minlength=index.n_labels).astype(np.float64)
+
+
+def descending(scores: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """The ``live`` labels from the highest score to the lowest, ties by label."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return order[live[order]]
 
 
 def popular_order(index: ItemIndex, events: Interactions,
@@ -101,8 +113,7 @@ def popular_order(index: ItemIndex, events: Interactions,
     """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
     popular, ties by label: the fallback ranking for users without a usable history."""
     pop = popularity(index, events)
-    order = np.lexsort((np.arange(len(pop)), -pop))
-    return pop, order[(index.alive if allowed is None else allowed & index.alive)[order]]
+    return pop, descending(pop, index.alive if allowed is None else allowed & index.alive)
 
 
 def top_unseen(order: np.ndarray, seen: set[int], k: int) -> list[int]:

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from mmrec.data.catalog import Catalog
@@ -116,7 +117,6 @@ class Service:
 
     # ----------------------------------------------------------------------------- items
     def _register(self, catalog: Catalog) -> None:
-        frame = catalog.frame.set_index(catalog.schema.id)
         for role in ("image", "audio"):
             column = getattr(catalog.schema, role)
             if column is None:
@@ -124,14 +124,15 @@ class Service:
             for item, path in zip(catalog.ids, catalog.media_paths(column), strict=True):
                 if path is not None and path.is_file():
                     self._media[(str(item), role)] = path
-        for item in catalog.ids:
-            row = frame.loc[item]
-            item = str(item)
+        ids = [str(item) for item in catalog.ids]
+        titles = catalog.column(self.title_column) if self.title_column else ids
+        categories = (catalog.column(self.category_column) if self.category_column
+                      else [None] * len(ids))
+        for item, title, category in zip(ids, titles, categories, strict=True):
             self._cards[item] = {
                 "item": item,
-                "title": str(row[self.title_column]) if self.title_column else item,
-                "category": (str(row[self.category_column])
-                             if self.category_column and pd.notna(row[self.category_column]) else None),
+                "title": str(title),
+                "category": str(category) if pd.notna(category) else None,
                 "image": f"/media/{item}/image" if (item, "image") in self._media else None,
                 "audio": f"/media/{item}/audio" if (item, "audio") in self._media else None,
             }
@@ -208,9 +209,10 @@ class Service:
         """Apply feedback events (``user, item, event, value, timestamp``) in order; all or none:
         every item is checked before any is applied."""
         with self.lock:
-            missing = [e["item"] for e in events if not self.index.contains([e["item"]])[0]]
-            if missing:
-                raise NotFound(f"item {missing[0]!r} is not in the index (POST /items adds new items).")
+            known = self.index.contains([e["item"] for e in events])
+            if not known.all():
+                missing = events[int(np.flatnonzero(~known)[0])]["item"]
+                raise NotFound(f"item {missing!r} is not in the index (POST /items adds new items).")
             for e in events:
                 self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
                                     e.get("timestamp"))
