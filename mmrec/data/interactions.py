@@ -256,8 +256,10 @@ class Interactions:
     def restrict_to_items(self, item_ids: Iterable[str]) -> Interactions:
         """Drop events whose item is not in ``item_ids``; the drop is logged and kept in ``.dropped``."""
         known = item_ids if isinstance(item_ids, pd.Index) else pd.Index(list(item_ids), dtype=object)
-        keep = known.get_indexer(self._frame["item"].to_numpy(dtype=object)) >= 0 if known.is_unique \
-            else self._frame["item"].isin(known).to_numpy()
+        if not known.is_unique:
+            known = known.unique()
+        # an Index keeps its hash table between calls: no set of the whole catalog per call
+        keep = known.get_indexer(self._frame["item"].to_numpy(dtype=object)) >= 0
         if keep.all():
             return self
         removed = self._frame.loc[~keep, "item"]

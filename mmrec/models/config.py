@@ -69,7 +69,7 @@ class TrainConfig:
     device: str = "auto"                # auto | cpu | cuda | cuda:N
     amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA; off on CPU
     grad_clip: float | None = 5.0
-    id_dropout: float = 0.2             # share of item rows fused without their id embedding each step
+    id_dropout: float = 0.2             # share of each step's candidates scored by their content-only vector
 
     def __post_init__(self) -> None:
         if not 0 <= self.id_dropout < 1:

@@ -120,17 +120,21 @@ class TwoTowerNet(nn.Module):
             masks.append(known)
         return self.fusion(torch.stack(tokens, dim=1), torch.stack(masks, dim=1))
 
-    def item_vectors(self, rows: torch.Tensor | None = None, *, drop_ids: torch.Tensor | None = None
+    def item_vectors(self, rows: torch.Tensor | None = None, *, content_only: bool = False
                      ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Fused vectors and modality weights of table rows ``rows`` (default: all); rows where
-        ``drop_ids`` is true are fused without their id embedding (id dropout in training)."""
+        """Fused vectors and modality weights of table rows ``rows`` (default: all); with
+        ``content_only`` fused without their id embeddings (as cold items are; id dropout)."""
         if rows is None:
             rows = torch.arange(self.n_items, device=self.present.device)
         content = [getattr(self, f"content_{i}")[rows] for i in range(len(self.modalities))]
-        ids = self.id_rows(rows)
-        if drop_ids is not None:
-            ids = torch.where(drop_ids, -1, ids)
+        ids = torch.full_like(rows, -1) if content_only else self.id_rows(rows)
         return self.fuse(content, self.present[rows], ids)
+
+    def item_table(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """A table-sized ``(n_items, dim)`` matrix holding the fused vectors of ``rows`` only (zero
+        elsewhere), for reading histories without fusing the whole catalog; and their weights."""
+        vectors, weights = self.item_vectors(rows)
+        return vectors.new_zeros(self.n_items, vectors.shape[1]).index_copy(0, rows, vectors), weights
 
     def id_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` with ``-1`` where an item gets no id embedding: not in the table (``-1``

@@ -91,7 +91,7 @@ class _Batcher:
         drop = torch.rand(len(vectors), generator=generator, device=self.device) < self.id_dropout
         picked = torch.nonzero(drop).squeeze(1)
         source = picked if rows is None else rows[picked]
-        alone, _ = self.net.item_vectors(source, drop_ids=torch.ones_like(source, dtype=torch.bool))
+        alone, _ = self.net.item_vectors(source, content_only=True)
         return vectors.index_copy(0, picked, alone.to(vectors.dtype))
 
     def loss(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
@@ -141,10 +141,7 @@ class _Batcher:
     def _table_for(self, inputs: SequenceBatch, candidate_rows: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Item vectors for the rows this step touches, scattered into a table-sized matrix."""
-        used = torch.unique(torch.cat([(inputs.items[inputs.mask] - 1), candidate_rows]))
-        vectors, weights = self.net.item_vectors(used)
-        table = vectors.new_zeros(self.net.n_items, vectors.shape[1])
-        return table.index_copy(0, used, vectors), weights
+        return self.net.item_table(torch.unique(torch.cat([(inputs.items[inputs.mask] - 1), candidate_rows])))
 
     def _candidate_loss(self, x: torch.Tensor, inputs: SequenceBatch, keep: torch.Tensor,
                         target_rows: torch.Tensor, table: torch.Tensor,

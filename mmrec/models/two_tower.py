@@ -210,11 +210,8 @@ class TwoTower:
         for start in range(0, len(histories), SCORE_CHUNK):
             rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
             batch = histories.latest(rows, self.config.max_len).to(device)
-            chunk_table = table
-            if chunk_table is None:
-                used = torch.unique(batch.items[batch.mask] - 1)
-                vectors, _ = net.item_vectors(used)
-                chunk_table = vectors.new_zeros(net.n_items, vectors.shape[1]).index_copy(0, used, vectors)
+            chunk_table = table if table is not None else net.item_table(
+                torch.unique(batch.items[batch.mask] - 1))[0]
             states, x, _ = net.user_states(batch, chunk_table)
             yield rows, states[:, -1], batch, x
 
