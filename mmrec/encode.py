@@ -157,7 +157,7 @@ def _encode_all(
                 raise ConfigError(f"encoder for {modality!r} is a {encoder.modality!r} encoder "
                                   f"({type(encoder).__name__}).")
             raws = MODALITY_SOURCES.get(modality)(catalog)
-            matrix, mask, issues, hits = _encode_modality(
+            matrix, mask, issues, hits = encode_modality(
                 encoder, ids, raws, batch_size=batch_size,
                 num_workers=_resolve_workers(num_workers, encoder), cache=cache,
                 out_folder=out_folder, show_progress=show_progress)
@@ -267,7 +267,7 @@ def _resolve_workers(num_workers: int | None, encoder: Encoder) -> int:
     return max(0, min(4, (os.cpu_count() or 1) - 1))
 
 
-def _encode_modality(
+def encode_modality(
     encoder: Encoder,
     ids: np.ndarray,
     raws: Sequence[Any],
@@ -277,12 +277,17 @@ def _encode_modality(
     cache: EncodeCache | None,
     out_folder: Path | None,
     show_progress: bool | None,
+    fit: bool = True,
 ) -> tuple[np.ndarray, np.ndarray, list[ItemIssue], int]:
     """Encode one modality; returns matrix, mask, issues (in catalog order) and the cache hits.
 
     With ``out_folder`` the matrix is written to ``vectors.<modality>.npy`` there as batches finish
-    and returned memory-mapped; otherwise it is built in memory.
+    and returned memory-mapped; otherwise it is built in memory. ``fit=False`` uses an encoder that
+    learns from the corpus as already fitted (new items encoded like the catalog was; no cache).
     """
+    if cache is not None and not fit:
+        raise ConfigError("an already fitted encoder cannot use the encode cache (its key is the corpus).")
+    refit = encoder.requires_fit and fit
     n, modality = len(ids), encoder.modality
     issues: list[tuple[int, ItemIssue]] = []  # (position, issue), sorted by position at the end
     matrix = RowSink((n, encoder.dim), np.float32,
@@ -290,7 +295,7 @@ def _encode_modality(
     mask = np.zeros(n, dtype=bool)
     pending = [i for i in range(n) if raws[i] is not None]
     prepared: dict[int, Any] = {}
-    if encoder.requires_fit:  # read everything and fit on it; encode from memory afterwards
+    if refit:  # read everything and fit on it; encode from memory afterwards
         batches = prepared_batches(encoder, raws, pending, batch_size=batch_size,
                                    num_workers=num_workers)
         for batch in progress(batches, desc=f"{modality}: reading", show=show_progress,
@@ -316,7 +321,7 @@ def _encode_modality(
         mask[hit_positions] = True
         pending = [i for i in pending if not mask[i]]
     n_hits = int(mask.sum())
-    if encoder.requires_fit:
+    if refit:
         batches = iter([[(i, prepared.pop(i), None) for i in pending[s : s + batch_size]]
                         for s in range(0, len(pending), batch_size)])
     else:

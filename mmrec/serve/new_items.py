@@ -14,11 +14,11 @@ from typing import Any
 import numpy as np
 
 from mmrec.data.catalog import Catalog
-from mmrec.encode import MODALITY_SOURCES, NOTHING_TO_ENCODE
+from mmrec.encode import MODALITY_SOURCES, encode_modality
 from mmrec.encoders.base import Encoder
 from mmrec.encoders.presets import create_encoder
-from mmrec.errors import ConfigError, MediaError
-from mmrec.item_vectors import EncodeReport, ItemIssue, ItemVectors
+from mmrec.errors import ConfigError
+from mmrec.item_vectors import EncodeReport, ItemVectors
 
 __all__ = ["NewItemEncoder", "append_items"]
 
@@ -60,32 +60,19 @@ class NewItemEncoder:
         ids = items.ids
         vectors, masks, report = {}, {}, EncodeReport()
         for modality in self.reference.modalities:
-            width = self.reference.vectors[modality].shape[1]
-            matrix = np.zeros((len(ids), width), dtype=np.float32)
-            mask = np.zeros(len(ids), dtype=bool)
             raws = MODALITY_SOURCES.get(modality)(items) if modality in MODALITY_SOURCES else None
-            if raws is not None:
-                encoder = self.encoder(modality)
-                ready: list[tuple[int, Any]] = []
-                for row, raw in enumerate(raws):
-                    try:
-                        value = encoder.prepare(raw) if raw is not None else None
-                    except MediaError as exc:
-                        report.issues.append(ItemIssue(str(ids[row]), modality, str(exc)))
-                        continue
-                    if value is not None:
-                        ready.append((row, value))
-                if ready:
-                    out = encoder.encode([value for _, value in ready])
-                    rows = np.array([row for row, _ in ready])
-                    good = np.isfinite(out).all(axis=1) & np.any(out != 0, axis=1)
-                    matrix[rows[good]], mask[rows[good]] = out[good], True
-                    report.issues.extend(ItemIssue(str(ids[row]), modality, NOTHING_TO_ENCODE)
-                                         for row in rows[~good])
+            if raws is None:
+                width = self.reference.vectors[modality].shape[1]
+                matrix, mask, issues = np.zeros((len(ids), width), np.float32), np.zeros(len(ids), bool), []
+            else:
+                matrix, mask, issues, _ = encode_modality(
+                    self.encoder(modality), ids, raws, batch_size=32, num_workers=0, cache=None,
+                    out_folder=None, show_progress=False, fit=False)
             vectors[modality], masks[modality] = matrix, mask
-            failed = sum(issue.modality == modality for issue in report.issues)
+            report.issues.extend(issues)
             report.counts[modality] = {"encoded": int(mask.sum()),
-                                       "absent": len(ids) - int(mask.sum()) - failed, "failed": failed}
+                                       "absent": len(ids) - int(mask.sum()) - len(issues),
+                                       "failed": len(issues)}
         return ItemVectors(ids, vectors, masks, scalers=self.reference.scalers, report=report,
                            encoders=self.reference.encoders)
 
