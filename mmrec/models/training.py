@@ -4,6 +4,13 @@ Implicit feedback trains with a full softmax over the item table (small catalogs
 softmax over the batch's positives plus shared uniform negatives with the log-q correction; explicit
 ratings also train the rating-regression head (MSE). Deterministic for a seed, resumable from the
 last epoch's checkpoint, early-stopped on a validation metric.
+
+Under ``torchrun`` (a ``torch.distributed`` process group initialised) the same loop runs data
+parallel: every process takes a strided share of each global batch, the model is wrapped in
+DistributedDataParallel (gradients averaged), the sampled softmax's candidates are the whole global
+batch's positives (gathered across processes) plus the same shared negatives, and every loss is
+normalised by the global batch — so N processes take the steps one process would, up to float
+summation order. Rank 0 validates, checkpoints and decides when to stop.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ import torch
 from mmrec.errors import ConfigError
 from mmrec.models.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from mmrec.models.config import TrainConfig
+from mmrec.models.distributed import Collective, SingleProcess, shard_of_batch
 from mmrec.models.histories import Histories, SequenceBatch
 from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
 from mmrec.models.network import TwoTowerNet
@@ -66,8 +74,9 @@ class _Batcher:
     """Step losses for one model and one configuration."""
 
     def __init__(self, net: TwoTowerNet, config: TrainConfig, popularity: np.ndarray,
-                 device: torch.device) -> None:
+                 device: torch.device, group: Collective | None = None) -> None:
         self.net, self.config, self.device = net, config, device
+        self.group = group or SingleProcess()
         self.full = uses_full_softmax(config, net.n_items)
         share = popularity / max(popularity.sum(), 1.0)
         self.item_share = torch.as_tensor(share, dtype=torch.float32, device=device)
@@ -95,11 +104,18 @@ class _Batcher:
         return vectors.index_copy(0, picked, alone.to(vectors.dtype))
 
     def loss(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        """This process's share of the step loss and the global batch's number of targets."""
         net, config = self.net, self.config
         inputs, targets = batch.shifted()
         keep = targets.mask & inputs.mask & (targets.weights > 0)
+        rated = keep & (targets.rated > 0)
         target_rows = targets.items[keep] - 1
-        n_targets = int(keep.sum())
+        weights = targets.weights[keep]
+        # global normalisers (weight sum, targets, rated targets) over the number of processes
+        local = torch.stack([weights.float().sum(), keep.sum().float(), rated.sum().float()])
+        totals = self.group.sum(local)
+        per_process = totals / self.group.world_size
+        n_targets = int(totals[1])
         if self.full:
             table, _ = net.item_vectors()
             candidates, candidate_rows, log_q = table, None, None
@@ -110,33 +126,35 @@ class _Batcher:
             candidates = table[candidate_rows]
         candidates = self._with_dropped_ids(candidates, candidate_rows, generator)
         states, x, _ = net.user_states(inputs, table)
-        weights = targets.weights[keep]
         logits = net.logits(states[keep], candidates)
         if log_q is None:
             if self.cold is not None:
                 logits = logits.masked_fill(self.cold, -torch.inf)
-            loss = weighted_cross_entropy(logits, positives, weights)
+            loss = weighted_cross_entropy(logits, positives, weights, per_process[0])
         else:
-            loss = sampled_softmax_loss(logits, positives, log_q, weights)
+            loss = sampled_softmax_loss(logits, positives, log_q, weights, per_process[0])
         if net.has_candidate_scores:
-            loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator)
-        rated = keep & (targets.rated > 0)
+            loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator,
+                                               per_process[1])
         if config.rating_weight > 0 and bool(rated.any()):
             rows = targets.items[rated] - 1
             predicted = net.predicted_rating(states[rated], table[rows], rows)
-            loss = loss + config.rating_weight * rating_mse(predicted, targets.values[rated])
+            loss = loss + config.rating_weight * rating_mse(predicted, targets.values[rated],
+                                                            normalizer=per_process[2])
         return loss, n_targets
 
     def _candidates(self, inputs: SequenceBatch, target_rows: torch.Tensor, generator: torch.Generator
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Unique candidate rows (positives + uniform negatives), each target's position among
-        them, and the log of each candidate's expected count in the set (log-q correction)."""
+        """Unique candidate rows (the global batch's positives + uniform negatives), each local
+        target's position among them, and the log of each candidate's expected count in the set
+        (log-q correction)."""
         n_trained = len(self.trained_rows)
         negatives = self.trained_rows[torch.randint(n_trained, (self.config.n_negatives,),
                                                     generator=generator, device=self.device)]
-        rows, inverse = torch.unique(torch.cat([target_rows, negatives]), return_inverse=True)
-        expected = len(target_rows) * self.item_share[rows] + self.config.n_negatives / n_trained
-        return rows, inverse[: len(target_rows)], torch.log(expected.clamp_min(1e-12))
+        batch_rows = self.group.gather_rows(target_rows)
+        rows = torch.unique(torch.cat([batch_rows, negatives]))
+        expected = len(batch_rows) * self.item_share[rows] + self.config.n_negatives / n_trained
+        return rows, torch.searchsorted(rows, target_rows), torch.log(expected.clamp_min(1e-12))
 
     def _table_for(self, inputs: SequenceBatch, candidate_rows: torch.Tensor
                    ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -145,12 +163,33 @@ class _Batcher:
 
     def _candidate_loss(self, x: torch.Tensor, inputs: SequenceBatch, keep: torch.Tensor,
                         target_rows: torch.Tensor, table: torch.Tensor,
-                        generator: torch.Generator) -> torch.Tensor:
+                        generator: torch.Generator, normalizer: torch.Tensor) -> torch.Tensor:
         """Sampled softmax of the candidate-aware scores (their cost grows with the candidates)."""
         rows, positives, log_q = self._candidates(inputs, target_rows, generator)
         logits = self.net.candidate_logits(x, inputs.mask, table[rows])[keep]
-        weights = torch.ones_like(positives, dtype=torch.float32)
-        return sampled_softmax_loss(logits, positives, log_q, weights)
+        return sampled_softmax_loss(logits, positives, log_q, normalizer=normalizer)
+
+
+class _StepLoss(torch.nn.Module):
+    """One step's loss as a module's forward, the form DistributedDataParallel wraps."""
+
+    def __init__(self, batcher: _Batcher) -> None:
+        super().__init__()
+        self.net = batcher.net
+        self.batcher = batcher
+
+    def forward(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
+        return self.batcher.loss(batch, generator)
+
+
+def _data_parallel(step: _StepLoss, group: Collective, device: torch.device) -> torch.nn.Module:
+    if group.world_size == 1:
+        return step
+    # content tables are constant buffers: nothing to broadcast per step; heads unused by a step
+    # (no rated event on this process, say) must not stall the gradient all-reduce
+    return torch.nn.parallel.DistributedDataParallel(
+        step, device_ids=[device.index] if device.type == "cuda" else None,
+        broadcast_buffers=False, find_unused_parameters=True)
 
 
 def train(
@@ -163,11 +202,17 @@ def train(
     device: torch.device,
     checkpoint_dir: str | Path | None = None,
     show_progress: bool | None = None,
+    group: Collective | None = None,
 ) -> TrainingHistory:
-    """Train ``net`` in place on ``histories``; on return it holds the best validated weights."""
+    """Train ``net`` in place on ``histories``; on return it holds the best validated weights.
+
+    ``group`` is the process group of a data-parallel run (default: this process alone); every
+    process passes the same histories, configuration and checkpoint folder.
+    """
+    group = group or SingleProcess()
     spans = histories.windows(net.config.max_len)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batcher = _Batcher(net, config, popularity, device)
+    batcher = _Batcher(net, config, popularity, device, group)
     record = TrainingHistory()
     best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
     start_epoch, bad_epochs = 0, 0
@@ -189,24 +234,32 @@ def train(
             logger.info("resuming from %s after epoch %d", checkpoint_dir, start_epoch)
             if record.stopped_early:
                 start_epoch = config.epochs
+    def validated() -> float:
+        assert validate is not None
+        return group.from_main(validate() if group.is_main else 0.0)
+
     if start_epoch == 0 and validate is not None:
         # the untrained model is a candidate too: training must beat it on validation to count
-        record.best_metric, record.best_epoch = validate(), 0
+        record.best_metric, record.best_epoch = validated(), 0
         logger.info("before training: valid %.4f", record.best_metric)
+    step_loss = _data_parallel(_StepLoss(batcher), group, device)
     for epoch in range(start_epoch, config.epochs):
         started = time.perf_counter()
         net.train()
         order = np.random.default_rng([config.seed, epoch]).permutation(len(spans))
         generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
         total_loss, total_targets, steps = 0.0, 0, 0
-        batches = range(0, len(order), config.batch_size)
+        # a last batch too small to give every process a window is left to the next epoch's shuffle
+        batches = [start for start in range(0, len(order), config.batch_size)
+                   if len(order[start : start + config.batch_size]) >= group.world_size]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed * 100_003 + epoch)  # dropout
-            for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}", show=show_progress):
-                batch = histories.batch(spans[order[start : start + config.batch_size]],
-                                        net.config.max_len + 1).to(device)
+            torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
+            for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
+                                  show=show_progress if group.is_main else False):
+                share = shard_of_batch(order[start : start + config.batch_size], group)
+                batch = histories.batch(spans[share], net.config.max_len + 1).to(device)
                 with _autocast(device, config.amp):
-                    loss, n_targets = batcher.loss(batch, generator)
+                    loss, n_targets = step_loss(batch, generator)
                 if not torch.isfinite(loss):
                     raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
                                              "lower the learning rate.")
@@ -215,11 +268,13 @@ def train(
                 if config.grad_clip:
                     torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
                 optimizer.step()
-                total_loss += float(loss.detach()) * n_targets
+                # this process's share of the global mean loss, weighted by the global targets
+                total_loss += float(loss.detach()) * n_targets / group.world_size
                 total_targets += n_targets
                 steps += 1
+        total_loss = float(group.sum(torch.tensor([total_loss], dtype=torch.float64))[0])
         seconds = time.perf_counter() - started
-        metric = validate() if validate is not None else -float(total_loss / max(total_targets, 1))
+        metric = validated() if validate is not None else -float(total_loss / max(total_targets, 1))
         entry = {"epoch": epoch + 1, "loss": total_loss / max(total_targets, 1), "valid": metric,
                  "seconds": seconds, "targets_per_s": total_targets / max(seconds, 1e-9)}
         record.epochs.append(entry)
@@ -231,10 +286,11 @@ def train(
         logger.info("epoch %d: loss %.4f, valid %.4f, %.1f s (%.0f targets/s)", epoch + 1,
                     entry["loss"], metric, seconds, entry["targets_per_s"])
         record.stopped_early = bad_epochs > config.patience
-        if checkpoint_dir is not None:
+        if checkpoint_dir is not None and group.is_main:
             save_checkpoint(checkpoint_dir, model=net.state_dict(), best=best_state, optimizer=optimizer,
                             progress={**record.to_dict(), "bad_epochs": bad_epochs,
                                       "model_config": config_to_dict(net.config)})
+        group.barrier()  # no process reads a checkpoint rank 0 is still writing
         if record.stopped_early:
             logger.info("early stop: no validation gain for %d epochs", bad_epochs)
             break

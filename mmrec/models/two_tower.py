@@ -27,6 +27,7 @@ from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
+from mmrec.models.distributed import collective, local_device
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
 from mmrec.models.training import TrainingHistory, train
@@ -121,7 +122,7 @@ class TwoTower:
         if not isinstance(events, Interactions):
             raise SchemaError(f"TwoTower.fit expects mmrec.Interactions, got {type(events).__name__}.")
         training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
-        device = resolve_device(training.device)
+        device = local_device(resolve_device(training.device))
         if valid is None:
             split = leave_last_out(events, n_test=0, n_valid=1, min_train=2)
             events, valid = split.train, split.valid
@@ -137,7 +138,7 @@ class TwoTower:
         with torch_seeded(training.seed):
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
-                                  show_progress=show_progress)
+                                  show_progress=show_progress, group=collective(device))
         self.net_.cpu()
         return self
 
