@@ -296,13 +296,8 @@ def encode_modality(
     pending = [i for i in range(n) if raws[i] is not None]
     prepared: dict[int, Any] = {}
     if refit:  # read everything and fit on it; encode from memory afterwards
-        batches = prepared_batches(encoder, raws, pending, batch_size=batch_size,
-                                   num_workers=num_workers)
-        for batch in progress(batches, desc=f"{modality}: reading", show=show_progress,
-                              total=-(-len(pending) // batch_size)):
-            prepared.update((i, value) for i, value, _ in _keep_prepared(batch, ids, modality, issues))
-        if prepared:
-            encoder.fit(list(prepared.values()))
+        prepared = fit_on_corpus(encoder, ids, raws, batch_size=batch_size, num_workers=num_workers,
+                                 show_progress=show_progress, issues=issues)
         pending = list(prepared)
     keys: dict[int, str] = {}
     fingerprint = ""
@@ -329,18 +324,9 @@ def encode_modality(
                                    num_workers=num_workers)
     for batch in progress(batches, desc=f"{modality}: encoding", show=show_progress,
                           total=-(-len(pending) // batch_size)):
-        good = _keep_prepared(batch, ids, modality, issues)
-        if not good:
+        positions, out, ok = encode_batch(encoder, batch, ids, issues)
+        if not len(positions):
             continue
-        positions = np.array([i for i, _, _ in good], dtype=np.int64)
-        out = encoder.encode([value for _, value, _ in good])
-        finite = np.isfinite(out).all(axis=1)
-        nonzero = np.any(out != 0, axis=1)
-        for i in positions[~finite]:
-            issues.append((i, ItemIssue(ids[i], modality, "encoder produced NaN/inf")))
-        for i in positions[finite & ~nonzero]:
-            issues.append((i, ItemIssue(ids[i], modality, NOTHING_TO_ENCODE)))
-        ok = finite & nonzero
         matrix.write(positions[ok], out[ok])
         mask[positions[ok]] = True
         if cache is not None:  # committed per batch: an interrupted run resumes from here
@@ -348,6 +334,76 @@ def encode_modality(
                                          if ok[j] and i in keys])
     ordered = [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
     return matrix.close(), mask, ordered, n_hits
+
+
+def fit_on_corpus(
+    encoder: Encoder,
+    ids: np.ndarray,
+    raws: Sequence[Any],
+    *,
+    batch_size: int,
+    num_workers: int,
+    show_progress: bool | None,
+    issues: list[tuple[int, ItemIssue]],
+) -> dict[int, Any]:
+    """Prepare every present item and fit ``encoder`` on them (in catalog order); returns the
+    prepared inputs by position and records the items that failed in ``issues``."""
+    pending = [i for i in range(len(raws)) if raws[i] is not None]
+    prepared: dict[int, Any] = {}
+    batches = prepared_batches(encoder, raws, pending, batch_size=batch_size, num_workers=num_workers)
+    for batch in progress(batches, desc=f"{encoder.modality}: reading", show=show_progress,
+                          total=-(-len(pending) // batch_size)):
+        prepared.update((i, value) for i, value, _ in _keep_prepared(batch, ids, encoder.modality, issues))
+    if prepared:
+        encoder.fit(list(prepared.values()))
+    return prepared
+
+
+def encode_batch(
+    encoder: Encoder,
+    batch: list[tuple[int, Any, str | None]],
+    ids: np.ndarray,
+    issues: list[tuple[int, ItemIssue]],
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Encode one batch of ``(position, prepared input, error)``: the unit of work of every engine.
+
+    Failed inputs, NaN/inf outputs and all-zero outputs are recorded in ``issues`` (as
+    ``(position, ItemIssue)``). Returns the encoded positions (int64), their vectors
+    ``(len(positions), dim)`` float32 and a bool ``ok`` per row (False: reported, not kept).
+    """
+    modality = encoder.modality
+    good = _keep_prepared(batch, ids, modality, issues)
+    positions = np.array([i for i, _, _ in good], dtype=np.int64)
+    if not good:
+        return positions, np.zeros((0, encoder.dim), np.float32), np.zeros(0, bool)
+    out = encoder.encode([value for _, value, _ in good])
+    finite = np.isfinite(out).all(axis=1)
+    nonzero = np.any(out != 0, axis=1)
+    for i in positions[~finite]:
+        issues.append((i, ItemIssue(ids[i], modality, "encoder produced NaN/inf")))
+    for i in positions[finite & ~nonzero]:
+        issues.append((i, ItemIssue(ids[i], modality, NOTHING_TO_ENCODE)))
+    return positions, out, finite & nonzero
+
+
+def encode_chunk(
+    encoder: Encoder, ids: np.ndarray, raws: Sequence[Any]
+) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ItemIssue]]]:
+    """Prepare and encode a chunk of items held in memory (a distributed worker's batch).
+
+    Returns the ``(len(ids), dim)`` float32 matrix (zero rows where nothing was encoded), the
+    presence mask and the issues by position in the chunk, exactly as :func:`encode_modality`
+    reports them.
+    """
+    positions = [i for i in range(len(raws)) if raws[i] is not None]
+    dataset = _PrepareDataset(encoder.preparer(), raws, positions)
+    issues: list[tuple[int, ItemIssue]] = []
+    matrix = np.zeros((len(ids), encoder.dim), np.float32)
+    mask = np.zeros(len(ids), dtype=bool)
+    encoded, out, ok = encode_batch(encoder, [dataset[j] for j in range(len(dataset))], ids, issues)
+    matrix[encoded[ok]] = out[ok]
+    mask[encoded[ok]] = True
+    return matrix, mask, sorted(issues, key=lambda pair: pair[0])
 
 
 def _raw_key(cache: EncodeCache, raw: Any) -> str | None:
