@@ -13,6 +13,7 @@ Every stage is one hop from here::
 """
 
 from mmrec._version import __version__
+from mmrec.batch import EventsByUser, recommend_batches, write_recommendations
 from mmrec.data import Catalog, CatalogSchema, EventWeights, Interactions, InteractionSchema
 from mmrec.data.splits import (
     Split,
@@ -64,6 +65,9 @@ __all__ = [
     "build_index",
     "ItemIndex",
     "recommend",
+    "recommend_batches",
+    "write_recommendations",
+    "EventsByUser",
     "user_vectors",
     "UserVectors",
     "TwoTower",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -14,8 +14,8 @@ from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, l2_normalize
 
-__all__ = ["recommend", "user_vectors", "UserVectors", "popularity", "distinct_pairs", "descending",
-           "popular_order", "top_unseen"]
+__all__ = ["recommend", "recommend_known", "user_vectors", "UserVectors", "popularity", "distinct_pairs",
+           "descending", "popular_order", "top_unseen"]
 
 logger = logging.getLogger(__name__)
 
@@ -160,6 +160,28 @@ def recommend(
     if k < 1:
         raise ConfigError(f"k must be >= 1, got {k}.")
     known = events.restrict_to_items(index.item_ids)
+    allowed = index.mask(where) if where else None
+    return recommend_known(index, known, users=users, k=k, exclude_seen=exclude_seen,
+                           event_weights=event_weights, half_life=half_life, allowed=allowed, model=model,
+                           popular=lambda: popular_order(index, known, allowed))
+
+
+def recommend_known(
+    index: ItemIndex,
+    known: Interactions,
+    *,
+    users: Sequence[str] | None,
+    k: int,
+    exclude_seen: bool,
+    event_weights: EventWeights | None,
+    half_life: float | None,
+    allowed: np.ndarray | None,
+    model: Any,
+    popular: Callable[[], tuple[np.ndarray, np.ndarray]],
+) -> pd.DataFrame:
+    """:func:`recommend` after its checks: ``known`` holds only events on indexed items (at least
+    those of ``users``), ``allowed`` is the ``where`` mask, and ``popular()`` gives the fallback's
+    popularity per label and order (:func:`popular_order`), asked for only when a user is cold."""
     if model is not None:
         if model.config.dim != index.dim:
             raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
@@ -170,13 +192,12 @@ def recommend(
                                half_life=half_life)
     seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
-    allowed = index.mask(where) if where else None
     scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists, allowed=allowed)
     source = np.where(profile.has_signal, "model" if model is not None else "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:
         logger.info("%d user(s) without usable history get popular items", cold.size)
-        pop, order = popular_order(index, known, allowed)
+        pop, order = popular()
         for row in cold:
             picks = top_unseen(order, set(seen_lists[row].tolist()), k)
             scores[row], item_idx[row] = -np.inf, -1
