@@ -13,6 +13,7 @@ import pandas as pd
 
 from mmrec._version import __version__
 from mmrec.errors import ConfigError, MmrecError
+from mmrec.utils.io import atomic_path
 
 logger = logging.getLogger("mmrec")
 
@@ -92,6 +93,9 @@ def print_recommendations(
 def cmd_recommend(args: argparse.Namespace) -> int:
     from mmrec import Interactions, ItemIndex, recommend
 
+    if args.batch_size is not None and (not args.out or args.explain):
+        raise ConfigError("--batch-size streams to a file: give --out recs.parquet (or .csv), "
+                          "without --explain.")
     index = ItemIndex.load(args.index)
     events = Interactions.from_path(args.events)
     where = _parse_where(args.where)
@@ -100,6 +104,12 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         from mmrec import TwoTower
 
         model = TwoTower.load(args.model)
+    if args.batch_size is not None:
+        from mmrec.batch import EventsByUser
+
+        grouped = EventsByUser.from_interactions(index, events)
+        del events  # the grouped arrays are all the batches read: the log's table is freed
+        return _recommend_in_batches(args, index, grouped, where=where, model=model)
     recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
                      half_life=args.half_life, where=where, model=model)
     titles = _titles(args.catalog)
@@ -116,11 +126,24 @@ def cmd_recommend(args: argparse.Namespace) -> int:
         recs = recs.merge(explained[["user", "rank", "modalities", "because"]], on=["user", "rank"],
                           how="left").fillna({"modalities": "", "because": ""})
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        recs.to_csv(args.out, index=False)
+        with atomic_path(args.out) as tmp:
+            recs.to_csv(tmp, index=False)
         print(f"wrote {len(recs)} recommendations for {recs['user'].nunique()} users to {args.out}")
     if not args.out or args.users:
         print_recommendations(recs, titles)
+    return 0
+
+
+def _recommend_in_batches(args: argparse.Namespace, index, grouped, *, where, model) -> int:
+    """``--batch-size``: every user's (or ``--users``') recommendations streamed to ``--out`` one
+    batch at a time, from the log grouped once (memory stays that of one batch)."""
+    from mmrec.batch import recommend_batches, write_recommendations
+
+    rows, users = write_recommendations(
+        recommend_batches(index, grouped, users=args.users, k=args.k, batch_size=args.batch_size,
+                          exclude_seen=not args.include_seen, half_life=args.half_life, where=where,
+                          model=model), args.out)
+    print(f"wrote {rows} recommendations for {users} users to {args.out}")
     return 0
 
 
@@ -175,7 +198,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     start = time.perf_counter()
     recs = mmrec.recommend(index, events, k=args.k)
-    recs.to_csv(demo.root / "recommendations.csv", index=False)
+    with atomic_path(demo.root / "recommendations.csv") as tmp:
+        recs.to_csv(tmp, index=False)
     timings["recommend"] = time.perf_counter() - start
 
     truth = pd.read_csv(demo.users).set_index("user_id")["topics"]
@@ -225,6 +249,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     training = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
     job = load_train_job(args.config, out=args.out, training=training)
     summary = run_train_job(job)
+    if summary["rank"] != 0:  # one of several torchrun processes: rank 0 reports
+        return 0
     for name, value in summary["test"].items():
         print(f"{name:>10}: {value:.4f}" if isinstance(value, float) else f"{name:>10}: {value}")
     best = summary["training"]["best_epoch"]
@@ -343,7 +369,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--catalog", default=None, help="catalog file, to print titles")
     p.add_argument("--where", nargs="+", default=None, metavar="COLUMN=VALUE[,VALUE]",
                    help="keep only items whose attribute matches (index built with --catalog)")
-    p.add_argument("--out", default=None, help="write recommendations to this CSV file")
+    p.add_argument("--out", default=None,
+                   help="write recommendations to this file (.csv; with --batch-size also .parquet)")
+    p.add_argument("--batch-size", type=int, default=None, metavar="N",
+                   help="recommend N users at a time and stream them to --out: memory stays that of "
+                   "one batch, for millions of users (default: all users at once)")
     p.set_defaults(func=cmd_recommend)
 
     p = sub.add_parser("train", help="train a two-tower model (learned fusion + user tower)",
@@ -401,6 +431,42 @@ def main(argv: Sequence[str] | None = None) -> int:
     except MmrecError as exc:
         print(f"mmrec {args.command}: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print(f"\ninterrupted: {args.command}; re-run the same command to resume from "
+              f"{_resume_point(args)}.", file=sys.stderr)
+        return 130
+
+
+def _resume_point(args: argparse.Namespace) -> str:
+    """Where a re-run of an interrupted command picks up (its committed state; never a half-written
+    artifact, since every save is atomic)."""
+    try:
+        if args.command == "encode" and args.cache:
+            from mmrec.encode_cache import EncodeCache
+
+            with EncodeCache(args.cache) as cache:
+                return (f"the encode cache {args.cache} ({len(cache)} vectors committed; only the rest "
+                        "is encoded)")
+        if args.command == "encode":
+            return "the start (pass --cache DIR to keep finished batches across runs)"
+        if args.command == "train":
+            return _train_resume_point(args)
+    except (MmrecError, OSError, ValueError) as exc:
+        return f"the last committed state (it could not be inspected: {exc})"
+    return "the start (finished outputs were saved atomically and are complete)"
+
+
+def _train_resume_point(args: argparse.Namespace) -> str:
+    import json
+
+    from mmrec.train_job import load_train_job
+    from mmrec.utils.io import MANIFEST
+
+    folder = Path(load_train_job(args.config, out=args.out).out) / "checkpoint"
+    if not (folder / MANIFEST).is_file():
+        return f"the first epoch (no checkpoint in {folder} yet)"
+    epochs = len(json.loads((folder / "progress.json").read_text("utf-8")).get("epochs", []))
+    return f"the checkpoint after epoch {epochs} in {folder}"
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -16,6 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mmrec.utils.io import atomic_path
+
 __all__ = ["TOPICS", "DemoData", "make_demo", "topic_hit_rate"]
 
 
@@ -172,7 +174,8 @@ def make_demo(
     (root / corrupt["image_path"]).write_bytes(b"\x89PNG\r\n\x1a\nthis is not really a png")
     rows[5]["audio_path"] = "audio/does-not-exist.wav"
     catalog = pd.DataFrame(rows)
-    catalog.to_csv(root / "items.csv", index=False)
+    with atomic_path(root / "items.csv") as tmp:
+        catalog.to_csv(tmp, index=False)
 
     topic_items = {t.name: catalog.index[catalog["category"] == t.name].to_numpy()
                    for t in TOPICS}
@@ -195,8 +198,9 @@ def make_demo(
             clock += rng.exponential(3_600)
             events.append({"user_id": user_id, "item_id": catalog.at[item, "item_id"],
                            "timestamp": round(clock, 1), "event": event, "value": value})
-    pd.DataFrame(events).to_csv(root / "events.csv", index=False)
-    pd.DataFrame(users).to_csv(root / "users.csv", index=False)
+    for name, rows in (("events.csv", events), ("users.csv", users)):
+        with atomic_path(root / name) as tmp:
+            pd.DataFrame(rows).to_csv(tmp, index=False)
     return DemoData(root, root / "items.csv", root / "events.csv", root / "users.csv")
 
 

@@ -13,14 +13,15 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.validation import positions_of
-from mmrec.errors import ArtifactError, SchemaError
+from mmrec.errors import SchemaError
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.utils.arrays import npy_path
-from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
+from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
 
 __all__ = ["ItemIssue", "EncodeReport", "ItemVectors"]
 
 ARTIFACT_KIND = "item_vectors"
+FORMAT_VERSION = 1  # bump when the folder layout changes; load reads 1..FORMAT_VERSION
 
 
 @dataclass(frozen=True)
@@ -176,7 +177,7 @@ class ItemVectors:
             names.append(path.name)
         (folder / "ids.json").write_text(json.dumps(self.ids.tolist()), "utf-8")
         (folder / "report.json").write_text(json.dumps(self.report.to_dict(), indent=1), "utf-8")
-        write_manifest(folder, ARTIFACT_KIND, {
+        write_manifest(folder, ARTIFACT_KIND, version=FORMAT_VERSION, payload={
             "n_items": len(self),
             "modalities": {m: int(v.shape[1]) for m, v in self.vectors.items()},
             "fused_dim": self.dim,
@@ -192,20 +193,25 @@ class ItemVectors:
         return path
 
     @classmethod
-    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False) -> ItemVectors:
-        """Load a folder written by :meth:`save` (checksums verified); ``mmap=True`` memory-maps the
-        arrays instead of reading them, for catalogs larger than RAM."""
+    def load(cls, path: str | os.PathLike[str], *, mmap: bool = False, verify: bool = True) -> ItemVectors:
+        """Load a folder written by :meth:`save`.
+
+        Every file is checked against the manifest first (size and SHA-256); a missing, truncated or
+        modified file is an :class:`ArtifactError`. ``mmap=True`` memory-maps the arrays instead of
+        reading them, for catalogs larger than RAM; ``verify=False`` then skips the checksums (which
+        read every byte once) and checks only file sizes: for multi-GB folders you trust.
+        """
         path = Path(path)
-        manifest = read_manifest(path, ARTIFACT_KIND)
+        manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify)
+        modalities = list(manifest.get("modalities", {}))
+        stems = ["fused", *(f"{kind}.{m}" for m in modalities for kind in ("vectors", "mask", "scaler"))]
+        require_files(path, manifest, [*(npy_path(path, stem).name for stem in stems), "ids.json",
+                                       "report.json"])
 
         def array(stem: str) -> np.ndarray:
-            file = npy_path(path, stem)
-            if not file.is_file():
-                raise ArtifactError(f"{path}: {file.name} is missing.")
-            return np.load(file, mmap_mode="r" if mmap else None, allow_pickle=False)
+            return np.load(npy_path(path, stem), mmap_mode="r" if mmap else None, allow_pickle=False)
 
         ids = json.loads((path / "ids.json").read_text("utf-8"))
-        modalities = list(manifest["modalities"])
         vectors = {m: array(f"vectors.{m}") for m in modalities}
         masks = {m: np.asarray(array(f"mask.{m}"), dtype=bool) for m in modalities}
         scalers = {m: ModalityScaler(*np.asarray(array(f"scaler.{m}"))) for m in modalities}

@@ -65,7 +65,7 @@ def test_save_load_round_trip_is_exact(demo_items, tmp_path):
     assert loaded.report.counts == demo_items.report.counts
     assert loaded.report.issues == demo_items.report.issues
     manifest = json.loads((path / "manifest.json").read_text())
-    assert manifest["kind"] == "item_vectors" and manifest["encoders"]["text"]["preset"] == "text-tfidf-svd"
+    assert manifest["format"] == "item_vectors" and manifest["encoders"]["text"]["preset"] == "text-tfidf-svd"
     assert not list(tmp_path.glob(".vecs*")), "temporary folders are cleaned up"
 
 

@@ -25,10 +25,11 @@ from torch import nn
 from mmrec.encoders.audio_mfcc import AudioPreprocess
 from mmrec.encoders.base import ENCODERS, FileEncoder
 from mmrec.encoders.weights import resolve_weights
-from mmrec.errors import ConfigError, NotFittedError
+from mmrec.errors import ArtifactError, ConfigError, NotFittedError
 from mmrec.features.audio import MfccConfig, log_mel_windows
 from mmrec.utils.config import config_from_dict
 from mmrec.utils.device import resolve_device
+from mmrec.utils.io import atomic_path
 from mmrec.utils.seed import torch_seeded
 
 logger = logging.getLogger(__name__)
@@ -224,31 +225,34 @@ class SoundClassifier:
 
         self._check_fitted()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
         state = {k: v.detach().cpu().contiguous() for k, v in self.net_.state_dict().items()}
-        save_file(state, str(tmp), metadata={"mmrec_sound_classifier": json.dumps(asdict(self.config))})
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            save_file(state, str(tmp), metadata={"mmrec_sound_classifier": json.dumps(asdict(self.config))})
         return path
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, device: Any = None) -> SoundClassifier:
         """Load a file written by :meth:`save`."""
-        from safetensors import safe_open
+        from safetensors import SafetensorError, safe_open
         from safetensors.torch import load_file
 
         path = Path(path)
         if not path.is_file():
             raise ConfigError(f"sound classifier weights not found: {path}")
-        with safe_open(str(path), framework="pt") as handle:
-            metadata = handle.metadata() or {}
+        try:
+            with safe_open(str(path), framework="pt") as handle:
+                metadata = handle.metadata() or {}
+            state = load_file(str(path))
+        except SafetensorError as exc:
+            raise ArtifactError(f"{path} is not a readable safetensors file ({exc}): truncated or "
+                                "corrupt; save or copy it again.") from exc
         if "mmrec_sound_classifier" not in metadata:
             raise ConfigError(f"{path} is not an mmrec sound classifier (no config in its metadata).")
         config = config_from_dict(SoundClassifierConfig, json.loads(metadata["mmrec_sound_classifier"]),
                                   where=str(path))
         model = cls(config, device=device)
         model.net_ = SoundClassifierNet(config)
-        model.net_.load_state_dict(load_file(str(path)))
+        model.net_.load_state_dict(state)
         model.net_.eval().to(model.device)
         return model
 

@@ -49,7 +49,7 @@ class WordAverageEncoder(TextEncoder):
 
     def __init__(self, config: WordAverageConfig | None = None, *, device: Any = None) -> None:
         self.config = cfg = config or WordAverageConfig()
-        self.vectors = np.load(resolve_weights(cfg.vectors), mmap_mode="r")
+        self.vectors = np.load(resolve_weights(cfg.vectors), mmap_mode="r", allow_pickle=False)
         if self.vectors.ndim != 2:
             raise ConfigError(f"word vectors {cfg.vectors} must be a 2-D matrix, got {self.vectors.shape}.")
         words = _read_vocabulary(resolve_weights(cfg.vocabulary), cfg.vocabulary_column)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pandas as pd
 
-from mmrec.utils.io import atomic_write_text
+from mmrec.utils.io import atomic_path, atomic_write_text
 
 __all__ = ["EvaluationReport"]
 
@@ -93,11 +93,11 @@ class EvaluationReport:
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp.png")
-        fig.savefig(tmp, dpi=110)
-        plt.close(fig)
-        os.replace(tmp, path)
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110)
+        finally:
+            plt.close(fig)
         return path
 
     def save(self, folder: str | os.PathLike[str], *, plot: bool = True) -> Path:

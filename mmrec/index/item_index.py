@@ -22,6 +22,7 @@ __all__ = ["ItemIndex", "l2_normalize", "as_matrix"]
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KIND = "item_index"
+FORMAT_VERSION = 1  # bump when the folder layout changes; load reads 1..FORMAT_VERSION
 # Filters that leave at most this many items (or this share of them) are searched exactly.
 EXACT_FILTER_ITEMS = 20_000
 EXACT_FILTER_SHARE = 0.02
@@ -374,7 +375,7 @@ class ItemIndex:
             if self.attributes is not None:
                 self.attributes.to_parquet(tmp / "attributes.parquet", index=False)
                 files.append("attributes.parquet")
-            write_manifest(tmp, ARTIFACT_KIND, {
+            write_manifest(tmp, ARTIFACT_KIND, version=FORMAT_VERSION, payload={
                 "spec": self.spec, "metric": "inner_product", "n_items": len(self),
                 "n_labels": self.n_labels, "dim": self.dim,
                 "params": {k: v for k, v in self.params.items() if k != "device"},
@@ -383,11 +384,14 @@ class ItemIndex:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, use_gpu: bool | None = None,
-             mmap: bool = False) -> ItemIndex:
-        """Load a folder written by :meth:`save` (checksums verified); ``mmap=True`` leaves the
-        exact vectors on disk (memory-mapped)."""
+             mmap: bool = False, verify: bool = True) -> ItemIndex:
+        """Load a folder written by :meth:`save`, every file checked against the manifest first (a
+        missing, truncated or modified file is an :class:`ArtifactError`). ``mmap=True`` leaves the
+        exact vectors on disk (memory-mapped); ``verify=False`` skips the SHA-256 checksums (file
+        sizes are still checked) for multi-GB indexes you trust."""
         path = Path(path)
-        manifest = read_manifest(path, ARTIFACT_KIND)
+        manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify,
+                                 require=["index.faiss", "vectors.npy", "alive.npy", "ids.json"])
         faiss_index = faiss_ops.read(path / "index.faiss")
         vectors = np.load(path / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
         alive = np.load(path / "alive.npy", allow_pickle=False)
@@ -395,7 +399,7 @@ class ItemIndex:
         if vectors.shape != (len(ids), manifest["dim"]) or alive.shape != (len(ids),):
             raise ArtifactError(f"{path}: vectors, ids and alive mask disagree in size.")
         attributes = (pd.read_parquet(path / "attributes.parquet")
-                      if (path / "attributes.parquet").is_file() else None)
+                      if "attributes.parquet" in manifest["files"] else None)
         faiss_index, device = faiss_ops.place(faiss_index, use_gpu)
         params = dict(manifest["params"]) | {"device": device}
         faiss_ops.apply_params(faiss_index, params)

@@ -15,11 +15,13 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from mmrec.errors import ArtifactError
-from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
+from mmrec.utils.io import MANIFEST, atomic_directory, leftovers, read_manifest, write_manifest
 
 __all__ = ["save_checkpoint", "load_checkpoint", "optimizer_tensors", "restore_optimizer"]
 
 KIND = "training_checkpoint"
+FORMAT_VERSION = 1
+FILES = ["model.safetensors", "best.safetensors", "optimizer.safetensors", "progress.json"]
 
 
 def optimizer_tensors(optimizer: torch.optim.Optimizer) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -58,16 +60,18 @@ def save_checkpoint(folder: str | os.PathLike[str], *, model: dict[str, torch.Te
         save_file({k: v.detach().cpu().contiguous() for k, v in best.items()}, tmp / "best.safetensors")
         save_file(opt_tensors, tmp / "optimizer.safetensors")
         (tmp / "progress.json").write_text(json.dumps({**progress, "optimizer": opt_meta}), "utf-8")
-        write_manifest(tmp, KIND, {}, files=["model.safetensors", "best.safetensors",
-                                             "optimizer.safetensors", "progress.json"])
+        write_manifest(tmp, KIND, {}, files=FILES, version=FORMAT_VERSION)
 
 
 def load_checkpoint(folder: str | os.PathLike[str]) -> dict[str, Any] | None:
     """The checkpoint in ``folder`` (checksums verified), or ``None`` when there is none."""
     folder = Path(folder)
-    if not (folder / "manifest.json").is_file():
+    if not (folder / MANIFEST).is_file():
+        interrupted_swap = any(p.name.endswith(".old") for p in leftovers(folder))
+        if interrupted_swap or (folder.is_dir() and any(folder.iterdir())):
+            read_manifest(folder, KIND)  # raises, saying what is there and what to do
         return None
-    read_manifest(folder, KIND)
+    read_manifest(folder, KIND, version=FORMAT_VERSION, require=FILES)
     try:
         progress = json.loads((folder / "progress.json").read_text("utf-8"))
         return {

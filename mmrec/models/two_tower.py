@@ -42,6 +42,7 @@ __all__ = ["TwoTower"]
 logger = logging.getLogger(__name__)
 
 ARTIFACT_KIND = "two_tower"
+FORMAT_VERSION = 1  # bump when the folder layout changes; load reads 1..FORMAT_VERSION
 SCORE_CHUNK = 256  # users scored against the whole item table at once
 
 
@@ -434,7 +435,7 @@ class TwoTower:
         with atomic_directory(path) as tmp:
             save_file(tensors, tmp / "model.safetensors")
             (tmp / "item_ids.json").write_text(json.dumps(self.item_ids_.tolist()), "utf-8")
-            write_manifest(tmp, ARTIFACT_KIND, {
+            write_manifest(tmp, ARTIFACT_KIND, version=FORMAT_VERSION, payload={
                 "config": config_to_dict(self.config),
                 "training": config_to_dict(self.training),
                 "event_weights": {**config_to_dict(self.event_weights),
@@ -450,7 +451,8 @@ class TwoTower:
     def load(cls, path: str | os.PathLike[str]) -> TwoTower:
         """Load a folder written by :meth:`save` (checksums verified, no pickle)."""
         path = Path(path)
-        manifest = read_manifest(path, ARTIFACT_KIND)
+        manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION,
+                                 require=["model.safetensors", "item_ids.json"])
         try:
             config = config_from_dict(TwoTowerConfig, manifest["config"], where=f"{path} config")
             training = config_from_dict(TrainConfig, manifest["training"], where=f"{path} training")

@@ -53,7 +53,7 @@ class RowSink:
             return self.array
         self.release()
         del self.array
-        self.array = np.load(self.path, mmap_mode="r")
+        self.array = np.load(self.path, mmap_mode="r", allow_pickle=False)
         return self.array
 
 
