@@ -1,0 +1,86 @@
+"""`mmrec train` under torchrun: 2 processes (gloo, CPU) take the steps 1 process takes.
+
+Both runs use the same global batch; with dropout off the only difference left is the order in
+which floats are summed (gradients averaged over processes, candidate tables gathered), so the loss
+curves and the trained weights must agree to float tolerance — and would not if a process trained
+on its own share only, saw other negatives, or normalised by its local batch.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from safetensors.numpy import load_file
+
+import mmrec
+from mmrec.cli import main
+
+MODEL = {"user_tower": "transformer", "fusion": "gated", "dim": 16, "max_len": 12, "n_layers": 1,
+         "n_heads": 2, "dropout": 0.0}
+# the sampled softmax gathers every process's positives; the rating head sees explicit events
+TRAINING = {"epochs": 3, "batch_size": 24, "loss": "sampled", "n_negatives": 64, "patience": 5,
+            "seed": 3, "device": "cpu"}
+
+
+def _config(tmp_path: Path, demo, name: str) -> Path:
+    config = tmp_path / f"{name}.yaml"
+    config.write_text(
+        f"events: {demo.events}\nitems: vectors\nout: {name}\n"
+        "split: {kind: leave_last_out, n_test: 1, n_valid: 1}\n"
+        f"model: {json.dumps(MODEL)}\ntraining: {json.dumps(TRAINING)}\nks: [10]\n")
+    return config
+
+
+def _torchrun(config: Path, nproc: int) -> subprocess.CompletedProcess:
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc_per_node={nproc}", "-m", "mmrec.cli", "-q", "train", "--config", str(config)]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def runs(demo, tmp_path_factory):
+    tmp_path = tmp_path_factory.mktemp("ddp")
+    assert main(["-q", "encode", str(demo.catalog), "--out", str(tmp_path / "vectors"), "--image", "none",
+                 "--audio", "audio-mfcc-stats"]) == 0
+    single = _config(tmp_path, demo, "single")
+    assert main(["-q", "train", "--config", str(single)]) == 0
+    double = _config(tmp_path, demo, "double")
+    done = _torchrun(double, 2)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    return tmp_path, done
+
+
+def test_two_processes_follow_the_single_process_loss_curve(runs):
+    tmp_path, done = runs
+    single = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    double = json.loads((tmp_path / "double" / "metrics.json").read_text())
+    losses_1 = [e["loss"] for e in single["training"]["epochs"]]
+    losses_2 = [e["loss"] for e in double["training"]["epochs"]]
+    assert len(losses_1) == len(losses_2) == TRAINING["epochs"]
+    assert losses_1[-1] < losses_1[0]  # it trains
+    np.testing.assert_allclose(losses_2, losses_1, rtol=1e-4)
+    np.testing.assert_allclose([e["valid"] for e in double["training"]["epochs"]],
+                               [e["valid"] for e in single["training"]["epochs"]], atol=1e-6)
+    assert done.stdout.count("best epoch") == 1  # rank 0 alone reports
+
+
+def test_two_processes_end_with_the_single_process_model(runs, demo_events):
+    # compared by what the models compute: a few parameters (a key bias, the bias of the gate's
+    # softmax over modalities) get no gradient in exact arithmetic, so Adam turns float noise
+    # into lr-sized steps on them, which change no output
+    tmp_path, _ = runs
+    items = mmrec.ItemVectors.load(tmp_path / "vectors")
+    one = mmrec.TwoTower.load(tmp_path / "single" / "model")
+    two = mmrec.TwoTower.load(tmp_path / "double" / "model")
+    np.testing.assert_allclose(two.encode_items(items).fused, one.encode_items(items).fused, atol=2e-4)
+    np.testing.assert_allclose(two.encode_users(demo_events).vectors,
+                               one.encode_users(demo_events).vectors, atol=2e-4)
+    weights = load_file(str(tmp_path / "double" / "model" / "model.safetensors"))
+    assert not np.allclose(weights["net.log_scale"], np.log(1 / 0.07))  # trained, not the initial
