@@ -28,6 +28,7 @@ from mmrec.data.interactions import DroppedEvents, EventWeights, Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.recommend import descending, recommend_known
+from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
 
 __all__ = ["EventsByUser", "recommend_batches", "write_recommendations"]
@@ -230,21 +231,11 @@ def write_recommendations(batches: Iterable[pd.DataFrame], path: str | os.PathLi
     path = Path(path)
     if path.suffix.lower() not in (".parquet", ".csv"):
         raise ConfigError(f"{path}: recommendations are written as .parquet or .csv; rename the output.")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     rows = users = 0
-    try:
-        with _writer(tmp, path.suffix.lower()) as write:
-            for batch in batches:
-                write(batch)
-                rows, users = rows + len(batch), users + batch["user"].nunique()
-        with open(tmp, "rb") as handle:
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    with atomic_path(path) as tmp, _writer(tmp, path.suffix.lower()) as write:
+        for batch in batches:
+            write(batch)
+            rows, users = rows + len(batch), users + batch["user"].nunique()
     logger.info("wrote %d recommendations for %d users to %s", rows, users, path)
     return rows, users
 
