@@ -15,10 +15,17 @@ events (re-run on each, milliseconds for a handful of events) and by the popular
 
 Items come from the model's item table, or — for items added later from their content — from the
 index the recommender serves (``index.add`` of ``model.encode_items(new_items)``).
+
+Memory is bounded per user: the observed events kept are the newest ``max_events_per_user`` (by
+default the model's ``max_len``, all the tower ever reads), plus one vector pair and the set of
+distinct items the user touched (for seen-item exclusion; at most the catalog). For a fixed set of
+users memory stays flat however many events stream in; :meth:`OnlineRecommender.forget` frees all
+of a user's state.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -44,6 +51,7 @@ class UserState:
     short: np.ndarray | None = None         # decayed sum of observed item vectors since then
     last_time: float | None = None          # timestamp of the last observed event
     new_events: int = 0                     # events since the last refresh
+    observed: int = 0                       # events observed in all (only the newest few are kept)
 
 
 class OnlineRecommender:
@@ -72,26 +80,34 @@ class OnlineRecommender:
         in their segment (see :class:`mmrec.fallback.PopularityFallback`).
     diversify_by : str, optional
         Item attribute of the index (``category``) the popularity fallback interleaves.
+    max_events_per_user : int, optional
+        Observed events kept per user, the newest (default: the model's ``max_len``, the most the
+        tower reads on a refresh); older ones leave :attr:`history` and :meth:`events_of`, not the
+        user's vectors or seen items.
     """
 
     def __init__(self, model, index: ItemIndex, *, history: Interactions | None = None,
                  alpha: float = 0.5, half_life: float = 3600.0, refresh_every: int | None = None,
                  new_user_events: int = 5, event_weights: EventWeights | None = None,
-                 user_attributes: pd.DataFrame | None = None, diversify_by: str | None = None) -> None:
+                 user_attributes: pd.DataFrame | None = None, diversify_by: str | None = None,
+                 max_events_per_user: int | None = None) -> None:
+        window = (max(model.config.max_len, new_user_events) if max_events_per_user is None
+                  else max_events_per_user)
         if (not 0 <= alpha <= 1 or half_life <= 0 or new_user_events < 0
-                or (refresh_every is not None and refresh_every < 1)):
+                or (refresh_every is not None and refresh_every < 1) or window < max(1, new_user_events)):
             raise ConfigError(f"OnlineRecommender: alpha must be in [0, 1], half_life > 0, "
-                              f"refresh_every >= 1 and new_user_events >= 0; got {alpha}, {half_life}, "
-                              f"{refresh_every}, {new_user_events}.")
+                              f"refresh_every >= 1, new_user_events >= 0 and max_events_per_user >= "
+                              f"max(1, new_user_events); got {alpha}, {half_life}, {refresh_every}, "
+                              f"{new_user_events}, {window}.")
         if model.config.dim != index.dim:
             raise ConfigError(f"the model's vectors have {model.config.dim} dimensions, the index "
                               f"{index.dim}; build the index from model.encode_items(...).")
         self.model, self.index = model, index
         self.alpha, self.half_life, self.refresh_every = alpha, half_life, refresh_every
-        self.new_user_events = new_user_events
+        self.new_user_events, self.max_events_per_user = new_user_events, int(window)
         self.event_weights = event_weights or model.event_weights
         self._set_base(history.frame if history is not None else pd.DataFrame(columns=COLUMNS))
-        self._observed: dict[str, list[tuple[str, str, float, str, float]]] = {}
+        self._observed: dict[str, deque[tuple[str, str, float, str, float]]] = {}
         self._items_of = self._base.groupby("user", sort=False)["item"].agg(set).to_dict()
         self._states: dict[str, UserState] = {}
         self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
@@ -104,7 +120,8 @@ class OnlineRecommender:
 
     @property
     def history(self) -> Interactions:
-        """Every event so far: the initial history plus what was observed (and not forgotten)."""
+        """The initial history plus the observed events kept (the newest ``max_events_per_user`` of
+        each user), without forgotten users."""
         observed = [event for events in self._observed.values() for event in events]
         if not observed:
             return Interactions(self._base)
@@ -112,11 +129,11 @@ class OnlineRecommender:
                                       ignore_index=True))
 
     def events_of(self, user: str) -> Interactions:
-        """The user's events so far (history and observed), without touching the others'."""
+        """The user's events (history and the observed events kept), without touching the others'."""
         rows = self._base_rows.get(user, np.empty(0, np.int64))
         parts = [self._base.iloc[rows]]
         if self._observed.get(user):
-            parts.append(pd.DataFrame(self._observed[user], columns=COLUMNS))
+            parts.append(pd.DataFrame(list(self._observed[user]), columns=COLUMNS))
         return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
     def _state(self, user: str) -> UserState:
@@ -146,23 +163,24 @@ class OnlineRecommender:
         if value is None or not np.isfinite(value):
             raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value}.")
         label, vector = self._item_vector(item)
-        state = self._state(user)
+        weight = float(self.event_weights.positive(np.array([event], dtype=object),
+                                                   np.array([value], dtype=np.float64))[0])
+        state = self._state(user)  # only now: a rejected event leaves no state behind
         trained_user = user in self._base_rows
         if state.long is None and state.new_events == 0 and trained_user:
             self.refresh(user)  # first touch of a user with a history: the tower runs once
         now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
-        weight = float(self.event_weights.positive(np.array([event], dtype=object),
-                                                   np.array([value], dtype=np.float64))[0])
         elapsed = max(now - state.last_time, 0.0) if state.last_time is not None else 0.0
         decay = 0.5 ** (elapsed / self.half_life)
         state.short = (decay * state.short if state.short is not None else 0.0) + weight * vector
-        state.last_time, state.new_events = now, state.new_events + 1
+        state.last_time, state.new_events, state.observed = now, state.new_events + 1, state.observed + 1
         seen = self._items_of.setdefault(user, set())
         if item not in seen:
             seen.add(item)
             self.fallback.add(user, label)
-        self._observed.setdefault(user, []).append((user, item, now, str(event), float(value)))
-        if not trained_user and len(self._observed[user]) <= self.new_user_events:
+        kept = self._observed.setdefault(user, deque(maxlen=self.max_events_per_user))
+        kept.append((user, item, now, str(event), float(value)))  # the oldest beyond the window goes
+        if not trained_user and state.observed <= self.new_user_events:
             self.refresh(user)  # a new user: the tower reads their handful of events
         elif self.refresh_every is not None and state.new_events >= self.refresh_every:
             self.refresh(user)
@@ -221,7 +239,8 @@ class OnlineRecommender:
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:
-        """Remove every event and all state of ``user``; returns how many events were removed."""
+        """Remove every event and all state of ``user``; returns how many events were removed (the
+        history's and the observed ones kept)."""
         user = str(user)
         mine = self._base_rows.get(user, np.empty(0, np.int64))
         removed = len(mine) + len(self._observed.pop(user, []))
