@@ -13,12 +13,34 @@ from mmrec.errors import MediaError
 
 # "scheme:/..." — also after pathlib folded "http://host" into "http:/host".
 URL = re.compile(r"^[a-zA-Z][a-zA-Z0-9+.-]*:/")
+# Images more elongated than this are cut to their central MAX_ASPECT:1 part. Every image encoder
+# centre-crops a square, so it loses nothing it would have seen, while a 1x20000 banner no longer
+# resizes to gigabytes (short side to 256 px: 256 x 5.1M pixels).
+MAX_ASPECT = 4.0
 
 
-def _refuse_urls(path: Path, kind: str) -> None:
+def _require_file(path: Path, kind: str) -> None:
     if URL.match(str(path)):
         raise MediaError(f"{kind} {str(path)!r} is a URL; mmrec never downloads: fetch the files and "
                          "give local paths.")
+    if path.is_dir():
+        raise MediaError(f"{kind} path is a folder, not a file: {path}")
+    if not path.is_file():
+        raise MediaError(f"{kind} file not found: {path}")
+
+
+def _central_window(image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
+    """The central part of ``image`` no more elongated than :data:`MAX_ASPECT`."""
+    width, height = image.size
+    if max(width, height) <= MAX_ASPECT * min(width, height):
+        return image
+    if width > height:
+        keep = max(1, int(MAX_ASPECT * height))
+        left = (width - keep) // 2
+        return image.crop((left, 0, left + keep, height))
+    keep = max(1, int(MAX_ASPECT * width))
+    top = (height - keep) // 2
+    return image.crop((0, top, width, top + keep))
 
 
 def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
@@ -35,19 +57,18 @@ def _to_rgb(image: PIL.Image.Image) -> PIL.Image.Image:  # noqa: F821
 
 
 def load_image(path: Path) -> PIL.Image.Image:  # noqa: F821
-    """Open an image as RGB, upright (EXIF orientation applied), transparency on white. Missing,
-    truncated, non-image and over-large files raise MediaError."""
+    """Open an image as RGB, upright (EXIF orientation applied), transparency on white, cut to its
+    central :data:`MAX_ASPECT`:1 part when longer. Missing, truncated, non-image and over-large
+    files (Pillow's ``Image.MAX_IMAGE_PIXELS`` decompression-bomb limit) raise MediaError."""
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    _refuse_urls(path, "image")
-    if not path.is_file():
-        raise MediaError(f"image file not found: {path}")
+    _require_file(path, "image")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             with Image.open(path) as image:
                 image.load()
-                return _to_rgb(ImageOps.exif_transpose(image))
+                return _central_window(_to_rgb(ImageOps.exif_transpose(image)))
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise MediaError(f"image too large (decompression-bomb guard): {path}: {exc}") from exc
     except UnidentifiedImageError as exc:
@@ -63,9 +84,7 @@ def load_audio(path: Path, *, sample_rate: int, max_seconds: float | None) -> np
     """
     import soundfile
 
-    _refuse_urls(path, "audio")
-    if not path.is_file():
-        raise MediaError(f"audio file not found: {path}")
+    _require_file(path, "audio")
     try:
         info = soundfile.info(str(path))
         frames = -1 if max_seconds is None else int(math.ceil(max_seconds * info.samplerate))

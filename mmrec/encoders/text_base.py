@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from typing import Any
@@ -12,6 +13,16 @@ from mmrec.encoders.base import Encoder
 
 # A prepared text input: (text, weight) pairs, one per field (or one joined document).
 TextInput = list[tuple[str, float]]
+SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def valid_unicode(text: str) -> str:
+    """``text`` with UTF-16 surrogates paired into their characters and lone ones replaced by U+FFFD
+    (JSON ``"\\ud800"`` escapes, ``surrogateescape``-decoded bytes): tokenizers, UTF-8 writers and
+    Arrow refuse them."""
+    if SURROGATE.search(text) is None:
+        return text
+    return text.encode("utf-16-le", "surrogatepass").decode("utf-16-le", "replace")
 
 
 class TextEncoder(Encoder):
@@ -32,7 +43,8 @@ class TextEncoder(Encoder):
         if raw is None:
             return None
         fields = {"text": raw} if isinstance(raw, str) else raw
-        present = {name: text.strip() for name, text in fields.items() if text and text.strip()}
+        present = {name: valid_unicode(text.strip()) for name, text in fields.items()
+                   if text and text.strip()}
         if not present:
             return None
         weights = self.field_weights
