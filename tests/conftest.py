@@ -68,3 +68,21 @@ def served_run(demo: DemoData, tmp_path_factory: pytest.TempPathFactory) -> Path
     model.save(root / "model")
     model.encode_items(items).save(root / "item_vectors")
     return root
+
+
+# ----------------------------------------------------------------------------- hypothesis profiles
+# `ci` (the default) is derandomized, so every run tries the same examples and a failure reproduces
+# byte for byte; its example counts keep all of tests/test_properties*.py under ~90 s on 2 cores.
+# `thorough` explores far more (and new) inputs for a local bug hunt:
+#     HYPOTHESIS_PROFILE=thorough OMP_NUM_THREADS=1 python -m pytest -q tests/test_properties*.py
+# too_slow is suppressed: each example builds pandas frames, FAISS indexes or reads files, which is
+# slow by hypothesis' standards but is exactly the code under test.
+import os  # noqa: E402
+
+from hypothesis import HealthCheck, settings  # noqa: E402
+
+settings.register_profile("ci", derandomize=True, database=None, max_examples=25, deadline=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", max_examples=1000, deadline=None, print_blob=True,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))

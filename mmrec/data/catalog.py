@@ -22,6 +22,7 @@ from mmrec.data.validation import (
     path_value,
     positions_of,
     require_columns,
+    str_columns,
     text_value,
 )
 from mmrec.errors import SchemaError
@@ -184,6 +185,7 @@ class Catalog:
             raise SchemaError(f"catalog: expected a pandas DataFrame, got {type(frame).__name__}.")
         if len(frame) == 0:
             raise SchemaError("catalog: the table has no rows.")
+        frame = str_columns(frame, what="catalog")
         if schema is None:
             schema = CatalogSchema.infer(frame)
         elif isinstance(schema, Mapping):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+import math
+import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -15,10 +17,12 @@ import pandas as pd
 from mmrec.data.readers import read_table
 from mmrec.data.validation import (
     id_strings,
+    label_strings,
     missing_mask,
     normalized_name,
     numeric_column,
     require_columns,
+    str_columns,
 )
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.utils.config import config_from_dict
@@ -108,10 +112,21 @@ class EventWeights:
     def __post_init__(self) -> None:
         if self.unknown_event not in ("error", "default"):
             raise ConfigError(f"unknown_event must be 'error' or 'default', got {self.unknown_event!r}.")
+        if isinstance(self.explicit, str) or not all(isinstance(e, str) for e in self.explicit):
+            raise ConfigError(f"EventWeights: explicit must be a list of event names, got {self.explicit!r}.")
         object.__setattr__(self, "explicit", tuple(self.explicit))
-        for name, weight in self.weights.items():
-            if not np.isfinite(weight):
-                raise ConfigError(f"EventWeights: weight of event {name!r} is {weight}; use a finite number.")
+        if not isinstance(self.weights, Mapping):
+            raise ConfigError(f"EventWeights: weights must map event names to numbers, got {self.weights!r}.")
+        names = [name for name in self.weights if not isinstance(name, str)]
+        if names:
+            raise ConfigError(f"EventWeights: event name {names[0]!r} in weights is not text; event "
+                              f"types are strings (write it as '{names[0]}').")
+        checks = [(f"weight of event {name!r}", weight) for name, weight in self.weights.items()]
+        for what, value in [*checks, ("rating_center", self.rating_center),
+                            ("default_weight", self.default_weight)]:
+            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+                    or not math.isfinite(value)):
+                raise ConfigError(f"EventWeights: {what} is {value!r}; use a finite number.")
 
     def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Per-event weight (``float64``) for arrays of event names and values (NaN = no value)."""
@@ -190,6 +205,7 @@ class Interactions:
         """Validate ``frame`` against ``schema`` (inferred from column names when ``None``)."""
         if not isinstance(frame, pd.DataFrame):
             raise SchemaError(f"interactions: expected a pandas DataFrame, got {type(frame).__name__}.")
+        frame = str_columns(frame, what="interactions")
         if schema is None:
             schema = InteractionSchema.infer(frame)
         elif isinstance(schema, Mapping):
@@ -209,9 +225,8 @@ class Interactions:
             if schema.value else np.full(n, np.nan)
         )
         if schema.event:
-            raw_events = frame[schema.event]
-            events = raw_events.astype(str).str.strip().str.lower().to_numpy(dtype=object)
-            events[missing_mask(raw_events)] = DEFAULT_EVENT
+            events = label_strings(frame[schema.event], column=schema.event, what=what,
+                                   default=DEFAULT_EVENT)
         else:
             rating = schema.value is not None and normalized_name(schema.value) == "rating"
             implied = "rating" if rating else DEFAULT_EVENT
@@ -256,6 +271,8 @@ class Interactions:
     def restrict_to_items(self, item_ids: Iterable[str]) -> Interactions:
         """Drop events whose item is not in ``item_ids``; the drop is logged and kept in ``.dropped``."""
         known = item_ids if isinstance(item_ids, pd.Index) else pd.Index(list(item_ids), dtype=object)
+        if pd.api.types.infer_dtype(known, skipna=False) not in ("string", "empty"):
+            known = known.map(str)  # ids are compared as strings (an int 7 is the item "7")
         if not known.is_unique:
             known = known.unique()
         # an Index keeps its hash table between calls: no set of the whole catalog per call
@@ -284,12 +301,20 @@ def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
     missing = missing_mask(series)
     if not (as_numbers.isna().to_numpy() & ~missing).any():
         return numeric_column(series, column=column, what=what)
-    parsed = pd.to_datetime(series, errors="coerce", utc=True, format="mixed")
-    bad = np.flatnonzero(parsed.isna().to_numpy() & ~missing)
+    # numbers stay seconds even beside dates (to_datetime would read them as nanoseconds)
+    numbers = as_numbers.notna().to_numpy()
+    dates = ~numbers & ~missing
+    parsed = pd.to_datetime(series[dates], errors="coerce", utc=True, format="mixed")
+    bad = np.flatnonzero(dates)[parsed.isna().to_numpy()]
     if bad.size:
         raise SchemaError(
             f"{what}: row {int(bad[0])}, column {column!r}: {series.iloc[int(bad[0])]!r} is neither a "
-            "number nor a date/time; use epoch seconds or ISO 8601."
+            "number nor a date/time between the years 1678 and 2261; use epoch seconds or ISO 8601."
         )
-    seconds = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
-    return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
+    seconds = np.where(numbers, as_numbers.astype("float64").to_numpy(na_value=np.nan), np.nan)
+    infinite = np.flatnonzero(np.isinf(seconds))
+    if infinite.size:
+        raise SchemaError(f"{what}: row {int(infinite[0])}, column {column!r}: value is infinite; "
+                          "use a finite time or leave it blank.")
+    seconds[dates] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+    return seconds

@@ -7,6 +7,7 @@ way the reference numbers of that dataset do.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import pandas as pd
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.registry import Registry
+from mmrec.utils.seed import check_seed
 
 __all__ = ["Split", "leave_last_out", "time_split", "random_split", "cold_item_split", "cold_user_split",
            "chronological_order", "SPLITS", "make_split"]
@@ -109,6 +111,10 @@ def time_split(events: Interactions, *, valid_fraction: float = 0.1, test_fracti
     if not (0 <= valid_fraction < 1 and 0 <= test_fraction < 1 and valid_fraction + test_fraction < 1):
         raise ConfigError("time_split: fractions must be in [0, 1) and sum to less than 1, got "
                           f"valid_fraction={valid_fraction}, test_fraction={test_fraction}.")
+    for name, start in (("valid_start", valid_start), ("test_start", test_start)):
+        if start is not None and (isinstance(start, bool) or not isinstance(start, numbers.Real)
+                                  or np.isnan(start)):
+            raise ConfigError(f"time_split: {name} must be a time in seconds (or None), got {start!r}.")
     if test_start is None:
         test_start = float(np.quantile(times, 1 - test_fraction)) if test_fraction else np.inf
     if valid_start is None:
@@ -136,6 +142,7 @@ def random_split(events: Interactions, *, test_fraction: float = 0.1, valid_frac
     _check_fraction("valid_fraction", valid_fraction)
     if test_fraction + valid_fraction >= 1:
         raise ConfigError("random_split: test_fraction + valid_fraction must be < 1.")
+    seed = check_seed(seed, where="random_split")
     frame = events.frame
     draw = np.random.default_rng(seed).random(len(frame))
     test = draw < test_fraction
@@ -158,6 +165,7 @@ def cold_item_split(events: Interactions, *, test_fraction: float = 0.1, valid_f
     never sees those items and must place them from content alone (new-item cold start)."""
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
+    seed = check_seed(seed, where="cold_item_split")
     frame = events.frame
     items = frame["item"].to_numpy(dtype=object)
     test_items = _held_out(items, test_fraction, seed)
@@ -180,6 +188,7 @@ def cold_user_split(events: Interactions, *, test_fraction: float = 0.1, n_given
     _check_fraction("valid_fraction", valid_fraction)
     if n_given < 0:
         raise ConfigError(f"cold_user_split: n_given must be >= 0, got {n_given}.")
+    seed = check_seed(seed, where="cold_user_split")
     frame = events.frame
     order = chronological_order(frame)
     users = frame["user"].to_numpy(dtype=object)

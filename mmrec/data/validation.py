@@ -41,6 +41,19 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -
             )
 
 
+def str_columns(frame: pd.DataFrame, *, what: str) -> pd.DataFrame:
+    """``frame`` with ``str`` column labels (schemas name columns by string); two columns whose
+    labels are equal as strings (``1`` and ``"1"``, or a repeated name) are a :class:`SchemaError`."""
+    labels = [str(c) for c in frame.columns]
+    repeated = sorted({c for c in labels if labels.count(c) > 1})
+    if repeated:
+        raise SchemaError(f"{what}: column {repeated[0]!r} appears more than once (column labels are "
+                          "compared as strings); rename or drop the duplicate column.")
+    if all(isinstance(c, str) for c in frame.columns):
+        return frame
+    return frame.set_axis(labels, axis=1)
+
+
 def _rows(positions: Iterable[int]) -> str:
     positions = list(positions)
     shown = ", ".join(str(p) for p in positions[:_MAX_LISTED])
@@ -61,8 +74,8 @@ def id_strings(series: pd.Series, *, column: str, what: str, unique: bool) -> np
     kind = pd.api.types.infer_dtype(series, skipna=False)
     if kind == "string":  # fast paths for the common cases; same results as the loop below
         out = series.astype(object).str.strip().to_numpy(dtype=object)
-    elif kind == "integer":
-        out = series.astype("int64").astype(str).to_numpy(dtype=object)
+    elif kind == "integer":  # str() of each, not via int64: ids beyond 2**63 stay exact
+        out = series.astype(str).to_numpy(dtype=object)
     else:
         out = np.array([_id_string(v, row=i, column=column, what=what)
                         for i, v in enumerate(series.tolist())] or [], dtype=object)
@@ -132,6 +145,29 @@ def numeric_column(
         rows = np.flatnonzero(originally_missing).tolist()
         raise SchemaError(f"{what}: {_rows(rows)}, column {column!r}: value is missing (NaN/blank).")
     return parsed
+
+
+def label_strings(series: pd.Series, *, column: str, what: str, default: str) -> np.ndarray:
+    """A label column (event types) as stripped, lower-case ``str`` (``default`` where missing);
+    numbers are formatted, anything else (bytes, lists, dicts) is an error naming the row."""
+    if pd.api.types.infer_dtype(series, skipna=True) in ("string", "empty"):  # the common case, vectorised
+        out = series.astype(object).str.strip().str.lower().to_numpy(dtype=object, copy=True)
+        out[missing_mask(series)] = default
+        return out
+    out = np.empty(len(series), dtype=object)
+    for row, value in enumerate(series.tolist()):
+        if is_missing(value):
+            out[row] = default
+        elif isinstance(value, str):
+            out[row] = value.strip().lower()
+        elif isinstance(value, numbers.Real) and not isinstance(value, bool):
+            out[row] = _id_string(value, row=row, column=column, what=what).lower()
+        else:
+            raise SchemaError(
+                f"{what}: row {row}, column {column!r}: expected a label (text), got "
+                f"{type(value).__name__} ({str(value)[:60]!r}); write it as text."
+            )
+    return out
 
 
 def text_value(value: object, *, row: int, column: str, what: str) -> str:

@@ -3,10 +3,20 @@
 from __future__ import annotations
 
 import contextlib
+import numbers
 from collections.abc import Iterator
 
 import numpy as np
 import torch
+
+from mmrec.errors import ConfigError
+
+
+def check_seed(seed: object, *, where: str) -> int:
+    """``seed`` as an ``int``; anything but a non-negative integer is a :class:`ConfigError`."""
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}.")
+    return int(seed)
 
 
 def numpy_rng(seed: int = 0) -> np.random.Generator:
