@@ -5,7 +5,7 @@ Used by ``tests/test_corrupt_media.py`` and ``benchmarks/robustness.py``::
 
     corpus = make_corpus(tmp_path)
     items = mmrec.encode_items(corpus.catalog(), encoders=...)
-    corpus.check(items.report)   # [] when every case ended as expected
+    corpus.check(items.report, items.masks)   # [] when every case ended as expected
 
 Every file is generated here (nothing is downloaded); the whole corpus takes about a second to write,
 plus the long audio file (``long_audio_seconds``, 30 minutes by default: ~58 MB of 16 kHz PCM).
@@ -16,7 +16,6 @@ from __future__ import annotations
 import io
 import struct
 import zlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,11 +34,13 @@ LONG_AUDIO_RATE = 16_000
 class Case:
     """One hostile catalog value: the item it belongs to, its modality, and what must become of it.
 
-    ``reason`` is a phrase the report's reason must contain when ``expect`` is ``"reported"``.
+    ``expect`` is ``"encoded"``, ``"reported"`` or ``"absent"`` (or several joined by ``|``);
+    ``reason`` is a phrase the report's reason must contain (``""`` when not reported).
     """
 
     item_id: str
     modality: str
+    family: str
     kind: str
     expect: str
     reason: str = ""
@@ -56,8 +57,11 @@ class Corpus:
     def catalog(self) -> mmrec.Catalog:
         return mmrec.Catalog.from_frame(self.frame, base_dir=self.folder)
 
-    def case(self, item_id: str, modality: str) -> Case:
-        return next(c for c in self.cases if c.item_id == item_id and c.modality == modality)
+    def paths(self) -> list[Path | None]:
+        """Per case, the absolute path of its file (``None`` for text cases)."""
+        frame = self.frame.set_index("item_id")
+        return [None if c.modality == "text"
+                else self.folder / frame.loc[c.item_id, MODALITY_COLUMNS[c.modality]] for c in self.cases]
 
     def outcomes(self, report: EncodeReport, masks: dict[str, np.ndarray]) -> dict[tuple[str, str], str]:
         """What became of every case: ``encoded``, ``absent`` or ``reported: <reason>``."""
@@ -79,7 +83,7 @@ class Corpus:
         """Every case whose outcome differs from its expectation, as readable lines ([] = all good)."""
         wrong = []
         for case, got in zip(self.cases, self.outcomes(report, masks).values(), strict=True):
-            ok = got.startswith(case.expect) and (case.expect != REPORTED or case.reason in got)
+            ok = got.startswith(tuple(case.expect.split("|"))) and case.reason in got
             if not ok:
                 wanted = case.expect + (f" ({case.reason})" if case.reason else "")
                 wrong.append(f"{case.item_id} [{case.modality}, {case.kind}]: expected {wanted}, got {got}")
@@ -150,10 +154,13 @@ def _corrupt_exif_jpeg() -> bytes:
     return _image_bytes(image, "JPEG", exif=exif)
 
 
-def _image_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None, str, str]]:
-    """(kind, file name, bytes or None for "do not write", expected outcome, reason phrase)."""
+FileCase = tuple[str, str, bytes | None, str, str]
+
+
+def _image_cases(rng: np.random.Generator) -> dict[str, list[FileCase]]:
+    """Per family: (kind, file name, bytes or None for "do not write", expected outcome, reason)."""
     png, jpeg = _image_bytes(_gradient(), "PNG"), _image_bytes(_gradient(), "JPEG", quality=90)
-    return [
+    return {"image: broken files": [
         ("plain JPEG", "ok.jpg", jpeg, ENCODED, ""),
         ("truncated JPEG", "truncated.jpg", jpeg[: len(jpeg) // 2], REPORTED, "corrupt image"),
         ("truncated PNG", "truncated.png", png[: len(png) - 40], REPORTED, "corrupt image"),
@@ -163,6 +170,8 @@ def _image_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None,
         ("text named .png", "text.png", b"<html>not an image</html>\n", REPORTED, "not a readable image"),
         ("PNG named .jpg", "png-inside.jpg", png, ENCODED, ""),
         ("bad chunk CRC", "bad-crc.png", _bad_crc_png(), REPORTED, "not a readable image"),
+        ("header claims 0x0", "zero-size.png", _png_with_size(0, 0), REPORTED, "not a readable image"),
+    ], "image: modes and formats": [
         ("CMYK JPEG", "cmyk.jpg", _image_bytes(_gradient(mode="CMYK"), "JPEG"), ENCODED, ""),
         ("16-bit PNG (I;16)", "sixteen.png", _sixteen_bit(), ENCODED, ""),
         ("32-bit float TIFF", "float.tif", _float_tiff(), ENCODED, ""),
@@ -173,17 +182,19 @@ def _image_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None,
         ("animated GIF", "animated.gif", _animated_gif(), ENCODED, ""),
         ("WebP", "ok.webp", _image_bytes(_gradient(), "WEBP"), ENCODED, ""),
         ("bad EXIF orientation", "exif.jpg", _corrupt_exif_jpeg(), ENCODED, ""),
+    ], "image: extreme sizes": [
         ("1x1", "one-pixel.png", _image_bytes(_gradient((1, 1)), "PNG"), ENCODED, ""),
         ("1x20000", "wide.png", _image_bytes(_gradient((20000, 1)), "PNG"), ENCODED, ""),
         ("20000x1", "tall.png", _image_bytes(_gradient((1, 20000)), "PNG"), ENCODED, ""),
+    ], "image: decompression bombs": [
         ("bomb 30000x30000 (> 2x limit)", "bomb.png", _png_with_size(30000, 30000), REPORTED,
          "decompression-bomb"),
         ("bomb 10000x10000 (> limit)", "bomb-warn.png", _png_with_size(10000, 10000), REPORTED,
          "decompression-bomb"),
-        ("header claims 0x0", "zero-size.png", _png_with_size(0, 0), REPORTED, "not a readable image"),
+    ], "image: bad paths": [
         ("missing path", "missing.jpg", None, REPORTED, "not found"),
         ("directory path", "a-folder.jpg", None, REPORTED, "is a folder"),
-    ]
+    ]}
 
 
 # ----------------------------------------------------------------------------- audio
@@ -199,6 +210,12 @@ def _sound_bytes(samples: np.ndarray, rate: int, fmt: str, subtype: str | None =
     buffer = io.BytesIO()
     soundfile.write(buffer, samples, rate, format=fmt, subtype=subtype)
     return buffer.getvalue()
+
+
+def _can_write(fmt: str) -> bool:
+    import soundfile
+
+    return fmt in soundfile.available_formats()
 
 
 def write_long_wav(path: Path, seconds: float, *, rate: int = LONG_AUDIO_RATE, block_seconds: float = 60.0,
@@ -217,12 +234,15 @@ def write_long_wav(path: Path, seconds: float, *, rate: int = LONG_AUDIO_RATE, b
     return path
 
 
-def _audio_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None, str, str]]:
+def _audio_cases(rng: np.random.Generator) -> dict[str, list[FileCase]]:
     wav = _sound_bytes(_tone(1.0, 22050), 22050, "WAV", "PCM_16")
     nan = _tone(1.0, 22050)
     nan[1000:1100] = np.nan
     square = np.sign(np.sin(2 * np.pi * 220 * np.arange(22050) / 22050))[:, None]
-    return [
+    tone = _tone(1.0, 22050)
+    encodable = [("FLAC", "ok.flac", "FLAC", None), ("OGG Vorbis", "ok.ogg", "OGG", "VORBIS"),
+                 ("MP3", "ok.mp3", "MP3", "MPEG_LAYER_III")]
+    return {"audio: broken files": [
         ("plain WAV", "ok.wav", wav, ENCODED, ""),
         ("random bytes .wav", "noise.wav", rng.bytes(8192), REPORTED, "not a readable audio file"),
         ("random bytes .mp3", "noise.mp3", rng.bytes(8192), REPORTED, "not a readable audio file"),
@@ -231,6 +251,8 @@ def _audio_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None,
         ("WAV header only", "header-only.wav", wav[:44], REPORTED, "no samples"),
         ("truncated WAV (header says more)", "truncated.wav", wav[: len(wav) // 3], ENCODED, ""),
         ("WAV cut inside the header", "cut-header.wav", wav[:20], REPORTED, "not a readable audio file"),
+        ("NaN samples (float WAV)", "nan.wav", _sound_bytes(nan, 22050, "WAV", "FLOAT"), REPORTED, "NaN"),
+    ], "audio: signals, rates, channels": [
         ("silent", "silent.wav", _sound_bytes(np.zeros((22050, 1)), 22050, "WAV"), ENCODED, ""),
         ("clipped square +-1", "clipped.wav", _sound_bytes(square, 22050, "WAV"), ENCODED, ""),
         ("stereo", "stereo.wav", _sound_bytes(_tone(1.0, 44100, 2), 44100, "WAV"), ENCODED, ""),
@@ -241,22 +263,23 @@ def _audio_cases(rng: np.random.Generator) -> list[tuple[str, str, bytes | None,
         ("96 kHz", "96k.wav", _sound_bytes(_tone(1.0, 96000), 96000, "WAV"), ENCODED, ""),
         ("0.1 s", "short.wav", _sound_bytes(_tone(0.1, 22050), 22050, "WAV"), ENCODED, ""),
         ("one sample", "one-sample.wav", _sound_bytes(np.full((1, 1), 0.5), 22050, "WAV"), ENCODED, ""),
+    ], "audio: encodings and containers": [
         ("8-bit WAV", "u8.wav", _sound_bytes(_tone(1.0, 22050), 22050, "WAV", "PCM_U8"), ENCODED, ""),
         ("24-bit WAV", "s24.wav", _sound_bytes(_tone(1.0, 22050), 22050, "WAV", "PCM_24"), ENCODED, ""),
         ("float WAV", "float.wav", _sound_bytes(_tone(1.0, 22050), 22050, "WAV", "FLOAT"), ENCODED, ""),
-        ("NaN samples (float WAV)", "nan.wav", _sound_bytes(nan, 22050, "WAV", "FLOAT"), REPORTED, "NaN"),
-        ("FLAC", "ok.flac", _sound_bytes(_tone(1.0, 22050), 22050, "FLAC"), ENCODED, ""),
-        ("OGG Vorbis", "ok.ogg", _sound_bytes(_tone(1.0, 22050), 22050, "OGG", "VORBIS"), ENCODED, ""),
-        ("MP3", "ok.mp3", _sound_bytes(_tone(1.0, 22050), 22050, "MP3", "MPEG_LAYER_III"), ENCODED, ""),
-        ("FLAC named .wav", "flac-inside.wav", _sound_bytes(_tone(1.0, 22050), 22050, "FLAC"), ENCODED, ""),
+        ("FLAC named .wav", "flac-inside.wav", _sound_bytes(tone, 22050, "FLAC"), ENCODED, ""),
+        # written only where this libsndfile can (MP3 needs libsndfile >= 1.1)
+        *[(kind, name, _sound_bytes(tone, 22050, fmt, subtype), ENCODED, "")
+          for kind, name, fmt, subtype in encodable if _can_write(fmt)],
+    ], "audio: bad paths": [
         ("missing path", "missing.wav", None, REPORTED, "not found"),
         ("directory path", "a-folder.wav", None, REPORTED, "is a folder"),
-    ]
+    ]}
 
 
 # ----------------------------------------------------------------------------- text
 def _text_cases() -> list[tuple[str, str, str, str]]:
-    """(kind, text, expected outcome, reason phrase)."""
+    """(kind, text, expected outcome, reason phrase), all of the family "text: hostile strings"."""
     return [
         ("plain text", "a red wool sweater for winter walks", ENCODED, ""),
         ("empty string", "", ABSENT, ""),
@@ -290,34 +313,68 @@ def make_corpus(folder: str | Path, *, long_audio_seconds: float = 1800.0, seed:
     rows: list[dict[str, str | None]] = []
     cases: list[Case] = []
 
-    def add_file(modality: str, kind: str, name: str, content: bytes | None, expect: str, reason: str,
-                 writer: Callable[[Path], object] | None = None) -> None:
-        sub = folder / modality
-        sub.mkdir(exist_ok=True)
-        path = sub / name
-        if writer is not None:
-            writer(path)
-        elif content is not None:
-            path.write_bytes(content)
-        elif kind == "directory path":
-            path.mkdir(exist_ok=True)
-        item_id = f"{modality}-{len([c for c in cases if c.modality == modality]):02d}"
-        rows.append({"item_id": item_id, "title": f"{kind} item {modality} sample",
-                     MODALITY_COLUMNS[modality]: f"{modality}/{name}"})
-        cases.append(Case(item_id, modality, kind, expect, reason))
+    def add(modality: str, family: str, kind: str, value: str, expect: str, reason: str) -> None:
+        item_id = f"{modality}-{sum(c.modality == modality for c in cases):02d}"
+        title = value if modality == "text" else f"{kind} item {modality} sample"
+        rows.append({"item_id": item_id, "title": title,
+                     **({MODALITY_COLUMNS[modality]: value} if modality != "text" else {})})
+        cases.append(Case(item_id, modality, family, kind, expect, reason))
 
-    for kind, name, content, expect, reason in _image_cases(rng):
-        add_file("image", kind, name, content, expect, reason)
-    for kind, name, content, expect, reason in _audio_cases(rng):
-        add_file("audio", kind, name, content, expect, reason)
+    for modality, families in (("image", _image_cases(rng)), ("audio", _audio_cases(rng))):
+        (folder / modality).mkdir(exist_ok=True)
+        for family, entries in families.items():
+            for kind, name, content, expect, reason in entries:
+                path = folder / modality / name
+                if content is not None:
+                    path.write_bytes(content)
+                elif kind == "directory path":
+                    path.mkdir(exist_ok=True)
+                add(modality, family, kind, f"{modality}/{name}", expect, reason)
     if long_audio_seconds > 0:
-        minutes = f"{long_audio_seconds / 60:g} min"
-        add_file("audio", f"{minutes} WAV (streamed)", "long.wav", None, ENCODED, "",
-                 writer=lambda path: write_long_wav(path, long_audio_seconds, seed=seed))
-    for k, (kind, text, expect, reason) in enumerate(_text_cases()):
-        rows.append({"item_id": f"text-{k:02d}", "title": text})
-        cases.append(Case(f"text-{k:02d}", "text", kind, expect, reason))
+        write_long_wav(folder / "audio" / "long.wav", long_audio_seconds, seed=seed)
+        add("audio", "audio: long file", f"{long_audio_seconds / 60:g} min WAV (streamed)", "audio/long.wav",
+            ENCODED, "")
+    for kind, text, expect, reason in _text_cases():
+        add("text", "text: hostile strings", kind, text, expect, reason)
+    return Corpus(folder, _object_frame(rows), cases)
+
+
+def _object_frame(rows: list[dict[str, str | None]]) -> pd.DataFrame:
     # object columns: pandas' default string dtype (Arrow) cannot hold lone surrogates
-    frame = pd.DataFrame({column: pd.Series([row.get(column) for row in rows], dtype=object)
-                          for column in ("item_id", "title", "image_path", "audio_path")})
-    return Corpus(folder, frame, cases)
+    return pd.DataFrame({column: pd.Series([row.get(column) for row in rows], dtype=object)
+                         for column in ("item_id", "title", "image_path", "audio_path")})
+
+
+def mutate(data: bytes, rng: np.random.Generator, *, cut: bool) -> bytes:
+    """``data`` with 1-5 random bytes overwritten, after cutting it at a random length if ``cut``."""
+    mutant = bytearray(data[: rng.integers(1, len(data))] if cut else data)
+    for _ in range(rng.integers(1, 6)):
+        mutant[rng.integers(0, len(mutant))] = rng.integers(0, 256)
+    return bytes(mutant)
+
+
+def make_mutants(corpus: Corpus, folder: str | Path, *, per_source: int, seed: int = 0) -> Corpus:
+    """Bit-flipped and cut copies of the corpus' valid image and audio files, one item each: each must
+    end encoded or reported (never absent, never a crash)."""
+    folder = Path(folder)
+    rng = np.random.default_rng(seed)
+    sources = {"image": ("ok.jpg", "palette.png", "animated.gif", "ok.webp", "cmyk.jpg", "float.tif"),
+               "audio": ("ok.wav", "ok.flac", "ok.ogg", "ok.mp3", "float.wav", "u8.wav")}
+    rows: list[dict[str, str | None]] = []
+    cases: list[Case] = []
+    for modality, names in sources.items():
+        (folder / modality).mkdir(parents=True, exist_ok=True)
+        for name in names:
+            source = corpus.folder / modality / name
+            if not source.is_file():
+                continue
+            data = source.read_bytes()
+            for k in range(per_source):
+                item_id = f"mutant-{modality}-{len(cases):04d}"
+                relative = f"{modality}/{item_id}{source.suffix}"
+                (folder / relative).write_bytes(mutate(data, rng, cut=bool(k % 2)))
+                rows.append({"item_id": item_id, "title": f"mutant of {name}",
+                             MODALITY_COLUMNS[modality]: relative})
+                cases.append(Case(item_id, modality, f"{modality}: mutated files (fuzz)",
+                                  f"mutant of {name}", f"{ENCODED}|{REPORTED}"))
+    return Corpus(folder, _object_frame(rows), cases)

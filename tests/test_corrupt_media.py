@@ -2,16 +2,15 @@
 item is reported with its reason, every good item is encoded, and the counts add up."""
 
 import tracemalloc
-from pathlib import Path
 
 import numpy as np
 import pytest
 from conftest import fast_choice
-from media_corpus import ABSENT, ENCODED, REPORTED, make_corpus
+from media_corpus import ABSENT, ENCODED, REPORTED, make_corpus, make_mutants
 
 import mmrec
 from mmrec.encoders.audio_mfcc import AudioPreprocess
-from mmrec.encoders.media import MAX_ASPECT, load_image
+from mmrec.encoders.media import MAX_ASPECT, load_audio, load_image
 from mmrec.encoders.presets import preset_available
 from mmrec.encoders.text_base import valid_unicode
 from mmrec.errors import MediaError
@@ -42,13 +41,12 @@ def test_reports_name_the_item_field_and_file(corpus, encoded):
     issues = {(i.item_id, i.modality): i.reason for i in encoded.report.issues}
     reported = [c for c in corpus.cases if c.expect == REPORTED]
     assert set(issues) == {(c.item_id, c.modality) for c in reported}
-    frame = corpus.frame.set_index("item_id")
+    paths = dict(zip([c.item_id for c in corpus.cases], corpus.paths(), strict=True))
     for case in reported:
         reason = issues[(case.item_id, case.modality)]
         assert case.reason in reason
         if case.modality != "text":
-            path = corpus.folder / frame.loc[case.item_id, f"{case.modality}_path"]
-            assert str(path) in reason, reason
+            assert str(paths[case.item_id]) in reason, reason
 
 
 def test_counts_add_up_to_the_catalog(corpus, encoded):
@@ -148,28 +146,17 @@ def test_transformer_tokenizer_gets_no_lone_surrogates():
     assert out.shape == (1, encoder.dim) and np.isfinite(out).all()
 
 
-def test_mutated_files_are_encoded_or_reported(corpus):
+def test_mutated_files_are_encoded_or_reported(corpus, tmp_path):
     """Bit flips and cuts of valid files: each decodes or raises MediaError, never anything else."""
-    from mmrec.encoders.media import load_audio
-
-    rng = np.random.default_rng(0)
-    sources = [corpus.folder / "image" / n for n in ("ok.jpg", "palette.png", "animated.gif", "ok.webp")]
-    sources += [corpus.folder / "audio" / n for n in ("ok.wav", "ok.flac", "ok.ogg", "ok.mp3")]
+    mutants = make_mutants(corpus, tmp_path, per_source=12)
     outcomes = {"ok": 0, "reported": 0}
-    for source in sources:
-        data = source.read_bytes()
-        for k in range(25):
-            mutant = bytearray(data[: rng.integers(1, len(data))] if k % 2 else data)
-            for _ in range(rng.integers(1, 6)):
-                mutant[rng.integers(0, len(mutant))] = rng.integers(0, 256)
-            path = Path(corpus.folder / f"mutant{source.suffix}")
-            path.write_bytes(bytes(mutant))
-            try:
-                if source.parent.name == "image":
-                    load_image(path)
-                else:
-                    load_audio(path, sample_rate=22050, max_seconds=5.0)
-                outcomes["ok"] += 1
-            except MediaError:
-                outcomes["reported"] += 1
-    assert outcomes["ok"] > 0 and outcomes["reported"] > 0
+    for case, path in zip(mutants.cases, mutants.paths(), strict=True):
+        try:
+            if case.modality == "image":
+                load_image(path)
+            else:
+                load_audio(path, sample_rate=22050, max_seconds=5.0)
+            outcomes["ok"] += 1
+        except MediaError:
+            outcomes["reported"] += 1
+    assert outcomes["ok"] > 0 and outcomes["reported"] > 0 and sum(outcomes.values()) == 144
