@@ -84,3 +84,32 @@ def test_two_processes_end_with_the_single_process_model(runs, demo_events):
                                one.encode_users(demo_events).vectors, atol=2e-4)
     weights = load_file(str(tmp_path / "double" / "model" / "model.safetensors"))
     assert not np.allclose(weights["net.log_scale"], np.log(1 / 0.07))  # trained, not the initial
+
+
+def _fit_in_a_group_of_one(demo_items, split, device: str, backend: str, port: int) -> list[float]:
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group(backend, rank=0, world_size=1)
+    try:
+        return _fit(demo_items, split, device)
+    finally:
+        dist.destroy_process_group()
+
+
+def _fit(demo_items, split, device: str) -> list[float]:
+    training = {**TRAINING, "device": device, "epochs": 2, "amp": False}
+    model = mmrec.TwoTower(**MODEL, **training).fit(demo_items, split.train, valid=split.valid,
+                                                    show_progress=False)
+    return [e["loss"] for e in model.history_.epochs]
+
+
+def test_a_process_group_of_one_wraps_the_model_in_ddp_and_trains_the_same(demo_items, split):
+    # the collectives (gather, sums, broadcast, barrier) and the DDP wrapper run, on gloo
+    np.testing.assert_allclose(_fit_in_a_group_of_one(demo_items, split, "cpu", "gloo", 29561),
+                               _fit(demo_items, split, "cpu"), rtol=1e-5)
+
+
+@pytest.fixture(scope="module")
+def split(demo_events):
+    return mmrec.leave_last_out(demo_events, n_test=1, n_valid=1)

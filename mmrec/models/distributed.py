@@ -104,9 +104,8 @@ def local_device(device: torch.device) -> torch.device:
 
 
 def collective(device: torch.device) -> Collective:
-    """The running process group when one is initialised (and has several processes), else one
-    process."""
-    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+    """The running process group when one is initialised (of any size), else this process alone."""
+    if not (dist.is_available() and dist.is_initialized()):
         return SingleProcess()
     if dist.get_backend() == "nccl" and device.type != "cuda":
         raise ConfigError("the process group uses nccl, which needs CUDA tensors; train with "

@@ -16,6 +16,7 @@ summation order. Rank 0 validates, checkpoints and decides when to stop.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import logging
 import math
 import time
@@ -30,7 +31,7 @@ import torch
 from mmrec.errors import ConfigError
 from mmrec.models.checkpoint import load_checkpoint, restore_optimizer, save_checkpoint
 from mmrec.models.config import TrainConfig
-from mmrec.models.distributed import Collective, SingleProcess, shard_of_batch
+from mmrec.models.distributed import Collective, ProcessGroup, SingleProcess, shard_of_batch
 from mmrec.models.histories import Histories, SequenceBatch
 from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
 from mmrec.models.network import TwoTowerNet
@@ -183,13 +184,16 @@ class _StepLoss(torch.nn.Module):
 
 
 def _data_parallel(step: _StepLoss, group: Collective, device: torch.device) -> torch.nn.Module:
-    if group.world_size == 1:
+    if not isinstance(group, ProcessGroup):
         return step
     # content tables are constant buffers: nothing to broadcast per step; heads unused by a step
     # (no rated event on this process, say) must not stall the gradient all-reduce
-    return torch.nn.parallel.DistributedDataParallel(
-        step, device_ids=[device.index] if device.type == "cuda" else None,
-        broadcast_buffers=False, find_unused_parameters=True)
+    ddp = torch.nn.parallel.DistributedDataParallel
+    no_buffer_sync = ({"forward_sync_buffers": False}  # torch >= 2.12 (syncs once, at wrapping)
+                      if "forward_sync_buffers" in inspect.signature(ddp).parameters
+                      else {"broadcast_buffers": False})
+    return ddp(step, device_ids=[device.index] if device.type == "cuda" else None,
+               find_unused_parameters=True, **no_buffer_sync)
 
 
 def train(
