@@ -108,3 +108,13 @@ def test_datetime_columns_become_epoch_seconds(tz):
     frame = pd.DataFrame({"user_id": ["u"] * 3, "item_id": ["a", "b", "c"], "timestamp": stamps})
     ts = mmrec.Interactions.from_frame(frame).frame["timestamp"].to_numpy()
     assert ts[0] == 10.0 and ts[1] == 86400.0 and np.isnan(ts[2])
+
+
+def test_dates_past_2262_are_seconds_not_an_overflow():
+    # pandas parses "3000-01-01" at second resolution; a nanosecond epoch used to overflow on it
+    frame = pd.DataFrame({"user_id": ["u", "u", "v"], "item_id": ["a", "b", "a"],
+                          "timestamp": ["3000-01-01", "1500-01-01T00:00:00Z", 5.0]})
+    seconds = mmrec.Interactions.from_frame(frame).frame["timestamp"].tolist()
+    assert seconds == [32503680000.0, -14831769600.0, 5.0]
+    as_datetimes = frame.assign(timestamp=pd.to_datetime(["3000-01-01"] * 3).as_unit("s"))
+    assert mmrec.Interactions.from_frame(as_datetimes).frame["timestamp"].tolist() == [32503680000.0] * 3

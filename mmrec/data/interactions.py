@@ -290,12 +290,17 @@ class Interactions:
         return Interactions(self._frame.loc[self._frame["user"].isin(wanted)].reset_index(drop=True))
 
 
+# In whole seconds: subtracting it keeps the dates' own resolution. A nanosecond epoch would convert
+# them to nanoseconds first, which overflows past 2262 (pandas parses "3000-01-01" in seconds).
+EPOCH = pd.Timestamp(0, tz="UTC").as_unit("s")
+
+
 def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
     """Timestamps as float seconds since the epoch: numbers as they are, date strings parsed."""
     what = "interactions"
     if pd.api.types.is_datetime64_any_dtype(series.dtype):  # naive = UTC; any resolution
         utc = series.dt.tz_localize("UTC") if series.dt.tz is None else series.dt.tz_convert("UTC")
-        seconds = (utc - pd.Timestamp(0, tz="UTC")).dt.total_seconds()
+        seconds = (utc - EPOCH).dt.total_seconds()
         return seconds.to_numpy(dtype=np.float64, na_value=np.nan)
     as_numbers = pd.to_numeric(series, errors="coerce")
     missing = missing_mask(series)
@@ -309,12 +314,12 @@ def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
     if bad.size:
         raise SchemaError(
             f"{what}: row {int(bad[0])}, column {column!r}: {series.iloc[int(bad[0])]!r} is neither a "
-            "number nor a date/time between the years 1678 and 2261; use epoch seconds or ISO 8601."
+            "number nor a date/time; use epoch seconds or ISO 8601."
         )
     seconds = np.where(numbers, as_numbers.astype("float64").to_numpy(na_value=np.nan), np.nan)
     infinite = np.flatnonzero(np.isinf(seconds))
     if infinite.size:
         raise SchemaError(f"{what}: row {int(infinite[0])}, column {column!r}: value is infinite; "
                           "use a finite time or leave it blank.")
-    seconds[dates] = (parsed - pd.Timestamp(0, tz="UTC")).dt.total_seconds().to_numpy(dtype=np.float64)
+    seconds[dates] = (parsed - EPOCH).dt.total_seconds().to_numpy(dtype=np.float64)
     return seconds
