@@ -28,12 +28,14 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.validation import positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.fallback import PopularityFallback
 from mmrec.index import ItemIndex
@@ -160,8 +162,12 @@ class OnlineRecommender:
                 timestamp: float | None = None) -> None:
         """Fold one event into ``user``'s short-term interest (and history) at once."""
         user, item = str(user), str(item)
-        if value is None or not np.isfinite(value):
-            raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value}.")
+        for name, number in (("value", value), ("timestamp", timestamp)):
+            if (number is None and name == "timestamp") or (
+                    isinstance(number, Real) and not isinstance(number, bool) and np.isfinite(number)):
+                continue
+            raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has {name} "
+                              f"{number!r}; it must be a finite number.")
         label, vector = self._item_vector(item)
         weight = float(self.event_weights.positive(np.array([event], dtype=object),
                                                    np.array([value], dtype=np.float64))[0])
@@ -222,8 +228,7 @@ class OnlineRecommender:
                where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None
                ) -> tuple[np.ndarray, np.ndarray, str]:
         """What :meth:`recommend` returns, as arrays: item ids, scores (float64) and the source."""
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}.")
+        k = positive_int(k, name="k")
         vector = self.user_vector(user)
         seen = sorted(self._items_of.get(user, ())) if exclude_seen else []
         in_index = self.index.contains(seen) if seen else []

@@ -5,12 +5,14 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, l2_normalize
 
@@ -54,12 +56,14 @@ def user_vectors(
     half_life : float, optional
         Recency decay: an event ``half_life`` seconds older than the user's latest counts half.
     """
-    if half_life is not None and not half_life > 0:
-        raise ConfigError(f"half_life must be > 0 seconds, got {half_life}.")
+    if half_life is not None and (isinstance(half_life, bool) or not isinstance(half_life, Real)
+                                  or not half_life > 0):
+        raise ConfigError(f"half_life must be > 0 seconds, got {half_life!r}.")
+    # every user of the log has a row, also one whose items are all unknown to the index (zeros)
+    user_ids = (np.asarray(id_list(users, name="users"), dtype=object) if users is not None
+                else events.users)
     events = events.restrict_to_items(index.item_ids)
     frame = events.frame
-    user_ids = (np.asarray([str(u) for u in users], dtype=object) if users is not None
-                else events.users)
     row_of = {u: i for i, u in enumerate(user_ids.tolist())}
     rows = frame["user"].map(row_of)
     keep = rows.notna().to_numpy()
@@ -78,6 +82,10 @@ def user_vectors(
         latest = pd.Series(times).groupby(user_rows).transform("max").to_numpy()
         age = np.where(np.isnan(times), 0.0, latest - times)
         weights = weights * np.power(0.5, age / half_life)
+    # scaled per user to a largest |weight| of 1: the direction is the same, and neither huge values
+    # (1e308 plays overflow float32) nor tiny ones (1e-30 look like "no signal") distort it
+    scale = pd.Series(np.abs(weights)).groupby(user_rows).transform("max").to_numpy()
+    weights = np.divide(weights, scale, out=np.zeros_like(weights), where=scale > 0)
     from scipy.sparse import csr_matrix
 
     # (users × items) weight matrix times item vectors: no (events × dim) temporary
@@ -157,8 +165,9 @@ def recommend(
     if not isinstance(events, Interactions):
         raise SchemaError(
             f"recommend expects mmrec.Interactions or a DataFrame, got {type(events).__name__}.")
-    if k < 1:
-        raise ConfigError(f"k must be >= 1, got {k}.")
+    k = positive_int(k, name="k")
+    if users is None:  # users whose items are all unknown to the index still get popular items
+        users = events.users
     known = events.restrict_to_items(index.item_ids)
     allowed = index.mask(where) if where else None
     return recommend_known(index, known, users=users, k=k, exclude_seen=exclude_seen,

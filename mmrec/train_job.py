@@ -25,11 +25,12 @@ from typing import Any
 
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import SPLITS, make_split
+from mmrec.errors import ConfigError
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.distributed import process_group_from_env
 from mmrec.models.two_tower import TwoTower
-from mmrec.utils.config import config_from_dict, read_config_file
+from mmrec.utils.config import check_field_types, config_from_dict, read_config_file
 from mmrec.utils.io import atomic_write_text
 
 __all__ = ["TrainJob", "load_train_job", "run_train_job", "SPLITS"]
@@ -49,12 +50,24 @@ class TrainJob:
     event_weights: dict[str, Any] | None = None
     ks: tuple[int, ...] = (10, 20)
 
+    def __post_init__(self) -> None:
+        check_field_types(self)  # events, out, items are paths (text)
+        for name in ("split", "model", "training", "event_weights"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) and not (value is None and name == "event_weights"):
+                raise ConfigError(f"train config: `{name}` must be a table of settings, got {value!r}.")
+        if isinstance(self.ks, str) or not isinstance(self.ks, list | tuple) or not all(
+                isinstance(k, int) and not isinstance(k, bool) and k >= 1 for k in self.ks):
+            raise ConfigError(f"train config: `ks` must be a list of integers >= 1, got {self.ks!r}.")
+
 
 def load_train_job(path: str | os.PathLike[str], **overrides: Any) -> TrainJob:
     """Read a YAML (``.yaml``/``.yml``) or TOML (``.toml``) job file; paths become absolute."""
     path = Path(path)
     values = read_config_file(path, what="train config")
     for section in ("model", "training"):
+        if not isinstance(values.get(section, {}), dict):
+            raise ConfigError(f"{path}: `{section}` must be a table of settings, got {values[section]!r}.")
         values[section] = {**values.get(section, {}), **overrides.pop(section, {})}
     values.update({k: v for k, v in overrides.items() if v is not None})
     job = config_from_dict(TrainJob, values, where=str(path))

@@ -10,9 +10,24 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
-from mmrec.errors import SchemaError
+from mmrec.errors import ConfigError, SchemaError
 
 _MAX_LISTED = 5
+
+
+def positive_int(value: object, *, name: str) -> int:
+    """``value`` as an ``int`` >= 1 (``k``, batch sizes); anything else is a :class:`ConfigError`."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
+        raise ConfigError(f"{name} must be an integer >= 1, got {value!r}.")
+    return int(value)
+
+
+def id_list(values: object, *, name: str) -> list[str]:
+    """A list of ids (``users=``, ``item_ids=``) as ``str``; a lone string is an error, not its letters."""
+    if isinstance(values, str | bytes) or not isinstance(values, Iterable):
+        raise SchemaError(f"{name} must be a list of ids, got {type(values).__name__} {values!r}; "
+                          f"pass [{values!r}] for one.")
+    return [str(v) for v in values]
 
 
 def normalized_name(name: object) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -28,9 +29,23 @@ class TfidfSvdConfig:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "ngram_range", tuple(self.ngram_range))
-        if self.dim < 1:
-            raise ConfigError(f"text encoder dim must be >= 1, got {self.dim}")
+        def whole(value: object, low: int) -> bool:
+            return isinstance(value, numbers.Integral) and not isinstance(value, bool) and value >= low
+
+        if not whole(self.dim, 1):
+            raise ConfigError(f"text encoder dim must be an integer >= 1, got {self.dim!r}")
+        ngrams = self.ngram_range
+        if (isinstance(ngrams, str) or not isinstance(ngrams, Sequence) or len(ngrams) != 2
+                or not all(whole(n, 1) for n in ngrams) or ngrams[0] > ngrams[1]):
+            raise ConfigError(f"ngram_range must be two integers 1 <= low <= high, got {ngrams!r}.")
+        object.__setattr__(self, "ngram_range", tuple(int(n) for n in ngrams))
+        if not whole(self.min_df, 1):
+            raise ConfigError(f"min_df (items a term must appear in) must be an integer >= 1, "
+                              f"got {self.min_df!r}.")
+        if self.max_features is not None and not whole(self.max_features, 1):
+            raise ConfigError(f"max_features must be an integer >= 1 or null, got {self.max_features!r}.")
+        if self.stop_words not in (None, "english"):
+            raise ConfigError(f"stop_words must be 'english' or null, got {self.stop_words!r}.")
 
 
 @ENCODERS.register("tfidf-svd", "tfidf", "lsa")
@@ -62,14 +77,17 @@ class TfidfSvdEncoder(TextEncoder):
             max_features=cfg.max_features, ngram_range=cfg.ngram_range, min_df=cfg.min_df,
             sublinear_tf=cfg.sublinear_tf, stop_words=cfg.stop_words, dtype=np.float32,
         )
+        self.vectorizer_, self.svd_ = vectorizer, None
         try:
             tfidf = vectorizer.fit_transform(texts)
         except ValueError:  # e.g. every document only stop words: retry keeping them
             vectorizer.set_params(stop_words=None, token_pattern=r"(?u)\b\w+\b")
-            tfidf = vectorizer.fit_transform(texts)
+            try:
+                tfidf = vectorizer.fit_transform(texts)
+            except ValueError:  # no word at all ("!!!"), or none in min_df items: nothing to encode
+                self.vectorizer_ = None
+                return
         n_components = min(cfg.dim, tfidf.shape[1] - 1, tfidf.shape[0] - 1)
-        self.vectorizer_ = vectorizer
-        self.svd_ = None
         if n_components >= 1:
             self.svd_ = TruncatedSVD(n_components=n_components, random_state=cfg.seed,
                                      algorithm="randomized", n_iter=7).fit(tfidf)
@@ -88,6 +106,6 @@ class TfidfSvdEncoder(TextEncoder):
     def describe(self) -> dict[str, Any]:
         info = super().describe()
         if hasattr(self, "vectorizer_"):
-            info["vocabulary_size"] = len(self.vectorizer_.vocabulary_)
+            info["vocabulary_size"] = 0 if self.vectorizer_ is None else len(self.vectorizer_.vocabulary_)
             info["svd_components"] = 0 if self.svd_ is None else int(self.svd_.n_components)
         return info

@@ -160,11 +160,11 @@ def build_index(
             raise SchemaError(f"ids must be {len(items)} unique values, one per row.")
     if len(vectors) == 0:
         raise SchemaError("cannot build an index over zero items.")
+    if not isinstance(vectors, np.memmap):  # checked (numbers, finite) before anything reads them
+        vectors = as_matrix(vectors, name="item vectors")
     n, dim = vectors.shape
     if not _looks_normalised(vectors, seed):
         vectors = l2_normalize(as_matrix(np.asarray(vectors), name="item vectors"))
-    elif not isinstance(vectors, np.memmap):
-        vectors = as_matrix(vectors, name="item vectors")
     plan = plan_index(n, dim, memory_budget=memory_budget)
     chosen = spec or plan.spec
     faiss_index, params = train_and_fill(chosen, dim, vectors, np.arange(n, dtype=np.int64), seed=seed)

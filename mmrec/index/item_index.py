@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrec.data.validation import positions_of
+from mmrec.data.validation import positions_of, positive_int
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.index import faiss_ops
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
@@ -34,7 +34,12 @@ DRIFT_MIN_SHARE = 0.1
 
 def as_matrix(vectors: np.ndarray, *, name: str) -> np.ndarray:
     """float32, C-contiguous ``(n, d)``; NaN/inf rows are a :class:`SchemaError` naming the row."""
-    matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    try:
+        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: reported below
+            matrix = np.ascontiguousarray(vectors, dtype=np.float32)
+    except (TypeError, ValueError) as exc:  # text or objects where numbers belong
+        raise SchemaError(f"{name} must be numbers (float32); got {np.asarray(vectors).dtype} "
+                          f"values that cannot be converted ({exc}).") from None
     if matrix.ndim != 2:
         raise SchemaError(f"{name} must have shape (n, d); got {matrix.shape}.")
     finite = np.isfinite(matrix).all(axis=1)
@@ -47,8 +52,16 @@ def as_matrix(vectors: np.ndarray, *, name: str) -> np.ndarray:
 def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero), float32."""
     matrix = np.asarray(matrix, dtype=np.float32)
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        out = np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
+    # rows whose squared norm overflows or underflows float32 (entries near 1e±19 and beyond)
+    redo = ~((norms[:, 0] > 1e-15) & (norms[:, 0] < 1e15))
+    if redo.any():
+        rows = matrix[redo].astype(np.float64)
+        wide = np.linalg.norm(rows, axis=1, keepdims=True)
+        out[redo] = rows / np.where(wide > 0, wide, 1.0)
+    return out
 
 
 class ItemIndex:
@@ -151,17 +164,16 @@ class ItemIndex:
 
         Returns
         -------
-        scores : ndarray, float32, shape (m, k)
+        scores : ndarray, float32, shape (m, min(k, n_labels))
             Inner products, descending; ``-inf`` where fewer than ``k`` items remain.
-        labels : ndarray, int64, shape (m, k)
+        labels : ndarray, int64, shape (m, min(k, n_labels))
             ``-1`` pads. Ties are broken by lower label.
         """
         queries = as_matrix(queries, name="queries")
         if queries.shape[1] != self.dim:
             raise SchemaError(f"queries have dim {queries.shape[1]}, the index has {self.dim}.")
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}.")
         m, n = len(queries), self.n_labels
+        k = min(positive_int(k, name="k"), n)  # no result can fill a column beyond the labels
         empty = np.empty(0, dtype=np.int64)
         excluded = [empty] * m if exclude_idx is None else [_sorted_unique(e) for e in exclude_idx]
         if len(excluded) != m:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmrec.errors import ConfigError
+from mmrec.utils.config import check_field_types
 
 __all__ = ["TwoTowerConfig", "TrainConfig"]
 
@@ -31,8 +32,13 @@ class TwoTowerConfig:
     temperature: float = 0.07           # initial softmax temperature of the cosine scores (learned)
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if self.modalities is not None:
-            object.__setattr__(self, "modalities", tuple(self.modalities))
+            modalities = (self.modalities,) if isinstance(self.modalities, str) else self.modalities
+            if not isinstance(modalities, list | tuple) or not all(isinstance(m, str) for m in modalities):
+                raise ConfigError(f"TwoTowerConfig.modalities must be a list of modality names (or None), "
+                                  f"got {self.modalities!r}.")
+            object.__setattr__(self, "modalities", tuple(modalities))
         for name in ("dim", "max_len", "n_layers", "n_heads"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TwoTowerConfig.{name} must be >= 1, got {getattr(self, name)}.")
@@ -72,6 +78,7 @@ class TrainConfig:
     id_dropout: float = 0.2             # share of each step's candidates scored by their content-only vector
 
     def __post_init__(self) -> None:
+        check_field_types(self)
         if not 0 <= self.id_dropout < 1:
             raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):
@@ -83,3 +90,11 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}.")
         if self.patience < 0 or self.rating_weight < 0:
             raise ConfigError("TrainConfig.patience and rating_weight must be >= 0.")
+        if self.weight_decay < 0 or (self.grad_clip is not None and not self.grad_clip > 0):
+            raise ConfigError(f"TrainConfig.weight_decay must be >= 0 and grad_clip > 0 (or None), got "
+                              f"{self.weight_decay} and {self.grad_clip}.")
+        if not 0 <= self.seed < 2**63:  # torch's seed range
+            raise ConfigError(f"TrainConfig.seed must be in [0, 2**63), got {self.seed}.")
+        if self.full_softmax_items < 0 or (self.max_valid_users is not None and self.max_valid_users < 1):
+            raise ConfigError("TrainConfig.full_softmax_items must be >= 0 and max_valid_users >= 1 "
+                              "(or None).")

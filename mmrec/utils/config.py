@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import math
+import numbers
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -32,6 +34,28 @@ def config_from_dict(cls: type[C], values: Mapping[str, Any], *, where: str = ""
     except (TypeError, ValueError) as exc:
         place = f" in {where}" if where else ""
         raise ConfigError(f"invalid {cls.__name__}{place}: {exc}") from exc
+
+
+_SIMPLE_TYPES: dict[str, type] = {"int": numbers.Integral, "float": numbers.Real, "str": str, "bool": bool}
+
+
+def check_field_types(config: Any) -> None:
+    """A :class:`ConfigError` for a field of a config dataclass whose value does not match its simple
+    annotation (``int``, ``float``, ``str``, ``bool``, optionally ``| None``); a float must be finite
+    and a bool is not a number. Fields with other annotations are left to the class's own checks."""
+    for field in dataclasses.fields(config):
+        annotation = field.type if isinstance(field.type, str) else getattr(field.type, "__name__", "")
+        options = [option.strip() for option in annotation.split("|")]
+        value = getattr(config, field.name)
+        kinds = [_SIMPLE_TYPES[o] for o in options if o in _SIMPLE_TYPES]
+        if len(kinds) != len([o for o in options if o != "None"]) or (value is None and "None" in options):
+            continue
+        ok = any(isinstance(value, kind) and (kind is bool or not isinstance(value, bool)) for kind in kinds)
+        if ok and isinstance(value, float) and not math.isfinite(value):
+            ok = False
+        if not ok:
+            raise ConfigError(f"{type(config).__name__}.{field.name} must be {annotation} (finite), got "
+                              f"{value!r} ({type(value).__name__}).")
 
 
 def config_to_dict(config: Any) -> dict[str, Any]:
