@@ -6,8 +6,9 @@
 Inputs (all generated, nothing downloaded):
 
 * **media** — the hostile corpus of ``tests/media_corpus.py`` (broken, odd and huge images, audio
-  files and texts) in one catalog through ``encode_items``, once with cheap encoders (TF-IDF,
-  ResNet-18 at 64 px, MFCC statistics) and once with the installed defaults (MiniLM,
+  files and texts) in one catalog through ``encode_items``: three times with cheap encoders (TF-IDF,
+  ResNet-18 at 64 px, MFCC statistics; in memory, then streamed into ``out=`` while filling an
+  encode cache, then again from that cache) and once with the installed defaults (MiniLM,
   EfficientNet-Lite0 with ``mmrec[pretrained]``); plus bit-flipped and cut copies of valid files.
 * **tables** — catalogs (missing, duplicate, unicode and oddly typed ids, wrong column types,
   undecodable files) through ``Catalog.from_frame/from_path`` and a text-only ``encode_items``;
@@ -100,10 +101,10 @@ def attempt(fn: Callable[[], Any]) -> tuple[str, Any]:
 MEDIA_OUTCOME = {ENCODED: VALID, ABSENT: VALID, REPORTED: REPORT}
 
 
-def run_media(tally: Tally, corpus: Corpus, encoders: dict[str, Any], label: str) -> None:
+def run_media(tally: Tally, corpus: Corpus, encoders: dict[str, Any], label: str, **options: Any) -> None:
     """One ``encode_items`` over the whole corpus; each case's outcome against its expectation."""
     status, result = attempt(lambda: mmrec.encode_items(corpus.catalog(), encoders=encoders, batch_size=16,
-                                                        show_progress=False))
+                                                        show_progress=False, **options))
     if status != VALID:
         for case in corpus.cases:
             tally.add(f"{case.family} [{label}]", status, {VALID, REPORT}, case.kind, repr(result))
@@ -365,7 +366,10 @@ def main() -> int:
         fast_image = mmrec.create_encoder("image-resnet18", overrides={"resize": 64, "crop": 64})
         fast = {"text": "text-tfidf-svd", "image": fast_image, "audio": "audio-mfcc-stats"}
         defaults = {m: default_encoder(m) for m in ("text", "image", "audio")}
-        run_media(tally, corpus, fast, "fast")
+        # fast x3: in memory; streamed into out= while filling an encode cache; again from that cache
+        for options in ({}, {"out": root / "out0", "cache_dir": root / "cache"},
+                        {"out": root / "out1", "cache_dir": root / "cache"}):
+            run_media(tally, corpus, fast, "fast x3", **options)
         run_media(tally, corpus, defaults, "defaults")
         run_media(tally, mutants, fast, "fast")
         (root / "tables").mkdir(exist_ok=True)
