@@ -6,6 +6,7 @@ inside, items are rows of the model's item table and histories are padded tensor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import logging
@@ -61,6 +62,19 @@ def normalised_content(items: ItemVectors, modality: str, scaler: ModalityScaler
     """One modality z-scored with ``scaler`` and L2-normalised per item (zero where absent)."""
     return concat_fusion({modality: items.vectors[modality]}, {modality: items.masks[modality]},
                          scalers={modality: scaler})
+
+
+@contextlib.contextmanager
+def _placed(net: torch.nn.Module, device: torch.device) -> Iterator[torch.nn.Module]:
+    """``net`` on ``device`` in eval mode for the block, then back on its device and in its mode
+    (validation during training on a GPU must leave the model, and its optimizer, where they were)."""
+    home = next(iter(net.state_dict().values())).device
+    was_training = net.training
+    net.to(device).eval()
+    try:
+        yield net
+    finally:
+        net.to(home).train(was_training)
 
 
 class TwoTower:
@@ -225,16 +239,14 @@ class TwoTower:
         ``users`` defaults to every user in ``events``; a user without a known event gets a zero
         vector and ``has_signal=False`` (serve them a fallback, e.g. popular items).
         """
-        net = self._fitted()
         torch_device = resolve_device(device or "cpu")
-        net.to(torch_device).eval()
         histories = self.histories(events, users)
         vectors = np.zeros((len(histories), self.config.dim), dtype=np.float32)
-        for rows, final, _, _ in self._user_chunks(histories, torch_device):
-            vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
+        with _placed(self._fitted(), torch_device):
+            for rows, final, _, _ in self._user_chunks(histories, torch_device):
+                vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
         has_signal = histories.lengths > 0
         vectors[~has_signal] = 0.0
-        net.cpu()
         return UserVectors(histories.user_ids, vectors, has_signal)
 
     def _item_inputs(self, items: ItemVectors | None) -> tuple[np.ndarray, list[torch.Tensor],
@@ -303,9 +315,8 @@ class TwoTower:
                       ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
         """Per chunk of history rows: the rows, their batch and float32 logits over the item table."""
         net = self._fitted()
-        net.to(device).eval()
-        table, _ = net.item_vectors()
-        try:
+        with _placed(net, device):
+            table, _ = net.item_vectors()
             for rows, final, batch, x in self._user_chunks(histories, device, table):
                 if candidate_aware and net.has_candidate_scores:
                     parts = torch.arange(net.n_items, device=device).split(1024)
@@ -315,8 +326,6 @@ class TwoTower:
                 else:
                     logits = net.logits(final, table)
                 yield rows, batch, logits.float()
-        finally:
-            net.cpu()
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None,
                     candidate_aware: bool = True, device: str | None = None) -> np.ndarray:
