@@ -35,8 +35,8 @@ __all__ = ["EventsByUser", "recommend_batches", "write_recommendations"]
 
 logger = logging.getLogger(__name__)
 
-# Events per step when popularity is counted over the grouped log (bounds its temporaries).
-POPULARITY_CHUNK = 1 << 20
+# Events per step when popularity is counted over the grouped log (bounds its temporaries to ~2 MB).
+POPULARITY_CHUNK = 1 << 16
 
 
 @dataclass(frozen=True)
