@@ -151,10 +151,11 @@ class OnlineRecommender:
         # no signal (e.g. only items the model has never seen): the short-term sum stays
 
     def _item_vector(self, item: str) -> tuple[int, np.ndarray]:
-        if not self.index.contains([item])[0]:
+        try:
+            label = int(self.index.positions([item])[0])  # one id lookup per event
+        except SchemaError:
             raise SchemaError(f"observe: item {item!r} is not in the index; add it first "
-                              "(index.add(model.encode_items(new_items))).")
-        label = int(self.index.positions([item])[0])
+                              "(index.add(model.encode_items(new_items))).") from None
         return label, np.asarray(self.index.vectors[label], dtype=np.float32)
 
     # ----------------------------------------------------------------------------- feedback
