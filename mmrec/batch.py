@@ -25,6 +25,7 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import DroppedEvents, EventWeights, Interactions
+from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.recommend import descending, recommend_known
@@ -45,7 +46,9 @@ class EventsByUser:
 
     User ``user_ids[i]``'s events are positions ``indptr[i]:indptr[i + 1]`` of the per-event arrays,
     in the log's order. Only events on items in the index are kept (the rest are reported in
-    ``dropped``); ``item_ids[labels]`` gives their catalog ids.
+    ``dropped``; a user whose items are all unknown keeps a row without events, so that
+    :func:`mmrec.recommend` and the batches serve the same users); ``item_ids[labels]`` gives their
+    catalog ids.
 
     Attributes
     ----------
@@ -77,9 +80,11 @@ class EventsByUser:
     def from_interactions(cls, index: ItemIndex, events: Interactions) -> EventsByUser:
         """Group ``events`` (one pass, vectorised); events on items not in ``index`` are dropped
         and reported, as :func:`mmrec.recommend` does."""
+        user_codes, user_ids = pd.factorize(events._frame["user"].to_numpy(dtype=object), sort=False)
         known = events.restrict_to_items(index.item_ids)
         frame = known._frame  # read-only: no copy of a log that may hold many millions of events
-        user_codes, user_ids = pd.factorize(frame["user"].to_numpy(dtype=object), sort=False)
+        if known is not events:  # events on unknown items were dropped: the kept rows' users
+            user_codes = pd.Index(user_ids, dtype=object).get_indexer(frame["user"].to_numpy(dtype=object))
         order = np.argsort(user_codes, kind="stable")
         indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(user_codes, minlength=len(user_ids)), out=indptr[1:])
@@ -108,7 +113,7 @@ class EventsByUser:
         return int(sum(a.nbytes for a in arrays))
 
     def rows_of(self, users: Sequence[str]) -> np.ndarray:
-        """Row (int64) of each user id; ``-1`` for users without events on indexed items."""
+        """Row (int64) of each user id; ``-1`` for users not in the log."""
         lookup = pd.Index(self.user_ids, dtype=object)
         return lookup.get_indexer(pd.Index([str(u) for u in users], dtype=object)).astype(np.int64)
 
@@ -179,10 +184,7 @@ def recommend_batches(
     if not isinstance(index, ItemIndex):
         raise SchemaError(f"recommend_batches expects an ItemIndex (mmrec.build_index), got "
                           f"{type(index).__name__}.")
-    if k < 1 or batch_size < 1:
-        raise ConfigError(f"k and batch_size must be >= 1, got k={k}, batch_size={batch_size}.")
-    if half_life is not None and not half_life > 0:
-        raise ConfigError(f"half_life must be > 0 seconds, got {half_life}.")
+    k, batch_size = positive_int(k, name="k"), positive_int(batch_size, name="batch_size")
     if model is not None and model.config.dim != index.dim:
         raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
                           f"{index.dim}; build the index from model.encode_items(...).")
@@ -192,7 +194,7 @@ def recommend_batches(
     if users is None:
         wanted, rows = grouped.user_ids, np.arange(len(grouped), dtype=np.int64)
     else:
-        wanted = np.asarray([str(u) for u in users], dtype=object)
+        wanted = np.asarray(id_list(users, name="users"), dtype=object)
         repeated = pd.Index(wanted).duplicated()
         if repeated.any():
             raise SchemaError(f"users: {wanted[int(np.flatnonzero(repeated)[0])]!r} is listed twice; "
@@ -205,12 +207,15 @@ def recommend_batches(
         pop = grouped.popularity(index.n_labels)
         return pop, descending(pop, index.alive if allowed is None else allowed & index.alive)
 
-    starts = range(0, len(wanted), batch_size)
-    for start in progress(starts, desc="recommend", total=len(starts)):
-        stop = start + batch_size
-        yield recommend_known(index, grouped.interactions(rows[start:stop]), users=wanted[start:stop],
-                              k=k, exclude_seen=exclude_seen, event_weights=event_weights,
-                              half_life=half_life, allowed=allowed, model=model, popular=popular)
+    def batches() -> Iterator[pd.DataFrame]:
+        starts = range(0, len(wanted), batch_size)
+        for start in progress(starts, desc="recommend", total=len(starts)):
+            stop = start + batch_size
+            yield recommend_known(index, grouped.interactions(rows[start:stop]), users=wanted[start:stop],
+                                  k=k, exclude_seen=exclude_seen, event_weights=event_weights,
+                                  half_life=half_life, allowed=allowed, model=model, popular=popular)
+
+    return batches()  # the checks above run at the call, the batches as they are read
 
 
 def _grouped(index: ItemIndex, events: EventsByUser | Interactions | pd.DataFrame) -> EventsByUser:

@@ -59,28 +59,37 @@ def test_batches_equal_recommend_for_50k_users_and_exclude_seen():
 
 
 def test_batches_for_listed_users_with_filters_half_life_and_unknown_users():
+    """Also a user whose only item is unknown to the index: served from popularity in both."""
     index = mmrec.build_index(np.random.default_rng(1).standard_normal((300, DIM)).astype(np.float32),
                               ids=[f"i{i}" for i in range(300)], spec="Flat",
                               attributes=pd.DataFrame({"item_id": [f"i{i}" for i in range(300)],
                                                        "shelf": np.arange(300) % 3}))
-    log = synthetic_log(2_000, n_items=300, seed=3)
-    users = ["nobody", *[f"u{u}" for u in range(1_999, 1_000, -3)], "u7"]
+    frame = synthetic_log(2_000, n_items=300, seed=3).frame
+    frame.loc[len(frame)] = ["ghost-fan", "ghost", 5.0, "click", np.nan]
+    log = mmrec.Interactions(frame)
+    assert mmrec.recommend(index, log, k=3)["user"].iloc[-1] == "ghost-fan"  # last to appear
+    pd.testing.assert_frame_equal(mmrec.recommend(index, log, k=3),
+                                  pd.concat(list(recommend_batches(index, log, k=3, batch_size=500)),
+                                            ignore_index=True))
+    users = ["ghost-fan", "nobody", *[f"u{u}" for u in range(1_999, 1_000, -3)], "u7"]
     options = {"users": users, "k": 6, "half_life": 5e4, "where": {"shelf": [0, 2]}}
     whole = mmrec.recommend(index, log, **options)
     batched = pd.concat(list(recommend_batches(index, log, batch_size=37, **options)), ignore_index=True)
     pd.testing.assert_frame_equal(batched, whole)
     assert batched["user"].drop_duplicates().tolist() == users
     with pytest.raises(SchemaError, match="'u5' is listed twice"):
-        next(recommend_batches(index, log, users=["u5", "u5"]))
+        recommend_batches(index, log, users=["u5", "u5"])
     with pytest.raises(ConfigError, match="batch_size"):
-        next(recommend_batches(index, log, batch_size=0))
+        recommend_batches(index, log, batch_size=0)
+    with pytest.raises(SchemaError, match="list of ids"):
+        recommend_batches(index, log, users="u5")
 
 
 def test_a_rating_without_value_is_reported_before_any_batch():
     frame = synthetic_log(50).frame
     frame.loc[len(frame)] = ["u3", "i9", 1.0, "rating", np.nan]
     with pytest.raises(SchemaError, match="user 'u3', item 'i9': a 'rating' event without a value"):
-        next(recommend_batches(item_index(), mmrec.Interactions(frame)))
+        recommend_batches(item_index(), mmrec.Interactions(frame))
 
 
 def _peak_bytes(index: mmrec.ItemIndex, grouped: EventsByUser, path, batch_size: int) -> int:
