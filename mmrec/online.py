@@ -28,14 +28,13 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions
-from mmrec.data.validation import positive_int
+from mmrec.data.validation import is_finite_number, positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.fallback import PopularityFallback
 from mmrec.index import ItemIndex
@@ -164,8 +163,7 @@ class OnlineRecommender:
         """Fold one event into ``user``'s short-term interest (and history) at once."""
         user, item = str(user), str(item)
         for name, number in (("value", value), ("timestamp", timestamp)):
-            if (number is None and name == "timestamp") or (
-                    isinstance(number, Real) and not isinstance(number, bool) and np.isfinite(number)):
+            if (number is None and name == "timestamp") or is_finite_number(number):
                 continue
             raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has {name} "
                               f"{number!r}; it must be a finite number.")

@@ -60,8 +60,8 @@ def user_vectors(
                                   or not half_life > 0):
         raise ConfigError(f"half_life must be > 0 seconds, got {half_life!r}.")
     # every user of the log has a row, also one whose items are all unknown to the index (zeros)
-    user_ids = (np.asarray(id_list(users, name="users"), dtype=object) if users is not None
-                else events.users)
+    user_ids = (pd.unique(np.asarray(id_list(users, name="users"), dtype=object)) if users is not None
+                else events.users)  # a user asked for twice is computed once
     events = events.restrict_to_items(index.item_ids)
     frame = events.frame
     row_of = {u: i for i, u in enumerate(user_ids.tolist())}

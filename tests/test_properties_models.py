@@ -114,6 +114,8 @@ def check_error_names(exc: MmrecError, *names: str) -> None:
          None, 3, True, None, None)  # weights overflow float32
 @example(mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"]})),
          "u1", 3, True, None, None)  # a str where a list of users belongs
+@example(mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"]})),
+         ["u1", "u1"], 3, True, None, None)  # a user asked for twice
 def test_recommend_serves_any_users_k_and_filters(events, users, k, exclude_seen, where, half_life):
     index = small_index()
     try:
@@ -138,7 +140,7 @@ def test_user_vectors_are_unit_or_zero(events, users, half_life):
     except MmrecError as exc:
         check_error_names(exc, "users", "half_life", "row")
         return
-    n = len(events.users) if users is None else len(users)
+    n = len(events.users) if users is None else len({str(u) for u in users})
     assert profile.vectors.shape == (n, DIM) and profile.vectors.dtype == np.float32
     assert np.isfinite(profile.vectors).all()
     norms = np.linalg.norm(profile.vectors, axis=1)
@@ -230,7 +232,7 @@ def test_encode_items_tfidf_over_any_text(texts):
 tfidf_overrides = st.dictionaries(
     st.sampled_from(["dim", "ngram_range", "min_df", "max_features", "stop_words", "sublinear_tf", "nope"]),
     st.one_of(st.integers(-2, 5), st.tuples(st.integers(-1, 3), st.integers(-1, 3)), st.none(),
-              st.sampled_from(["english", "klingon", ""]), any_scalar), max_size=3)
+              st.sampled_from(["english", "klingon", ""]), any_float, st.text(max_size=3)), max_size=3)
 
 
 @given(tfidf_overrides)
@@ -281,6 +283,7 @@ events_arg = st.lists(st.tuples(
 @given(events_arg, st.one_of(st.sampled_from(["u1", "new", "never"]), any_scalar), any_k)
 @example([("u1", "i1", "click", 1.0, math.nan)], "u1", 5)  # a NaN time would poison the state
 @example([("u1", "i1", "click", "x", None)], "u1", 5)  # a value that is not a number
+@example([("u1", "i1", "click", 1.0, -(2**2000))], "u1", 5)  # an int no float can hold
 def test_online_recommender_takes_any_events(events, user, k):
     model = fitted_model()
     index = mmrec.build_index(model.encode_items(), spec="Flat")

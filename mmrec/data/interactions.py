@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import logging
-import math
-import numbers
 import os
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +15,7 @@ import pandas as pd
 from mmrec.data.readers import read_table
 from mmrec.data.validation import (
     id_strings,
+    is_finite_number,
     label_strings,
     missing_mask,
     normalized_name,
@@ -124,8 +123,7 @@ class EventWeights:
         checks = [(f"weight of event {name!r}", weight) for name, weight in self.weights.items()]
         for what, value in [*checks, ("rating_center", self.rating_center),
                             ("default_weight", self.default_weight)]:
-            if (isinstance(value, bool) or not isinstance(value, numbers.Real)
-                    or not math.isfinite(value)):
+            if not is_finite_number(value):
                 raise ConfigError(f"EventWeights: {what} is {value!r}; use a finite number.")
 
     def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:

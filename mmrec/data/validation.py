@@ -15,6 +15,16 @@ from mmrec.errors import ConfigError, SchemaError
 _MAX_LISTED = 5
 
 
+def is_finite_number(value: object) -> bool:
+    """True for a real number (not a bool) that is finite, also an int too large for a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond 1e308
+        return False
+
+
 def positive_int(value: object, *, name: str) -> int:
     """``value`` as an ``int`` >= 1 (``k``, batch sizes); anything else is a :class:`ConfigError`."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
