@@ -514,3 +514,57 @@ def test_make_split_takes_any_config_values(events, kind, options):
         assert any(name in str(exc) for name in (kind, *options, "timestamp")), str(exc)
     else:
         assert len(split.train) <= len(events)
+
+
+# ----------------------------------------------------------------------------- schemas and accessors
+schema_values = st.one_of(st.sampled_from(["item_id", "title", "price", "color", "user_id", "timestamp",
+                                           "event", "nope"]),
+                          st.lists(st.sampled_from(["title", "color", "nope"]), max_size=2),
+                          any_cell)
+
+
+@given(catalog_frames(ids=good_id, text=any_text, price=number_like, min_rows=1),
+       st.dictionaries(st.sampled_from(["id", "text", "image", "audio", "categorical", "numeric", "other"]),
+                       schema_values, max_size=3))
+@example(pd.DataFrame({"item_id": ["a"], "title": ["x"]}), {"id": 5})
+@example(pd.DataFrame({"item_id": ["a"], "title": ["x"]}), {"text": [None]})
+def test_catalog_schema_from_any_mapping(frame, schema):
+    try:
+        catalog = mmrec.Catalog.from_frame(frame, schema=schema)
+    except MmrecError as exc:
+        message = str(exc)
+        assert "catalog" in message and (any(repr(str(v)) in message or str(v) in message
+                                             for v in (*schema.values(), *schema)) or "column" in message), message
+    else:
+        check_catalog(catalog, frame)
+
+
+@given(interaction_frames(users=good_id, items=good_id, min_rows=1),
+       st.dictionaries(st.sampled_from(["user", "item", "timestamp", "event", "value", "other"]),
+                       schema_values, max_size=3))
+@example(pd.DataFrame({"user_id": ["u"], "item_id": ["a"]}), {"user": 5})
+def test_interaction_schema_from_any_mapping(frame, schema):
+    try:
+        events = mmrec.Interactions.from_frame(frame, schema=schema)
+    except MmrecError as exc:
+        assert "interaction" in str(exc), str(exc)
+    else:
+        check_interactions(events, len(frame))
+
+
+@given(catalog_frames(ids=good_id, text=any_text, price=number_like, min_rows=1),
+       st.one_of(any_cell, st.sampled_from(["title", "price", "color", "item_id"])),
+       st.lists(st.one_of(any_cell, st.sampled_from(["title", "color"])), max_size=3))
+def test_catalog_accessors_take_any_column_name(frame, name, fields):
+    try:
+        catalog = mmrec.Catalog.from_frame(frame, schema=CATALOG_SCHEMA)
+    except MmrecError:
+        assume(False)
+    for call in (lambda: catalog.column(name), lambda: catalog.texts(fields),
+                 lambda: catalog.media_paths(name), lambda: catalog.with_schema(text=fields)):
+        try:
+            result = call()
+        except MmrecError as exc:
+            assert "catalog" in str(exc) or "column" in str(exc), str(exc)
+        else:
+            assert len(result) == len(catalog)

@@ -25,8 +25,8 @@ from mmrec.data.validation import (
     str_columns,
     text_value,
 )
-from mmrec.errors import SchemaError
-from mmrec.utils.config import config_from_dict
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.utils.config import check_field_types, config_from_dict
 
 __all__ = ["Catalog", "CatalogSchema"]
 
@@ -72,12 +72,13 @@ class CatalogSchema:
     numeric: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # id, image, audio
         for name in ("text", "categorical", "numeric"):
             value = getattr(self, name)
-            if isinstance(value, str):
-                object.__setattr__(self, name, (value,))
-            else:
-                object.__setattr__(self, name, tuple(value))
+            value = (value,) if isinstance(value, str) else value
+            if not isinstance(value, Iterable) or not all(isinstance(c, str) for c in tuple(value)):
+                raise ConfigError(f"catalog schema: {name} must be a list of column names, got {value!r}.")
+            object.__setattr__(self, name, tuple(value))
 
     @property
     def columns(self) -> list[str]:
@@ -248,15 +249,17 @@ class Catalog:
 
     def texts(self, fields: Sequence[str] | None = None) -> list[dict[str, str]]:
         """Per item, a dict of text field → text ('' when blank)."""
-        fields = list(self.schema.text if fields is None else fields)
+        fields = [fields] if isinstance(fields, str) else list(self.schema.text if fields is None else fields)
         require_columns(self._frame, fields, what="catalog")
         return self._frame[fields].to_dict("records")
 
     def media_paths(self, column: str | None) -> MediaPaths:
         """Absolute paths of a media column (``None`` where blank, or for every item when no column),
         as a lazy sequence: a ``Path`` is built only when an item is read."""
-        values = self._frame[column].to_numpy(dtype=object) if column else np.full(len(self), None)
-        return MediaPaths(values, self.base_dir)
+        if column is None:
+            return MediaPaths(np.full(len(self), None), self.base_dir)
+        require_columns(self._frame, [column], what="catalog")
+        return MediaPaths(self._frame[column].to_numpy(dtype=object), self.base_dir)
 
     @property
     def image_paths(self) -> MediaPaths:

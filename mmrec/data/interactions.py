@@ -24,7 +24,7 @@ from mmrec.data.validation import (
     str_columns,
 )
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.utils.config import config_from_dict
+from mmrec.utils.config import check_field_types, config_from_dict
 
 __all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents"]
 
@@ -49,6 +49,9 @@ class InteractionSchema:
     timestamp: str | None = None
     event: str | None = None
     value: str | None = None
+
+    def __post_init__(self) -> None:
+        check_field_types(self)  # column names are strings
 
     @property
     def columns(self) -> list[str]:

@@ -58,6 +58,9 @@ def require_columns(frame: pd.DataFrame, columns: Iterable[str], *, what: str) -
     """Raise a :class:`SchemaError` naming each absent column and the closest present ones."""
     present = [str(c) for c in frame.columns]
     for column in columns:
+        if not isinstance(column, str):
+            raise SchemaError(f"{what}: column name {column!r} is a {type(column).__name__}; name columns "
+                              f"with strings (columns present: {present}).")
         if column not in frame.columns:
             close = difflib.get_close_matches(column, present, n=2)
             hint = f" Did you mean {' or '.join(repr(c) for c in close)}?" if close else ""
