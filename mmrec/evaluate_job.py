@@ -42,7 +42,7 @@ from mmrec.item_vectors import ItemVectors
 from mmrec.models.lightgcn import LightGCN
 from mmrec.models.two_tower import TwoTower
 from mmrec.registry import Registry
-from mmrec.utils.config import config_from_dict, read_config_file
+from mmrec.utils.config import check_field_types, config_from_dict, read_config_file
 
 __all__ = ["EvaluateJob", "load_evaluate_job", "run_evaluate_job", "MODELS", "make_model", "WithoutContent"]
 
@@ -101,6 +101,11 @@ class EvaluateJob:
     out: str = "eval"
 
     def __post_init__(self) -> None:
+        check_field_types(self)  # dataset, events, catalog, items, out are names or paths (text)
+        for name in ("encoders", "split", "models", "evaluation"):
+            value = getattr(self, name)
+            if not isinstance(value, dict) and not (value is None and name == "encoders"):
+                raise ConfigError(f"evaluate config: `{name}` must be a table of settings, got {value!r}.")
         if (self.dataset is None) == (self.events is None):
             raise ConfigError("evaluate config: give either `dataset` (e.g. ml-100k) or `events`.")
         if not self.models:
@@ -111,6 +116,8 @@ def load_evaluate_job(path: str | os.PathLike[str], **overrides: Any) -> Evaluat
     """Read an evaluate job file (YAML or TOML); relative paths become absolute."""
     path = Path(path)
     values = read_config_file(path, what="evaluate config")
+    if not isinstance(values.get("evaluation", {}), dict):
+        raise ConfigError(f"{path}: `evaluation` must be a table of settings, got {values['evaluation']!r}.")
     values["evaluation"] = {**values.get("evaluation", {}), **overrides.pop("evaluation", {})}
     values.update({k: v for k, v in overrides.items() if v is not None})
     job = config_from_dict(EvaluateJob, values, where=str(path))

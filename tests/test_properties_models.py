@@ -373,3 +373,103 @@ def test_train_job_file_with_any_values(values):
     assert isinstance(job.events, str) and Path(job.events).is_absolute()
     assert isinstance(job.model, dict) and isinstance(job.training, dict)
     assert all(isinstance(k, int) for k in job.ks)
+
+
+# ----------------------------------------------------------------------------- index updates, model calls
+@given(st.lists(st.one_of(st.sampled_from(ITEMS[:3] + ["new1", "new2"]), any_scalar), max_size=4),
+       arrays(np.float64, st.tuples(st.integers(0, 4), st.integers(DIM - 1, DIM + 1)), elements=any_float),
+       st.sampled_from(["add", "update", "remove"]))
+def test_index_add_update_remove_take_any_ids_and_vectors(ids, vectors, operation):
+    index = small_index()
+    before = set(index.item_ids)
+    try:
+        if operation == "remove":
+            index.remove(ids)
+        else:
+            getattr(index, operation)(ids, vectors)
+    except MmrecError as exc:
+        check_error_names(exc, "item", "ids", "vectors", "dim", "row")
+        assert set(index.item_ids) == before  # a refused call changes nothing
+        return
+    names = {str(i) for i in ids}
+    if operation == "remove":
+        assert set(index.item_ids) == before - names
+    else:
+        assert set(index.item_ids) == before | names and len(ids) == len(vectors)
+    assert np.isfinite(np.asarray(index.vectors)[index.alive]).all()
+    scores, labels = index.search(np.ones((1, DIM)), 3)
+    assert index.alive[labels[labels >= 0]].all()
+
+
+@given(st.dictionaries(st.sampled_from(["dim", "epochs", "fusion", "user_tower", "lr", "modalities", "seed",
+                                        "nope", "max_len", "device"]),
+                       st.one_of(any_scalar, st.sampled_from(["gated", "mean", "gru", "cpu"])), max_size=3))
+@example({"dim": "64"})
+def test_two_tower_constructor_takes_any_overrides(overrides):
+    try:
+        model = mmrec.TwoTower(**overrides)
+    except ConfigError as exc:
+        check_error_names(exc, *overrides)
+    else:
+        for name, value in overrides.items():
+            config = model.config if hasattr(model.config, name) else model.training
+            kept = getattr(config, name)
+            assert kept == ((value,) if isinstance(kept, tuple) and isinstance(value, str) else value)
+
+
+@given(users_arg, any_k, st.booleans())
+@example(None, "3", True)
+def test_two_tower_recommend_and_encode_users_take_any_users_and_k(users, k, exclude_seen):
+    model = fitted_model()
+    events = mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["u1", "u1", "u2"],
+                                                         "item_id": ["i1", "unknown", "i2"]}))
+    try:
+        profile = model.encode_users(events, users=users)
+        recs = model.recommend(events, users=users, k=k, exclude_seen=exclude_seen)
+    except MmrecError as exc:
+        check_error_names(exc, "k", "users")
+        return
+    assert np.isfinite(profile.vectors).all() and profile.vectors.shape[1] == DIM
+    assert list(recs.columns) == ["user", "rank", "item", "score"]
+    for _, group in recs.groupby("user"):
+        assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) <= k
+        assert group["item"].is_unique and (np.diff(group["score"]) <= 1e-6).all()
+
+
+EVALUATE_KEYS = ["dataset", "events", "catalog", "split", "models", "evaluation", "out", "unknown"]
+
+
+@given(st.dictionaries(st.sampled_from(EVALUATE_KEYS), toml_values, max_size=4))
+@example({"events": "e.csv", "models": []})
+@example({"events": "e.csv", "evaluation": 3})
+def test_evaluate_job_file_with_any_values(values):
+    from mmrec.evaluate_job import load_evaluate_job
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.toml"
+        path.write_text(toml_text(values), "utf-8")
+        try:
+            job = load_evaluate_job(path)
+        except MmrecError as exc:
+            assert isinstance(exc, ConfigError), exc
+            check_error_names(exc, *values, "events", "dataset")
+            return
+    assert (job.dataset is None) != (job.events is None)
+    assert isinstance(job.models, dict) and isinstance(job.evaluation, dict)
+
+
+@given(st.one_of(st.text(max_size=60), st.binary(max_size=60)), st.sampled_from([".yaml", ".toml", ".yml"]))
+@example(b"\xff\xfe", ".yaml")  # not UTF-8
+@example("- a\n- b\n", ".yaml")  # a list, not a mapping
+def test_config_files_with_any_content(content, suffix):
+    from mmrec.utils.config import read_config_file
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"config{suffix}"
+        path.write_bytes(content if isinstance(content, bytes) else content.encode("utf-8"))
+        try:
+            values = read_config_file(path)
+        except ConfigError as exc:
+            assert str(path) in str(exc), str(exc)
+        else:
+            assert isinstance(values, dict)

@@ -11,6 +11,7 @@ import torch
 
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import chronological_order
+from mmrec.data.validation import id_list
 from mmrec.errors import SchemaError
 
 __all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
@@ -113,8 +114,8 @@ class Histories:
         explicit = frame["event"].isin(event_weights.explicit).to_numpy()
         values = np.where(explicit, (frame["value"].to_numpy(np.float64) - event_weights.rating_center)
                           / RATING_SCALE, 0.0)
-        user_ids = (np.asarray([str(u) for u in users], dtype=object) if users is not None
-                    else pd.unique(frame["user"].to_numpy(dtype=object)))
+        user_ids = (pd.unique(np.asarray(id_list(users, name="users"), dtype=object)) if users is not None
+                    else pd.unique(frame["user"].to_numpy(dtype=object)))  # a user asked for twice: one row
         user_row = pd.Index(user_ids).get_indexer(frame["user"])
         keep = user_row >= 0
         frame, weights, values, user_row = frame[keep], weights[keep], values[keep], user_row[keep]

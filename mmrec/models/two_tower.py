@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import leave_last_out
+from mmrec.data.validation import positive_int
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.fusion import ModalityScaler, concat_fusion
@@ -421,8 +422,7 @@ class TwoTower:
         ``model.encode_items(...)`` queried with :meth:`encode_users` — instead.
         Returns columns ``user, rank, item, score``.
         """
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}.")
+        k = positive_int(k, name="k")
         histories = self.histories(events, users)
         top, scores = self._rank(histories, k, exclude_seen=exclude_seen, candidate_aware=True,
                                  device=torch.device("cpu"))

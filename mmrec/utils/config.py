@@ -82,7 +82,10 @@ def read_config_file(path: str | os.PathLike[str], *, what: str = "config") -> d
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{what} {path} does not exist.")
-    text = path.read_text("utf-8")
+    try:
+        text = path.read_text("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not UTF-8 text ({exc}); save the {what} as UTF-8.") from None
     kind = "TOML" if path.suffix == ".toml" else "YAML"
     try:
         values = _read_toml(text) if path.suffix == ".toml" else yaml.safe_load(text)
