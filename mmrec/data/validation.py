@@ -137,6 +137,8 @@ def _id_string(value: object, *, row: int, column: str, what: str) -> str:
 
 def missing_mask(series: pd.Series) -> np.ndarray:
     """Vectorised :func:`is_missing` over a column (bool array)."""
+    if isinstance(series.dtype, pd.CategoricalDtype):  # its blank strings are missing too
+        series = series.astype(object)
     mask = series.isna().to_numpy(dtype=bool, copy=True)
     if series.dtype == object or pd.api.types.is_string_dtype(series.dtype):
         if series.dtype != object or pd.api.types.infer_dtype(series, skipna=True) == "string":
