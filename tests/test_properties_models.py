@@ -186,6 +186,7 @@ def test_build_index_over_any_matrix(vectors, ids, spec):
 
 @given(arrays(np.float64, st.tuples(st.integers(0, 3), st.integers(DIM - 1, DIM + 1)), elements=any_float),
        any_k, st.lists(st.lists(st.integers(-2, 14), max_size=3), max_size=3), where_arg)
+@example(np.ones((1, DIM)), 3, [], {"category": 2**63})  # an int beyond int64 as a filter value
 def test_index_search_takes_any_queries(queries, k, exclude, where):
     index = small_index()
     try:
@@ -379,6 +380,7 @@ def test_train_job_file_with_any_values(values):
 @given(st.lists(st.one_of(st.sampled_from(ITEMS[:3] + ["new1", "new2"]), any_scalar), max_size=4),
        arrays(np.float64, st.tuples(st.integers(0, 4), st.integers(DIM - 1, DIM + 1)), elements=any_float),
        st.sampled_from(["add", "update", "remove"]))
+@example(["i1"], np.full((1, DIM), np.nan), "update")  # a refused update used to drop the item
 def test_index_add_update_remove_take_any_ids_and_vectors(ids, vectors, operation):
     index = small_index()
     before = set(index.item_ids)

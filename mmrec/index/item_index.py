@@ -146,7 +146,12 @@ class ItemIndex:
                                   f"attributes: {list(self.attributes.columns)}.")
             values = self.attributes[column]
             allowed = list(wanted) if isinstance(wanted, list | tuple | set) else [wanted]
-            keep &= values.isin(allowed).to_numpy(dtype=bool)
+            try:
+                matches = values.isin(allowed).to_numpy(dtype=bool)
+            except (TypeError, ValueError, OverflowError):  # e.g. an int beyond int64, a dict
+                matches = np.fromiter((any(_same(v, a) for a in allowed) for v in values.tolist()),
+                                      dtype=bool, count=len(values))
+            keep &= matches
         return keep
 
     # ----------------------------------------------------------------------------- search
@@ -306,14 +311,7 @@ class ItemIndex:
             attributes: pd.DataFrame | None = None) -> np.ndarray:
         """Add new items (ids not in the index); returns their labels. No rebuild: IVF lists are
         retrained only when the added data has drifted away from the trained centroids."""
-        ids = np.asarray([str(i) for i in item_ids], dtype=object)
-        matrix = l2_normalize(as_matrix(vectors, name="vectors"))
-        if len(ids) != len(matrix):
-            raise SchemaError(f"{len(ids)} ids for {len(matrix)} vectors.")
-        if matrix.shape[1] != self.dim:
-            raise SchemaError(f"vectors have dim {matrix.shape[1]}, the index has {self.dim}.")
-        if len(set(ids.tolist())) != len(ids):
-            raise SchemaError("add: item ids must be unique.")
+        ids, matrix = self._checked_rows(item_ids, vectors)
         present = self.contains(ids)
         if present.any():
             raise SchemaError(f"add: item {ids[int(np.flatnonzero(present)[0])]!r} is already in the "
@@ -332,6 +330,19 @@ class ItemIndex:
         self._track_drift(matrix)
         return labels
 
+    def _checked_rows(self, item_ids: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Ids as ``str`` and unit float32 vectors, checked: one finite row of the index's dim per
+        unique id."""
+        ids = np.asarray([str(i) for i in item_ids], dtype=object)
+        matrix = l2_normalize(as_matrix(vectors, name="vectors"))
+        if len(ids) != len(matrix):
+            raise SchemaError(f"{len(ids)} ids for {len(matrix)} vectors.")
+        if matrix.shape[1] != self.dim:
+            raise SchemaError(f"vectors have dim {matrix.shape[1]}, the index has {self.dim}.")
+        if len(set(ids.tolist())) != len(ids):
+            raise SchemaError("add: item ids must be unique.")
+        return ids, matrix
+
     def remove(self, item_ids: Sequence[str]) -> None:
         """Remove items by id (physically where FAISS supports it, else never returned again)."""
         labels = self.positions(item_ids)
@@ -341,7 +352,9 @@ class ItemIndex:
 
     def update(self, item_ids: Sequence[str], vectors: np.ndarray, *,
                attributes: pd.DataFrame | None = None) -> np.ndarray:
-        """Replace the vectors of existing items; returns their new labels."""
+        """Replace the vectors of existing items; returns their new labels. Checked before anything
+        changes: bad vectors leave the old ones in place."""
+        self._checked_rows(item_ids, vectors)
         old = self.positions(item_ids)
         if attributes is None and self.attributes is not None:
             attributes = self.attributes.iloc[old]
@@ -417,6 +430,14 @@ class ItemIndex:
         faiss_ops.apply_params(faiss_index, params)
         return cls(faiss_index, ids, vectors, spec=manifest["spec"], params=params, alive=alive,
                    attributes=attributes)
+
+
+def _same(value: Any, wanted: Any) -> bool:
+    """``value == wanted`` as a bool, False where the two cannot be compared."""
+    try:
+        return bool(value == wanted)
+    except (TypeError, ValueError):
+        return False
 
 
 def _sorted_unique(positions: Sequence[int] | np.ndarray) -> np.ndarray:
