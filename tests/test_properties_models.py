@@ -206,28 +206,42 @@ def test_index_search_takes_any_queries(queries, k, exclude, where):
 
 
 # ----------------------------------------------------------------------------- encode_items
-@given(st.lists(st.tuples(any_text, st.one_of(any_text, st.none())), min_size=1, max_size=8))
-@example([("!!!", None), ("?", "...")])  # no word at all: nothing to fit TF-IDF on
-@example([("", None)])
-def test_encode_items_tfidf_over_any_text(texts):
+@functools.cache
+def text_encoder(preset: str) -> mmrec.Encoder:
+    """One encoder per preset for all examples (GloVe's vectors are read once; both refit per call)."""
+    from mmrec.encoders.presets import preset_available
+
+    if not preset_available(preset):
+        pytest.skip(f"{preset} is not installed")
+    return mmrec.create_encoder(preset)
+
+
+@pytest.mark.parametrize("preset", ["text-tfidf-svd", "text-glove-6b-50d"])
+@given(texts=st.lists(st.tuples(any_text, st.one_of(any_text, st.none())), min_size=1, max_size=8))
+@example(texts=[("!!!", None), ("?", "...")])  # no word at all: nothing to fit TF-IDF on
+@example(texts=[("", None)])
+def test_encode_items_over_any_text(preset, texts):
+    encoder = text_encoder(preset)
     frame = pd.DataFrame({"item_id": [f"x{i}" for i in range(len(texts))],
                           "title": [t for t, _ in texts], "body": [b for _, b in texts]})
     catalog = mmrec.Catalog.from_frame(frame, schema={"id": "item_id", "text": ["title", "body"]})
     try:
-        items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd"}, show_progress=False)
+        items = mmrec.encode_items(catalog, encoders={"text": encoder}, show_progress=False)
     except MmrecError as exc:
         check_error_names(exc, "text")
         return
     n = len(catalog)
     assert items.ids.tolist() == catalog.ids.tolist()
     text = items.vectors["text"]
-    assert text.shape == (n, 128) and text.dtype == np.float32 and np.isfinite(text).all()
+    assert text.shape == (n, encoder.dim) and text.dtype == np.float32 and np.isfinite(text).all()
     assert np.asarray(items.fused).shape[0] == n and np.isfinite(np.asarray(items.fused)).all()
     counts = items.report.counts["text"]
     assert counts["encoded"] + counts["absent"] + counts["failed"] == n
     assert counts["encoded"] == int(items.masks["text"].sum())
     blank = [not (t.strip() or (b or "").strip()) for t, b in texts]
     assert not items.masks["text"][blank].any()  # an item without text is never "encoded"
+    norms = np.linalg.norm(text[items.masks["text"]], axis=1)
+    np.testing.assert_allclose(norms, 1.0, rtol=1e-4)  # encoded items are unit vectors
 
 
 tfidf_overrides = st.dictionaries(
