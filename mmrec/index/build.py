@@ -80,7 +80,8 @@ def train_and_fill(spec: str, dim: int, vectors: np.ndarray, labels: np.ndarray,
 
 def _looks_normalised(vectors: np.ndarray, seed: int) -> bool:
     rows = np.random.default_rng(seed).choice(len(vectors), size=min(len(vectors), 1000), replace=False)
-    norms = np.linalg.norm(np.asarray(vectors[np.sort(rows)], dtype=np.float32), axis=1)
+    with np.errstate(over="ignore", under="ignore"):  # an overflowing norm is inf: not normalised
+        norms = np.linalg.norm(np.asarray(vectors[np.sort(rows)], dtype=np.float32), axis=1)
     return bool(np.all((np.abs(norms - 1) < 1e-3) | (norms < 1e-6)))
 
 
