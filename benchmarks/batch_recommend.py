@@ -13,14 +13,15 @@ process: it builds the log as an :class:`mmrec.Interactions`, then
 - *naive*: ``mmrec.recommend`` over all users at once, then ``to_parquet``.
 
 Memory: the RSS before recommending (the input: the grouped log, or the whole table for the naive
-path) and the peak RSS while recommending and writing (``VmHWM`` of ``/proc/self/status``, reset
-just before through ``/proc/self/clear_refs``); their difference is the working memory, which must
-not grow with the number of users.
+path; freed heap handed back to the OS first) and the peak RSS while recommending and writing
+(``VmHWM`` of ``/proc/self/status``, reset just before through ``/proc/self/clear_refs``); their
+difference is the working memory, which must not grow with the number of users.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import gc
 import json
 import os
@@ -51,6 +52,16 @@ def _reset_peak() -> bool:
         return False
 
 
+def _release_free_heap() -> None:
+    """Hand freed heap back to the OS (glibc ``malloc_trim``), so that the RSS before recommending is
+    the live input, not the table just deleted; a no-op elsewhere."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
+
+
 def synthetic(n_users: int, n_items: int, per_user: int, dim: int, seed: int = 0):
     """A Flat index over random unit vectors and a shuffled click log (string ids shared, as a
     reader's dictionary-encoded columns would be)."""
@@ -68,11 +79,11 @@ def synthetic(n_users: int, n_items: int, per_user: int, dim: int, seed: int = 0
     keep = ~neutral | (np.arange(len(who)) % per_user == 0)  # a neutral user: one rating only
     who, neutral = who[keep], neutral[keep]
     order = rng.permutation(len(who))
-    frame = pd.DataFrame({
-        "user": user_ids[who[order]],
-        "item": item_ids[rng.integers(0, n_items, len(who))],
+    frame = pd.DataFrame({  # object columns, as Interactions.from_frame makes them
+        "user": pd.Series(user_ids[who[order]], dtype=object),
+        "item": pd.Series(item_ids[rng.integers(0, n_items, len(who))], dtype=object),
         "timestamp": rng.uniform(1.6e9, 1.7e9, len(who)),
-        "event": np.where(neutral[order], "rating", "click").astype(object),
+        "event": pd.Series(np.where(neutral[order], "rating", "click"), dtype=object),
         "value": np.where(neutral[order], 3.0, np.nan),
     })
     return index, mmrec.Interactions(frame)
@@ -93,7 +104,7 @@ def child(config: dict) -> dict:
         grouped = mmrec.EventsByUser.from_interactions(index, events)
         del events  # the grouped arrays are all the batches read
     group_s = time.perf_counter() - started
-    gc.collect()
+    _release_free_heap()
     before = _status_kib("VmRSS")
     exact_peak = _reset_peak()
     started = time.perf_counter()
@@ -114,8 +125,10 @@ def child(config: dict) -> dict:
 
 def run_child(config: dict, threads: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
-    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env, check=True,
+    done = subprocess.run([sys.executable, __file__, "--child", json.dumps(config)], env=env,
                           capture_output=True, text=True)
+    if done.returncode:
+        raise SystemExit(f"{config['path']} with {config['users']:,} users failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 

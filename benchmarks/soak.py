@@ -117,7 +117,7 @@ def main() -> None:
     parser.add_argument("--known", type=int, default=1_000, help="users with a training history")
     parser.add_argument("--items", type=int, default=2_000)
     parser.add_argument("--window", type=int, default=None, help="max_events_per_user (default: max_len)")
-    parser.add_argument("--new-users", type=int, default=2_000)
+    parser.add_argument("--new-users", type=int, default=500)
     args = parser.parse_args()
     model, index, history = train(args.known, args.items)
     online = mmrec.OnlineRecommender(model, index, history=history, max_events_per_user=args.window)
