@@ -194,11 +194,8 @@ def recommend_batches(
     if users is None:
         wanted, rows = grouped.user_ids, np.arange(len(grouped), dtype=np.int64)
     else:
-        wanted = np.asarray(id_list(users, name="users"), dtype=object)
-        repeated = pd.Index(wanted).duplicated()
-        if repeated.any():
-            raise SchemaError(f"users: {wanted[int(np.flatnonzero(repeated)[0])]!r} is listed twice; "
-                              "pass each user once.")
+        # a user listed twice is served once, at the first place (as recommend does)
+        wanted = pd.unique(np.asarray(id_list(users, name="users"), dtype=object))
         rows = grouped.rows_of(wanted)
     allowed = index.mask(where) if where else None
 

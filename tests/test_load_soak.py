@@ -77,8 +77,9 @@ def test_batches_for_listed_users_with_filters_half_life_and_unknown_users():
     batched = pd.concat(list(recommend_batches(index, log, batch_size=37, **options)), ignore_index=True)
     pd.testing.assert_frame_equal(batched, whole)
     assert batched["user"].drop_duplicates().tolist() == users
-    with pytest.raises(SchemaError, match="'u5' is listed twice"):
-        recommend_batches(index, log, users=["u5", "u5"])
+    twice = ["u5", "u9", "u5"]  # served once, as recommend does
+    pd.testing.assert_frame_equal(pd.concat(list(recommend_batches(index, log, users=twice, batch_size=1)),
+                                            ignore_index=True), mmrec.recommend(index, log, users=twice))
     with pytest.raises(ConfigError, match="batch_size"):
         recommend_batches(index, log, batch_size=0)
     with pytest.raises(SchemaError, match="list of ids"):
