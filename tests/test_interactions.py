@@ -118,3 +118,14 @@ def test_dates_past_2262_are_seconds_not_an_overflow():
     assert seconds == [32503680000.0, -14831769600.0, 5.0]
     as_datetimes = frame.assign(timestamp=pd.to_datetime(["3000-01-01"] * 3).as_unit("s"))
     assert mmrec.Interactions.from_frame(as_datetimes).frame["timestamp"].tolist() == [32503680000.0] * 3
+
+
+def test_event_weight_names_match_events_in_any_case(write):
+    events = mmrec.Interactions.from_frame(pd.DataFrame({
+        "user": ["u1", "u1"], "item": ["a", "b"], "event": ["Purchase", "CLICK"], "timestamp": [1, 2]}))
+    weights = mmrec.EventWeights(weights={"Purchase": 5.0, " click ": 1.0}, explicit=["Rating"],
+                                 unknown_event="error")
+    assert weights.explicit == ("rating",)
+    assert events.weights(weights).tolist() == [5.0, 1.0]
+    with pytest.raises(mmrec.ConfigError, match="both read as 'click'"):
+        mmrec.EventWeights(weights={"click": 1.0, "Click": 2.0})

@@ -123,6 +123,16 @@ class EventWeights:
         if names:
             raise ConfigError(f"EventWeights: event name {names[0]!r} in weights is not text; event "
                               f"types are strings (write it as '{names[0]}').")
+        # event types are read stripped and lower-cased (validation.py): so are the names given here
+        folded: dict[str, float] = {}
+        for name, weight in self.weights.items():
+            key = name.strip().lower()
+            if key in folded:
+                raise ConfigError(f"EventWeights: event names {name!r} and another one both read as "
+                                  f"{key!r} (event types are compared in lower case); keep one.")
+            folded[key] = weight
+        object.__setattr__(self, "weights", folded)
+        object.__setattr__(self, "explicit", tuple(e.strip().lower() for e in self.explicit))
         checks = [(f"weight of event {name!r}", weight) for name, weight in self.weights.items()]
         for what, value in [*checks, ("rating_center", self.rating_center),
                             ("default_weight", self.default_weight)]:
