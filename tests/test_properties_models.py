@@ -369,6 +369,20 @@ def toml_text(values: dict) -> str:
     return "\n".join(f"{k} = {literal(v)}" for k, v in values.items()) + "\n"
 
 
+def load_job_file(loader, values: dict, *names: str):
+    """The job a TOML file of ``values`` loads to, or None after checking the ConfigError it raised
+    names one of the keys (or ``names``)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "job.toml"
+        path.write_text(toml_text(values), "utf-8")
+        try:
+            return loader(path)
+        except MmrecError as exc:
+            assert isinstance(exc, ConfigError), exc
+            check_error_names(exc, *values, *names)
+            return None
+
+
 @given(st.dictionaries(st.sampled_from(["events", "out", "items", "split", "model", "training",
                                         "event_weights", "ks", "unknown"]), toml_values, max_size=4))
 @example({"events": 5})
@@ -376,15 +390,9 @@ def toml_text(values: dict) -> str:
 def test_train_job_file_with_any_values(values):
     from mmrec.train_job import load_train_job
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "job.toml"
-        path.write_text(toml_text(values), "utf-8")
-        try:
-            job = load_train_job(path)
-        except MmrecError as exc:
-            assert isinstance(exc, ConfigError), exc
-            check_error_names(exc, *values, "events")
-            return
+    job = load_job_file(load_train_job, values, "events")
+    if job is None:
+        return
     assert isinstance(job.events, str) and Path(job.events).is_absolute()
     assert isinstance(job.model, dict) and isinstance(job.training, dict)
     assert all(isinstance(k, int) for k in job.ks)
@@ -461,15 +469,9 @@ EVALUATE_KEYS = ["dataset", "events", "catalog", "split", "models", "evaluation"
 def test_evaluate_job_file_with_any_values(values):
     from mmrec.evaluate_job import load_evaluate_job
 
-    with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "job.toml"
-        path.write_text(toml_text(values), "utf-8")
-        try:
-            job = load_evaluate_job(path)
-        except MmrecError as exc:
-            assert isinstance(exc, ConfigError), exc
-            check_error_names(exc, *values, "events", "dataset")
-            return
+    job = load_job_file(load_evaluate_job, values, "events", "dataset")
+    if job is None:
+        return
     assert (job.dataset is None) != (job.events is None)
     assert isinstance(job.models, dict) and isinstance(job.evaluation, dict)
 
