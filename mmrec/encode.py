@@ -14,6 +14,7 @@ import torch
 
 from mmrec.data.catalog import Catalog
 from mmrec.encode_cache import EncodeCache, content_key
+from mmrec.encode_engines import ENCODE_ENGINES, EncodeEngine, resolve_engine
 from mmrec.encoders import Encoder, Preset, create_encoder
 from mmrec.encoders.presets import preset_available
 from mmrec.errors import ConfigError, MediaError, SchemaError
@@ -53,7 +54,7 @@ NOTHING_TO_ENCODE = "encoder found nothing to encode (all-zero vector, e.g. no k
 
 
 def encode_items(
-    catalog: Catalog,
+    catalog: Catalog | str | os.PathLike[str],
     *,
     encoders: Mapping[str, EncoderSpec] | None = None,
     batch_size: int = 32,
@@ -64,13 +65,15 @@ def encode_items(
     out: str | os.PathLike[str] | None = None,
     num_threads: int | None = None,
     show_progress: bool | None = None,
+    engine: str | EncodeEngine | Mapping[str, Any] = "local",
 ) -> ItemVectors:
     """Encode every item of ``catalog`` with one encoder per modality.
 
     Parameters
     ----------
-    catalog : Catalog
-        The items.
+    catalog : Catalog or path
+        The items, or a catalog file (read with :meth:`Catalog.from_path`; the ``"ray"`` engine
+        reads it with Ray Data, also from object-store URIs).
     encoders : mapping of modality to preset name, Preset, Encoder or None, optional
         Overrides the defaults (per modality the first installed preset of
         :data:`DEFAULT_ENCODERS`: MiniLM, EfficientNet-Lite0 and MFCC statistics with
@@ -98,6 +101,11 @@ def encode_items(
         torch intra-op threads for the models during this call (restored afterwards).
     show_progress : bool, optional
         Progress bars; by default when the ``mmrec`` logger is at INFO.
+    engine : str, EncodeEngine or mapping
+        ``"local"`` (this process) or ``"ray"`` (Ray Data actor pools per modality, see
+        :class:`mmrec.encode_engines.EncodeEngine`; same vectors and report as ``"local"``; with
+        ``out`` the result is a folder of Parquet shards opened lazily). ``cache_dir`` and
+        ``num_workers`` are local-engine options.
 
     Returns
     -------
@@ -105,30 +113,46 @@ def encode_items(
         Per-modality float32 matrices and masks, the fused vectors, and ``report``: a missing or
         corrupt file marks that item's modality as missing and is listed with its reason.
     """
-    if not isinstance(catalog, Catalog):
+    if not isinstance(catalog, Catalog | str | os.PathLike):
         raise SchemaError(
-            f"encode_items expects a mmrec.Catalog, got {type(catalog).__name__}; "
+            f"encode_items expects a mmrec.Catalog or a catalog file, got {type(catalog).__name__}; "
             "build one with mmrec.Catalog.from_path(...) or Catalog.from_frame(...)."
         )
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")
-    run = functools.partial(
-        _encode_all, catalog, _choose_encoders(catalog, encoders), batch_size=batch_size,
-        fusion_weights=fusion_weights, device=device, num_workers=num_workers, cache_dir=cache_dir,
-        show_progress=show_progress)
     if num_threads is not None and num_threads < 1:
         raise ConfigError(f"num_threads must be >= 1, got {num_threads}.")
+    config = resolve_engine(engine)
+    runner = ENCODE_ENGINES.get(config.name)
     threads_before = torch.get_num_threads()
     if num_threads is not None:
         torch.set_num_threads(num_threads)
     try:
-        if out is None:
-            return run(out_folder=None)
-        with atomic_directory(out) as folder:
-            run(out_folder=folder)
-        return ItemVectors.load(out, mmap=True)
+        return runner(catalog, encoders, engine=config, batch_size=batch_size,
+                      fusion_weights=fusion_weights, device=device, num_workers=num_workers,
+                      cache_dir=cache_dir, out=out, show_progress=show_progress)
     finally:
         torch.set_num_threads(threads_before)
+
+
+@ENCODE_ENGINES.register("local")
+def _encode_local(
+    catalog: Catalog | str | os.PathLike[str],
+    encoders: Mapping[str, EncoderSpec] | None,
+    *,
+    engine: EncodeEngine,
+    out: str | os.PathLike[str] | None,
+    **options: Any,
+) -> ItemVectors:
+    """The local engine: this process, DataLoader workers decoding files ahead of the models."""
+    if not isinstance(catalog, Catalog):
+        catalog = Catalog.from_path(catalog)
+    run = functools.partial(_encode_all, catalog, choose_encoders(catalog, encoders), **options)
+    if out is None:
+        return run(out_folder=None)
+    with atomic_directory(out) as folder:
+        run(out_folder=folder)
+    return ItemVectors.load(out, mmap=True)
 
 
 def _encode_all(
@@ -162,25 +186,13 @@ def _encode_all(
                 num_workers=_resolve_workers(num_workers, encoder), cache=cache,
                 out_folder=out_folder, show_progress=show_progress)
             vectors[modality], masks[modality] = matrix, mask
-            report.issues.extend(issues)
-            report.counts[modality] = {
-                "encoded": int(mask.sum()),
-                "absent": len(ids) - int(mask.sum()) - len(issues),
-                "failed": len(issues),
-            }
-            report.cache_hits[modality] = hits
-            described[modality] = {"preset": spec if isinstance(spec, str) else None,
-                                   **encoder.describe()}
-            logger.info("encoded %s: %s (%d from the cache)", modality, report.counts[modality], hits)
+            record_modality(report, modality, mask, issues, hits)
+            described[modality] = describe_encoder(spec, encoder)
             del encoder
     finally:
         if cache is not None:
             cache.close()
-    if report.issues:
-        first = "; ".join(f"{i.item_id} [{i.modality}]: {i.reason}" for i in report.issues[:3])
-        more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
-        logger.warning("encode_items: %d item modalities failed and are marked missing "
-                       "(ItemVectors.report lists them): %s%s", len(report.issues), first, more)
+    warn_issues(report)
     scalers = fit_scalers(vectors, masks)
     width = sum(v.shape[1] for v in vectors.values())
     fused = RowSink((len(ids), width), np.float32,
@@ -194,9 +206,36 @@ def _encode_all(
     return items
 
 
-def _choose_encoders(
+def record_modality(report: EncodeReport, modality: str, mask: np.ndarray, issues: list[ItemIssue],
+                    hits: int) -> None:
+    """Add one modality's counts, issues (in catalog order) and cache hits to ``report``."""
+    report.issues.extend(issues)
+    report.counts[modality] = {
+        "encoded": int(mask.sum()),
+        "absent": len(mask) - int(mask.sum()) - len(issues),
+        "failed": len(issues),
+    }
+    report.cache_hits[modality] = hits
+    logger.info("encoded %s: %s (%d from the cache)", modality, report.counts[modality], hits)
+
+
+def describe_encoder(spec: str | Preset | Encoder, encoder: Encoder) -> dict[str, Any]:
+    """What the artifact records about a modality's encoder."""
+    return {"preset": spec if isinstance(spec, str) else None, **encoder.describe()}
+
+
+def warn_issues(report: EncodeReport) -> None:
+    if report.issues:
+        first = "; ".join(f"{i.item_id} [{i.modality}]: {i.reason}" for i in report.issues[:3])
+        more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
+        logger.warning("encode_items: %d item modalities failed and are marked missing "
+                       "(ItemVectors.report lists them): %s%s", len(report.issues), first, more)
+
+
+def choose_encoders(
     catalog: Catalog, encoders: Mapping[str, EncoderSpec] | None
 ) -> dict[str, str | Preset | Encoder]:
+    """The encoder spec per modality: ``encoders`` over the defaults, for the catalog's columns."""
     requested = dict(encoders or {})
     for modality in requested:
         MODALITY_SOURCES.get(modality)  # unknown modality → error with suggestions

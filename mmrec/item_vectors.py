@@ -17,6 +17,8 @@ from mmrec.errors import SchemaError
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.utils.arrays import npy_path
 from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
+from mmrec.vector_shards import LAYOUT as SHARDS_LAYOUT
+from mmrec.vector_shards import ShardedColumn, open_shards
 
 __all__ = ["ItemIssue", "EncodeReport", "ItemVectors"]
 
@@ -108,7 +110,9 @@ class ItemVectors:
         n = len(self.ids)
         if len(set(self.ids.tolist())) != n:
             raise SchemaError("ItemVectors: item ids must be unique.")
-        self.vectors = {m: np.ascontiguousarray(v, dtype=np.float32) for m, v in vectors.items()}
+        # Parquet-sharded matrices (ShardedColumn) stay on disk; everything else is float32 in memory
+        self.vectors = {m: v if isinstance(v, ShardedColumn) else np.ascontiguousarray(v, dtype=np.float32)
+                        for m, v in vectors.items()}
         self.masks = {m: np.asarray(masks[m], dtype=bool) for m in self.vectors}
         for modality, matrix in self.vectors.items():
             if matrix.ndim != 2 or matrix.shape[0] != n or self.masks[modality].shape != (n,):
@@ -124,7 +128,8 @@ class ItemVectors:
         self.scalers = dict(scalers)
         self.fused = (
             concat_fusion(self.vectors, self.masks, weights=self.fusion_weights, scalers=self.scalers)
-            if fused is None else np.ascontiguousarray(fused, dtype=np.float32)
+            if fused is None else fused if isinstance(fused, ShardedColumn)
+            else np.ascontiguousarray(fused, dtype=np.float32)
         )
         self.report = report or EncodeReport(
             counts={m: {"encoded": int(k.sum()), "absent": int((~k).sum()), "failed": 0}
@@ -203,6 +208,8 @@ class ItemVectors:
         """
         path = Path(path)
         manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify)
+        if manifest.get("layout") == SHARDS_LAYOUT:  # written by encode_items(engine="ray", out=...)
+            return open_shards(path, manifest)
         modalities = list(manifest.get("modalities", {}))
         stems = ["fused", *(f"{kind}.{m}" for m in modalities for kind in ("vectors", "mask", "scaler"))]
         require_files(path, manifest, [*(npy_path(path, stem).name for stem in stems), "ids.json",

@@ -1,0 +1,435 @@
+"""The ``"ray"`` encode engine: Ray Data reads the catalog and runs each modality's encoder in a pool
+of actors over batches; the driver streams the results into (Parquet-sharded) ItemVectors.
+
+Every actor encodes through :func:`mmrec.encode.encode_chunk` (the local engine's per-batch step),
+so vectors and the report are those of ``engine="local"``. Encoders fitted on the corpus (TF-IDF)
+are fitted once on the driver, exactly as the local engine fits them, and shipped to the actors
+through the object store; other encoders are built inside each actor from their preset (weights
+read from local paths there) or shipped as they are when an encoder object was passed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from mmrec.data.catalog import URL_SCHEME, Catalog, CatalogSchema
+from mmrec.encode import (
+    MODALITY_SOURCES,
+    EncoderSpec,
+    choose_encoders,
+    describe_encoder,
+    encode_chunk,
+    fit_on_corpus,
+    record_modality,
+    warn_issues,
+)
+from mmrec.encode_engines import EncodeEngine
+from mmrec.encoders import Encoder, Preset, create_encoder
+from mmrec.errors import ConfigError, MissingDependencyError, MmrecError, SchemaError
+from mmrec.fusion import fit_scalers
+from mmrec.item_vectors import ARTIFACT_KIND, EncodeReport, ItemIssue, ItemVectors
+from mmrec.registry import Registry
+from mmrec.utils.arrays import npy_path
+from mmrec.utils.io import atomic_directory, write_manifest
+from mmrec.vector_shards import (
+    ID_COLUMN,
+    LAYOUT,
+    SHARD_DIR,
+    ShardedColumn,
+    ShardWriter,
+    vector_array,
+    write_fused_shards,
+)
+
+__all__ = ["encode_with_ray", "ray_catalog"]
+
+logger = logging.getLogger(__name__)
+
+ID_OUT = "_mmrec_id"  # validated ids, written by every modality's actors
+SCHEMA_SAMPLE_ROWS = 10_000  # rows a schema is inferred from when a catalog file is read by Ray
+# CPUs a read task asks for: kept small and left free by the actors' default share, so that reading
+# is never starved by actor pools holding every CPU (which would stall the pipeline).
+READ_CPUS = 0.25
+
+
+def _ray() -> Any:
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError(
+            f"engine='ray' needs Ray Data ({exc}); pip install \"mmrec[ray]\"."
+        ) from exc
+    return ray
+
+
+# ----------------------------------------------------------------------------- reading the catalog
+def _read_csv(ray: Any, path: str, sep: str) -> Any:
+    """Every column as text, blanks as missing: what :func:`mmrec.data.readers.read_table` does."""
+    import pyarrow.csv as pcsv
+    import pyarrow.fs as pfs
+
+    filesystem, where = pfs.FileSystem.from_uri(path) if URL_SCHEME.match(path) else (
+        pfs.LocalFileSystem(), os.path.abspath(path))
+    with filesystem.open_input_stream(where) as stream:
+        header = pcsv.open_csv(stream, parse_options=pcsv.ParseOptions(delimiter=sep)).schema.names
+    import pyarrow as pa
+
+    convert = pcsv.ConvertOptions(column_types={c: pa.string() for c in header}, null_values=[""],
+                                  strings_can_be_null=True, quoted_strings_can_be_null=True)
+    return ray.data.read_csv(path, parse_options=pcsv.ParseOptions(delimiter=sep), convert_options=convert,
+                             num_cpus=READ_CPUS)
+
+
+# extension → reader(ray, path) -> Dataset
+RAY_READERS: Registry[Any] = Registry("table format")
+RAY_READERS.add(".parquet", lambda ray, path: ray.data.read_parquet(path, num_cpus=READ_CPUS), ".pq")
+RAY_READERS.add(".csv", lambda ray, path: _read_csv(ray, path, ","))
+RAY_READERS.add(".tsv", lambda ray, path: _read_csv(ray, path, "\t"), ".tab")
+RAY_READERS.add(".jsonl", lambda ray, path: ray.data.read_json(path, lines=True, num_cpus=READ_CPUS),
+                ".ndjson")
+
+
+def ray_catalog(
+    catalog: Catalog | str | os.PathLike[str], *, schema: CatalogSchema | None = None,
+    blocks: int = 8,
+) -> tuple[Any, Catalog, str | Path]:
+    """A Ray Dataset of the catalog's id and media/text columns, a small validated sample of it
+    (a whole in-memory ``Catalog``, or the first rows of a file) and the base folder of media paths.
+    """
+    ray = _ray()
+    if isinstance(catalog, Catalog):
+        import pyarrow as pa
+
+        schema = _encoding_schema(catalog.schema)
+        frame = catalog.frame
+        table = pa.table({c: pa.array(frame[c].tolist(), type=pa.string()) for c in schema.columns})
+        step = max(1, -(-len(frame) // blocks))
+        parts = [table.slice(s, step) for s in range(0, len(frame), step)]
+        return ray.data.from_arrow(parts), catalog, catalog.base_dir
+    path = os.fspath(catalog)
+    suffix = Path(path).suffix.lower()
+    if suffix not in RAY_READERS:
+        raise SchemaError(f"engine='ray' cannot read {path!r}: unknown extension {suffix!r}; use one of "
+                          f"{', '.join(RAY_READERS.names())}.")
+    remote = bool(URL_SCHEME.match(path))
+    if not remote and not Path(path).is_file():
+        raise SchemaError(f"table file {path!r} does not exist (cwd: {os.getcwd()}).")
+    dataset = RAY_READERS.get(suffix)(ray, path)
+    base_dir: str | Path = path.rsplit("/", 1)[0] if remote else Path(path).resolve().parent
+    head = dataset.limit(SCHEMA_SAMPLE_ROWS).to_pandas()
+    sample = Catalog.from_frame(head, schema=schema, base_dir=None if remote else base_dir)
+    encoding = _encoding_schema(sample.schema)
+    # Materialised before the actor pools start (the table of ids, texts and paths is small next to
+    # the media): read tasks then never wait for CPUs the pools hold.
+    return dataset.select_columns(encoding.columns, num_cpus=READ_CPUS).materialize(), sample, base_dir
+
+
+def _encoding_schema(schema: CatalogSchema) -> CatalogSchema:
+    """The columns encoding reads: id, text, image, audio (no attributes)."""
+    return dataclasses.replace(schema, categorical=(), numeric=())
+
+
+def _validated(batch: Any, schema: CatalogSchema, base_dir: str | Path, first_row: int | None) -> Catalog:
+    """A batch of raw rows as a Catalog (the same validation as the local path)."""
+    frame = batch.to_pandas()
+    try:
+        catalog = Catalog.from_frame(frame, schema=schema, base_dir=base_dir if isinstance(base_dir, Path)
+                                     else None)
+    except SchemaError as exc:
+        where = f" (rows counted from {first_row})" if first_row is not None else " (rows of one batch)"
+        raise SchemaError(f"{exc}{where}") from None
+    if not isinstance(base_dir, Path):  # an object-store prefix: media paths stay URIs
+        catalog.base_dir = Path(base_dir)
+    return catalog
+
+
+# ----------------------------------------------------------------------------- the actors
+class ModalityWorker:
+    """A Ray Data callable class: encodes one modality of each batch with its own encoder copy."""
+
+    def __init__(self, modality: str, encoder: Any, schema: CatalogSchema, base_dir: str | Path,
+                 device: Any, threads: int) -> None:
+        import torch
+
+        ray = _ray()
+        torch.set_num_threads(max(1, threads))
+        if isinstance(encoder, ray.ObjectRef):
+            encoder = ray.get(encoder)
+        if not isinstance(encoder, Encoder):  # a preset: build it here, weights read locally
+            if device is None:
+                device = "cuda" if ray.get_gpu_ids() else "cpu"
+            encoder = create_encoder(encoder, device=device)
+        self.modality, self.encoder = modality, encoder
+        self.schema, self.base_dir = schema, base_dir
+
+    def __call__(self, batch: Any) -> Any:
+        import pyarrow as pa
+
+        catalog = _validated(batch, self.schema, self.base_dir, None)
+        raws = MODALITY_SOURCES.get(self.modality)(catalog)
+        ids = catalog.ids
+        matrix, mask, issues = encode_chunk(self.encoder, ids, raws)
+        reasons: list[str | None] = [None] * len(ids)
+        for position, issue in issues:
+            reasons[position] = issue.reason
+        m = self.modality
+        columns = {
+            ID_OUT: pa.array(list(ids), type=pa.string()),
+            f"vectors.{m}": vector_array(matrix),
+            f"mask.{m}": pa.array(mask, type=pa.bool_()),
+            f"issue.{m}": pa.array(reasons, type=pa.string()),
+        }
+        for name, column in columns.items():
+            if name in batch.column_names:
+                batch = batch.drop_columns([name])
+            batch = batch.append_column(name, column)
+        return batch
+
+
+# ----------------------------------------------------------------------------- the driver
+def _ensure_ray(engine: EncodeEngine) -> bool:
+    """Connect to / start Ray; True when this call started it (and must shut it down)."""
+    ray = _ray()
+    if ray.is_initialized():
+        return False
+    if engine.address is None:
+        ray.init(num_cpus=engine.num_cpus or os.cpu_count() or 1, include_dashboard=False,
+                 log_to_driver=False, configure_logging=False)
+    else:
+        ray.init(address=engine.address, include_dashboard=False, log_to_driver=False,
+                 configure_logging=False)
+    return True
+
+
+def _encoder_payload(
+    ray: Any, spec: str | Preset | Encoder, modality: str, catalog: Catalog | None, dataset: Any,
+    schema: CatalogSchema, base_dir: str | Path, *, batch_size: int, device: Any,
+    show_progress: bool | None,
+) -> tuple[Any, Encoder | None]:
+    """What each actor builds its encoder from: the preset itself, or (for encoder objects and
+    encoders fitted on the corpus, fitted here like the local engine fits them) an object ref."""
+    encoder = spec if isinstance(spec, Encoder) else None
+    if encoder is None:
+        encoder = create_encoder(spec, device=device or "cpu")
+        if not encoder.requires_fit:
+            return spec, encoder
+    if encoder.requires_fit:
+        if catalog is not None and len(catalog) > 0 and dataset is None:
+            ids, raws = catalog.ids, MODALITY_SOURCES.get(modality)(catalog)
+        else:
+            ids, raws = _all_raws(dataset, schema, base_dir, modality)
+        fit_on_corpus(encoder, ids, raws, batch_size=batch_size, num_workers=0,
+                      show_progress=show_progress, issues=[])
+    return ray.put(encoder), encoder
+
+
+def _all_raws(dataset: Any, schema: CatalogSchema, base_dir: str | Path, modality: str
+              ) -> tuple[np.ndarray, list[Any]]:
+    """Ids and one modality's raw values of a whole Ray-read catalog, read on the driver."""
+    ids: list[Any] = []
+    raws: list[Any] = []
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=4096):
+        part = _validated(batch, schema, base_dir, len(ids))
+        ids.extend(part.ids.tolist())
+        raws.extend(MODALITY_SOURCES.get(modality)(part))
+    return np.asarray(ids, dtype=object), raws
+
+
+def _resources(ray: Any, engine: EncodeEngine, fitted: Mapping[str, bool]) -> dict[str, tuple[float, float]]:
+    """``(cpus, gpus)`` per actor of each modality."""
+    total = ray.cluster_resources()
+    actors = engine.workers * len(fitted)
+    cpus = engine.cpus_per_worker
+    if cpus is None:
+        cpus = max(0.01, (float(total.get("CPU", 1)) - READ_CPUS) / actors)
+    networks = [m for m, is_fitted in fitted.items() if not is_fitted]
+    gpus_total = float(total.get("GPU", 0))
+    shares = {}
+    for modality in fitted:
+        gpus = engine.gpus_per_worker
+        if gpus is None:
+            share = gpus_total and modality in networks
+            gpus = gpus_total / (engine.workers * len(networks)) if share else 0.0
+        shares[modality] = (round(cpus, 4), round(gpus, 4))
+    return shares
+
+
+def _stream(dataset: Any) -> Iterator[Any]:
+    """The encoded batches in catalog order; an mmrec error raised in an actor is re-raised as is."""
+    try:
+        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
+    except Exception as exc:  # Ray wraps actor errors (RayTaskError, UserCodeException)
+        cause: BaseException | None = exc
+        while cause is not None:
+            if isinstance(cause, MmrecError):
+                raise type(cause)(*cause.args) from exc
+            cause = getattr(cause, "cause", None) or cause.__cause__
+        raise
+
+
+def encode_with_ray(
+    catalog: Catalog | str | os.PathLike[str],
+    encoders: Mapping[str, EncoderSpec] | None,
+    *,
+    engine: EncodeEngine,
+    batch_size: int,
+    fusion_weights: Mapping[str, float] | None,
+    device: Any,
+    num_workers: int | None,
+    cache_dir: str | os.PathLike[str] | None,
+    out: str | os.PathLike[str] | None,
+    show_progress: bool | None,
+) -> ItemVectors:
+    """The ``"ray"`` engine of :func:`mmrec.encode_items` (see there)."""
+    if cache_dir is not None:
+        raise ConfigError("cache_dir is a local-engine option; engine='ray' re-encodes every item "
+                          "(drop cache_dir, or use engine='local').")
+    if num_workers is not None:
+        raise ConfigError("num_workers is a local-engine option; with engine='ray' set "
+                          "EncodeEngine(workers=...) (actors per modality).")
+    ray = _ray()
+    started = _ensure_ray(engine)
+    try:
+        context = ray.data.DataContext.get_current()
+        context.execution_options.preserve_order = True
+        context.enable_progress_bars = bool(show_progress)
+        dataset, sample, base_dir = ray_catalog(catalog)
+        schema = _encoding_schema(sample.schema)
+        chosen = choose_encoders(sample, encoders)
+        in_memory = isinstance(catalog, Catalog)
+        payloads: dict[str, Any] = {}
+        described: dict[str, Any] = {}
+        dims: dict[str, int] = {}
+        for modality, spec in chosen.items():
+            payload, encoder = _encoder_payload(
+                ray, spec, modality, catalog if in_memory else None, None if in_memory else dataset,
+                schema, base_dir, batch_size=batch_size, device=device, show_progress=show_progress)
+            if encoder.modality != modality:
+                raise ConfigError(f"encoder for {modality!r} is a {encoder.modality!r} encoder "
+                                  f"({type(encoder).__name__}).")
+            payloads[modality], dims[modality] = payload, encoder.dim
+            described[modality] = describe_encoder(spec, encoder)
+        shares = _resources(ray, engine, {m: not isinstance(p, str | Preset) for m, p in payloads.items()})
+        for modality, payload in payloads.items():
+            cpus, gpus = shares[modality]
+            dataset = dataset.map_batches(
+                ModalityWorker, batch_size=batch_size, batch_format="pyarrow",
+                compute=ray.data.ActorPoolStrategy(size=engine.workers),
+                num_cpus=cpus, num_gpus=gpus, zero_copy_batch=False,
+                fn_constructor_kwargs={"modality": modality, "encoder": payload, "schema": schema,
+                                       "base_dir": base_dir, "device": device,
+                                       "threads": max(1, int(cpus))})
+        logger.info("ray engine: %d actor(s) per modality, resources (cpus, gpus) per actor %s",
+                    engine.workers, shares)
+        if out is None:
+            return _collect(_stream(dataset), dims, fusion_weights, described)
+        with atomic_directory(out) as folder:
+            _write_shards(_stream(dataset), folder, dims, fusion_weights, described, engine)
+        return ItemVectors.load(out)
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _batch_arrays(batch: Any, dims: Mapping[str, int]) -> tuple[list[str], dict, dict, dict]:
+    from mmrec.vector_shards import column_matrix
+
+    ids = batch.column(ID_OUT).to_pylist()
+    vectors = {m: column_matrix(batch.column(f"vectors.{m}"), d) for m, d in dims.items()}
+    masks = {m: batch.column(f"mask.{m}").to_numpy(zero_copy_only=False).astype(bool) for m in dims}
+    reasons = {m: batch.column(f"issue.{m}").to_pylist() for m in dims}
+    return ids, vectors, masks, reasons
+
+
+class _Tally:
+    """Ids, masks and issues of the streamed batches, in catalog order."""
+
+    def __init__(self, dims: Mapping[str, int]) -> None:
+        self.ids: list[str] = []
+        self.masks: dict[str, list[np.ndarray]] = {m: [] for m in dims}
+        self.issues: dict[str, list[ItemIssue]] = {m: [] for m in dims}
+
+    def add(self, ids: list[str], masks: Mapping[str, np.ndarray], reasons: Mapping[str, list]) -> None:
+        for modality, mask in masks.items():
+            self.masks[modality].append(mask)
+            self.issues[modality] += [ItemIssue(ids[j], modality, r)
+                                      for j, r in enumerate(reasons[modality]) if r is not None]
+        self.ids.extend(ids)
+
+    def report(self) -> tuple[dict[str, np.ndarray], EncodeReport]:
+        if len(set(self.ids)) != len(self.ids):
+            raise SchemaError("catalog: item ids must be unique; the Ray-read table repeats some.")
+        masks = {m: np.concatenate(parts) if parts else np.zeros(0, bool) for m, parts in self.masks.items()}
+        report = EncodeReport()
+        for modality, mask in masks.items():
+            record_modality(report, modality, mask, self.issues[modality], 0)
+        warn_issues(report)
+        return masks, report
+
+
+def _collect(batches: Iterator[Any], dims: Mapping[str, int], fusion_weights: Mapping[str, float] | None,
+             described: Mapping[str, Any]) -> ItemVectors:
+    tally = _Tally(dims)
+    parts: dict[str, list[np.ndarray]] = {m: [] for m in dims}
+    for batch in batches:
+        ids, vectors, masks, reasons = _batch_arrays(batch, dims)
+        tally.add(ids, masks, reasons)
+        for m in dims:
+            parts[m].append(vectors[m])
+    masks, report = tally.report()
+    vectors = {m: np.concatenate(p) if p else np.zeros((0, dims[m]), np.float32) for m, p in parts.items()}
+    return ItemVectors(tally.ids, vectors, masks, fusion_weights=fusion_weights, report=report,
+                       encoders=described)
+
+
+def _write_shards(batches: Iterator[Any], folder: Path, dims: Mapping[str, int],
+                  fusion_weights: Mapping[str, float] | None, described: Mapping[str, Any],
+                  engine: EncodeEngine) -> None:
+    """Stream the batches into raw shards, fit the fusion scalers over them (the same row blocks as
+    the local engine), rewrite each shard with its fused column, then the manifest."""
+    import pyarrow as pa
+
+    tally = _Tally(dims)
+    writer = ShardWriter(folder / ".raw", shard_rows=engine.shard_rows, row_group_rows=engine.row_group_rows)
+    for batch in batches:
+        ids, vectors, masks, reasons = _batch_arrays(batch, dims)
+        tally.add(ids, masks, reasons)
+        columns = {ID_COLUMN: pa.array(ids, type=pa.string())}
+        for m in dims:
+            columns[f"vectors.{m}"] = vector_array(vectors[m])
+            columns[f"mask.{m}"] = pa.array(masks[m], type=pa.bool_())
+        writer.write(pa.table(columns))
+    raw = [folder / ".raw" / shard["file"] for shard in writer.close()]
+    masks, report = tally.report()
+    if not raw:
+        raise SchemaError("catalog: the table has no rows.")
+    scalers = fit_scalers({m: ShardedColumn(raw, f"vectors.{m}", d) for m, d in dims.items()}, masks)
+    weights = {m: 1.0 for m in dims} | dict(fusion_weights or {})
+    shards = write_fused_shards(raw, folder / SHARD_DIR, dims, weights=weights, scalers=scalers,
+                                row_group_rows=engine.row_group_rows)
+    (folder / ".raw").rmdir()
+    files = [f"{SHARD_DIR}/{shard['file']}" for shard in shards]
+    for m in dims:
+        path = npy_path(folder, f"scaler.{m}")
+        np.save(path, np.stack([scalers[m].mean, scalers[m].scale]), allow_pickle=False)
+        files.append(path.name)
+    (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=1), "utf-8")
+    files.append("report.json")
+    write_manifest(folder, ARTIFACT_KIND, {
+        "layout": LAYOUT,
+        "n_items": len(tally.ids),
+        "modalities": dict(dims),
+        "fused_dim": sum(dims.values()),
+        "fusion": {"kind": "concat", "weights": weights},
+        "encoders": dict(described),
+        "shards": shards,
+    }, files)

@@ -1,0 +1,131 @@
+"""encode_items(engine="ray"): Ray Data actor pools give the local engine's vectors and report; the
+Parquet-sharded output opens lazily. Ray runs in local mode with 2 CPUs, one session for the module.
+
+Skipped when Ray is not installed, unless MMREC_REQUIRE_RAY=1 (CI sets it: there it must run).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from conftest import FAST_IMAGE, fast_choice
+
+import mmrec
+from mmrec.demo import make_demo
+from mmrec.encode_engines import EncodeEngine, resolve_engine
+from mmrec.errors import ConfigError, UnknownNameError
+from mmrec.vector_shards import ShardedColumn, ShardWriter
+
+HAVE_RAY = importlib.util.find_spec("ray") is not None
+
+
+@pytest.fixture(scope="module")
+def ray_session():
+    if not HAVE_RAY:
+        if os.environ.get("MMREC_REQUIRE_RAY") == "1":
+            pytest.fail("MMREC_REQUIRE_RAY=1 but ray is not importable; pip install -e '.[ray]'")
+        pytest.skip("ray is not installed (pip install 'mmrec[ray]')")
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False, configure_logging=False)
+    yield ray
+    ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def small(tmp_path_factory):
+    """A 40-item demo catalog (a corrupt image, a missing audio file) and its local-engine vectors."""
+    demo = make_demo(tmp_path_factory.mktemp("ray_demo"), n_items=40, n_users=4, seed=3)
+    encoders = fast_choice(mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE))
+    local = mmrec.encode_items(mmrec.Catalog.from_path(demo.catalog), encoders=encoders, batch_size=8)
+    return demo, encoders, local
+
+
+def assert_same_vectors(local: mmrec.ItemVectors, other: mmrec.ItemVectors) -> None:
+    """Same ids, masks, report; vectors within 1e-6 (relative: MFCC values of ~25 may differ in their
+    last float32 bit with the thread count; the fused unit vectors within 1e-6 absolute)."""
+    assert other.ids.tolist() == local.ids.tolist()
+    assert other.modalities == local.modalities
+    for m in local.modalities:
+        np.testing.assert_array_equal(other.masks[m], local.masks[m])
+        np.testing.assert_allclose(np.asarray(other.vectors[m]), local.vectors[m], rtol=1e-6, atol=1e-6)
+        np.testing.assert_allclose(other.scalers[m].mean, local.scalers[m].mean, rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(np.asarray(other.fused), local.fused, rtol=0, atol=1e-6)
+    assert other.report.counts == local.report.counts
+    assert other.report.issues == local.report.issues
+
+
+def test_ray_engine_from_a_catalog_file_writes_lazy_shards_equal_to_local(ray_session, small, tmp_path):
+    demo, encoders, local = small
+    assert {(i.item_id, i.modality) for i in local.report.issues} == {("item0003", "image"),
+                                                                        ("item0005", "audio")}
+    engine = EncodeEngine("ray", workers=2, shard_rows=16, row_group_rows=8)
+    out = tmp_path / "vectors"
+    items = mmrec.encode_items(demo.catalog, encoders=encoders, batch_size=8, engine=engine, out=out)
+    assert sorted(p.name for p in (out / "shards").iterdir()) == [
+        "part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert not (out / ".raw").exists()
+    reopened = mmrec.ItemVectors.load(out)
+    for loaded in (items, reopened):
+        assert isinstance(loaded.fused, ShardedColumn)
+        assert all(isinstance(v, ShardedColumn) for v in loaded.vectors.values())
+        assert loaded.fused.reads == 0, "opening reads no vectors"
+        assert_same_vectors(local, loaded)
+    # a row slice reads only the row groups it touches: rows 17..22 lie in one 8-row group
+    column = reopened.vectors["image"]
+    before = column.reads
+    np.testing.assert_array_equal(column[17:23], local.vectors["image"][17:23])
+    assert column.reads == before + 1
+    np.testing.assert_array_equal(column[[39, 0, 20]], local.vectors["image"][[39, 0, 20]])
+    # the lazy vectors index like the in-memory ones
+    index = mmrec.build_index(reopened, spec="Flat")
+    _, labels = index.search(np.asarray(local.fused[:3]), 1)
+    assert labels[:, 0].tolist() == [0, 1, 2]
+
+
+def test_ray_engine_on_an_in_memory_catalog_fits_tfidf_once_and_matches_local(ray_session, small):
+    demo, _, _ = small
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    choice = {"text": "text-tfidf-svd", "image": None, "audio": None}
+    local = mmrec.encode_items(catalog, encoders=choice, batch_size=8)
+    distributed = mmrec.encode_items(catalog, encoders=choice, batch_size=8,
+                                     engine={"name": "ray", "workers": 1})
+    assert isinstance(distributed.vectors["text"], np.ndarray)
+    assert_same_vectors(local, distributed)
+    # fitted state travelled to the actors: vectors of a refit on a different corpus would differ
+    assert np.abs(distributed.vectors["text"]).sum() > 0
+
+
+def test_engine_settings_are_validated():
+    assert resolve_engine("local") == EncodeEngine()
+    assert resolve_engine({"name": "ray", "workers": 3}).workers == 3
+    with pytest.raises(UnknownNameError, match="Did you mean 'ray'"):
+        resolve_engine("rya")
+    with pytest.raises(ConfigError, match="workers must be >= 1"):
+        EncodeEngine("ray", workers=0)
+    with pytest.raises(ConfigError, match="unknown"):
+        resolve_engine({"name": "ray", "actors": 2})
+
+
+def test_sharded_column_reads_row_groups_across_shards(tmp_path):
+    rng = np.random.default_rng(0)
+    matrix = rng.normal(size=(50, 3)).astype(np.float32)
+    writer = ShardWriter(tmp_path, shard_rows=20, row_group_rows=7)
+    for start in range(0, 50, 9):  # blocks that straddle shard and row-group boundaries
+        block = matrix[start : start + 9]
+        writer.write(pa.table({"v": pa.FixedSizeListArray.from_arrays(block.reshape(-1), 3)}))
+    shards = writer.close()
+    assert [s["rows"] for s in shards] == [20, 20, 10]
+    column = ShardedColumn([tmp_path / s["file"] for s in shards], "v", 3)
+    assert column.shape == (50, 3) and len(column) == 50
+    np.testing.assert_array_equal(np.asarray(column), matrix)
+    np.testing.assert_array_equal(column[5:33], matrix[5:33])
+    np.testing.assert_array_equal(column[::7], matrix[::7])
+    np.testing.assert_array_equal(column[np.array([49, 3, 3, 21])], matrix[[49, 3, 3, 21]])
+    np.testing.assert_array_equal(column[-1], matrix[-1])
+    with pytest.raises(IndexError):
+        column[np.array([50])]
