@@ -30,11 +30,18 @@ def _encoder_overrides(args: argparse.Namespace) -> dict[str, str | None]:
 def cmd_encode(args: argparse.Namespace) -> int:
     from mmrec import Catalog, encode_items
 
-    catalog = Catalog.from_path(args.catalog)
-    logger.info("%s", catalog)
-    items = encode_items(catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
-                         device=args.device, num_workers=args.workers, cache_dir=args.cache,
-                         out=args.out, num_threads=args.threads)
+    if args.engine == "ray":  # Ray Data reads the file itself (also s3://... URIs)
+        from mmrec.encode_engines import EncodeEngine
+
+        engine = EncodeEngine("ray", address=args.ray_address, workers=args.ray_workers or 2)
+        items = encode_items(args.catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
+                             device=args.device, out=args.out, num_threads=args.threads, engine=engine)
+    else:
+        catalog = Catalog.from_path(args.catalog)
+        logger.info("%s", catalog)
+        items = encode_items(catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
+                             device=args.device, num_workers=args.workers, cache_dir=args.cache,
+                             out=args.out, num_threads=args.threads)
     print(items)
     print(items.report)
     print(f"saved item vectors to {args.out}")
@@ -44,6 +51,16 @@ def cmd_encode(args: argparse.Namespace) -> int:
 def cmd_index(args: argparse.Namespace) -> int:
     from mmrec import ItemVectors, build_index
 
+    if args.shards:
+        from mmrec.index.sharded import build_sharded_index
+
+        if args.catalog or args.target_recall:
+            raise ConfigError("--shards builds plain shards: drop --catalog and --target-recall.")
+        sharded = build_sharded_index(args.items, args.out, n_shards=args.shards, spec=args.spec,
+                                      seed=args.seed)
+        print(sharded)
+        print(f"saved sharded index to {args.out}")
+        return 0
     attributes = None
     if args.catalog:
         from mmrec import Catalog
@@ -331,6 +348,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workers", type=int, default=None,
                    help="processes decoding images/audio ahead of the model (default: auto)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
+    p.add_argument("--engine", choices=["local", "ray"], default="local",
+                   help="local (this process, default) or ray (Ray Data actor pools; "
+                   "pip install 'mmrec[ray]'; --out becomes Parquet shards)")
+    p.add_argument("--ray-address", default=None,
+                   help="Ray cluster to join with --engine ray (default: start a local Ray)")
+    p.add_argument("--ray-workers", type=int, default=None,
+                   help="actors per modality with --engine ray (default: 2)")
     p.set_defaults(func=cmd_encode)
 
     p = sub.add_parser("index", help="build a FAISS index over encoded items",
@@ -347,6 +371,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="memory budget that steers the automatic index choice (default: half of RAM)")
     p.add_argument("--catalog", default=None,
                    help="catalog file whose categorical/numeric columns become filterable attributes")
+    p.add_argument("--shards", type=int, default=None,
+                   help="split the items into this many shards, one index each, built one at a time")
     p.set_defaults(func=cmd_index)
 
     p = sub.add_parser("recommend", help="top-k items per user from their history",
