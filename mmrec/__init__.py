@@ -24,6 +24,7 @@ from mmrec.data.splits import (
     time_split,
 )
 from mmrec.encode import DEFAULT_ENCODERS, encode_items
+from mmrec.encode_engines import EncodeEngine
 from mmrec.encoders import Encoder, add_preset_dir, create_encoder, get_preset, list_encoders
 from mmrec.errors import (
     ArtifactError,
@@ -35,6 +36,7 @@ from mmrec.errors import (
     SchemaError,
 )
 from mmrec.index import ItemIndex, build_index
+from mmrec.index.sharded import ShardedIndex, build_sharded_index
 from mmrec.item_vectors import EncodeReport, ItemVectors
 from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
 from mmrec.online import OnlineRecommender
@@ -54,6 +56,7 @@ __all__ = [
     "cold_item_split",
     "cold_user_split",
     "encode_items",
+    "EncodeEngine",
     "DEFAULT_ENCODERS",
     "Encoder",
     "list_encoders",
@@ -64,6 +67,8 @@ __all__ = [
     "EncodeReport",
     "build_index",
     "ItemIndex",
+    "build_sharded_index",
+    "ShardedIndex",
     "recommend",
     "recommend_batches",
     "write_recommendations",

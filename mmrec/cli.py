@@ -33,6 +33,9 @@ def cmd_encode(args: argparse.Namespace) -> int:
     if args.engine == "ray":  # Ray Data reads the file itself (also s3://... URIs)
         from mmrec.encode_engines import EncodeEngine
 
+        if args.cache or args.workers is not None:
+            raise ConfigError("--cache and --workers are local-engine options; with --engine ray use "
+                              "--ray-workers (actors per modality).")
         engine = EncodeEngine("ray", address=args.ray_address, workers=args.ray_workers or 2)
         items = encode_items(args.catalog, encoders=_encoder_overrides(args), batch_size=args.batch_size,
                              device=args.device, out=args.out, num_threads=args.threads, engine=engine)
