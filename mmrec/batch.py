@@ -27,8 +27,8 @@ import pandas as pd
 from mmrec.data.interactions import DroppedEvents, EventWeights, Interactions
 from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.index import ItemIndex
-from mmrec.recommend import descending, recommend_known
+from mmrec.index import ServingIndex
+from mmrec.recommend import check_serving_index, descending, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
 
@@ -77,7 +77,7 @@ class EventsByUser:
     dropped: DroppedEvents | None = None
 
     @classmethod
-    def from_interactions(cls, index: ItemIndex, events: Interactions) -> EventsByUser:
+    def from_interactions(cls, index: ServingIndex, events: Interactions) -> EventsByUser:
         """Group ``events`` (one pass, vectorised); events on items not in ``index`` are dropped
         and reported, as :func:`mmrec.recommend` does."""
         user_codes, user_ids = pd.factorize(events._frame["user"].to_numpy(dtype=object), sort=False)
@@ -161,7 +161,7 @@ class EventsByUser:
 
 
 def recommend_batches(
-    index: ItemIndex,
+    index: ServingIndex,
     events: EventsByUser | Interactions | pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
@@ -181,9 +181,7 @@ def recommend_batches(
     the log in order of first appearance). Pass an :class:`EventsByUser` to group a large log once
     and free the original table; memory then stays that of one batch whatever the number of users.
     """
-    if not isinstance(index, ItemIndex):
-        raise SchemaError(f"recommend_batches expects an ItemIndex (mmrec.build_index), got "
-                          f"{type(index).__name__}.")
+    check_serving_index(index, "recommend_batches")
     k, batch_size = positive_int(k, name="k"), positive_int(batch_size, name="batch_size")
     if model is not None and model.config.dim != index.dim:
         raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
@@ -215,7 +213,7 @@ def recommend_batches(
     return batches()  # the checks above run at the call, the batches as they are read
 
 
-def _grouped(index: ItemIndex, events: EventsByUser | Interactions | pd.DataFrame) -> EventsByUser:
+def _grouped(index: ServingIndex, events: EventsByUser | Interactions | pd.DataFrame) -> EventsByUser:
     if isinstance(events, EventsByUser):
         return events
     if isinstance(events, pd.DataFrame):

@@ -57,10 +57,15 @@ def cmd_index(args: argparse.Namespace) -> int:
     if args.shards:
         from mmrec.index.sharded import build_sharded_index
 
-        if args.catalog or args.target_recall:
-            raise ConfigError("--shards builds plain shards: drop --catalog and --target-recall.")
+        if args.target_recall:
+            raise ConfigError("--shards builds plain shards: drop --target-recall.")
+        attributes = None
+        if args.catalog:
+            from mmrec import Catalog
+
+            attributes = Catalog.from_path(args.catalog)
         sharded = build_sharded_index(args.items, args.out, n_shards=args.shards, spec=args.spec,
-                                      seed=args.seed)
+                                      attributes=attributes, seed=args.seed)
         print(sharded)
         print(f"saved sharded index to {args.out}")
         return 0
@@ -111,12 +116,13 @@ def print_recommendations(
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from mmrec import Interactions, ItemIndex, recommend
+    from mmrec import Interactions, recommend
+    from mmrec.index.sharded import load_serving_index
 
     if args.batch_size is not None and (not args.out or args.explain):
         raise ConfigError("--batch-size streams to a file: give --out recs.parquet (or .csv), "
                           "without --explain.")
-    index = ItemIndex.load(args.index)
+    index = load_serving_index(args.index, resident=not args.shard_at_a_time)
     events = Interactions.from_path(args.events)
     where = _parse_where(args.where)
     model = None
@@ -380,7 +386,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("recommend", help="top-k items per user from their history",
                        description="Recommend unseen items to users from their behaviour log.")
-    p.add_argument("--index", required=True, help="index folder written by `mmrec index`")
+    p.add_argument("--index", required=True,
+                   help="index folder written by `mmrec index` (also with --shards: a sharded index)")
+    p.add_argument("--shard-at-a-time", action="store_true",
+                   help="with a sharded index: load one shard at a time (memory of one shard) instead "
+                   "of keeping all shards loaded")
     p.add_argument("--events", required=True, help="behaviour log (user, item, timestamp, event, value)")
     p.add_argument("--users", nargs="+", default=None, help="user ids (default: every user in the log)")
     p.add_argument("--k", type=int, default=10, help="recommendations per user (default: 10)")

@@ -14,10 +14,11 @@ import pandas as pd
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.index import ItemIndex, l2_normalize
+from mmrec.index import ItemIndex, ServingIndex, l2_normalize
+from mmrec.index.sharded import ShardedIndex
 
-__all__ = ["recommend", "recommend_known", "user_vectors", "UserVectors", "popularity", "distinct_pairs",
-           "descending", "popular_order", "top_unseen"]
+__all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "UserVectors",
+           "popularity", "distinct_pairs", "descending", "popular_order", "top_unseen"]
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +37,7 @@ class UserVectors:
 
 
 def user_vectors(
-    index: ItemIndex,
+    index: ServingIndex,
     events: Interactions,
     *,
     users: Sequence[str] | None = None,
@@ -47,8 +48,9 @@ def user_vectors(
 
     Parameters
     ----------
-    index : ItemIndex
-        Supplies item vectors and the id map; events on items not in it are dropped (and logged).
+    index : ItemIndex or ShardedIndex
+        Supplies item vectors (:meth:`~mmrec.index.ServingIndex.weighted_sum`) and the id map;
+        events on items not in it are dropped (and logged).
     events : Interactions
     users : sequence of str, optional
         Users to compute (default: every user in ``events``); users without events get zeros.
@@ -91,20 +93,20 @@ def user_vectors(
     # (users × items) weight matrix times item vectors: no (events × dim) temporary
     history = csr_matrix((weights.astype(np.float32), (user_rows, item_idx)),
                          shape=(len(user_ids), index.n_labels), dtype=np.float32)
-    summed = np.asarray(history @ index.vectors, dtype=np.float64)
+    summed = np.asarray(index.weighted_sum(history), dtype=np.float64)
     norms = np.linalg.norm(summed, axis=1)
     has_signal = norms > 1e-9
     return UserVectors(user_ids, l2_normalize(summed), has_signal)
 
 
-def distinct_pairs(index: ItemIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
+def distinct_pairs(index: ServingIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
     """The distinct (user, item) pairs of ``events`` on items in the index: user ids and labels."""
     frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
     labels = index.positions(frame["item"].tolist()) if len(frame) else np.empty(0, np.int64)
     return frame["user"].to_numpy(dtype=object), labels
 
 
-def popularity(index: ItemIndex, events: Interactions) -> np.ndarray:
+def popularity(index: ServingIndex, events: Interactions) -> np.ndarray:
     """Number of distinct users per item (float64, aligned with the index labels ``index.ids``)."""
     _, labels = distinct_pairs(index, events)
     return np.bincount(labels, minlength=index.n_labels).astype(np.float64)
@@ -116,7 +118,7 @@ def descending(scores: np.ndarray, live: np.ndarray) -> np.ndarray:
     return order[live[order]]
 
 
-def popular_order(index: ItemIndex, events: Interactions,
+def popular_order(index: ServingIndex, events: Interactions,
                   allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
     popular, ties by label: the fallback ranking for users without a usable history."""
@@ -130,7 +132,7 @@ def top_unseen(order: np.ndarray, seen: set[int], k: int) -> list[int]:
 
 
 def recommend(
-    index: ItemIndex,
+    index: ServingIndex,
     events: Interactions | pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
@@ -151,15 +153,15 @@ def recommend(
     they have not seen; the ``source`` column says which. Seen items are excluded and ``k`` is still
     honoured while enough unseen items exist. ``where`` filters on the index's item attributes
     (``{"category": ["shoes", "bags"], "in_stock": True}``; build the index with
-    ``attributes=catalog``), also without losing ``k``.
+    ``attributes=catalog``), also without losing ``k``. ``index`` is an :class:`~mmrec.ItemIndex`
+    or a :class:`~mmrec.ShardedIndex` (same results; profiles and search go shard by shard).
 
     Returns
     -------
     DataFrame
         Columns ``user, rank, item, score, source``; ``rank`` starts at 1.
     """
-    if not isinstance(index, ItemIndex):
-        raise SchemaError(f"recommend expects an ItemIndex (mmrec.build_index), got {type(index).__name__}.")
+    check_serving_index(index, "recommend")
     if isinstance(events, pd.DataFrame):
         events = Interactions.from_frame(events)
     if not isinstance(events, Interactions):
@@ -175,8 +177,15 @@ def recommend(
                            popular=lambda: popular_order(index, known, allowed))
 
 
+def check_serving_index(index: Any, caller: str) -> None:
+    """A :class:`SchemaError` unless ``index`` is an :class:`ItemIndex` or a :class:`ShardedIndex`."""
+    if not isinstance(index, ItemIndex | ShardedIndex):
+        raise SchemaError(f"{caller} expects an ItemIndex (mmrec.build_index) or a ShardedIndex "
+                          f"(mmrec.build_sharded_index), got {type(index).__name__}.")
+
+
 def recommend_known(
-    index: ItemIndex,
+    index: ServingIndex,
     known: Interactions,
     *,
     users: Sequence[str] | None,
@@ -225,7 +234,7 @@ def recommend_known(
     })
 
 
-def _seen_positions(index: ItemIndex, events: Interactions, user_ids: np.ndarray) -> list[np.ndarray]:
+def _seen_positions(index: ServingIndex, events: Interactions, user_ids: np.ndarray) -> list[np.ndarray]:
     """Per user (in ``user_ids`` order), the sorted unique positions of the items they touched."""
     frame = events.frame
     rows = pd.Index(user_ids).get_indexer(frame["user"])

@@ -10,11 +10,13 @@ from mmrec.index.choice import (
     plan_index,
 )
 from mmrec.index.item_index import ItemIndex, l2_normalize
+from mmrec.index.protocol import ServingIndex
 from mmrec.index.tuning import recall_at_k, tune
 
 __all__ = [
     "build_index",
     "ItemIndex",
+    "ServingIndex",
     "IndexPlan",
     "plan_index",
     "choose_index_spec",

@@ -132,6 +132,13 @@ class ItemIndex:
         """Bool per id: is it in the index now."""
         return self._id_lookup().get_indexer(pd.Index([str(i) for i in item_ids], dtype=object)) >= 0
 
+    def weighted_sum(self, weights: Any) -> np.ndarray:
+        """``weights @ vectors``: per row of a (m, ``n_labels``) scipy sparse weight matrix, the
+        weighted sum of item vectors, shape (m, ``dim``) — the user profiles of recommend."""
+        if weights.shape[1] != self.n_labels:
+            raise SchemaError(f"weights have {weights.shape[1]} columns, the index {self.n_labels} labels.")
+        return weights @ self.vectors
+
     # ----------------------------------------------------------------------------- filters
     def mask(self, where: Mapping[str, Any]) -> np.ndarray:
         """Labels whose attributes match ``where`` (``{"category": ["shoes", "bags"],

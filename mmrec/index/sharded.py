@@ -5,6 +5,8 @@ memory: rows are read from memory-mapped ``.npy`` or Parquet-sharded ItemVectors
 searched either with every shard resident or loading one shard at a time. Each shard is an
 :class:`~mmrec.index.ItemIndex` (so filters, exclusions and re-ranking work per shard); the per-shard
 top-k lists are merged by score, ties by lower label, exactly as one index over all items orders them.
+A :class:`ShardedIndex` serves :func:`mmrec.recommend` like one index (:class:`~mmrec.index.ServingIndex`):
+user profiles are summed shard by shard (:meth:`ShardedIndex.weighted_sum`).
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +23,12 @@ import pandas as pd
 
 from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
-from mmrec.index.build import build_index
+from mmrec.index.build import _attribute_table, build_index
 from mmrec.index.item_index import ItemIndex, as_matrix
 from mmrec.item_vectors import ItemVectors
-from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
+from mmrec.utils.io import MANIFEST, atomic_directory, read_manifest, require_files, write_manifest
 
-__all__ = ["ShardedIndex", "build_sharded_index", "merge_topk"]
+__all__ = ["ShardedIndex", "build_sharded_index", "load_serving_index", "merge_topk"]
 
 logger = logging.getLogger(__name__)
 
@@ -79,6 +81,7 @@ def build_sharded_index(
     n_shards: int | None = None,
     shard_size: int | None = None,
     spec: str | None = "Flat",
+    attributes: Any = None,
     seed: int = 0,
     use_gpu: bool | None = False,
 ) -> ShardedIndex:
@@ -96,6 +99,9 @@ def build_sharded_index(
         Exactly one: how many shards, or how many items per shard.
     spec : str, optional
         FAISS factory string of every shard (``None``: each shard's own automatic choice).
+    attributes : Catalog or DataFrame, optional
+        Item attributes to filter on (``ShardedIndex.mask``), as :func:`mmrec.build_index` takes
+        them; aligned with the ids once, each shard stores its rows.
     use_gpu : bool, optional
         Passed to each shard's :func:`mmrec.build_index` (default False: shards are saved anyway).
     """
@@ -115,19 +121,23 @@ def build_sharded_index(
     if len(all_ids) != n or len(set(all_ids.tolist())) != n:
         raise SchemaError(f"ids must be {n} unique values, one per row.")
     bounds = _shard_bounds(n, n_shards, shard_size)
+    table = _attribute_table(attributes, all_ids)
     shards = []
     with atomic_directory(out) as folder:
         for number, (start, stop) in enumerate(bounds):
             block = np.asarray(vectors[start:stop], dtype=np.float32)  # this shard only
             index = build_index(block, ids=all_ids[start:stop].tolist(), spec=spec, seed=seed,
                                 use_gpu=use_gpu)
+            if table is not None:
+                index.attributes = table.iloc[start:stop].reset_index(drop=True)
             name = f"shard-{number:05d}"
             index.save(folder / name)
             shards.append({"dir": name, "start": start, "stop": stop, "spec": index.spec})
             logger.info("shard %d/%d: items %d..%d, %s", number + 1, len(bounds), start, stop, index.spec)
             del block, index
         manifest_files = [f"{s['dir']}/manifest.json" for s in shards]
-        write_manifest(folder, ARTIFACT_KIND, {"n_items": n, "dim": dim, "shards": shards}, manifest_files)
+        write_manifest(folder, ARTIFACT_KIND, {"n_items": n, "dim": dim, "shards": shards,
+                                                    "attributes": table is not None}, manifest_files)
     return ShardedIndex.load(out)
 
 
@@ -136,7 +146,10 @@ class ShardedIndex:
 
     ``resident=True`` keeps every shard's index loaded; ``resident=False`` loads one shard at a time
     per search (exact vectors memory-mapped), so memory holds one shard, whatever the catalog size.
-    ``loads`` counts shard loads. Read-only: rebuild to change items.
+    ``loads`` counts shard loads. Read-only: rebuild to change items. It serves
+    :func:`mmrec.recommend` and :func:`mmrec.recommend_batches` as one index would; with
+    ``resident=False`` each of :meth:`mask`, :meth:`weighted_sum` and :meth:`search` loads the shards
+    it needs one at a time.
     """
 
     def __init__(self, path: Path, manifest: dict[str, Any], *, resident: bool, use_gpu: bool | None,
@@ -148,16 +161,22 @@ class ShardedIndex:
         self.use_gpu = use_gpu
         self.verify = verify
         self.loads = 0
+        self.has_attributes = bool(manifest.get("attributes", False))
         self._starts = np.asarray([s["start"] for s in self.shards] + [int(manifest["n_items"])], np.int64)
-        ids = []
-        for shard in self.shards:
-            shard_ids = json.loads((path / shard["dir"] / "ids.json").read_text("utf-8"))
-            if len(shard_ids) != shard["stop"] - shard["start"]:
-                raise ArtifactError(f"{path / shard['dir']}: {len(shard_ids)} ids for "
-                                    f"{shard['stop'] - shard['start']} rows; rebuild the sharded index.")
+        ids, alive = [], []
+        for shard in self.shards:  # ids and alive masks only (small); vectors stay in the shards
+            folder, rows = path / shard["dir"], shard["stop"] - shard["start"]
+            shard_ids = json.loads((folder / "ids.json").read_text("utf-8"))
+            shard_alive = np.load(folder / "alive.npy", allow_pickle=False)
+            if len(shard_ids) != rows or shard_alive.shape != (rows,):
+                raise ArtifactError(f"{folder}: {len(shard_ids)} ids and {shard_alive.shape} alive flags "
+                                    f"for {rows} rows; rebuild the sharded index.")
             ids.extend(shard_ids)
+            alive.append(shard_alive.astype(bool))
         self.ids = np.asarray(ids, dtype=object)
-        self._lookup = pd.Index(self.ids)
+        self.alive = np.concatenate(alive)
+        labels = np.flatnonzero(self.alive)
+        self._lookup, self._lookup_labels = pd.Index(self.ids[labels], dtype=object), labels.astype(np.int64)
         self._loaded = [self._load(i) for i in range(len(self.shards))] if resident else None
 
     @classmethod
@@ -179,7 +198,7 @@ class ShardedIndex:
         return self._loaded[number] if self._loaded is not None else self._load(number)
 
     def __len__(self) -> int:
-        return len(self.ids)
+        return int(self.alive.sum())
 
     def __repr__(self) -> str:
         mode = "resident" if self.resident else "one shard at a time"
@@ -187,15 +206,47 @@ class ShardedIndex:
 
     @property
     def n_labels(self) -> int:
+        """Labels over all shards (global label = shard start + the shard's own label)."""
         return len(self.ids)
 
     @property
     def item_ids(self) -> np.ndarray:
-        return self.ids
+        """Ids of the items in the index (alive in their shard)."""
+        return self.ids[self.alive]
 
     def positions(self, item_ids: Sequence[str]) -> np.ndarray:
         """Global labels (int64) of ``item_ids``; an unknown id is a :class:`SchemaError`."""
-        return positions_of(self._lookup, item_ids, what="sharded index")
+        return self._lookup_labels[positions_of(self._lookup, item_ids, what="sharded index")]
+
+    def _bounds(self) -> list[tuple[int, int, int]]:
+        return [(number, int(s["start"]), int(s["stop"])) for number, s in enumerate(self.shards)]
+
+    def mask(self, where: Mapping[str, Any]) -> np.ndarray:
+        """Global labels whose attributes match ``where`` (as :meth:`ItemIndex.mask`), shard by shard."""
+        if not self.has_attributes:
+            raise ConfigError(f"{self.path}: this sharded index has no attributes; rebuild it with "
+                              "build_sharded_index(..., attributes=catalog) (or `mmrec index --shards N "
+                              "--catalog FILE`) to filter on them.")
+        # one shard loaded at a time unless resident
+        return np.concatenate([self.shard(number).mask(where) for number, _, _ in self._bounds()])
+
+    def weighted_sum(self, weights: Any) -> np.ndarray:
+        """``weights @ vectors`` without one matrix of all vectors: per shard, the weights' columns
+        of that shard times its vectors (only the rows with a weight are read; a shard no weight
+        touches is not loaded), summed in float64. ``weights``: scipy sparse (m, ``n_labels``)."""
+        from scipy.sparse import csc_matrix
+
+        if weights.shape[1] != self.n_labels:
+            raise SchemaError(f"weights have {weights.shape[1]} columns, the index {self.n_labels} labels.")
+        weights = csc_matrix(weights)
+        total = np.zeros((weights.shape[0], self.dim), dtype=np.float64)
+        for number, start, stop in self._bounds():
+            part = weights[:, start:stop]
+            columns = np.flatnonzero(np.diff(part.indptr))  # local labels with a weight
+            if columns.size:
+                rows = np.asarray(self.shard(number).vectors[columns], dtype=np.float32)
+                total += np.asarray(part[:, columns] @ rows, dtype=np.float64)
+        return total
 
     def search(
         self,
@@ -222,8 +273,7 @@ class ShardedIndex:
             if allowed.shape != (n,):
                 raise SchemaError(f"allowed must be a bool mask of {n} labels, got {allowed.shape}.")
         all_scores, all_labels = [], []
-        for number, shard in enumerate(self.shards):
-            start, stop = int(shard["start"]), int(shard["stop"])
+        for number, start, stop in self._bounds():
             local_excluded = None if excluded is None else [
                 e[(e >= start) & (e < stop)] - start for e in excluded]
             index = self.shard(number)
@@ -233,3 +283,15 @@ class ShardedIndex:
             all_labels.append(np.where(labels >= 0, labels + start, -1))
             del index
         return merge_topk(np.concatenate(all_scores, axis=1), np.concatenate(all_labels, axis=1), k)
+
+
+def load_serving_index(path: str | os.PathLike[str], *, resident: bool = True) -> ItemIndex | ShardedIndex:
+    """Open an index folder for serving: a :class:`ShardedIndex` when its manifest's format says
+    ``sharded_index`` (``resident`` as in :meth:`ShardedIndex.load`), else an :class:`ItemIndex`."""
+    try:
+        manifest = json.loads((Path(path) / MANIFEST).read_text("utf-8"))
+    except (OSError, ValueError):  # missing or unreadable: ItemIndex.load says what is wrong
+        manifest = None
+    if isinstance(manifest, dict) and manifest.get("format") == ARTIFACT_KIND:
+        return ShardedIndex.load(path, resident=resident)
+    return ItemIndex.load(path)
