@@ -177,7 +177,11 @@ class OnlineRecommender:
         now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
         elapsed = max(now - state.last_time, 0.0) if state.last_time is not None else 0.0
         decay = 0.5 ** (elapsed / self.half_life)
-        state.short = (decay * state.short if state.short is not None else 0.0) + weight * vector
+        short = (decay * state.short if state.short is not None else 0.0) + weight * vector
+        if not np.isfinite(short).all():
+            raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value!r}; "
+                              "the user's interest overflows: send a smaller value.")
+        state.short = short
         state.last_time, state.new_events, state.observed = now, state.new_events + 1, state.observed + 1
         seen = self._items_of.setdefault(user, set())
         if item not in seen:
@@ -201,8 +205,10 @@ class OnlineRecommender:
         parts = []
         if state.long is not None:
             parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long)
-        if state.short is not None and np.linalg.norm(state.short) > 0:
-            short = state.short / np.linalg.norm(state.short)
+        peak = float(np.abs(state.short).max()) if state.short is not None else 0.0
+        if peak > 0:  # scaled by the peak first: the norm of huge (finite) values does not overflow
+            short = state.short / peak
+            short = short / np.linalg.norm(short)
             parts.append((self.alpha if state.long is not None else 1.0) * short)
         if not parts:
             return None

@@ -23,9 +23,14 @@ def _require_file(path: Path, kind: str) -> None:
     if URL.match(str(path)):
         raise MediaError(f"{kind} {str(path)!r} is a URL; mmrec never downloads: fetch the files and "
                          "give local paths.")
-    if path.is_dir():
+    try:
+        is_dir, is_file = path.is_dir(), path.is_file()
+    except OSError as exc:  # a name too long for the file system, a NUL byte, ...
+        raise MediaError(f"{kind} path {str(path)[:200]!r} cannot be read ({exc.strerror or exc}); "
+                         "give a valid file path.") from None
+    if is_dir:
         raise MediaError(f"{kind} path is a folder, not a file: {path}")
-    if not path.is_file():
+    if not is_file:
         raise MediaError(f"{kind} file not found: {path}")
 
 

@@ -21,7 +21,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from mmrec.errors import MissingDependencyError, MmrecError
-from mmrec.serve.service import NotFound, Service
+from mmrec.serve.service import MAX_ID_LENGTH, NotFound, Service
 
 try:
     from fastapi import Body, FastAPI, Path, Query, Request
@@ -35,8 +35,9 @@ __all__ = ["create_app", "Event", "Item"]
 
 logger = logging.getLogger(__name__)
 
-Id = Annotated[str, Path(min_length=1, max_length=512)]
+Id = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
 MAX_BATCH = 10_000
+MAX_VALUE = 1e12  # |value| of an event: bigger ones would overflow the user's interest vector
 
 
 class Event(BaseModel):
@@ -44,8 +45,8 @@ class Event(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    user: str = Field(min_length=1, max_length=512)
-    item: str = Field(min_length=1, max_length=512)
+    user: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
+    item: str = Field(min_length=1, max_length=MAX_ID_LENGTH)
     event: str = Field("click", min_length=1, max_length=64)
     value: float = 1.0
     timestamp: float | None = None
@@ -55,6 +56,13 @@ class Event(BaseModel):
     def _finite(cls, value: float | None) -> float | None:
         if value is not None and not math.isfinite(value):
             raise ValueError("must be a finite number")
+        return value
+
+    @field_validator("value")
+    @classmethod
+    def _bounded(cls, value: float) -> float:
+        if abs(value) > MAX_VALUE:
+            raise ValueError(f"must be between {-MAX_VALUE:g} and {MAX_VALUE:g}")
         return value
 
 

@@ -33,6 +33,8 @@ __all__ = ["Service", "ServeConfig", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
+MAX_ID_LENGTH = 512  # characters of a user or item id: the HTTP routes take no longer ones
+
 
 class NotFound(SchemaError):
     """An id the service does not know (HTTP 404)."""
@@ -49,6 +51,14 @@ class ServeConfig:
     max_k: int = 100
     explain_top: int = 2
     category_column: str | None = None
+
+
+def _is_file(path: Path) -> bool:
+    """``path.is_file()``, False where the OS refuses the name (too long, NUL byte)."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
 
 
 def _first(values: Sequence[str]) -> str | None:
@@ -122,7 +132,7 @@ class Service:
             if column is None:
                 continue
             for item, path in zip(catalog.ids, catalog.media_paths(column), strict=True):
-                if path is not None and path.is_file():
+                if path is not None and _is_file(path):
                     self._media[(str(item), role)] = path
         ids = [str(item) for item in catalog.ids]
         titles = catalog.column(self.title_column) if self.title_column else ids
@@ -164,6 +174,10 @@ class Service:
                               f"{schema.columns}.")
         frame = frame.reindex(columns=schema.columns)
         ids = frame[schema.id].astype(str)
+        unfit = ids[(ids.str.len() == 0) | (ids.str.len() > MAX_ID_LENGTH)]
+        if len(unfit):
+            raise SchemaError(f"new item {unfit.index[0]}: {schema.id!r} {unfit.iloc[0][:40]!r}... has "
+                              f"{len(unfit.iloc[0])} characters; give an id of 1 to {MAX_ID_LENGTH}.")
         taken = ids[ids.duplicated() | self.index.contains(ids.tolist())]
         if len(taken):
             raise SchemaError(f"item {taken.iloc[0]!r} already exists (or is given twice).")
