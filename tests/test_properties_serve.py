@@ -210,8 +210,9 @@ ITEMS = [f"item{n:04d}" for n in range(1, 160, 17)]
 @example(body=[{"user": "fan", "item": "item0001", "value": 1e12}] * 3)
 @example(body=[{"user": "fan", "item": "item0001", "timestamp": 1e308}, {"user": "fan", "item": "item0002"}])
 @example(body=b'{"user": "u", "item": "item0001", "value": NaN}')
-def test_events_any_body(fresh, probe_user, body):
+def test_events_any_body(fresh, probe_user, demo_events, body):
     client, service = fresh
+    trained = set(map(str, demo_events.users))
     before, users_before = probe(client, service, probe_user), client.get("/health").json()["users"]
     batch = body if isinstance(body, list) else [body]
     result = check(post(client, "/events", body), service)
@@ -222,6 +223,9 @@ def test_events_any_body(fresh, probe_user, body):
             events = check(client.get(url("/history/{}", user), params={"n": 200}), service)["events"]
             assert events and all(math.isfinite(e["timestamp"]) for e in events)
             assert all(e["value"] is None or math.isfinite(e["value"]) for e in events)  # None: not logged
+            now = check(client.get(url("/recommend/{}", user), params={"k": 5}), service)
+            check_cards(now["items"], service, 5)
+            assert now["source"] == "online" or user not in trained  # a trained user keeps a vector
     else:  # all or none: a refused batch leaves no trace
         assert client.get("/health").json()["users"] == users_before
     still_healthy(client, service, probe_user, None if touched else before)
