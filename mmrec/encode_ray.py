@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -49,11 +50,12 @@ from mmrec.vector_shards import (
     write_fused_shards,
 )
 
-__all__ = ["encode_with_ray", "ray_catalog"]
+__all__ = ["ActorOptions", "actor_device", "actor_options", "encode_with_ray", "ray_catalog"]
 
 logger = logging.getLogger(__name__)
 
 ID_OUT = "_mmrec_id"  # validated ids, written by every modality's actors
+ERROR_OUT = "_mmrec_error"  # a pickled error an actor raised on the batch (null when none)
 SCHEMA_SAMPLE_ROWS = 10_000  # rows a schema is inferred from when a catalog file is read by Ray
 # CPUs a read task asks for: kept small and left free by the actors' default share, so that reading
 # is never starved by actor pools holding every CPU (which would stall the pipeline).
@@ -154,45 +156,117 @@ def _validated(batch: Any, schema: CatalogSchema, base_dir: str | Path, first_ro
 
 # ----------------------------------------------------------------------------- the actors
 class ModalityWorker:
-    """A Ray Data callable class: encodes one modality of each batch with its own encoder copy."""
+    """A Ray Data callable class: encodes one modality of each batch with its own encoder copy.
+
+    An error (here or in the encoder) does not go through Ray's exception wrapping, which loses the
+    original exception: the batch comes back with zero vectors and the pickled error in
+    ``ERROR_OUT``, which later modalities pass on and :func:`_stream` raises on the driver."""
 
     def __init__(self, modality: str, encoder: Any, schema: CatalogSchema, base_dir: str | Path,
-                 device: Any, threads: int) -> None:
+                 device: Any, threads: int, dim: int) -> None:
         import torch
 
-        ray = _ray()
         torch.set_num_threads(max(1, threads))
-        if isinstance(encoder, ray.ObjectRef):
-            encoder = ray.get(encoder)
-        if not isinstance(encoder, Encoder):  # a preset: build it here, weights read locally
-            if device is None:
-                device = "cuda" if ray.get_gpu_ids() else "cpu"
-            encoder = create_encoder(encoder, device=device)
-        self.modality, self.encoder = modality, encoder
-        self.schema, self.base_dir = schema, base_dir
+        self.modality, self.dim, self.schema, self.base_dir = modality, dim, schema, base_dir
+        self.encoder: Encoder | None = None
+        self.error: BaseException | None = None
+        try:
+            self.encoder = _actor_encoder(encoder, device)
+        except Exception as exc:  # reported with the first batch (Ray would only say the actor died)
+            self.error = exc
 
     def __call__(self, batch: Any) -> Any:
         import pyarrow as pa
 
-        catalog = _validated(batch, self.schema, self.base_dir, None)
-        raws = MODALITY_SOURCES.get(self.modality)(catalog)
-        ids = catalog.ids
-        matrix, mask, issues = encode_chunk(self.encoder, ids, raws)
-        reasons: list[str | None] = [None] * len(ids)
-        for position, issue in issues:
-            reasons[position] = issue.reason
-        m = self.modality
+        m, n = self.modality, batch.num_rows
+        previous = batch.column(ERROR_OUT) if ERROR_OUT in batch.column_names else None
+        error: bytes | None = None
+        matrix, mask, reasons = np.zeros((n, self.dim), np.float32), np.zeros(n, bool), [None] * n
+        ids: list[Any] = [None] * n
+        if previous is not None and previous.null_count < n:
+            pass  # an earlier modality failed on this batch: its error travels on
+        elif self.error is not None or self.encoder is None:
+            error = _pickled_error(self.error, m, "building the encoder", batch, self.schema)
+        else:
+            try:
+                catalog = _validated(batch, self.schema, self.base_dir, None)
+                matrix, mask, issues = encode_chunk(self.encoder, catalog.ids,
+                                                    MODALITY_SOURCES.get(m)(catalog))
+                ids = list(catalog.ids)
+                for position, issue in issues:
+                    reasons[position] = issue.reason
+            except Exception as exc:
+                what = f"encoding with {type(self.encoder).__name__}"
+                error = _pickled_error(exc, m, what, batch, self.schema)
         columns = {
-            ID_OUT: pa.array(list(ids), type=pa.string()),
+            ID_OUT: pa.array(ids, type=pa.string()),
             f"vectors.{m}": vector_array(matrix),
             f"mask.{m}": pa.array(mask, type=pa.bool_()),
             f"issue.{m}": pa.array(reasons, type=pa.string()),
+            ERROR_OUT: previous if error is None and previous is not None
+            else pa.array([error] * n, type=pa.binary()),
         }
         for name, column in columns.items():
             if name in batch.column_names:
                 batch = batch.drop_columns([name])
             batch = batch.append_column(name, column)
         return batch
+
+
+def actor_device(device: Any, gpu_ids: list[Any]) -> Any:
+    """The device an actor builds a preset on: ``device`` when given, else ``"cuda"`` when Ray
+    assigned the actor a GPU (Ray sets CUDA_VISIBLE_DEVICES to it), else ``"cpu"``."""
+    if device is not None:
+        return device
+    return "cuda" if gpu_ids else "cpu"
+
+
+def _actor_encoder(payload: Any, device: Any) -> Encoder:
+    """The actor's encoder: an object ref (fitted or passed encoder) fetched, a preset built."""
+    ray = _ray()
+    if isinstance(payload, ray.ObjectRef):
+        payload = ray.get(payload)
+    if isinstance(payload, Encoder):
+        return payload
+    return create_encoder(payload, device=actor_device(device, ray.get_gpu_ids()))
+
+
+def _mmrec_cause(exc: BaseException) -> MmrecError | None:
+    """The mmrec error an exception is, or wraps (Ray wraps errors of deserialising an object ref)."""
+    seen: set[int] = set()
+    todo: list[BaseException | None] = [exc]
+    while todo:
+        cause = todo.pop()
+        if cause is None or id(cause) in seen:
+            continue
+        seen.add(id(cause))
+        if isinstance(cause, MmrecError):
+            return cause
+        todo += [getattr(cause, "client_exc", None), getattr(cause, "cause", None), cause.__cause__,
+                 cause.__context__]
+    return None
+
+
+def _pickled_error(exc: BaseException | None, modality: str, what: str, batch: Any,
+                   schema: CatalogSchema) -> bytes:
+    """``(error, message)`` pickled: an mmrec error as it is (message None), anything else (a bug)
+    with a message naming the modality, the batch's items and the actor's traceback."""
+    import traceback
+
+    from ray import cloudpickle
+
+    mmrec_error = _mmrec_cause(exc) if exc is not None else None
+    if mmrec_error is not None:
+        return cloudpickle.dumps((mmrec_error, None))
+    ids = batch.column(schema.id).to_pylist() if schema.id in batch.column_names else []
+    shown = ", ".join(map(str, ids[:3])) + (f", ..., {ids[-1]}" if len(ids) > 3 else "")
+    trace = "".join(traceback.format_exception(exc)) if exc is not None else ""
+    message = (f"engine='ray': {what} for {modality!r} failed on a batch of {len(ids)} items ({shown}): "
+               f"{type(exc).__name__}: {exc}\nactor traceback:\n{trace}")
+    try:
+        return cloudpickle.dumps((exc, message))
+    except Exception:  # an unpicklable exception: its text is in the message
+        return cloudpickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), message))
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -244,36 +318,56 @@ def _all_raws(dataset: Any, schema: CatalogSchema, base_dir: str | Path, modalit
     return np.asarray(ids, dtype=object), raws
 
 
-def _resources(ray: Any, engine: EncodeEngine, fitted: Mapping[str, bool]) -> dict[str, tuple[float, float]]:
-    """``(cpus, gpus)`` per actor of each modality."""
-    total = ray.cluster_resources()
-    actors = engine.workers * len(fitted)
+@dataclasses.dataclass(frozen=True)
+class ActorOptions:
+    """Ray resources of each actor of one modality's pool, and the pool's size."""
+
+    num_cpus: float
+    num_gpus: float
+    concurrency: int
+
+
+def _floor(value: float) -> float:
+    """Down to Ray's resource granularity (1e-4), so that shares never add up to more than there is."""
+    return math.floor(value * 10_000 + 1e-6) / 10_000
+
+
+def actor_options(cluster: Mapping[str, float], engine: EncodeEngine, pretrained: Mapping[str, bool],
+                  device: Any = None) -> dict[str, ActorOptions]:
+    """Actor options of each modality (``pretrained``: modality → built from a preset in the actor).
+
+    CPUs: ``cpus_per_worker``, else the cluster's CPUs less the read tasks' share, split over all
+    actors. GPUs go only to actors that build a pretrained preset, and none when ``device`` is the
+    CPU: ``gpus_per_worker``, else the cluster's GPUs split over those actors, at most 1 each.
+    Corpus-fitted encoders (TF-IDF) and encoder objects passed as they are never get a GPU.
+    """
+    actors = engine.workers * len(pretrained)
     cpus = engine.cpus_per_worker
     if cpus is None:
-        cpus = max(0.01, (float(total.get("CPU", 1)) - READ_CPUS) / actors)
-    networks = [m for m, is_fitted in fitted.items() if not is_fitted]
-    gpus_total = float(total.get("GPU", 0))
-    shares = {}
-    for modality in fitted:
-        gpus = engine.gpus_per_worker
-        if gpus is None:
-            share = gpus_total and modality in networks
-            gpus = gpus_total / (engine.workers * len(networks)) if share else 0.0
-        shares[modality] = (round(cpus, 4), round(gpus, 4))
-    return shares
+        cpus = max(0.01, (float(cluster.get("CPU", 1)) - READ_CPUS) / actors)
+    networks = [m for m, is_pretrained in pretrained.items() if is_pretrained]
+    on_cpu = device is not None and str(device).startswith("cpu")
+    gpus = engine.gpus_per_worker
+    if gpus is None:
+        total = float(cluster.get("GPU", 0))
+        gpus = min(1.0, total / (engine.workers * len(networks))) if networks and total else 0.0
+    return {m: ActorOptions(_floor(cpus), _floor(gpus) if m in networks and not on_cpu else 0.0,
+                            engine.workers) for m in pretrained}
 
 
 def _stream(dataset: Any) -> Iterator[Any]:
-    """The encoded batches in catalog order; an mmrec error raised in an actor is re-raised as is."""
-    try:
-        yield from dataset.iter_batches(batch_format="pyarrow", batch_size=None)
-    except Exception as exc:  # Ray wraps actor errors (RayTaskError, UserCodeException)
-        cause: BaseException | None = exc
-        while cause is not None:
-            if isinstance(cause, MmrecError):
-                raise type(cause)(*cause.args) from exc
-            cause = getattr(cause, "cause", None) or cause.__cause__
-        raise
+    """The encoded batches in catalog order; an error raised in an actor is raised here: an mmrec
+    error as itself, anything else as a RuntimeError naming the modality and items, cause chained."""
+    from ray import cloudpickle
+
+    for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
+        errors = batch.column(ERROR_OUT).drop_null()
+        if len(errors):
+            error, message = cloudpickle.loads(errors[0].as_py())
+            if message is None:
+                raise error.with_traceback(None) from None
+            raise RuntimeError(message) from error
+        yield batch
 
 
 def encode_with_ray(
@@ -318,18 +412,18 @@ def encode_with_ray(
                                   f"({type(encoder).__name__}).")
             payloads[modality], dims[modality] = payload, encoder.dim
             described[modality] = describe_encoder(spec, encoder)
-        shares = _resources(ray, engine, {m: not isinstance(p, str | Preset) for m, p in payloads.items()})
+        shares = actor_options(ray.cluster_resources(), engine,
+                               {m: isinstance(p, str | Preset) for m, p in payloads.items()}, device)
         for modality, payload in payloads.items():
-            cpus, gpus = shares[modality]
+            share = shares[modality]
             dataset = dataset.map_batches(
                 ModalityWorker, batch_size=batch_size, batch_format="pyarrow",
-                compute=ray.data.ActorPoolStrategy(size=engine.workers),
-                num_cpus=cpus, num_gpus=gpus, zero_copy_batch=False,
+                compute=ray.data.ActorPoolStrategy(size=share.concurrency),
+                num_cpus=share.num_cpus, num_gpus=share.num_gpus, zero_copy_batch=False,
                 fn_constructor_kwargs={"modality": modality, "encoder": payload, "schema": schema,
                                        "base_dir": base_dir, "device": device,
-                                       "threads": max(1, int(cpus))})
-        logger.info("ray engine: %d actor(s) per modality, resources (cpus, gpus) per actor %s",
-                    engine.workers, shares)
+                                       "threads": max(1, int(share.num_cpus)), "dim": dims[modality]})
+        logger.info("ray engine: actor options per modality %s", shares)
         if out is None:
             return _collect(_stream(dataset), dims, fusion_weights, described)
         with atomic_directory(out) as folder:

@@ -10,6 +10,7 @@ import importlib.util
 import os
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pytest
 from conftest import FAST_IMAGE, fast_choice
@@ -17,7 +18,7 @@ from conftest import FAST_IMAGE, fast_choice
 import mmrec
 from mmrec.demo import make_demo
 from mmrec.encode_engines import EncodeEngine, resolve_engine
-from mmrec.errors import ConfigError, UnknownNameError
+from mmrec.errors import ConfigError, MediaError, UnknownNameError
 from mmrec.vector_shards import ShardedColumn, ShardWriter
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
@@ -129,3 +130,106 @@ def test_sharded_column_reads_row_groups_across_shards(tmp_path):
     np.testing.assert_array_equal(column[-1], matrix[-1])
     with pytest.raises(IndexError):
         column[np.array([50])]
+
+
+# ----------------------------------------------------------------------------- errors raised in actors
+def _failing_text_encoder(error: BaseException | None, *, on_unpickle: bool = False) -> mmrec.Encoder:
+    """A 2-d text encoder (a class defined here, so Ray pickles it by value) that raises ``error``
+    in ``encode`` on whole batches, or when it is unpickled in the actor (``on_unpickle``)."""
+
+    class Failing(mmrec.Encoder):
+        modality = "text"
+
+        def __init__(self) -> None:
+            self.unpickled = False
+
+        @property
+        def dim(self) -> int:
+            return 2
+
+        def __setstate__(self, state: dict) -> None:
+            if on_unpickle:
+                raise error
+            self.__dict__.update(state, unpickled=True)
+
+        def encode(self, batch):
+            if error is not None and not on_unpickle:
+                raise error
+            return np.ones((len(batch), 2), np.float32)
+
+    return Failing()
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    """Six items, text only."""
+    frame = pd.DataFrame({"item_id": [f"t{i}" for i in range(6)], "title": [f"item {i}" for i in range(6)]})
+    return mmrec.Catalog.from_frame(frame)
+
+
+@pytest.mark.parametrize("error, on_unpickle", [
+    (MediaError("text: the whole batch is unreadable (fix the files)"), False),
+    (ConfigError("text encoder: bad setting 'x' (set it to 'y')"), True),  # fails building the actor
+])
+def test_an_mmrec_error_in_an_actor_surfaces_as_itself(ray_session, tiny, error, on_unpickle):
+    encoders = {"text": _failing_text_encoder(error, on_unpickle=on_unpickle)}
+    with pytest.raises(type(error)) as caught:
+        mmrec.encode_items(tiny, encoders=encoders, batch_size=4, engine={"name": "ray", "workers": 1})
+    assert type(caught.value) is type(error)
+    assert str(caught.value) == str(error)
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__, "no Ray traceback"
+
+
+def test_a_bug_in_an_actor_names_the_modality_and_the_items(ray_session, tiny):
+    encoders = {"text": _failing_text_encoder(ZeroDivisionError("division by zero in encode"))}
+    expected = r"encoding with Failing for 'text' failed on a batch of 4 items \(t0, t1, t2, \.\.\., t3\)"
+    with pytest.raises(RuntimeError, match=expected) as caught:
+        mmrec.encode_items(tiny, encoders=encoders, batch_size=4, engine={"name": "ray", "workers": 1})
+    assert isinstance(caught.value.__cause__, ZeroDivisionError), "the original error is chained"
+    assert "division by zero in encode" in str(caught.value) and "actor traceback" in str(caught.value)
+
+
+# ----------------------------------------------------------------------------- actor resources (pure)
+def _options(cluster, pretrained, device=None, **engine):
+    from mmrec.encode_ray import actor_options
+
+    options = actor_options(cluster, EncodeEngine("ray", **engine), pretrained, device)
+    return {m: (o.num_cpus, o.num_gpus, o.concurrency) for m, o in options.items()}
+
+
+MODALITIES = {"text": False, "image": True, "audio": True}  # TF-IDF text; two pretrained networks
+
+
+def test_actor_options_share_cpus_and_give_gpus_only_to_pretrained_networks():
+    # no GPU: (8 - 0.25) / 6 actors, floored to Ray's 1e-4 granularity so shares never exceed the total
+    assert _options({"CPU": 8}, MODALITIES) == {m: (1.2916, 0.0, 2) for m in MODALITIES}
+    # 1 GPU, 2 networks x 3 actors: 1/6 each, floored (rounding would ask 6 x 0.1667 > 1 and stall)
+    one = _options({"CPU": 8, "GPU": 1}, MODALITIES, workers=3)
+    assert one["text"][1] == 0.0 and one["image"][1] == one["audio"][1] == 0.1666
+    assert sum(o[1] * o[2] for o in one.values()) <= 1.0
+    # 4 GPUs, 2 networks x 2 actors: one GPU each; 4 GPUs for 1 network x 2 actors: at most 1 each
+    assert {m: o[1] for m, o in _options({"CPU": 16, "GPU": 4}, MODALITIES).items()} == {
+        "text": 0.0, "image": 1.0, "audio": 1.0}
+    assert _options({"CPU": 16, "GPU": 4}, {"image": True})["image"][1] == 1.0
+    # overrides; TF-IDF never gets a GPU, nor does anything when the caller asked for the CPU
+    assert _options({"CPU": 8, "GPU": 2}, MODALITIES, cpus_per_worker=2, gpus_per_worker=0.25) == {
+        "text": (2.0, 0.0, 2), "image": (2.0, 0.25, 2), "audio": (2.0, 0.25, 2)}
+    assert _options({"CPU": 4, "GPU": 1}, {"text": False}, gpus_per_worker=1) == {"text": (1.875, 0.0, 2)}
+    assert all(o[1] == 0.0 for o in _options({"CPU": 8, "GPU": 2}, MODALITIES, device="cpu").values())
+
+
+def test_an_actor_given_a_gpu_builds_its_preset_on_cuda(monkeypatch):
+    pytest.importorskip("ray")
+    import ray
+
+    from mmrec import encode_ray
+    from mmrec.encode_ray import actor_device
+
+    assert actor_device(None, []) == "cpu" and actor_device(None, [0]) == "cuda"
+    assert actor_device("cpu", [0]) == "cpu", "an explicit device wins"
+    built = []
+    monkeypatch.setattr(encode_ray, "create_encoder", lambda spec, device: built.append(device) or spec)
+    for gpu_ids, device in (([0], "cuda"), ([], "cpu")):
+        monkeypatch.setattr(ray, "get_gpu_ids", lambda ids=gpu_ids: ids)
+        worker = encode_ray.ModalityWorker("image", "image-resnet18", None, ".", None, 1, 512)
+        assert worker.error is None and built[-1] == device
