@@ -64,6 +64,31 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
     return out
 
 
+def search_arguments(queries: np.ndarray, k: int, exclude_idx: Sequence[Sequence[int] | np.ndarray] | None,
+                     allowed: np.ndarray | None, *, dim: int, n_labels: int
+                     ) -> tuple[np.ndarray, int, list[np.ndarray], np.ndarray | None]:
+    """A search's arguments checked: float32 ``(m, dim)`` queries, ``k`` capped at the labels (no
+    result can fill a column beyond them), each query's excluded labels sorted, unique and within
+    ``[0, n_labels)``, and ``allowed`` as a bool mask of the labels (or None)."""
+    queries = as_matrix(queries, name="queries")
+    if queries.shape[1] != dim:
+        raise SchemaError(f"queries have dim {queries.shape[1]}, the index has {dim}.")
+    m, n = len(queries), n_labels
+    k = min(positive_int(k, name="k"), n)
+    empty = np.empty(0, dtype=np.int64)
+    excluded = [empty] * m if exclude_idx is None else [_sorted_unique(e) for e in exclude_idx]
+    if len(excluded) != m:
+        raise SchemaError(f"exclude_idx has {len(excluded)} rows for {m} queries.")
+    for row, labels in enumerate(excluded):
+        if labels.size and (labels[0] < 0 or labels[-1] >= n):
+            raise SchemaError(f"exclude_idx row {row} holds positions outside [0, {n}).")
+    if allowed is not None:
+        allowed = np.asarray(allowed, dtype=bool)
+        if allowed.shape != (n,):
+            raise SchemaError(f"allowed must be a bool mask of {n} labels, got {allowed.shape}.")
+    return queries, k, excluded, allowed
+
+
 class ItemIndex:
     """A FAISS inner-product index over unit item vectors, with the catalog ids beside it.
 
@@ -181,22 +206,9 @@ class ItemIndex:
         labels : ndarray, int64, shape (m, min(k, n_labels))
             ``-1`` pads. Ties are broken by lower label.
         """
-        queries = as_matrix(queries, name="queries")
-        if queries.shape[1] != self.dim:
-            raise SchemaError(f"queries have dim {queries.shape[1]}, the index has {self.dim}.")
+        queries, k, excluded, allowed = search_arguments(queries, k, exclude_idx, allowed,
+                                                         dim=self.dim, n_labels=self.n_labels)
         m, n = len(queries), self.n_labels
-        k = min(positive_int(k, name="k"), n)  # no result can fill a column beyond the labels
-        empty = np.empty(0, dtype=np.int64)
-        excluded = [empty] * m if exclude_idx is None else [_sorted_unique(e) for e in exclude_idx]
-        if len(excluded) != m:
-            raise SchemaError(f"exclude_idx has {len(excluded)} rows for {m} queries.")
-        for row, labels in enumerate(excluded):
-            if labels.size and (labels[0] < 0 or labels[-1] >= n):
-                raise SchemaError(f"exclude_idx row {row} holds positions outside [0, {n}).")
-        if allowed is not None:
-            allowed = np.asarray(allowed, dtype=bool)
-            if allowed.shape != (n,):
-                raise SchemaError(f"allowed must be a bool mask of {n} labels, got {allowed.shape}.")
         usable = self.alive if allowed is None else (self.alive & allowed)
         n_usable = int(usable.sum())
         scores = np.full((m, k), -np.inf, dtype=np.float32)

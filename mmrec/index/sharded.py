@@ -24,7 +24,7 @@ import pandas as pd
 from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.index.build import _attribute_table, build_index
-from mmrec.index.item_index import ItemIndex, as_matrix
+from mmrec.index.item_index import ItemIndex, search_arguments
 from mmrec.item_vectors import ItemVectors
 from mmrec.utils.io import MANIFEST, atomic_directory, read_manifest, require_files, write_manifest
 
@@ -258,23 +258,11 @@ class ShardedIndex:
     ) -> tuple[np.ndarray, np.ndarray]:
         """Top-``k`` global labels per query, as :meth:`ItemIndex.search` (``exclude_idx`` and
         ``allowed`` in global labels): each shard's top-k under its part of the filters, merged."""
-        queries = as_matrix(queries, name="queries")
-        if queries.shape[1] != self.dim:
-            raise SchemaError(f"queries have dim {queries.shape[1]}, the index has {self.dim}.")
-        if k < 1:
-            raise ConfigError(f"k must be >= 1, got {k}.")
-        m, n = len(queries), self.n_labels
-        if exclude_idx is not None and len(exclude_idx) != m:
-            raise SchemaError(f"exclude_idx has {len(exclude_idx)} rows for {m} queries.")
-        excluded = (None if exclude_idx is None
-                    else [np.asarray(e, dtype=np.int64).ravel() for e in exclude_idx])
-        if allowed is not None:
-            allowed = np.asarray(allowed, dtype=bool)
-            if allowed.shape != (n,):
-                raise SchemaError(f"allowed must be a bool mask of {n} labels, got {allowed.shape}.")
+        queries, k, excluded, allowed = search_arguments(queries, k, exclude_idx, allowed,
+                                                         dim=self.dim, n_labels=self.n_labels)
         all_scores, all_labels = [], []
         for number, start, stop in self._bounds():
-            local_excluded = None if excluded is None else [
+            local_excluded = None if exclude_idx is None else [
                 e[(e >= start) & (e < stop)] - start for e in excluded]
             index = self.shard(number)
             scores, labels = index.search(queries, k, exclude_idx=local_excluded,
