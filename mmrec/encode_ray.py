@@ -10,6 +10,7 @@ read from local paths there) or shipped as they are when an encoder object was p
 
 from __future__ import annotations
 
+import builtins
 import dataclasses
 import json
 import logging
@@ -21,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from mmrec import errors
 from mmrec.data.catalog import URL_SCHEME, Catalog, CatalogSchema
 from mmrec.encode import (
     MODALITY_SOURCES,
@@ -55,7 +57,7 @@ __all__ = ["ActorOptions", "actor_device", "actor_options", "encode_with_ray", "
 logger = logging.getLogger(__name__)
 
 ID_OUT = "_mmrec_id"  # validated ids, written by every modality's actors
-ERROR_OUT = "_mmrec_error"  # a pickled error an actor raised on the batch (null when none)
+ERROR_OUT = "_mmrec_error"  # the error an actor raised on the batch, as JSON (null when none)
 SCHEMA_SAMPLE_ROWS = 10_000  # rows a schema is inferred from when a catalog file is read by Ray
 # CPUs a read task asks for: kept small and left free by the actors' default share, so that reading
 # is never starved by actor pools holding every CPU (which would stall the pipeline).
@@ -159,7 +161,7 @@ class ModalityWorker:
     """A Ray Data callable class: encodes one modality of each batch with its own encoder copy.
 
     An error (here or in the encoder) does not go through Ray's exception wrapping, which loses the
-    original exception: the batch comes back with zero vectors and the pickled error in
+    original exception: the batch comes back with zero vectors and the error, as JSON, in
     ``ERROR_OUT``, which later modalities pass on and :func:`_stream` raises on the driver."""
 
     def __init__(self, modality: str, encoder: Any, schema: CatalogSchema, base_dir: str | Path,
@@ -180,13 +182,13 @@ class ModalityWorker:
 
         m, n = self.modality, batch.num_rows
         previous = batch.column(ERROR_OUT) if ERROR_OUT in batch.column_names else None
-        error: bytes | None = None
+        error: str | None = None
         matrix, mask, reasons = np.zeros((n, self.dim), np.float32), np.zeros(n, bool), [None] * n
         ids: list[Any] = [None] * n
         if previous is not None and previous.null_count < n:
             pass  # an earlier modality failed on this batch: its error travels on
         elif self.error is not None or self.encoder is None:
-            error = _pickled_error(self.error, m, "building the encoder", batch, self.schema)
+            error = _error_record(self.error, m, "building the encoder", batch, self.schema)
         else:
             try:
                 catalog = _validated(batch, self.schema, self.base_dir, None)
@@ -197,14 +199,14 @@ class ModalityWorker:
                     reasons[position] = issue.reason
             except Exception as exc:
                 what = f"encoding with {type(self.encoder).__name__}"
-                error = _pickled_error(exc, m, what, batch, self.schema)
+                error = _error_record(exc, m, what, batch, self.schema)
         columns = {
             ID_OUT: pa.array(ids, type=pa.string()),
             f"vectors.{m}": vector_array(matrix),
             f"mask.{m}": pa.array(mask, type=pa.bool_()),
             f"issue.{m}": pa.array(reasons, type=pa.string()),
             ERROR_OUT: previous if error is None and previous is not None
-            else pa.array([error] * n, type=pa.binary()),
+            else pa.array([error] * n, type=pa.string()),
         }
         for name, column in columns.items():
             if name in batch.column_names:
@@ -247,26 +249,36 @@ def _mmrec_cause(exc: BaseException) -> MmrecError | None:
     return None
 
 
-def _pickled_error(exc: BaseException | None, modality: str, what: str, batch: Any,
-                   schema: CatalogSchema) -> bytes:
-    """``(error, message)`` pickled: an mmrec error as it is (message None), anything else (a bug)
-    with a message naming the modality, the batch's items and the actor's traceback."""
+def _error_record(exc: BaseException | None, modality: str, what: str, batch: Any,
+                  schema: CatalogSchema) -> str:
+    """The error as JSON (data, never pickled): an mmrec error by its class in :mod:`mmrec.errors`
+    and its message; anything else (a bug) by its type and text, with a message naming the
+    modality, the batch's items and the actor's traceback."""
     import traceback
-
-    from ray import cloudpickle
 
     mmrec_error = _mmrec_cause(exc) if exc is not None else None
     if mmrec_error is not None:
-        return cloudpickle.dumps((mmrec_error, None))
+        known = next(c for c in type(mmrec_error).__mro__ if c.__module__ == errors.__name__)
+        return json.dumps({"mmrec_error": known.__name__, "message": str(mmrec_error)})
     ids = batch.column(schema.id).to_pylist() if schema.id in batch.column_names else []
     shown = ", ".join(map(str, ids[:3])) + (f", ..., {ids[-1]}" if len(ids) > 3 else "")
     trace = "".join(traceback.format_exception(exc)) if exc is not None else ""
     message = (f"engine='ray': {what} for {modality!r} failed on a batch of {len(ids)} items ({shown}): "
                f"{type(exc).__name__}: {exc}\nactor traceback:\n{trace}")
-    try:
-        return cloudpickle.dumps((exc, message))
-    except Exception:  # an unpicklable exception: its text is in the message
-        return cloudpickle.dumps((RuntimeError(f"{type(exc).__name__}: {exc}"), message))
+    return json.dumps({"cause": type(exc).__name__, "cause_message": str(exc), "message": message})
+
+
+def _raise_recorded(record: str) -> None:
+    """Raise the error :func:`_error_record` wrote: an mmrec error as itself; a bug as a
+    RuntimeError with the message, its cause rebuilt when it is a builtin exception type."""
+    data = json.loads(record)
+    if "mmrec_error" in data:
+        kind = getattr(errors, data["mmrec_error"], MmrecError)
+        raise kind(data["message"]) from None
+    builtin = getattr(builtins, data["cause"], None)
+    cause = (builtin(data["cause_message"]) if isinstance(builtin, type) and issubclass(builtin, Exception)
+             else RuntimeError(f"{data['cause']}: {data['cause_message']}"))
+    raise RuntimeError(data["message"]) from cause
 
 
 # ----------------------------------------------------------------------------- the driver
@@ -358,15 +370,10 @@ def actor_options(cluster: Mapping[str, float], engine: EncodeEngine, pretrained
 def _stream(dataset: Any) -> Iterator[Any]:
     """The encoded batches in catalog order; an error raised in an actor is raised here: an mmrec
     error as itself, anything else as a RuntimeError naming the modality and items, cause chained."""
-    from ray import cloudpickle
-
     for batch in dataset.iter_batches(batch_format="pyarrow", batch_size=None):
-        errors = batch.column(ERROR_OUT).drop_null()
-        if len(errors):
-            error, message = cloudpickle.loads(errors[0].as_py())
-            if message is None:
-                raise error.with_traceback(None) from None
-            raise RuntimeError(message) from error
+        recorded = batch.column(ERROR_OUT).drop_null()
+        if len(recorded):
+            _raise_recorded(recorded[0].as_py())
         yield batch
 
 
