@@ -86,6 +86,40 @@ def test_two_processes_end_with_the_single_process_model(runs, demo_events):
     assert not np.allclose(weights["net.log_scale"], np.log(1 / 0.07))  # trained, not the initial
 
 
+FIT_SCRIPT = """
+import json, sys
+import mmrec
+from mmrec.data.splits import make_split
+
+events_csv, vectors, out, model, training = sys.argv[1:6]
+events = mmrec.Interactions.from_path(events_csv)
+split = make_split(events, {"kind": "leave_last_out", "n_test": 1, "n_valid": 1})
+fitted = mmrec.TwoTower(**json.loads(model), **json.loads(training)).fit(
+    mmrec.ItemVectors.load(vectors), split.train, valid=split.valid, show_progress=False)
+fitted.save(out)  # rank 0 writes
+import torch.distributed as dist
+print("world", dist.get_world_size() if dist.is_initialized() else 1)
+"""
+
+
+def test_a_plain_fit_script_under_torchrun_trains_data_parallel(runs, demo):
+    # no init_process_group in the script: TwoTower.fit joins the group torchrun describes
+    tmp_path, _ = runs
+    script = tmp_path / "fit.py"
+    script.write_text(FIT_SCRIPT)
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+               str(script), str(demo.events), str(tmp_path / "vectors"), str(tmp_path / "script-model"),
+               json.dumps(MODEL), json.dumps(TRAINING)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("world 2") == 2
+    single = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    saved = json.loads((tmp_path / "script-model" / "manifest.json").read_text())
+    np.testing.assert_allclose([e["loss"] for e in saved["history"]["epochs"]],
+                               [e["loss"] for e in single["training"]["epochs"]], rtol=1e-4)
+
+
 def _fit_in_a_group_of_one(demo_items, split, device: str, backend: str, port: int) -> list[float]:
     import torch.distributed as dist
 

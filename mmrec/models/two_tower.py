@@ -29,7 +29,7 @@ from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
-from mmrec.models.distributed import collective, local_device
+from mmrec.models.distributed import collective, is_main_process, join_torchrun_group, local_device
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
 from mmrec.models.training import TrainingHistory, train
@@ -138,7 +138,9 @@ class TwoTower:
         if not isinstance(events, Interactions):
             raise SchemaError(f"TwoTower.fit expects mmrec.Interactions, got {type(events).__name__}.")
         training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
-        device = local_device(resolve_device(training.device))
+        requested = resolve_device(training.device)
+        join_torchrun_group(requested)  # a script under torchrun trains data parallel as it is
+        device = local_device(requested)
         if valid is None:
             split = leave_last_out(events, n_test=0, n_valid=1, min_train=2)
             events, valid = split.train, split.valid
@@ -434,10 +436,15 @@ class TwoTower:
 
     # ----------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Write weights (safetensors), configs and id maps (JSON) into a folder, atomically."""
+        """Write weights (safetensors), configs and id maps (JSON) into a folder, atomically.
+
+        In a data-parallel run (a process group initialised) only rank 0 writes; the other
+        processes hold the same weights and return the path without touching it."""
         net = self._fitted()
         assert self.item_ids_ is not None and self.vocabulary_ is not None
         path = Path(path)
+        if not is_main_process():
+            return path
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         for modality, scaler in self.scalers_.items():
             tensors[f"scaler.{modality}"] = torch.from_numpy(np.stack([scaler.mean, scaler.scale]))
