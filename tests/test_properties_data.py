@@ -363,6 +363,7 @@ weight_values = st.one_of(any_float, st.integers(), st.text(max_size=3), st.none
        st.lists(st.text(max_size=6), max_size=3), weight_values, weight_values,
        st.sampled_from(["error", "default", "other"]))
 @example(one_event(event="rating", value=4.0), {}, ["rating"], math.nan, 1.0, "default")  # NaN center
+@example(one_event(), {"": 1.0, "\x85": 1.0}, [], 3.0, 1.0, "error")  # names that fold to one
 def test_event_weights_are_finite_or_a_config_error(events, weights, explicit, center, default, unknown):
     try:
         ew = mmrec.EventWeights(weights=weights, explicit=tuple(explicit), rating_center=center,

@@ -128,8 +128,9 @@ class EventWeights:
         for name, weight in self.weights.items():
             key = name.strip().lower()
             if key in folded:
-                raise ConfigError(f"EventWeights: event names {name!r} and another one both read as "
-                                  f"{key!r} (event types are compared in lower case); keep one.")
+                raise ConfigError(f"EventWeights: weights has {name!r} and another event name that "
+                                  f"both read as {key!r} (event types are compared stripped and in "
+                                  "lower case); keep one.")
             folded[key] = weight
         object.__setattr__(self, "weights", folded)
         object.__setattr__(self, "explicit", tuple(e.strip().lower() for e in self.explicit))
