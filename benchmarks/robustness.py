@@ -14,7 +14,8 @@ Inputs (all generated, nothing downloaded):
   undecodable files) through ``Catalog.from_frame/from_path`` and a text-only ``encode_items``;
   behaviour logs (unknown items, NaN ratings, duplicates, unsorted or garbage timestamps) through
   ``Interactions`` → ``restrict_to_items`` → ``TwoTower.fit`` → ``recommend``.
-* **artifacts** — saved ItemVectors, ItemIndex and TwoTower folders, truncated or tampered with,
+* **artifacts** — saved ItemVectors, ItemIndex, TwoTower and sharded-index folders (one shard
+  tampered with), truncated or tampered with,
   through their ``load``: each must raise ``ArtifactError``.
 
 Every input ends as one of: *valid* (encoded, accepted or loaded), *reported* (skipped and listed
@@ -329,19 +330,33 @@ def run_artifacts(tally: Tally, folder: Path) -> None:
         "user_id": [f"u{u}" for u in rng.integers(0, 20, 300)], "item_id": rng.choice(ids, 300),
         "timestamp": np.arange(300.0)}))
     model = mmrec.TwoTower(dim=8, epochs=1, batch_size=128, seed=0).fit(items, events, show_progress=False)
-    artifacts: dict[str, tuple[Callable[[Path], Any], Callable[[Path], Any]]] = {
-        "ItemVectors": (items.save, mmrec.ItemVectors.load),
-        "ItemIndex": (mmrec.build_index(items).save, mmrec.ItemIndex.load),
-        "TwoTower": (model.save, mmrec.TwoTower.load),
+    def sharded(out: Path) -> Path:
+        mmrec.build_sharded_index(items, out, n_shards=3, spec="Flat")
+        return out
+
+    def whole(path: Path) -> Path:
+        return path
+
+    def second_shard(path: Path) -> Path:
+        return path / "shard-00001"
+
+    # (save, load, the folder a tampering hits): a sharded index is tampered in one of its shards
+    artifacts: dict[str, tuple[Callable[[Path], Any], Callable[[Path], Any], Callable[[Path], Path]]] = {
+        "ItemVectors": (items.save, mmrec.ItemVectors.load, whole),
+        "ItemIndex": (mmrec.build_index(items).save, mmrec.ItemIndex.load, whole),
+        "TwoTower": (model.save, mmrec.TwoTower.load, whole),
+        "ShardedIndex": (sharded, mmrec.ShardedIndex.load, second_shard),
+        "ShardedIndex, one shard at a time": (
+            sharded, lambda p: mmrec.ShardedIndex.load(p, resident=False), second_shard),
     }
-    for name, (save, load) in artifacts.items():
-        pristine = save(folder / f"{name}-pristine")
+    for name, (save, load, target) in artifacts.items():
+        pristine = save(folder / f"{name}-pristine".replace(" ", "-").replace(",", ""))
         status, _ = attempt(lambda p=pristine, ld=load: ld(p))
         tally.add(f"artifacts: {name}", status, {VALID}, "untouched")
         for what, tamper in TAMPERINGS.items():
-            copy = folder / f"{name}-{what.replace(' ', '-')}"
+            copy = folder / f"{name}-{what}".replace(" ", "-").replace(",", "")
             shutil.copytree(pristine, copy)
-            tamper(copy)
+            tamper(target(copy))
             status, result = attempt(lambda p=copy, ld=load: ld(p))
             detail = "loaded without error" if status == VALID else repr(result)
             # the only acceptable end is an ArtifactError (another MmrecError is a surprise too)

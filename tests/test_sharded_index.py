@@ -253,3 +253,18 @@ def test_cli_recommend_opens_a_sharded_index_folder(catalog_log, serving, tmp_pa
                      "--where", "category=a", "--out", str(out), *extra]) == 0
         got = pd.read_parquet(out) if out.suffix == ".parquet" else pd.read_csv(out, dtype={"user": str})
         assert_same_recommendations(got, expected)
+
+
+@pytest.mark.parametrize("resident", [True, False])
+@pytest.mark.parametrize("name", ["ids.json", "alive.npy", "index.faiss"])
+def test_a_tampered_file_in_one_shard_is_refused_before_it_is_read(flat_pair, tmp_path, resident, name):
+    import shutil
+
+    copy = tmp_path / "idx"
+    shutil.copytree(flat_pair[1].path, copy)
+    target = copy / "shard-00002" / name
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0xFF  # a JSON / npy-header byte flipped used to crash the loader
+    target.write_bytes(bytes(data))
+    with pytest.raises(mmrec.ArtifactError, match=f"shard-00002/{name}.*checksum"):
+        ShardedIndex.load(copy, resident=resident)

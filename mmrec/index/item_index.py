@@ -434,13 +434,10 @@ class ItemIndex:
         exact vectors on disk (memory-mapped); ``verify=False`` skips the SHA-256 checksums (file
         sizes are still checked) for multi-GB indexes you trust."""
         path = Path(path)
-        manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify,
-                                 require=["index.faiss", "vectors.npy", "alive.npy", "ids.json"])
+        manifest, ids, alive = cls._checked_labels(path, verify)
         faiss_index = faiss_ops.read(path / "index.faiss")
         vectors = np.load(path / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
-        alive = np.load(path / "alive.npy", allow_pickle=False)
-        ids = np.asarray(json.loads((path / "ids.json").read_text("utf-8")), dtype=object)
-        if vectors.shape != (len(ids), manifest["dim"]) or alive.shape != (len(ids),):
+        if vectors.shape != (len(ids), manifest["dim"]):
             raise ArtifactError(f"{path}: vectors, ids and alive mask disagree in size.")
         attributes = (pd.read_parquet(path / "attributes.parquet")
                       if "attributes.parquet" in manifest["files"] else None)
@@ -449,6 +446,24 @@ class ItemIndex:
         faiss_ops.apply_params(faiss_index, params)
         return cls(faiss_index, ids, vectors, spec=manifest["spec"], params=params, alive=alive,
                    attributes=attributes)
+
+
+    @staticmethod
+    def read_labels(path: str | os.PathLike[str], *, verify: bool = True) -> tuple[np.ndarray, np.ndarray]:
+        """The item ids and alive mask of a folder written by :meth:`save`, after the same manifest
+        check as :meth:`load`, without reading the FAISS index or the vectors."""
+        _, ids, alive = ItemIndex._checked_labels(Path(path), verify)
+        return ids, alive
+
+    @staticmethod
+    def _checked_labels(path: Path, verify: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
+        manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify,
+                                 require=["index.faiss", "vectors.npy", "alive.npy", "ids.json"])
+        alive = np.load(path / "alive.npy", allow_pickle=False)
+        ids = np.asarray(json.loads((path / "ids.json").read_text("utf-8")), dtype=object)
+        if alive.shape != (len(ids),):
+            raise ArtifactError(f"{path}: vectors, ids and alive mask disagree in size.")
+        return manifest, ids, alive
 
 
 def _same(value: Any, wanted: Any) -> bool:

@@ -164,10 +164,12 @@ class ShardedIndex:
         self.has_attributes = bool(manifest.get("attributes", False))
         self._starts = np.asarray([s["start"] for s in self.shards] + [int(manifest["n_items"])], np.int64)
         ids, alive = [], []
-        for shard in self.shards:  # ids and alive masks only (small); vectors stay in the shards
+        self._loaded = [self._load(i) for i in range(len(self.shards))] if resident else None
+        for number, shard in enumerate(self.shards):  # ids and alive masks (small), checked first
             folder, rows = path / shard["dir"], shard["stop"] - shard["start"]
-            shard_ids = json.loads((folder / "ids.json").read_text("utf-8"))
-            shard_alive = np.load(folder / "alive.npy", allow_pickle=False)
+            shard_ids, shard_alive = ((self._loaded[number].ids, self._loaded[number].alive)
+                                      if self._loaded is not None
+                                      else ItemIndex.read_labels(folder, verify=verify))
             if len(shard_ids) != rows or shard_alive.shape != (rows,):
                 raise ArtifactError(f"{folder}: {len(shard_ids)} ids and {shard_alive.shape} alive flags "
                                     f"for {rows} rows; rebuild the sharded index.")
@@ -177,7 +179,6 @@ class ShardedIndex:
         self.alive = np.concatenate(alive)
         labels = np.flatnonzero(self.alive)
         self._lookup, self._lookup_labels = pd.Index(self.ids[labels], dtype=object), labels.astype(np.int64)
-        self._loaded = [self._load(i) for i in range(len(self.shards))] if resident else None
 
     @classmethod
     def load(cls, path: str | os.PathLike[str], *, resident: bool = True, use_gpu: bool | None = False,
