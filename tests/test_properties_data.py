@@ -547,6 +547,7 @@ def test_catalog_schema_from_any_mapping(frame, schema):
        st.dictionaries(st.sampled_from(["user", "item", "timestamp", "event", "value", "other"]),
                        schema_values, max_size=3))
 @example(pd.DataFrame({"user_id": ["u"], "item_id": ["a"]}), {"user": 5})
+@example(pd.DataFrame({"user_id": [0], "item_id": [0]}), {"user": ""})  # an empty column name (thorough)
 def test_interaction_schema_from_any_mapping(frame, schema):
     try:
         events = mmrec.Interactions.from_frame(frame, schema=schema)

@@ -52,6 +52,12 @@ class InteractionSchema:
 
     def __post_init__(self) -> None:
         check_field_types(self)  # column names are strings
+        for name in ("user", "item", "timestamp", "event", "value"):
+            column = getattr(self, name)
+            if column is not None and not column.strip():
+                fix = "" if name in ("user", "item") else " or None when the log has none"
+                raise ConfigError(f"InteractionSchema.{name} must name a column of the interactions log, "
+                                  f"got {column!r}; pass the column's name{fix}.")
 
     @property
     def columns(self) -> list[str]:
