@@ -224,7 +224,8 @@ def recommend_known(
     rows, ranks = np.nonzero(item_idx >= 0)  # row-major: users in order, ranks ascending
     short = int((item_idx < 0).any(axis=1).sum())
     if short:
-        logger.warning("%d user(s) got fewer than k=%d items: not enough unseen items", short, k)
+        reason = "unseen items" if allowed is None else "unseen items pass the where filter"
+        logger.warning("%d user(s) got fewer than k=%d items: not enough %s", short, k, reason)
     return pd.DataFrame({
         "user": profile.user_ids[rows],
         "rank": ranks + 1,

@@ -116,6 +116,8 @@ def check_error_names(exc: MmrecError, *names: str) -> None:
          "u1", 3, True, None, None)  # a str where a list of users belongs
 @example(mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"]})),
          ["u1", "u1"], 3, True, None, None)  # a user asked for twice
+@example(mmrec.Interactions.from_frame(pd.DataFrame({"user_id": ["u1"], "item_id": ["i1"]})),
+         None, 10**12, False, {"category": []}, None)  # a filter that allows no item (thorough)
 def test_recommend_serves_any_users_k_and_filters(events, users, k, exclude_seen, where, half_life):
     index = small_index()
     try:
@@ -128,8 +130,11 @@ def test_recommend_serves_any_users_k_and_filters(events, users, k, exclude_seen
     wanted = None if users is None else [str(u) for u in users]
     if wanted is not None:
         assert set(recs["user"]) <= set(wanted)
-    elif len(index) > len(ITEMS) // 2:  # every user of the log gets something (12 items, few seen)
-        assert set(recs["user"]) == set(events.users)
+    else:  # every user of the log with an allowed item left gets something (a filter may allow none)
+        allowed = set(index.ids[index.mask(where)]) if where else set(index.item_ids)
+        seen = events.frame.groupby("user")["item"].agg(set).to_dict() if exclude_seen else {}
+        served = {user for user in events.users if allowed - seen.get(user, set())}
+        assert set(recs["user"]) == served
 
 
 @given(logs(), users_arg, st.one_of(st.none(), any_float))
