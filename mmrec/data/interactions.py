@@ -147,11 +147,18 @@ class EventWeights:
                 raise ConfigError(f"EventWeights: {what} is {value!r}; use a finite number.")
 
     def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
-        """Per-event weight (``float64``) for arrays of event names and values (NaN = no value)."""
+        """Per-event weight (``float64``) for arrays of event names and values (NaN = no value).
+
+        A product beyond float64 (a purchase of value 1e308 weighs 5e308) saturates at the largest
+        finite float64 instead of becoming ``inf`` (which turns a pooled history into NaN).
+        """
         base = self.base(events)
         explicit = np.isin(events, np.array(self.explicit, dtype=object))
         filled = np.where(np.isnan(values), 1.0, values)
-        return np.where(explicit, base * (values - self.rating_center), base * filled)
+        with np.errstate(over="ignore"):
+            weights = np.where(explicit, base * (values - self.rating_center), base * filled)
+        largest = np.finfo(np.float64).max
+        return np.clip(weights, -largest, largest)
 
     def base(self, events: np.ndarray) -> np.ndarray:
         """The event type's own weight per event (``float64``), before any value scaling."""
