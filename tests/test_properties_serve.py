@@ -18,6 +18,7 @@ from urllib.parse import quote
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from pydantic import TypeAdapter
 from test_properties_data import any_float, any_text, huge_text
 
 pytest.importorskip("fastapi")
@@ -50,6 +51,23 @@ raw_bodies = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.en
 
 def url(template: str, *segments: str) -> str:
     return template.format(*(quote(s, safe="") for s in segments))
+
+
+def query_int(text: str | None, default: int) -> int:
+    """An int query parameter as the API reads it: FastAPI parses it in pydantic's lax mode, which
+    takes more than ``int()`` does ("1.0" is 1)."""
+    return default if text is None else TypeAdapter(int).validate_python(text)
+
+
+def as_batch(body) -> list:
+    """The events a body holds: raw bytes are read as the API reads JSON (UTF-8, or UTF-16/32 found by
+    its byte pattern, as :func:`json.loads` does), anything else as it is."""
+    if isinstance(body, bytes):
+        try:
+            body = json.loads(body)
+        except ValueError:  # UnicodeDecodeError and JSONDecodeError: the API must refuse it
+            pass
+    return body if isinstance(body, list) else [body]
 
 
 def post(client: TestClient, route: str, body) -> object:
@@ -155,7 +173,7 @@ def test_recommend_any_query(shared, probe_user, user, k, exclude_seen, explain,
     body = check(response, service)
     if body is not None:
         assert body["user"] == user and body["source"] in {"online", "popularity"}
-        check_cards(body["items"], service, int(k) if k is not None else 10)
+        check_cards(body["items"], service, query_int(k, 10))
         for term in where:
             column, _, values = term.partition("=")
             if column == "category":
@@ -168,17 +186,18 @@ def test_recommend_any_query(shared, probe_user, user, k, exclude_seen, explain,
        second=st.one_of(path_segment, st.sampled_from(["item0001", "image", "audio", "video"])),
        n=st.one_of(st.none(), query_value), limit=st.one_of(st.none(), query_value))
 @example(route="/explain/{}/{}", first="user001", second="item0001", n=None, limit=None)
+@example(route="/history/{}", first="0", second="", n="1.0", limit=None)  # "1.0" reads as 1 (thorough)
 def test_lookups_with_any_ids(shared, probe_user, route, first, second, n, limit):
     client, service = shared
     before = probe(client, service, probe_user)
     params = {name: value for name, value in (("n", n), ("limit", limit)) if value is not None}
     body = check(client.get(url(route, first, second), params=params), service)
     if body is not None and route == "/history/{}":
-        assert body["user"] == first and len(body["events"]) <= int(n if n is not None else 10)
+        assert body["user"] == first and len(body["events"]) <= query_int(n, 10)
         stamps = [e["timestamp"] for e in body["events"]]
         assert stamps == sorted(stamps, reverse=True)
     if body is not None and route == "/users":
-        assert len(body["users"]) <= int(limit if limit is not None else 50)
+        assert len(body["users"]) <= query_int(limit, 50)
     if body is not None and route == "/explain/{}/{}":
         assert service.index.contains([second])[0]
         assert set(body["modalities"]) <= {"text", "image", "audio", "id"}
@@ -210,11 +229,15 @@ ITEMS = [f"item{n:04d}" for n in range(1, 160, 17)]
 @example(body=[{"user": "fan", "item": "item0001", "value": 1e12}] * 3)
 @example(body=[{"user": "fan", "item": "item0001", "timestamp": 1e308}, {"user": "fan", "item": "item0002"}])
 @example(body=b'{"user": "u", "item": "item0001", "value": NaN}')
+# UTF-16 JSON (with its byte-order mark) is read as JSON is, and accepted (thorough)
+@example(body=b'\xff\xfe{\x00"\x00u\x00s\x00e\x00r\x00"\x00 \x00:\x00"\x00\x00\x01\x00\x01"\x00,\x00'
+              b'"\x00i\x00t\x00e\x00m\x00"\x00 \x00:\x00"\x00'
+              b'i\x00t\x00e\x00m\x000\x000\x000\x000\x00"\x00}\x00')
 def test_events_any_body(fresh, probe_user, demo_events, body):
     client, service = fresh
     trained = set(map(str, demo_events.users))
     before, users_before = probe(client, service, probe_user), client.get("/health").json()["users"]
-    batch = body if isinstance(body, list) else [body]
+    batch = as_batch(body)
     result = check(post(client, "/events", body), service)
     touched = any(isinstance(e, dict) and e.get("user") == probe_user for e in batch)
     if result is not None:
