@@ -65,7 +65,7 @@ def as_batch(body) -> list:
     if isinstance(body, bytes):
         try:
             body = json.loads(body)
-        except ValueError:  # UnicodeDecodeError and JSONDecodeError: the API must refuse it
+        except (ValueError, RecursionError):  # not JSON (or nested too deep): the API must refuse it
             pass
     return body if isinstance(body, list) else [body]
 
