@@ -173,6 +173,7 @@ matrices = st.one_of(
        st.sampled_from([None, "Flat", "HNSW8", "IVF2,Flat", "IVF300,Flat", "not-a-spec"]))
 @example(np.array([["a", "b"]], dtype=object), None, "Flat")  # text where numbers belong
 @example(np.full((3, 2), 3e38, dtype=np.float64), None, "Flat")  # finite, but its norm overflows
+@example(np.array([[2.0], [5.5e-14]]), None, "Flat")  # a norm under the 1e-12 clamp
 def test_build_index_over_any_matrix(vectors, ids, spec):
     try:
         index = mmrec.build_index(vectors, ids=ids, spec=spec)

@@ -56,7 +56,7 @@ def l2_normalize(matrix: np.ndarray) -> np.ndarray:
         norms = np.linalg.norm(matrix, axis=1, keepdims=True)
         out = np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
     # rows whose squared norm overflows or underflows float32 (entries near 1e±19 and beyond)
-    redo = ~((norms[:, 0] > 1e-15) & (norms[:, 0] < 1e15))
+    redo = ~((norms[:, 0] > 1e-12) & (norms[:, 0] < 1e15))  # the clamp above must not bite
     if redo.any():
         rows = matrix[redo].astype(np.float64)
         wide = np.linalg.norm(rows, axis=1, keepdims=True)
