@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import json
 import math
-from urllib.parse import quote
+from urllib.parse import quote, unquote
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
@@ -51,6 +51,13 @@ raw_bodies = st.one_of(st.binary(max_size=200), st.text(max_size=200).map(str.en
 
 def url(template: str, *segments: str) -> str:
     return template.format(*(quote(s, safe="") for s in segments))
+
+
+def as_received(segment: str) -> str:
+    """The path segment the app sees through starlette's TestClient, which percent-decodes the
+    path once more than a server does (``%2500`` reaches it as ``\x00``; uvicorn gives ``%00``,
+    checked by hand): the id the API answers for."""
+    return unquote(segment)
 
 
 def query_int(text: str | None, default: int) -> int:
@@ -164,6 +171,7 @@ filters = st.lists(st.one_of(
        explain=st.one_of(st.none(), st.sampled_from(["true", "false", "maybe"])), where=filters)
 @example(user="user001", k="5", exclude_seen="false", explain="true", where=["category=ocean,forest"])
 @example(user="user001", k=None, exclude_seen=None, explain=None, where=["price=abc"])
+@example(user="%00", k=None, exclude_seen=None, explain=None, where=[])  # TestClient decodes twice
 def test_recommend_any_query(shared, probe_user, user, k, exclude_seen, explain, where):
     client, service = shared
     before = probe(client, service, probe_user)
@@ -172,7 +180,7 @@ def test_recommend_any_query(shared, probe_user, user, k, exclude_seen, explain,
     response = client.get(url("/recommend/{}", user), params={**params, "filter": where})
     body = check(response, service)
     if body is not None:
-        assert body["user"] == user and body["source"] in {"online", "popularity"}
+        assert body["user"] == as_received(user) and body["source"] in {"online", "popularity"}
         check_cards(body["items"], service, query_int(k, 10))
         for term in where:
             column, _, values = term.partition("=")
@@ -187,13 +195,14 @@ def test_recommend_any_query(shared, probe_user, user, k, exclude_seen, explain,
        n=st.one_of(st.none(), query_value), limit=st.one_of(st.none(), query_value))
 @example(route="/explain/{}/{}", first="user001", second="item0001", n=None, limit=None)
 @example(route="/history/{}", first="0", second="", n="1.0", limit=None)  # "1.0" reads as 1 (thorough)
+@example(route="/history/{}", first="%00", second="", n=None, limit=None)  # TestClient decodes twice
 def test_lookups_with_any_ids(shared, probe_user, route, first, second, n, limit):
     client, service = shared
     before = probe(client, service, probe_user)
     params = {name: value for name, value in (("n", n), ("limit", limit)) if value is not None}
     body = check(client.get(url(route, first, second), params=params), service)
     if body is not None and route == "/history/{}":
-        assert body["user"] == first and len(body["events"]) <= query_int(n, 10)
+        assert body["user"] == as_received(first) and len(body["events"]) <= query_int(n, 10)
         stamps = [e["timestamp"] for e in body["events"]]
         assert stamps == sorted(stamps, reverse=True)
     if body is not None and route == "/users":
