@@ -11,7 +11,6 @@ CUDA). Gradients are averaged by :class:`torch.nn.parallel.DistributedDataParall
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import datetime
 import os
@@ -24,7 +23,7 @@ import torch.distributed as dist
 from mmrec.errors import ConfigError
 
 __all__ = ["Collective", "SingleProcess", "ProcessGroup", "collective", "launched_by_torchrun",
-           "process_group_from_env", "join_torchrun_group", "is_main_process", "shard_of_batch",
+           "process_group_from_env", "is_main_process", "shard_of_batch",
            "local_device"]
 
 
@@ -101,23 +100,6 @@ def launched_by_torchrun() -> bool:
 def is_main_process() -> bool:
     """False on every process but rank 0 of an initialised process group."""
     return not (dist.is_available() and dist.is_initialized()) or dist.get_rank() == 0
-
-
-def join_torchrun_group(device: torch.device) -> None:
-    """Under torchrun (``WORLD_SIZE`` > 1) with no process group yet, join the one the environment
-    describes — nccl on CUDA (GPU ``LOCAL_RANK``), gloo on CPU — for the rest of the process, so a
-    script that only calls ``TwoTower.fit`` trains data parallel instead of N times alone."""
-    if not launched_by_torchrun() or not dist.is_available() or dist.is_initialized():
-        return
-    if device.type == "cuda":
-        torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
-    dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    atexit.register(_leave_group)
-
-
-def _leave_group() -> None:
-    if dist.is_initialized():
-        dist.destroy_process_group()
 
 
 def local_device(device: torch.device) -> torch.device:

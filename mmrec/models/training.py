@@ -16,6 +16,7 @@ summation order. Rank 0 validates, checkpoints and decides when to stop.
 from __future__ import annotations
 
 import contextlib
+import gc
 import inspect
 import logging
 import math
@@ -298,6 +299,11 @@ def train(
         if record.stopped_early:
             logger.info("early stop: no validation gain for %d epochs", bad_epochs)
             break
+    if isinstance(step_loss, torch.nn.parallel.DistributedDataParallel):
+        # free the DDP reducer (its hooks hold it in reference cycles) while the process group
+        # lives: destroyed at interpreter exit, after the group, it aborted the process
+        del step_loss
+        gc.collect()
     net.load_state_dict(best_state)
     net.eval()
     return record

@@ -29,7 +29,7 @@ from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.fusion import ModalityScaler, concat_fusion
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
-from mmrec.models.distributed import collective, is_main_process, join_torchrun_group, local_device
+from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
 from mmrec.models.training import TrainingHistory, train
@@ -108,6 +108,7 @@ class TwoTower:
         self.vocabulary_: EventVocabulary | None = None
         self.scalers_: dict[str, ModalityScaler] = {}
         self.history_: TrainingHistory | None = None
+        self.rank_ = 0  # this process's rank in the data-parallel run that fitted it (0: it saves)
 
     def __repr__(self) -> str:
         state = f"{len(self.item_ids_)} items" if self.item_ids_ is not None else "not fitted"
@@ -138,9 +139,16 @@ class TwoTower:
         if not isinstance(events, Interactions):
             raise SchemaError(f"TwoTower.fit expects mmrec.Interactions, got {type(events).__name__}.")
         training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
-        requested = resolve_device(training.device)
-        join_torchrun_group(requested)  # a script under torchrun trains data parallel as it is
-        device = local_device(requested)
+        # under torchrun with no process group yet, fit joins the one the environment describes for
+        # its duration: a plain script trains data parallel instead of N times alone
+        with process_group_from_env(str(training.device)):
+            return self._fit(items, events, valid, training, checkpoint_dir, show_progress)
+
+    def _fit(self, items: ItemVectors | None, events: Interactions, valid: Interactions | None,
+             training: TrainConfig, checkpoint_dir: str | os.PathLike[str] | None,
+             show_progress: bool | None) -> TwoTower:
+        device = local_device(resolve_device(training.device))
+        group = collective(device)
         if valid is None:
             split = leave_last_out(events, n_test=0, n_valid=1, min_train=2)
             events, valid = split.train, split.valid
@@ -156,7 +164,8 @@ class TwoTower:
         with torch_seeded(training.seed):
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
-                                  show_progress=show_progress, group=collective(device))
+                                  show_progress=show_progress, group=group)
+        self.rank_ = group.rank
         self.net_.cpu()
         return self
 
@@ -443,7 +452,7 @@ class TwoTower:
         net = self._fitted()
         assert self.item_ids_ is not None and self.vocabulary_ is not None
         path = Path(path)
-        if not is_main_process():
+        if self.rank_ != 0 or not is_main_process():
             return path
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         for modality, scaler in self.scalers_.items():
