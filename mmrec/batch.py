@@ -28,7 +28,7 @@ from mmrec.data.interactions import DroppedEvents, EventWeights, Interactions
 from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ServingIndex
-from mmrec.recommend import check_serving_index, descending, recommend_known
+from mmrec.recommend import check_model_fits, check_serving_index, fallback_order, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
 
@@ -183,9 +183,7 @@ def recommend_batches(
     """
     check_serving_index(index, "recommend_batches")
     k, batch_size = positive_int(k, name="k"), positive_int(batch_size, name="batch_size")
-    if model is not None and model.config.dim != index.dim:
-        raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
-                          f"{index.dim}; build the index from model.encode_items(...).")
+    check_model_fits(index, model)
     grouped = _grouped(index, events)
     if model is None:
         grouped.check_values(event_weights)
@@ -200,7 +198,7 @@ def recommend_batches(
     @functools.cache
     def popular() -> tuple[np.ndarray, np.ndarray]:
         pop = grouped.popularity(index.n_labels)
-        return pop, descending(pop, index.alive if allowed is None else allowed & index.alive)
+        return pop, fallback_order(index, pop, allowed)
 
     def batches() -> Iterator[pd.DataFrame]:
         starts = range(0, len(wanted), batch_size)

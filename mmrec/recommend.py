@@ -18,7 +18,8 @@ from mmrec.index import ItemIndex, ServingIndex, l2_normalize
 from mmrec.index.sharded import ShardedIndex
 
 __all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "UserVectors",
-           "popularity", "distinct_pairs", "descending", "popular_order", "top_unseen"]
+           "popularity", "distinct_pairs", "descending", "popular_order", "fallback_order",
+           "check_model_fits", "top_unseen"]
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,19 @@ def popular_order(index: ServingIndex, events: Interactions,
     """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
     popular, ties by label: the fallback ranking for users without a usable history."""
     pop = popularity(index, events)
-    return pop, descending(pop, index.alive if allowed is None else allowed & index.alive)
+    return pop, fallback_order(index, pop, allowed)
+
+
+def fallback_order(index: ServingIndex, pop: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    """The live (and ``allowed``) labels from most to least popular, ties by label."""
+    return descending(pop, index.alive if allowed is None else allowed & index.alive)
+
+
+def check_model_fits(index: ServingIndex, model: Any) -> None:
+    """A :class:`ConfigError` unless ``model`` (if any) makes vectors of the index's width."""
+    if model is not None and model.config.dim != index.dim:
+        raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
+                          f"{index.dim}; build the index from model.encode_items(...).")
 
 
 def top_unseen(order: np.ndarray, seen: set[int], k: int) -> list[int]:
@@ -200,10 +213,8 @@ def recommend_known(
     """:func:`recommend` after its checks: ``known`` holds only events on indexed items (at least
     those of ``users``), ``allowed`` is the ``where`` mask, and ``popular()`` gives the fallback's
     popularity per label and order (:func:`popular_order`), asked for only when a user is cold."""
+    check_model_fits(index, model)
     if model is not None:
-        if model.config.dim != index.dim:
-            raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
-                              f"{index.dim}; build the index from model.encode_items(...).")
         profile = model.encode_users(known, users=users)
     else:
         profile = user_vectors(index, known, users=users, event_weights=event_weights,
