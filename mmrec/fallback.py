@@ -22,7 +22,7 @@ import pandas as pd
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
-from mmrec.recommend import descending, distinct_pairs
+from mmrec.recommend import distinct_pairs, fallback_order
 
 __all__ = ["PopularityFallback"]
 
@@ -112,7 +112,7 @@ class PopularityFallback:
         if segment is None and user is not None:
             segment = dict(self._keys(user))
         score = self.scores(segment)
-        order = descending(score, self.index.alive if allowed is None else allowed & self.index.alive)
+        order = fallback_order(self.index, score, allowed)
         if seen:
             order = order[~np.isin(order, np.fromiter(seen, dtype=np.int64))]
         if self.diversify_by is not None:
