@@ -162,7 +162,6 @@ class ShardedIndex:
         self.verify = verify
         self.loads = 0
         self.has_attributes = bool(manifest.get("attributes", False))
-        self._starts = np.asarray([s["start"] for s in self.shards] + [int(manifest["n_items"])], np.int64)
         ids, alive = [], []
         self._loaded = [self._load(i) for i in range(len(self.shards))] if resident else None
         for number, shard in enumerate(self.shards):  # ids and alive masks (small), checked first
