@@ -28,7 +28,6 @@ from mmrec.data.splits import SPLITS, make_split
 from mmrec.errors import ConfigError
 from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
-from mmrec.models.distributed import process_group_from_env
 from mmrec.models.two_tower import TwoTower
 from mmrec.utils.config import check_field_types, config_from_dict, read_config_file
 from mmrec.utils.io import atomic_write_text
@@ -84,16 +83,10 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
     """Split, train (checkpointing into ``out/checkpoint``, resuming if it exists), evaluate on the
     test part with full ranking, save ``out/model``, ``out/item_vectors`` and ``out/metrics.json``.
 
-    Under ``torchrun --nproc_per_node N`` every process joins the process group, trains its share
-    of each batch (DistributedDataParallel), and rank 0 alone evaluates and saves; the summary's
-    ``rank`` and ``world_size`` say which process returned it.
+    Under ``torchrun --nproc_per_node N`` every process trains its share of each batch
+    (:meth:`TwoTower.fit` joins the process group), and the process that was rank 0 alone evaluates
+    and saves; the summary's ``rank`` says which process returned it.
     """
-    with process_group_from_env(str(job.training.get("device", "auto"))) as group:
-        summary = _train_and_save(job, is_main=group.is_main)
-    return {**summary, "rank": group.rank, "world_size": group.world_size}
-
-
-def _train_and_save(job: TrainJob, *, is_main: bool) -> dict[str, Any]:
     out = Path(job.out)
     events = Interactions.from_path(job.events)
     items = ItemVectors.load(job.items) if job.items else None
@@ -107,11 +100,11 @@ def _train_and_save(job: TrainJob, *, is_main: bool) -> dict[str, Any]:
     model.fit(items, split.train, valid=split.valid if len(split.valid) else None,
               checkpoint_dir=out / "checkpoint")
     assert model.history_ is not None
-    if not is_main:
-        return {"split": split.kind, "test": {}, "training": model.history_.to_dict()}
+    if model.rank_ != 0:
+        return {"split": split.kind, "test": {}, "training": model.history_.to_dict(), "rank": model.rank_}
     metrics = model.evaluate(split.history, split.test, ks=job.ks) if len(split.test) else {}
     model.save(out / "model")
     model.encode_items(items).save(out / "item_vectors")
     summary = {"split": split.kind, "test": metrics, "training": model.history_.to_dict()}
     atomic_write_text(out / "metrics.json", json.dumps(summary, indent=1))
-    return summary
+    return {**summary, "rank": 0}
