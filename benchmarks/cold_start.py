@@ -32,8 +32,8 @@ import torch
 import mmrec
 from mmrec.baselines import ContentMean, Popularity
 from mmrec.datasets import load_dataset
-from mmrec.evaluate_job import WithoutContent
 from mmrec.evaluation import EvalConfig, evaluate_models
+from mmrec.evaluation.registry import WithoutContent
 
 COLUMNS = ["recall@20", "ndcg@20", "recall@50", "ndcg@50", "fit_s"]
 

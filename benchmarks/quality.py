@@ -22,11 +22,10 @@ from pathlib import Path
 import torch
 
 import mmrec
-from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, Popularity
+from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, LightGCN, Popularity
 from mmrec.datasets import load_dataset
-from mmrec.evaluate_job import WithoutContent
 from mmrec.evaluation import EvalConfig, evaluate_models
-from mmrec.models import LightGCN
+from mmrec.evaluation.registry import WithoutContent
 
 RECBOLE = {"ml-1m": [("RecBole 1.2.1 popularity", 0.064, None), ("RecBole 1.2.1 item-KNN", 0.122, None),
                      ("RecBole 1.2.1 EASE", 0.164, None), ("RecBole 1.2.1 BPR", 0.127, None),

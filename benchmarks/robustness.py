@@ -5,7 +5,7 @@
 
 Inputs (all generated, nothing downloaded):
 
-* **media** — the hostile corpus of ``tests/media_corpus.py`` (broken, odd and huge images, audio
+* **media** — the hostile corpus of ``mmrec/testing/media_corpus.py`` (broken, odd and huge images, audio
   files and texts) in one catalog through ``encode_items``: three times with cheap encoders (TF-IDF,
   ResNet-18 at 64 px, MFCC statistics; in memory, then streamed into ``out=`` while filling an
   encode cache, then again from that cache) and once with the installed defaults (MiniLM,
@@ -44,12 +44,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-from media_corpus import ABSENT, ENCODED, REPORTED, Corpus, make_corpus, make_mutants  # noqa: E402
-
 import mmrec  # noqa: E402
-from mmrec.encode import default_encoder  # noqa: E402
+from mmrec.encoders.presets import default_encoder  # noqa: E402
 from mmrec.errors import ArtifactError, MmrecError  # noqa: E402
+from mmrec.testing.media_corpus import ABSENT, ENCODED, REPORTED, Corpus, make_corpus, make_mutants  # noqa: E402
 
 VALID, REPORT, ERROR, CRASH, LOST = "valid", "reported", "mmrec error", "crashed", "lost"
 COLUMNS = ["tried", VALID, REPORT, ERROR, CRASH, LOST, "unexpected"]

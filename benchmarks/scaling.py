@@ -54,8 +54,8 @@ def _fmt(value: object) -> str:
 def encode_section(args: argparse.Namespace) -> list[dict]:
     import ray
 
-    from mmrec.demo import make_demo
-    from mmrec.encode_engines import EncodeEngine
+    from mmrec.datasets.demo import make_demo
+    from mmrec.encode.engines import EncodeEngine
 
     root = Path(tempfile.mkdtemp(prefix="mmrec-scaling-"))
     demo = make_demo(root, n_items=args.items, n_users=10, seed=0)

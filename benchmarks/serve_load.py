@@ -32,8 +32,8 @@ import pandas as pd
 import torch
 
 import mmrec
+from mmrec.datasets.demo import make_demo
 from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour
-from mmrec.demo import make_demo
 
 
 def build_demo_run(root: Path) -> tuple[Path, Path, Path]:

@@ -43,7 +43,7 @@ REFERENCE = {  # measured on this protocol with RecBole 1.2.1 (issue 11)
 
 def load(dataset: str, content: str | None):
     if dataset == "demo":
-        from mmrec.demo import make_demo
+        from mmrec.datasets.demo import make_demo
 
         demo = make_demo(Path(tempfile.gettempdir()) / "mmrec-bench-demo", seed=0)
         catalog, events = mmrec.Catalog.from_path(demo.catalog), mmrec.Interactions.from_path(demo.events)
@@ -105,7 +105,7 @@ def main() -> None:
     ks = (10, 20)
     items, events = load(args.dataset, args.content)
     split = mmrec.leave_last_out(events)
-    history = mmrec.Interactions(pd.concat([split.train.frame, split.valid.frame], ignore_index=True))
+    history = split.history
     print(f"{args.dataset}: {events}; {split}; threads={args.threads}")
     rows = [{"model": "popularity", **popularity_metrics(history, split.test, ks)}]
     if items is not None:

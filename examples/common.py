@@ -25,9 +25,9 @@ import torch
 
 import mmrec
 from mmrec.baselines import BPRMF, ContentMean, ItemKNN, Popularity
-from mmrec.evaluate_job import WithoutContent
 from mmrec.evaluation import EvalConfig, evaluate_models
-from mmrec.explain import explain_recommendations
+from mmrec.evaluation.registry import WithoutContent
+from mmrec.ranking.explain import explain_recommendations
 
 CACHE = Path.home() / ".cache" / "mmrec-examples"
 

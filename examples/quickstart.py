@@ -9,7 +9,7 @@ import argparse
 import logging
 
 import mmrec
-from mmrec.demo import make_demo
+from mmrec.datasets.demo import make_demo
 
 
 def main() -> None:

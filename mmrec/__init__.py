@@ -13,7 +13,6 @@ Every stage is one hop from here::
 """
 
 from mmrec._version import __version__
-from mmrec.batch import EventsByUser, recommend_batches, write_recommendations
 from mmrec.data import Catalog, CatalogSchema, EventWeights, Interactions, InteractionSchema
 from mmrec.data.splits import (
     Split,
@@ -24,7 +23,7 @@ from mmrec.data.splits import (
     time_split,
 )
 from mmrec.encode import DEFAULT_ENCODERS, encode_items
-from mmrec.encode_engines import EncodeEngine
+from mmrec.encode.engines import EncodeEngine
 from mmrec.encoders import Encoder, add_preset_dir, create_encoder, get_preset, list_encoders
 from mmrec.errors import (
     ArtifactError,
@@ -37,10 +36,12 @@ from mmrec.errors import (
 )
 from mmrec.index import ItemIndex, build_index
 from mmrec.index.sharded import ShardedIndex, build_sharded_index
-from mmrec.item_vectors import EncodeReport, ItemVectors
 from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
-from mmrec.online import OnlineRecommender
-from mmrec.recommend import UserVectors, recommend, user_vectors
+from mmrec.ranking.batch import EventsByUser, recommend_batches, write_recommendations
+from mmrec.ranking.online import OnlineRecommender
+from mmrec.ranking.topk import recommend, user_vectors
+from mmrec.vectors.item_vectors import EncodeReport, ItemVectors
+from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = [
     "__version__",

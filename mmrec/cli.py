@@ -8,6 +8,7 @@ import sys
 import time
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 
@@ -31,7 +32,7 @@ def cmd_encode(args: argparse.Namespace) -> int:
     from mmrec import Catalog, encode_items
 
     if args.engine == "ray":  # Ray Data reads the file itself (also s3://... URIs)
-        from mmrec.encode_engines import EncodeEngine
+        from mmrec.encode.engines import EncodeEngine
 
         if args.cache or args.workers is not None:
             raise ConfigError("--cache and --workers are local-engine options; with --engine ray use "
@@ -116,34 +117,47 @@ def print_recommendations(
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from mmrec import Interactions, recommend
+    from mmrec import Interactions, TwoTower, recommend
+    from mmrec.evaluation.registry import load_model
     from mmrec.index.sharded import load_serving_index
 
     if args.batch_size is not None and (not args.out or args.explain):
         raise ConfigError("--batch-size streams to a file: give --out recs.parquet (or .csv), "
                           "without --explain.")
-    index = load_serving_index(args.index, resident=not args.shard_at_a_time)
+    index = (load_serving_index(args.index, resident=not args.shard_at_a_time)
+             if args.index is not None else None)
     events = Interactions.from_path(args.events)
     where = _parse_where(args.where)
-    model = None
-    if args.model:
-        from mmrec import TwoTower
+    model = load_model(args.model) if args.model else None
+    if index is None:
+        if model is None:
+            raise ConfigError("give --index (content or two-tower recommendations through an index), "
+                              "--model (a saved model ranks its items), or both.")
+        unsupported = [flag for flag, given in [("--where", where), ("--half-life", args.half_life),
+                                               ("--batch-size", args.batch_size)] if given is not None]
+        if unsupported:
+            raise ConfigError(f"{', '.join(unsupported)} need --index (filters, recency and batches "
+                              "run through the index).")
+        recs = model.recommend(events, users=args.users, k=args.k, exclude_seen=not args.include_seen)
+    else:
+        if model is not None and not isinstance(model, TwoTower):
+            raise ConfigError(f"--index serves a two-tower model's user vectors; {type(model).__name__} "
+                              "ranks its own items: drop --index.")
+        if args.batch_size is not None:
+            from mmrec.ranking.batch import EventsByUser
 
-        model = TwoTower.load(args.model)
-    if args.batch_size is not None:
-        from mmrec.batch import EventsByUser
-
-        grouped = EventsByUser.from_interactions(index, events)
-        del events  # the grouped arrays are all the batches read: the log's table is freed
-        return _recommend_in_batches(args, index, grouped, where=where, model=model)
-    recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
-                     half_life=args.half_life, where=where, model=model)
+            grouped = EventsByUser.from_interactions(index, events)
+            del events  # the grouped arrays are all the batches read: the log's table is freed
+            return _recommend_in_batches(args, index, grouped, where=where, model=model)
+        recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
+                         half_life=args.half_life, where=where, model=model)
     titles = _titles(args.catalog)
     if args.explain:
-        if model is None:
-            raise ConfigError("--explain needs --model (explanations come from the trained fusion).")
+        if not isinstance(model, TwoTower):
+            raise ConfigError("--explain needs a two-tower --model (explanations come from the trained "
+                              "fusion).")
         from mmrec import ItemVectors
-        from mmrec.explain import explain_recommendations
+        from mmrec.ranking.explain import explain_recommendations
 
         items = ItemVectors.load(args.items) if args.items else None
         labels = titles.to_dict() if titles is not None else None
@@ -163,7 +177,7 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 def _recommend_in_batches(args: argparse.Namespace, index, grouped, *, where, model) -> int:
     """``--batch-size``: every user's (or ``--users``') recommendations streamed to ``--out`` one
     batch at a time, from the log grouped once (memory stays that of one batch)."""
-    from mmrec.batch import recommend_batches, write_recommendations
+    from mmrec.ranking.batch import recommend_batches, write_recommendations
 
     rows, users = write_recommendations(
         recommend_batches(index, grouped, users=args.users, k=args.k, batch_size=args.batch_size,
@@ -196,7 +210,7 @@ def cmd_encoders(args: argparse.Namespace) -> int:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import mmrec
-    from mmrec.demo import make_demo, topic_hit_rate
+    from mmrec.datasets.demo import make_demo, topic_hit_rate
 
     timings = {}
     start = time.perf_counter()
@@ -251,7 +265,7 @@ def _demo_training(mmrec, items, events, index, root: Path, args: argparse.Names
     from mmrec.evaluation import evaluate_recommendations
 
     split = mmrec.leave_last_out(events)
-    history = mmrec.Interactions(pd.concat([split.train.frame, split.valid.frame], ignore_index=True))
+    history = split.history
     model = mmrec.TwoTower(fusion="gated", user_tower="transformer", dim=32, max_len=50, n_layers=1,
                            epochs=args.epochs, device=args.device or "auto")
     print(f"\ntraining {model} on {len(split.train)} events ({args.epochs} epochs at most) ...")
@@ -270,7 +284,7 @@ def _demo_training(mmrec, items, events, index, root: Path, args: argparse.Names
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from mmrec.train_job import load_train_job, run_train_job
+    from mmrec.jobs.train import load_train_job, run_train_job
 
     training = {k: v for k, v in (("epochs", args.epochs), ("device", args.device)) if v is not None}
     job = load_train_job(args.config, out=args.out, training=training)
@@ -285,7 +299,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    from mmrec.evaluate_job import load_evaluate_job, run_evaluate_job
+    from mmrec.jobs.evaluate import load_evaluate_job, run_evaluate_job
 
     evaluation = {"sampled_negatives": args.sampled} if args.sampled is not None else {}
     job = load_evaluate_job(args.config, out=args.out, evaluation=evaluation)
@@ -318,14 +332,8 @@ def _add_job_options(p: argparse.ArgumentParser, doc: str) -> None:
     p.add_argument("--out", default=None, help="output folder (overrides the config's out)")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
-        prog="mmrec", description="Multimodal recommendation: encode items, index them, recommend.")
-    parser.add_argument("--version", action="version", version=f"mmrec {__version__}")
-    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
-    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def add_demo_parser(sub: Any) -> None:
+    """``mmrec demo``."""
     p = sub.add_parser("demo", help="generate the demo catalog and run encode → index → recommend",
                        description="Generate a deterministic multimodal demo (text, images, sounds, "
                        "behaviour log) and run the whole pipeline on it.")
@@ -340,6 +348,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="epochs of the two-tower model trained at the end (0: skip; default: 10)")
     p.set_defaults(func=cmd_demo)
 
+
+def add_encode_parser(sub: Any) -> None:
+    """``mmrec encode``."""
     p = sub.add_parser("encode", help="encode a catalog's items into per-modality vectors",
                        description="Read a catalog (.parquet, .csv, .tsv, .jsonl), encode text, "
                        "images and audio, save ItemVectors to a folder.")
@@ -366,6 +377,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="actors per modality with --engine ray (default: 2)")
     p.set_defaults(func=cmd_encode)
 
+
+def add_index_parser(sub: Any) -> None:
+    """``mmrec index``."""
     p = sub.add_parser("index", help="build a FAISS index over encoded items",
                        description="Build a FAISS inner-product index over the fused item vectors.")
     p.add_argument("items", help="item-vectors folder written by `mmrec encode`")
@@ -384,10 +398,14 @@ def build_parser() -> argparse.ArgumentParser:
                    help="split the items into this many shards, one index each, built one at a time")
     p.set_defaults(func=cmd_index)
 
+
+def add_recommend_parser(sub: Any) -> None:
+    """``mmrec recommend``."""
     p = sub.add_parser("recommend", help="top-k items per user from their history",
                        description="Recommend unseen items to users from their behaviour log.")
-    p.add_argument("--index", required=True,
-                   help="index folder written by `mmrec index` (also with --shards: a sharded index)")
+    p.add_argument("--index", default=None,
+                   help="index folder written by `mmrec index` (also with --shards: a sharded index); "
+                   "without it, --model ranks its own items exactly")
     p.add_argument("--shard-at-a-time", action="store_true",
                    help="with a sharded index: load one shard at a time (memory of one shard) instead "
                    "of keeping all shards loaded")
@@ -396,8 +414,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=10, help="recommendations per user (default: 10)")
     p.add_argument("--include-seen", action="store_true", help="do not exclude seen items")
     p.add_argument("--model", default=None,
-                   help="trained model folder (`mmrec train`): its user tower makes the user vectors; "
-                   "build the index from the run's item_vectors")
+                   help="a saved model folder, any kind (`mmrec train`'s two-tower, or model.save() of "
+                   "EASE, ItemKNN, LightGCN …). With --index (two-tower: built from the run's "
+                   "item_vectors) its user tower makes the user vectors; without, the model scores "
+                   "all its items")
     p.add_argument("--explain", action="store_true",
                    help="with --model: print each recommendation's modality shares and the history "
                    "items that drove it")
@@ -415,6 +435,9 @@ def build_parser() -> argparse.ArgumentParser:
                    "one batch, for millions of users (default: all users at once)")
     p.set_defaults(func=cmd_recommend)
 
+
+def add_train_parser(sub: Any) -> None:
+    """``mmrec train``."""
     p = sub.add_parser("train", help="train a two-tower model (learned fusion + user tower)",
                        description="Split a behaviour log by time, train a TwoTower model with "
                        "early stopping and checkpoints, report full-ranking test metrics, save the "
@@ -424,6 +447,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.set_defaults(func=cmd_train)
 
+
+def add_evaluate_parser(sub: Any) -> None:
+    """``mmrec evaluate``."""
     p = sub.add_parser("evaluate", help="compare models and baselines on one split (full ranking)",
                        description="Fit every model of a config (baselines, two-tower models) on the "
                        "same split and score them the same way: full ranking over the whole catalog, "
@@ -433,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="rank targets among N sampled items instead of the whole catalog (labelled)")
     p.set_defaults(func=cmd_evaluate)
 
+
+def add_serve_parser(sub: Any) -> None:
+    """``mmrec serve``."""
     p = sub.add_parser("serve", help="HTTP API and page: recommend, feedback, explain, forget, add items",
                        description="Serve a trained run over HTTP (FastAPI + uvicorn, extra "
                        "mmrec[serve]): recommendations that follow feedback at once, explanations, "
@@ -451,10 +480,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
     p.set_defaults(func=cmd_serve)
 
+
+def add_encoders_parser(sub: Any) -> None:
+    """``mmrec encoders``."""
     p = sub.add_parser("encoders", help="list encoder presets",
                        description="List the encoder presets mmrec knows.")
     p.add_argument("--modality", choices=["text", "image", "audio"], default=None)
     p.set_defaults(func=cmd_encoders)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mmrec", description="Multimodal recommendation: encode items, index them, recommend.")
+    parser.add_argument("--version", action="version", version=f"mmrec {__version__}")
+    parser.add_argument("-q", "--quiet", action="store_true", help="only warnings and results")
+    parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    add_demo_parser(sub)
+    add_encode_parser(sub)
+    add_index_parser(sub)
+    add_recommend_parser(sub)
+    add_train_parser(sub)
+    add_evaluate_parser(sub)
+    add_serve_parser(sub)
+    add_encoders_parser(sub)
     return parser
 
 
@@ -481,7 +530,7 @@ def _resume_point(args: argparse.Namespace) -> str:
     artifact, since every save is atomic)."""
     try:
         if args.command == "encode" and args.cache:
-            from mmrec.encode_cache import EncodeCache
+            from mmrec.encode.cache import EncodeCache
 
             with EncodeCache(args.cache) as cache:
                 return (f"the encode cache {args.cache} ({len(cache)} vectors committed; only the rest "
@@ -498,7 +547,7 @@ def _resume_point(args: argparse.Namespace) -> str:
 def _train_resume_point(args: argparse.Namespace) -> str:
     import json
 
-    from mmrec.train_job import load_train_job
+    from mmrec.jobs.train import load_train_job
     from mmrec.utils.io import MANIFEST
 
     folder = Path(load_train_job(args.config, out=args.out).out) / "checkpoint"

@@ -7,15 +7,8 @@ from pathlib import Path
 import pytest
 
 import mmrec
-from mmrec.demo import DemoData, make_demo
-
-# The CNN at 64 px keeps tests cheap on 2 CPU cores; what they check does not depend on image size.
-FAST_IMAGE = {"resize": 64, "crop": 64}
-
-
-def fast_choice(image: mmrec.Encoder) -> dict:
-    """The encoders the demo tests use: cheap and independent of which extras are installed."""
-    return {"text": "text-tfidf-svd", "image": image, "audio": "audio-mfcc-stats"}
+from mmrec.datasets.demo import DemoData, make_demo
+from mmrec.testing.worlds import FAST_IMAGE, fast_choice
 
 
 @pytest.fixture

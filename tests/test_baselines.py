@@ -8,25 +8,10 @@ import pytest
 
 import mmrec
 from mmrec.baselines import BASELINES, BPRMF, EASE, BiasBaseline, ContentMean, ItemKNN, Popularity
-from mmrec.baselines.base import Recommender, interaction_matrix
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError, NotFittedError
-
-
-def clustered_world(seed: int = 0, n_users: int = 80, n_items: int = 80, n_groups: int = 4,
-                    per_user: int = 6) -> mmrec.Interactions:
-    """Users and items in groups; users touch items of their own group (plus a little noise)."""
-    rng = np.random.default_rng(seed)
-    group = np.arange(n_items) % n_groups
-    rows = []
-    for user in range(n_users):
-        mine = np.flatnonzero(group == user % n_groups)
-        picks = rng.choice(mine, per_user, replace=False)
-        if rng.random() < 0.2:
-            picks[-1] = rng.choice(np.setdiff1d(np.arange(n_items), picks))
-        rows += [(f"u{user}", f"i{item}", step, "rating", float(rng.integers(1, 6)))
-                 for step, item in enumerate(picks)]
-    return mmrec.Interactions.from_frame(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp",
-                                                                     "event", "value"]))
+from mmrec.evaluation.protocol import Recommender
+from mmrec.testing.worlds import clustered_world, in_group_share
 
 
 def test_interaction_matrix_counts_each_pair_once_and_skips_unknown_ids():
@@ -75,25 +60,13 @@ def test_ease_matches_its_closed_form():
         EASE(max_items=10).fit(None, events)
 
 
-def _in_group_share(model: Recommender, events: mmrec.Interactions, n_groups: int = 4) -> float:
-    """How many of each user's top-5 unseen items come from the user's own group."""
-    users = list(events.users)
-    scores = model.score_items(events, users=users)
-    seen = interaction_matrix(events, np.asarray(users, dtype=object), model.item_ids_).toarray() > 0
-    scores = np.where(seen, -np.inf, scores)
-    top = np.argsort(-scores, axis=1)[:, :5]
-    item_group = np.array([int(i[1:]) % n_groups for i in model.item_ids_])
-    user_group = np.array([int(u[1:]) % n_groups for u in users])
-    return float((item_group[top] == user_group[:, None]).mean())
-
-
 @pytest.mark.parametrize("model", [ItemKNN(), EASE(l2=5.0), BPRMF(dim=16, epochs=60, lr=0.02, seed=0)],
                          ids=["item_knn", "ease", "bpr"])
 def test_collaborative_baselines_find_the_users_group(model):
     events = clustered_world()
     model.fit(None, events)
-    assert _in_group_share(model, events) > 0.8  # chance level is 0.25
-    assert _in_group_share(Popularity().fit(None, events), events) < 0.6
+    assert in_group_share(model, events) > 0.8  # chance level is 0.25
+    assert in_group_share(Popularity().fit(None, events), events) < 0.6
 
 
 def test_bpr_is_deterministic_and_transductive():

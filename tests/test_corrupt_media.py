@@ -1,12 +1,10 @@
-"""encode_items over a corpus of hostile files and texts (tests/media_corpus.py): it finishes, every bad
-item is reported with its reason, every good item is encoded, and the counts add up."""
+"""encode_items over a corpus of hostile files and texts (mmrec/testing/media_corpus.py): it finishes,
+every bad item is reported with its reason, every good item is encoded, and the counts add up."""
 
 import tracemalloc
 
 import numpy as np
 import pytest
-from conftest import fast_choice
-from media_corpus import ABSENT, ENCODED, REPORTED, make_corpus, make_mutants
 
 import mmrec
 from mmrec.encoders.audio_mfcc import AudioPreprocess
@@ -14,8 +12,8 @@ from mmrec.encoders.media import MAX_ASPECT, load_audio, load_image
 from mmrec.encoders.presets import preset_available
 from mmrec.encoders.text_base import valid_unicode
 from mmrec.errors import MediaError
-
-FAST_IMAGE = {"resize": 64, "crop": 64}
+from mmrec.testing.media_corpus import ABSENT, ENCODED, REPORTED, make_corpus, make_mutants
+from mmrec.testing.worlds import FAST_IMAGE, fast_choice
 
 
 @pytest.fixture(scope="module")

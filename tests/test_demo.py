@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from mmrec.demo import TOPICS, make_demo
+from mmrec.datasets.demo import TOPICS, make_demo
 
 ROOT = Path(__file__).parents[1]
 

@@ -6,7 +6,7 @@ import pytest
 from PIL import Image
 
 import mmrec
-from mmrec.encode_cache import EncodeCache
+from mmrec.encode.cache import EncodeCache
 from mmrec.encoders import create_encoder
 
 SMALL = {"resize": 48, "crop": 48}

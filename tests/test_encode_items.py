@@ -3,10 +3,10 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import fast_choice
 
 import mmrec
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
+from mmrec.testing.worlds import fast_choice
 
 
 def test_counts_add_up_and_broken_files_are_reported(demo_items):
@@ -87,7 +87,7 @@ def test_failed_save_leaves_previous_artifact(demo_items, tmp_path, monkeypatch)
     def boom(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("mmrec.item_vectors.write_manifest", boom)
+    monkeypatch.setattr("mmrec.vectors.item_vectors.write_manifest", boom)
     with pytest.raises(OSError, match="disk full"):
         demo_items.save(path)
     assert (path / "fused.npy").read_bytes() == before
@@ -184,7 +184,7 @@ def test_num_threads_applies_during_the_call_only():
 
 
 def test_default_encoders_prefer_installed_pretrained_presets(monkeypatch):
-    from mmrec import encode
+    import mmrec.encoders.presets as encode
 
     assert encode.DEFAULT_ENCODERS["text"] == ("text-minilm-l6", "text-tfidf-svd")
     monkeypatch.setattr(encode, "preset_available", lambda name: name != "text-minilm-l6")

@@ -13,7 +13,7 @@ import mmrec
 from mmrec.baselines import BiasBaseline, ContentMean, ItemKNN, Popularity
 from mmrec.cli import main
 from mmrec.evaluation import EvalConfig, evaluate_model, evaluate_models, item_universe
-from tests.test_baselines import clustered_world
+from mmrec.testing.worlds import clustered_world
 
 
 class FixedScores:

@@ -143,9 +143,9 @@ def test_ivf_retrains_when_added_data_drifts():
 
 
 def test_memory_mapped_vectors_are_indexed_in_chunks(tmp_path, monkeypatch):
-    from mmrec.index import build
+    from mmrec.index import fill
 
-    monkeypatch.setattr(build, "ADD_CHUNK_ROWS", 256)
+    monkeypatch.setattr(fill, "ADD_CHUNK_ROWS", 256)
     x = clustered(1000)
     np.save(tmp_path / "x.npy", x)
     mapped = np.load(tmp_path / "x.npy", mmap_mode="r")

@@ -8,12 +8,12 @@ import pytest
 import torch
 
 import mmrec
-from mmrec.baselines import interaction_matrix
+from mmrec.baselines import LightGCN
+from mmrec.baselines.lightgcn import normalized_adjacency
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
 from mmrec.evaluation import EvalConfig, evaluate_model
-from mmrec.models import LightGCN
-from mmrec.models.lightgcn import normalized_adjacency
-from tests.test_baselines import _in_group_share, clustered_world
+from mmrec.testing.worlds import clustered_world, in_group_share
 
 
 def test_adjacency_is_the_symmetric_normalised_bipartite_graph():
@@ -56,7 +56,7 @@ def test_content_start_places_similar_items_close(demo_items, demo_events):
 def test_lightgcn_learns_the_groups_and_is_seeded():
     events = clustered_world()
     model = LightGCN(dim=16, layers=2, epochs=40, lr=0.02, batch_size=256, seed=3).fit(None, events)
-    assert _in_group_share(model, events) > 0.8
+    assert in_group_share(model, events) > 0.8
     assert model.losses_[-1] < model.losses_[0]
     one = LightGCN(dim=16, layers=2, epochs=2, seed=3).fit(None, events)
     two = LightGCN(dim=16, layers=2, epochs=2, seed=3).fit(None, events)

@@ -12,9 +12,9 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.batch import EventsByUser, recommend_batches, write_recommendations
 from mmrec.cli import main
 from mmrec.errors import ConfigError, SchemaError
+from mmrec.ranking.batch import EventsByUser, recommend_batches, write_recommendations
 
 N_ITEMS, DIM = 1_500, 16
 

@@ -91,7 +91,7 @@ def test_the_popularity_fallback_by_segment_filter_and_diversity(served, demo, d
     online.observe("newcomer", topic.index[0], "click")
     online.observe(demo_events.users[0], topic.index[1], "click")
     online.forget(demo_events.users[2])
-    recount = mmrec.fallback.PopularityFallback(attributed, online.history)
+    recount = mmrec.ranking.popularity.PopularityFallback(attributed, online.history)
     assert online.fallback.counts == pytest.approx(recount.counts)
     with pytest.raises(mmrec.errors.SchemaError, match="segment attribute 'age'"):
         online.recommend("nobody", k=3, segment={"age": 3})

@@ -28,12 +28,10 @@ from hypothesis import strategies as st
 import mmrec
 from mmrec.data.interactions import DEFAULT_EVENT
 from mmrec.errors import ConfigError, MmrecError, SchemaError, UnknownNameError
+from mmrec.testing.strategies import any_float, any_text
 
 # ----------------------------------------------------------------------------- cell strategies
-huge_text = st.integers(1_000, 60_000).map(lambda n: "lorem ipsum dolor " * (n // 18))
-any_text = st.one_of(st.text(max_size=30), huge_text, st.sampled_from(["", "   ", "\t\n", "NaN", "null"]))
 finite = st.floats(allow_nan=False, allow_infinity=False)
-any_float = st.floats(allow_nan=True, allow_infinity=True)
 big_int = st.integers(-(2**70), 2**70)
 # Anything a user's table may hold in a cell.
 any_cell = st.one_of(

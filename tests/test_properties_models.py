@@ -398,7 +398,7 @@ def load_job_file(loader, values: dict, *names: str):
 @example({"events": 5})
 @example({"events": "e.csv", "model": "gated"})
 def test_train_job_file_with_any_values(values):
-    from mmrec.train_job import load_train_job
+    from mmrec.jobs.train import load_train_job
 
     job = load_job_file(load_train_job, values, "events")
     if job is None:
@@ -464,7 +464,7 @@ def test_two_tower_recommend_and_encode_users_take_any_users_and_k(users, k, exc
         check_error_names(exc, "k", "users")
         return
     assert np.isfinite(profile.vectors).all() and profile.vectors.shape[1] == DIM
-    assert list(recs.columns) == ["user", "rank", "item", "score"]
+    assert list(recs.columns) == ["user", "rank", "item", "score", "source"]
     for _, group in recs.groupby("user"):
         assert group["rank"].tolist() == list(range(1, len(group) + 1)) and len(group) <= k
         assert group["item"].is_unique and (np.diff(group["score"]) <= 1e-6).all()
@@ -477,7 +477,7 @@ EVALUATE_KEYS = ["dataset", "events", "catalog", "split", "models", "evaluation"
 @example({"events": "e.csv", "models": []})
 @example({"events": "e.csv", "evaluation": 3})
 def test_evaluate_job_file_with_any_values(values):
-    from mmrec.evaluate_job import load_evaluate_job
+    from mmrec.jobs.evaluate import load_evaluate_job
 
     job = load_job_file(load_evaluate_job, values, "events", "dataset")
     if job is None:

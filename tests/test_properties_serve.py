@@ -19,7 +19,8 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from pydantic import TypeAdapter
-from test_properties_data import any_float, any_text, huge_text
+
+from mmrec.testing.strategies import any_float, any_text, huge_text
 
 pytest.importorskip("fastapi")
 from fastapi.testclient import TestClient  # noqa: E402

@@ -13,13 +13,13 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
-from conftest import FAST_IMAGE, fast_choice
 
 import mmrec
-from mmrec.demo import make_demo
-from mmrec.encode_engines import EncodeEngine, resolve_engine
+from mmrec.datasets.demo import make_demo
+from mmrec.encode.engines import EncodeEngine, resolve_engine
 from mmrec.errors import ConfigError, MediaError, UnknownNameError
-from mmrec.vector_shards import ShardedColumn, ShardWriter
+from mmrec.testing.worlds import FAST_IMAGE, fast_choice
+from mmrec.vectors.shards import ShardedColumn, ShardWriter
 
 HAVE_RAY = importlib.util.find_spec("ray") is not None
 
@@ -191,7 +191,7 @@ def test_a_bug_in_an_actor_names_the_modality_and_the_items(ray_session, tiny):
 
 # ----------------------------------------------------------------------------- actor resources (pure)
 def _options(cluster, pretrained, device=None, **engine):
-    from mmrec.encode_ray import actor_options
+    from mmrec.encode.ray import actor_options
 
     options = actor_options(cluster, EncodeEngine("ray", **engine), pretrained, device)
     return {m: (o.num_cpus, o.num_gpus, o.concurrency) for m, o in options.items()}
@@ -222,8 +222,8 @@ def test_an_actor_given_a_gpu_builds_its_preset_on_cuda(monkeypatch):
     pytest.importorskip("ray")
     import ray
 
-    from mmrec import encode_ray
-    from mmrec.encode_ray import actor_device
+    import mmrec.encode.ray as encode_ray
+    from mmrec.encode.ray import actor_device
 
     assert actor_device(None, []) == "cpu" and actor_device(None, [0]) == "cuda"
     assert actor_device("cpu", [0]) == "cpu", "an explicit device wins"

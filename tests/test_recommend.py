@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.demo import topic_hit_rate
+from mmrec.datasets.demo import topic_hit_rate
 from mmrec.errors import SchemaError
 
 

@@ -13,7 +13,7 @@ import pytest
 import mmrec
 from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.explain import explain, explain_recommendations
+from mmrec.ranking.explain import explain, explain_recommendations
 
 
 def _world(n_items: int = 60, n_topics: int = 6):

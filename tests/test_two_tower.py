@@ -124,7 +124,7 @@ def sequential_world(seed: int = 0, n_topics: int = 8, n_items: int = 120, n_use
 def test_learned_model_beats_the_untrained_mean_baseline(tower):
     items, events = sequential_world()
     split = mmrec.leave_last_out(events)
-    history = mmrec.Interactions(pd.concat([split.train.frame, split.valid.frame], ignore_index=True))
+    history = split.history
     index = mmrec.build_index(items, spec="Flat")
     baseline = mmrec.recommend(index, history, users=split.test.users, k=10)
     truth = dict(zip(split.test.frame["user"], split.test.frame["item"], strict=True))

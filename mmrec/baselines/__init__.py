@@ -1,16 +1,16 @@
 """Baselines that run through the same harness, splits and metrics as the learned models."""
 
-from mmrec.baselines.base import RatingPredictor, Recommender, interaction_matrix
 from mmrec.baselines.bias import BiasBaseline
 from mmrec.baselines.bpr import BPRMF
 from mmrec.baselines.content import ContentMean
 from mmrec.baselines.ease import EASE
 from mmrec.baselines.item_knn import ItemKNN
+from mmrec.baselines.lightgcn import LightGCN
 from mmrec.baselines.popularity import Popularity
 from mmrec.registry import Registry
 
-__all__ = ["Recommender", "RatingPredictor", "interaction_matrix", "Popularity", "ItemKNN", "EASE",
-           "BPRMF", "ContentMean", "BiasBaseline", "BASELINES"]
+__all__ = ["Popularity", "ItemKNN", "EASE",
+           "BPRMF", "ContentMean", "BiasBaseline", "LightGCN", "BASELINES"]
 
 BASELINES: Registry[type] = Registry("baseline")
 BASELINES.add("popularity", Popularity, "pop", "most_popular")

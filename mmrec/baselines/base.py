@@ -1,45 +1,33 @@
-"""What every recommender in the evaluation harness offers, and the interaction matrix they share.
+"""What every baseline shares: the fitted item universe, ``recommend``, ``save`` and ``load``.
 
-A recommender is fitted on training events (``fit(items, events, valid=None)``), knows its items
-(``item_ids_``, a ``pd.Index``) and scores them for users from their histories
-(``score_items(events, users=...)`` → ``(n_users, n_items)`` float32, seen items not masked).
-:class:`mmrec.TwoTower` has the same three members, so learned models and baselines run through
-the same harness, splits and metrics.
+The contract itself (:class:`mmrec.evaluation.protocol.Recommender`) is the harness's; a baseline
+implements ``fit`` and ``score_items`` and gets the rest from :class:`FittedItems`:
+``recommend`` through :func:`mmrec.ranking.scored.recommend_by_scores` (the same fallback and
+columns as :func:`mmrec.recommend`), ``save`` / ``load`` through :mod:`mmrec.utils.state`
+(constructor arguments + every fitted ``*_`` attribute; safetensors, JSON, a checked manifest).
 """
 
 from __future__ import annotations
 
+import inspect
+import os
 from collections.abc import Sequence
-from typing import Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar
 
 import numpy as np
 import pandas as pd
-from scipy.sparse import csr_matrix
 
 from mmrec.data.interactions import Interactions
-from mmrec.errors import NotFittedError
-from mmrec.item_vectors import ItemVectors
+from mmrec.errors import ArtifactError, ConfigError, NotFittedError
+from mmrec.ranking.scored import recommend_by_scores
+from mmrec.utils.state import load_state, save_state
+from mmrec.vectors.item_vectors import ItemVectors
 
-__all__ = ["Recommender", "RatingPredictor", "interaction_matrix", "user_rows", "FittedItems"]
+__all__ = ["user_rows", "FittedItems", "ARTIFACT_PREFIX"]
 
-
-@runtime_checkable
-class Recommender(Protocol):
-    """The harness's view of a model (baselines and :class:`mmrec.TwoTower` alike)."""
-
-    item_ids_: pd.Index | None
-
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
-            valid: Interactions | None = None) -> Recommender: ...
-
-    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray: ...
-
-
-@runtime_checkable
-class RatingPredictor(Protocol):
-    """A model that also predicts explicit ratings (RMSE/MAE/accuracy in the harness)."""
-
-    def predict_ratings(self, history: Interactions, pairs: pd.DataFrame) -> np.ndarray: ...
+ARTIFACT_PREFIX = "model."  # manifest format of a saved baseline: "model.<artifact_name>"
+Model = TypeVar("Model", bound="FittedItems")
 
 
 def user_rows(events: Interactions, users: Sequence[str] | None) -> np.ndarray:
@@ -49,26 +37,13 @@ def user_rows(events: Interactions, users: Sequence[str] | None) -> np.ndarray:
     return np.asarray([str(u) for u in users], dtype=object)
 
 
-def interaction_matrix(events: Interactions, users: np.ndarray, items: pd.Index, *,
-                       binary: bool = True) -> csr_matrix:
-    """``(len(users), len(items))`` float32 CSR of who touched what (events on unknown users or
-    items are left out); ``binary`` counts a (user, item) pair once however many events it has."""
-    frame = events.frame
-    rows = pd.Index(users).get_indexer(frame["user"].to_numpy(dtype=object))
-    cols = items.get_indexer(frame["item"].to_numpy(dtype=object))
-    keep = (rows >= 0) & (cols >= 0)
-    matrix = csr_matrix((np.ones(int(keep.sum()), dtype=np.float32), (rows[keep], cols[keep])),
-                        shape=(len(users), len(items)), dtype=np.float32)
-    matrix.sum_duplicates()
-    if binary:
-        matrix.data[:] = 1.0
-    return matrix
-
-
 class FittedItems:
-    """Mixin: the fitted item universe and a guard for use before :meth:`fit`."""
+    """Mixin: the fitted item universe, a guard for use before :meth:`fit`, and the shared
+    ``recommend`` / ``save`` / ``load`` (see the module doc)."""
 
     item_ids_: pd.Index | None = None
+    artifact_name: ClassVar[str] = ""  # set by each baseline: its saved folders' format name
+    state_version: ClassVar[int] = 1
 
     def _items(self) -> pd.Index:
         if self.item_ids_ is None:
@@ -82,3 +57,57 @@ class FittedItems:
         if items is not None:
             ids = pd.unique(np.concatenate([ids, np.asarray(items.ids, dtype=object)]))
         return pd.Index(ids)
+
+    # ----------------------------------------------------------------------------- serving
+    def recommend(self, events: Interactions | pd.DataFrame, *, users: Sequence[str] | None = None,
+                  k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Top-``k`` items per user: columns ``user, rank, item, score, source``; users without a
+        known event get popular unseen items (``source="popularity"``)."""
+        return recommend_by_scores(self, events, users=users, k=k, exclude_seen=exclude_seen)
+
+    # ----------------------------------------------------------------------------- persistence
+    def get_params(self) -> dict[str, Any]:
+        """The constructor arguments (stored under their own names, as in scikit-learn)."""
+        names = [n for n in inspect.signature(type(self).__init__).parameters if n != "self"]
+        params = {name: getattr(self, name) for name in names}
+        return {name: value.to_dict() if hasattr(value, "to_dict") else value  # EventWeights
+                for name, value in params.items()}
+
+    def fitted_state(self) -> dict[str, Any]:
+        """What :meth:`fit` computed: every public attribute whose name ends in ``_``."""
+        return {name: value for name, value in vars(self).items()
+                if name.endswith("_") and not name.startswith("_")}
+
+    def restore_state(self, state: dict[str, Any], path: Path) -> None:
+        """Set the loaded ``state``; subclasses check shapes against the ids (``path`` for errors)."""
+        for name, value in state.items():
+            setattr(self, name, value)
+        self._items()
+
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Write the model into a folder, atomically: constructor arguments and ids as JSON, arrays
+        as safetensors, a manifest with checksums and shapes (no pickle)."""
+        self._items()
+        return save_state(path, ARTIFACT_PREFIX + self.artifact_name, params=self.get_params(),
+                          state=self.fitted_state(), version=self.state_version)
+
+    @classmethod
+    def load(cls: type[Model], path: str | os.PathLike[str]) -> Model:
+        """Read a folder written by :meth:`save` (checked before use; an :class:`ArtifactError`
+        names what is wrong)."""
+        path = Path(path)
+        params, state = load_state(path, ARTIFACT_PREFIX + cls.artifact_name, version=cls.state_version)
+        try:
+            model = cls(**params)
+        except (TypeError, ConfigError) as exc:
+            raise ArtifactError(f"{path.name}: saved settings do not fit {cls.__name__} ({exc}).") from exc
+        model.restore_state(state, path)
+        return model
+
+
+def check_rows(path: Path, name: str, array: Any, expected: int, axis: int = 0) -> None:
+    """An :class:`ArtifactError` unless ``array`` has ``expected`` entries along ``axis``."""
+    if array is None or array.shape[axis] != expected:
+        found = None if array is None else array.shape
+        raise ArtifactError(f"{path.name}: {name} has shape {found}, expected {expected} along axis "
+                            f"{axis} (the saved ids); re-save the model.")

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.baselines.base import FittedItems, user_rows
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["BiasBaseline"]
 
@@ -25,18 +26,22 @@ class BiasBaseline(FittedItems):
     """``r̂(u, i) = μ + b_u + b_i`` (Koren's baseline predictor); ranks items by ``b_i``. The biases
     shrink towards 0 with ``reg`` pseudo-ratings, so an item rated once does not top the list."""
 
+    artifact_name = "bias"
+
     def __init__(self, reg: float = 10.0, sweeps: int = 10,
-                 event_weights: EventWeights | None = None) -> None:
+                 event_weights: EventWeights | Mapping[str, Any] | None = None) -> None:
         if reg < 0 or sweeps < 1:
             raise ConfigError(f"BiasBaseline: reg must be >= 0 and sweeps >= 1, got {reg}, {sweeps}.")
         self.reg, self.sweeps = reg, sweeps
-        self.explicit = (event_weights or EventWeights()).explicit
+        self.event_weights = EventWeights.coerce(event_weights)
+        self.explicit = self.event_weights.explicit
         self.mean_ = 0.0
         self.user_bias_: pd.Series | None = None
         self.item_bias_: pd.Series | None = None
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> BiasBaseline:
+        events = as_interactions(events, caller="BiasBaseline.fit")
         self.item_ids_ = self._universe(items, events)
         rated = _rated(events, self.explicit)
         if rated.empty:

@@ -3,18 +3,20 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
-from mmrec.data.interactions import Interactions
+from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.data.interactions import Interactions, as_interactions
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
 from mmrec.utils.device import resolve_device
 from mmrec.utils.seed import torch_seeded
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["BPRMF", "train_bpr"]
 
@@ -47,6 +49,14 @@ class BPRMF(FittedItems):
     uniformly drawn item (``-log σ(u·i - u·j)`` + L2). Transductive: users absent from training
     get a zero vector (every item ties)."""
 
+    artifact_name = "bpr"
+
+    def restore_state(self, state: dict, path: Path) -> None:
+        super().restore_state(state, path)
+        assert self.user_ids_ is not None
+        check_rows(path, "item_factors_", self.item_factors_, len(self._items()))
+        check_rows(path, "user_factors_", self.user_factors_, len(self.user_ids_))
+
     def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, l2: float = 1e-5,
                  batch_size: int = 4096, seed: int = 0, device: str = "auto") -> None:
         if dim < 1 or epochs < 0 or lr <= 0 or l2 < 0 or batch_size < 1:
@@ -59,8 +69,9 @@ class BPRMF(FittedItems):
         self.item_factors_: np.ndarray | None = None
         self.losses_: list[float] = []
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> BPRMF:
+        events = as_interactions(events, caller="BPRMF.fit")
         self.item_ids_ = self._universe(items, events)
         self.user_ids_ = pd.Index(events.users)
         matrix = interaction_matrix(events, events.users, self.item_ids_).tocoo()

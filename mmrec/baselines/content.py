@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from mmrec.baselines.base import FittedItems, user_rows
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.errors import ConfigError
 from mmrec.index import ItemIndex, build_index
-from mmrec.item_vectors import ItemVectors
-from mmrec.recommend import user_vectors
+from mmrec.ranking.topk import user_vectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["ContentMean"]
 
@@ -21,13 +24,17 @@ class ContentMean(FittedItems):
     and the event-weighted mean of the user's history vectors (the foundation's ``mmrec.recommend``).
     Scores every item with content, including items no one has touched yet."""
 
-    def __init__(self, event_weights: EventWeights | None = None, half_life: float | None = None) -> None:
-        self.event_weights, self.half_life = event_weights, half_life
+    artifact_name = "content_mean"
+
+    def __init__(self, event_weights: EventWeights | Mapping[str, Any] | None = None,
+                 half_life: float | None = None) -> None:
+        self.event_weights, self.half_life = EventWeights.coerce(event_weights), half_life
         self.index_: ItemIndex | None = None
         self.item_vectors_: np.ndarray | None = None  # rows of item_ids_, fixed at fit
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> ContentMean:
+        events = as_interactions(events, caller="ContentMean.fit")
         if items is None:
             raise ConfigError("ContentMean needs item vectors (mmrec.encode_items(catalog)).")
         self.index_ = build_index(items, spec="Flat")
@@ -35,6 +42,16 @@ class ContentMean(FittedItems):
         positions = self.index_.positions(list(self.item_ids_))
         self.item_vectors_ = np.asarray(self.index_.vectors[positions], dtype=np.float32)
         return self
+
+    def fitted_state(self) -> dict[str, Any]:
+        """The item ids and their vectors (the index is rebuilt from them at load)."""
+        return {"item_ids_": self._items(), "item_vectors_": self.item_vectors_}
+
+    def restore_state(self, state: dict[str, Any], path: Path) -> None:
+        super().restore_state(state, path)
+        check_rows(path, "item_vectors_", self.item_vectors_, len(self._items()))
+        self.index_ = build_index(np.asarray(self.item_vectors_, dtype=np.float32),
+                                  ids=list(self._items()), spec="Flat")
 
     def user_item_vectors(self, events: Interactions, *, users: Sequence[str] | None = None
                           ) -> tuple[np.ndarray, np.ndarray]:

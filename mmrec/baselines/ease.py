@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import torch
 
-from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
-from mmrec.data.interactions import Interactions
+from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.data.interactions import Interactions, as_interactions
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["EASE"]
 
@@ -21,14 +24,22 @@ class EASE(FittedItems):
     Dense in the number of items: ``max_items`` (default 30,000 ≈ 3.6 GB float32) guards memory.
     """
 
+    artifact_name = "ease"
+
+    def restore_state(self, state: dict, path: Path) -> None:
+        super().restore_state(state, path)
+        for axis in (0, 1):
+            check_rows(path, "weights_", self.weights_, len(self._items()), axis)
+
     def __init__(self, l2: float = 250.0, max_items: int = 30_000) -> None:
         if l2 <= 0:
             raise ConfigError(f"EASE: l2 must be > 0, got {l2}.")
         self.l2, self.max_items = l2, max_items
         self.weights_: np.ndarray | None = None
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> EASE:
+        events = as_interactions(events, caller="EASE.fit")
         self.item_ids_ = self._universe(items, events)
         n = len(self.item_ids_)
         if n > self.max_items:

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from scipy.sparse import csr_matrix
 
-from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
-from mmrec.data.interactions import Interactions
+from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.data.interactions import Interactions, as_interactions
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["ItemKNN"]
 
@@ -20,6 +23,13 @@ class ItemKNN(FittedItems):
     items most similar to the candidate ``i`` (RecBole's rule); ``sim`` = cosine of binary item
     columns, ``|a ∩ b| / (‖a‖‖b‖ + shrink)``. ``similarity_[j, i]`` holds ``sim(j, i)`` for ``j ∈ N(i)``."""
 
+    artifact_name = "item_knn"
+
+    def restore_state(self, state: dict, path: Path) -> None:
+        super().restore_state(state, path)
+        for axis in (0, 1):
+            check_rows(path, "similarity_", self.similarity_, len(self._items()), axis)
+
     def __init__(self, neighbours: int = 100, shrink: float = 0.0, chunk: int = 2048) -> None:
         if neighbours < 1 or shrink < 0:
             raise ConfigError("ItemKNN: neighbours must be >= 1 and shrink >= 0, got "
@@ -27,8 +37,9 @@ class ItemKNN(FittedItems):
         self.neighbours, self.shrink, self.chunk = neighbours, shrink, chunk
         self.similarity_: csr_matrix | None = None
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> ItemKNN:
+        events = as_interactions(events, caller="ItemKNN.fit")
         self.item_ids_ = self._universe(items, events)
         matrix = interaction_matrix(events, events.users, self.item_ids_).tocsc()
         norms = np.sqrt(np.asarray(matrix.sum(axis=0), dtype=np.float64).ravel())

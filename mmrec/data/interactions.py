@@ -26,7 +26,8 @@ from mmrec.data.validation import (
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.utils.config import check_field_types, config_from_dict
 
-__all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents"]
+__all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents", "missing_value_error",
+           "as_interactions"]
 
 logger = logging.getLogger(__name__)
 
@@ -145,6 +146,25 @@ class EventWeights:
                             ("default_weight", self.default_weight)]:
             if not is_finite_number(value):
                 raise ConfigError(f"EventWeights: {what} is {value!r}; use a finite number.")
+
+    def to_dict(self) -> dict[str, Any]:
+        """The fields as JSON-ready values (what :meth:`coerce` reads back)."""
+        return {"weights": dict(self.weights), "explicit": list(self.explicit),
+                "rating_center": self.rating_center, "unknown_event": self.unknown_event,
+                "default_weight": self.default_weight}
+
+    @classmethod
+    def coerce(cls, value: EventWeights | Mapping[str, Any] | None) -> EventWeights:
+        """``value`` as EventWeights: itself, the defaults for ``None``, or from a mapping of its
+        fields (a config file's, or :meth:`to_dict`'s); unknown keys are a :class:`ConfigError`."""
+        if value is None:
+            return cls()
+        if isinstance(value, cls):
+            return value
+        if isinstance(value, Mapping):
+            return config_from_dict(cls, value, where="event_weights")
+        raise ConfigError(f"event_weights must be an EventWeights or a mapping of its fields, "
+                          f"got {type(value).__name__}.")
 
     def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
         """Per-event weight (``float64``) for arrays of event names and values (NaN = no value).
@@ -293,6 +313,15 @@ class Interactions:
         mask = frame["event"].isin(explicit).to_numpy() & frame["value"].isna().to_numpy()
         return np.flatnonzero(mask)
 
+    def require_values(self, event_weights: EventWeights | None = None) -> None:
+        """Explicit events (ratings) need a value: a :class:`SchemaError` naming the first row without."""
+        missing = self.explicit_values_missing(event_weights)
+        if missing.size:
+            row = int(missing[0])
+            frame = self._frame
+            raise missing_value_error(frame["user"].iloc[row], frame["item"].iloc[row],
+                                      frame["event"].iloc[row], row=row)
+
     def restrict_to_items(self, item_ids: Iterable[str]) -> Interactions:
         """Drop events whose item is not in ``item_ids``; the drop is logged and kept in ``.dropped``."""
         known = item_ids if isinstance(item_ids, pd.Index) else pd.Index(list(item_ids), dtype=object)
@@ -348,3 +377,22 @@ def _timestamps(series: pd.Series, *, column: str) -> np.ndarray:
                           "use a finite time or leave it blank.")
     seconds[dates] = (parsed - EPOCH).dt.total_seconds().to_numpy(dtype=np.float64)
     return seconds
+
+
+def missing_value_error(user: Any, item: Any, event: Any, *, row: int | None = None) -> SchemaError:
+    """The one error for an explicit event (a rating) without a value, naming the row, user and item."""
+    where = (f"row {row} (user {user!r}, item {item!r}) is a" if row is not None
+             else f"user {user!r}, item {item!r}: a")
+    return SchemaError(f"interactions: {where} {event!r} event without a value; give it one or drop the row.")
+
+
+def as_interactions(events: Any, *, caller: str) -> Interactions:
+    """``events`` as :class:`Interactions`: itself, or a DataFrame validated with the inferred schema
+    (columns named like ``user_id, item_id, timestamp, event, value``); anything else is a
+    :class:`SchemaError` naming ``caller``."""
+    if isinstance(events, Interactions):
+        return events
+    if isinstance(events, pd.DataFrame):
+        return Interactions.from_frame(events)
+    raise SchemaError(f"{caller} expects mmrec.Interactions or a DataFrame of events, "
+                      f"got {type(events).__name__}.")

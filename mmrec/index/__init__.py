@@ -1,6 +1,7 @@
 """Retrieval: FAISS indices over item vectors, chosen by size and memory, tuned to a recall target,
 updated incrementally, filtered at query time, saved atomically."""
 
+from mmrec.index.arrays import l2_normalize
 from mmrec.index.build import build_index
 from mmrec.index.choice import (
     FLAT_MAX_ITEMS,
@@ -9,7 +10,7 @@ from mmrec.index.choice import (
     choose_index_spec,
     plan_index,
 )
-from mmrec.index.item_index import ItemIndex, l2_normalize
+from mmrec.index.item_index import ItemIndex
 from mmrec.index.protocol import ServingIndex
 from mmrec.index.tuning import recall_at_k, tune
 

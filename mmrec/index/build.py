@@ -9,73 +9,18 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import mmrec.index.faiss_ops as faiss_ops
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.index import faiss_ops
+from mmrec.index.arrays import as_matrix, l2_normalize
 from mmrec.index.choice import PQ_RERANK, plan_index
-from mmrec.index.item_index import ItemIndex, as_matrix, l2_normalize
-from mmrec.item_vectors import ItemVectors
+from mmrec.index.fill import train_and_fill
+from mmrec.index.item_index import ItemIndex
+from mmrec.vectors.item_vectors import ItemVectors
 
-__all__ = ["build_index", "train_and_fill"]
+__all__ = ["build_index"]
 
 logger = logging.getLogger(__name__)
 
-# Rows normalised and added per FAISS call (bounded memory for memory-mapped inputs).
-ADD_CHUNK_ROWS = 65_536
-# Training points per IVF list (FAISS needs >= 39; more costs k-means time for little gain).
-TRAIN_POINTS_PER_LIST = 64
-DEFAULT_EF_SEARCH = 64
-DEFAULT_NPROBE_SHARE = 1 / 16
-
-
-def _unit_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """Rows as unit float32 vectors (already-unit rows pass through without a second copy)."""
-    block = as_matrix(np.asarray(vectors[rows]), name="item vectors")
-    norms = np.sqrt(np.einsum("ij,ij->i", block, block))
-    if np.all((np.abs(norms - 1.0) < 1e-4) | (norms == 0)):
-        return block
-    return l2_normalize(block)
-
-
-def train_and_fill(spec: str, dim: int, vectors: np.ndarray, labels: np.ndarray, *,
-                   seed: int = 0) -> tuple[Any, dict[str, Any]]:
-    """A new FAISS index of ``spec`` trained on a seeded sample of ``vectors[labels]`` and filled
-    with them in chunks; returns it and its default search parameters."""
-    f = faiss_ops.faiss()
-    try:
-        index = f.index_factory(dim, spec, f.METRIC_INNER_PRODUCT)
-    except RuntimeError as exc:
-        raise ConfigError(f"invalid FAISS factory string {spec!r}: {exc}") from None
-    if faiss_ops.needs_id_map(spec):
-        index = f.IndexIDMap2(index)
-    params: dict[str, Any] = {"seed": seed}
-    ivf = faiss_ops.ivf_of(index)
-    if not index.is_trained:
-        size = len(labels) if ivf is None else min(len(labels), TRAIN_POINTS_PER_LIST * ivf.nlist)
-        size = max(size, min(len(labels), 10_000))
-        rng = np.random.default_rng(seed)
-        sample_rows = np.sort(rng.choice(labels, size=size, replace=False)) if size < len(labels) else labels
-        sample = _unit_rows(vectors, sample_rows)
-        if ivf is not None:
-            ivf.cp.seed = seed
-            ivf.cp.max_points_per_centroid = max(TRAIN_POINTS_PER_LIST, 1 + len(sample) // ivf.nlist)
-        try:
-            index.train(sample)
-        except RuntimeError as exc:  # e.g. fewer training points than IVF lists
-            raise ConfigError(
-                f"cannot train index {spec!r} on {len(sample)} vectors: {exc}. Use fewer lists "
-                "(e.g. 'IVF64,Flat'), or 'Flat' / 'HNSW32' for small catalogs."
-            ) from None
-        if ivf is not None:  # the drift baseline; a few thousand points estimate it well
-            params["train_residual"] = faiss_ops.ivf_residual(index, sample[:: max(1, len(sample) // 4096)])
-    if ivf is not None:
-        params["nprobe"] = max(1, int(ivf.nlist * DEFAULT_NPROBE_SHARE))
-    if faiss_ops.hnsw_of(index) is not None:
-        params["efSearch"] = DEFAULT_EF_SEARCH
-    for start in range(0, len(labels), ADD_CHUNK_ROWS):
-        chunk = labels[start : start + ADD_CHUNK_ROWS]
-        faiss_ops.add(index, _unit_rows(vectors, chunk), chunk)
-    faiss_ops.apply_params(index, params)
-    return index, params
 
 
 def _looks_normalised(vectors: np.ndarray, seed: int) -> bool:

@@ -12,12 +12,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+import mmrec.index.faiss_ops as faiss_ops
 from mmrec.data.validation import positions_of, positive_int
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
-from mmrec.index import faiss_ops
+from mmrec.index.arrays import as_matrix, l2_normalize
+from mmrec.index.fill import train_and_fill
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
 
-__all__ = ["ItemIndex", "l2_normalize", "as_matrix"]
+__all__ = ["ItemIndex", "attribute_mask"]
 
 logger = logging.getLogger(__name__)
 
@@ -30,38 +32,6 @@ EXACT_FILTER_SHARE = 0.02
 # centroids than the training data did (and make up at least DRIFT_MIN_SHARE of the index).
 DRIFT_RATIO = 1.5
 DRIFT_MIN_SHARE = 0.1
-
-
-def as_matrix(vectors: np.ndarray, *, name: str) -> np.ndarray:
-    """float32, C-contiguous ``(n, d)``; NaN/inf rows are a :class:`SchemaError` naming the row."""
-    try:
-        with np.errstate(over="ignore"):  # float64 beyond float32's range becomes inf: reported below
-            matrix = np.ascontiguousarray(vectors, dtype=np.float32)
-    except (TypeError, ValueError) as exc:  # text or objects where numbers belong
-        raise SchemaError(f"{name} must be numbers (float32); got {np.asarray(vectors).dtype} "
-                          f"values that cannot be converted ({exc}).") from None
-    if matrix.ndim != 2:
-        raise SchemaError(f"{name} must have shape (n, d); got {matrix.shape}.")
-    finite = np.isfinite(matrix).all(axis=1)
-    if not finite.all():
-        raise SchemaError(f"{name} row {int(np.flatnonzero(~finite)[0])} holds NaN or inf; "
-                          "clean the vectors first.")
-    return matrix
-
-
-def l2_normalize(matrix: np.ndarray) -> np.ndarray:
-    """Rows scaled to unit length (zero rows stay zero), float32."""
-    matrix = np.asarray(matrix, dtype=np.float32)
-    with np.errstate(over="ignore", under="ignore"):
-        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-        out = np.ascontiguousarray(matrix / np.maximum(norms, 1e-12), dtype=np.float32)
-    # rows whose squared norm overflows or underflows float32 (entries near 1e±19 and beyond)
-    redo = ~((norms[:, 0] > 1e-12) & (norms[:, 0] < 1e15))  # the clamp above must not bite
-    if redo.any():
-        rows = matrix[redo].astype(np.float64)
-        wide = np.linalg.norm(rows, axis=1, keepdims=True)
-        out[redo] = rows / np.where(wide > 0, wide, 1.0)
-    return out
 
 
 def search_arguments(queries: np.ndarray, k: int, exclude_idx: Sequence[Sequence[int] | np.ndarray] | None,
@@ -87,6 +57,25 @@ def search_arguments(queries: np.ndarray, k: int, exclude_idx: Sequence[Sequence
         if allowed.shape != (n,):
             raise SchemaError(f"allowed must be a bool mask of {n} labels, got {allowed.shape}.")
     return queries, k, excluded, allowed
+
+
+def attribute_mask(attributes: pd.DataFrame, where: Mapping[str, Any]) -> np.ndarray:
+    """Rows of ``attributes`` matching ``where``: each column equals the value or is one of the list
+    (``{"category": ["shoes", "bags"], "available": True}``), as a bool array."""
+    keep = np.ones(len(attributes), dtype=bool)
+    for column, wanted in where.items():
+        if column not in attributes.columns:
+            raise SchemaError(f"filter column {column!r} is not an index attribute; "
+                              f"attributes: {list(attributes.columns)}.")
+        values = attributes[column]
+        allowed = list(wanted) if isinstance(wanted, list | tuple | set) else [wanted]
+        try:
+            matches = values.isin(allowed).to_numpy(dtype=bool)
+        except (TypeError, ValueError, OverflowError):  # e.g. an int beyond int64, a dict
+            matches = np.fromiter((any(_same(v, a) for a in allowed) for v in values.tolist()),
+                                  dtype=bool, count=len(values))
+        keep &= matches
+    return keep
 
 
 class ItemIndex:
@@ -171,20 +160,7 @@ class ItemIndex:
         if self.attributes is None:
             raise ConfigError("this index has no attributes; build it with attributes=catalog "
                               "(or a DataFrame with an id column) to filter on them.")
-        keep = self.alive.copy()
-        for column, wanted in where.items():
-            if column not in self.attributes.columns:
-                raise SchemaError(f"filter column {column!r} is not an index attribute; "
-                                  f"attributes: {list(self.attributes.columns)}.")
-            values = self.attributes[column]
-            allowed = list(wanted) if isinstance(wanted, list | tuple | set) else [wanted]
-            try:
-                matches = values.isin(allowed).to_numpy(dtype=bool)
-            except (TypeError, ValueError, OverflowError):  # e.g. an int beyond int64, a dict
-                matches = np.fromiter((any(_same(v, a) for a in allowed) for v in values.tolist()),
-                                      dtype=bool, count=len(values))
-            keep &= matches
-        return keep
+        return self.alive & attribute_mask(self.attributes, where)
 
     # ----------------------------------------------------------------------------- search
     def search(
@@ -271,7 +247,7 @@ class ItemIndex:
                                                       selector=selector, params=self.params,
                                                       overrides=overrides)
             if rerank > 1:
-                raw_scores = self._exact_scores(queries[pending], raw_labels)
+                raw_scores = self.exact_scores(queries[pending], raw_labels)
             returned = (raw_labels >= 0).sum(axis=1)
             excluded_keys = np.concatenate([q * n + excluded[q] for q in pending])
             valid = (raw_labels >= 0) & ~np.isin(pending[:, None] * n + raw_labels, excluded_keys)
@@ -299,7 +275,7 @@ class ItemIndex:
                 groups.append((pending[deeper], fetch, min(nlist, probe * 2)))
         return short
 
-    def _exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
+    def exact_scores(self, queries: np.ndarray, candidates: np.ndarray) -> np.ndarray:
         """Exact inner products of each query with its candidate labels (-inf for -1)."""
         safe = np.where(candidates >= 0, candidates, 0)
         exact = np.einsum("qd,qcd->qc", queries, np.asarray(self.vectors[safe.ravel()]).reshape(
@@ -396,8 +372,6 @@ class ItemIndex:
 
     def retrain(self) -> None:
         """Retrain the IVF quantizer on the current items and re-add them (labels are kept)."""
-        from mmrec.index.build import train_and_fill
-
         labels = np.flatnonzero(self.alive)
         self.faiss_index, trained = train_and_fill(self.spec, self.dim, self.vectors, labels,
                                                    seed=int(self.params.get("seed", 0)))

@@ -25,8 +25,8 @@ from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.index.build import _attribute_table, build_index
 from mmrec.index.item_index import ItemIndex, search_arguments
-from mmrec.item_vectors import ItemVectors
 from mmrec.utils.io import MANIFEST, atomic_directory, read_manifest, require_files, write_manifest
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["ShardedIndex", "build_sharded_index", "load_serving_index", "merge_topk"]
 

@@ -7,8 +7,8 @@ from typing import Any
 
 import numpy as np
 
+import mmrec.index.faiss_ops as faiss_ops
 from mmrec.errors import ConfigError
-from mmrec.index import faiss_ops
 from mmrec.index.item_index import ItemIndex
 
 __all__ = ["exact_neighbours", "recall_at_k", "tune"]
@@ -46,7 +46,7 @@ def ann_neighbours(index: ItemIndex, queries: np.ndarray, k: int, exclude: np.nd
     scores, labels = faiss_ops.search(index.faiss_index, queries, (k + 1) * rerank,
                                       selector=selector, params=index.params)
     if rerank > 1:
-        scores = index._exact_scores(queries, labels)
+        scores = index.exact_scores(queries, labels)
     scores = np.where(labels == exclude[:, None], -np.inf, scores)
     order = np.argsort(-scores, axis=1, kind="stable")[:, :k]
     top = np.take_along_axis(labels, order, 1)

@@ -12,7 +12,6 @@ import torch
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import chronological_order
 from mmrec.data.validation import id_list
-from mmrec.errors import SchemaError
 
 __all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
 
@@ -101,12 +100,7 @@ class Histories:
         (users without events get empty histories)."""
         events = events.restrict_to_items(item_index)
         frame = events.frame
-        missing = events.explicit_values_missing(event_weights)
-        if missing.size:
-            row = int(missing[0])
-            raise SchemaError(
-                f"interactions: row {row} (user {frame['user'].iloc[row]!r}, item "
-                f"{frame['item'].iloc[row]!r}) is a {frame['event'].iloc[row]!r} event without a value.")
+        events.require_values(event_weights)
         order = chronological_order(frame)
         frame = frame.iloc[order].reset_index(drop=True)
         weights = event_weights.positive(frame["event"].to_numpy(dtype=object),

@@ -21,23 +21,23 @@ import torch
 import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.splits import leave_last_out
-from mmrec.data.validation import positive_int
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
-from mmrec.fusion import ModalityScaler, concat_fusion
-from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
 from mmrec.models.training import TrainingHistory, train
-from mmrec.recommend import UserVectors
+from mmrec.ranking.scored import recommend_by_scores
 from mmrec.utils.config import config_from_dict, config_to_dict
 from mmrec.utils.device import resolve_device
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
 from mmrec.utils.seed import torch_seeded
+from mmrec.vectors.fixed_fusion import ModalityScaler, concat_fusion
+from mmrec.vectors.item_vectors import ItemVectors
+from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = ["TwoTower"]
 
@@ -136,8 +136,9 @@ class TwoTower:
         checkpoint_dir : path, optional
             Checkpoint after every epoch; a rerun with the same folder resumes where it stopped.
         """
-        if not isinstance(events, Interactions):
-            raise SchemaError(f"TwoTower.fit expects mmrec.Interactions, got {type(events).__name__}.")
+        events = as_interactions(events, caller="TwoTower.fit")
+        if valid is not None:
+            valid = as_interactions(valid, caller="TwoTower.fit (valid)")
         training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
         # under torchrun with no process group yet, fit joins the one the environment describes for
         # its duration: a plain script trains data parallel instead of N times alone
@@ -424,24 +425,17 @@ class TwoTower:
         positions = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))
         return ranking_metrics(top, targets_per_user(rows, positions, len(users)), ks)
 
-    def recommend(self, events: Interactions, *, users: Sequence[str] | None = None, k: int = 10,
-                  exclude_seen: bool = True) -> pd.DataFrame:
-        """Exact top-``k`` over the model's items (candidate-aware for the attention tower).
+    def recommend(self, events: Interactions | pd.DataFrame, *, users: Sequence[str] | None = None,
+                  k: int = 10, exclude_seen: bool = True) -> pd.DataFrame:
+        """Exact top-``k`` over the model's items (candidate-aware for the attention tower), with the
+        same fallback and columns as :func:`mmrec.recommend`: users without a known event get the
+        log's most popular unseen items (``source="popularity"``).
 
-        Users without a known event get no rows (``mmrec.recommend(index, events, model=model)``
-        serves them popular items). For large catalogs use that path — an index over
-        ``model.encode_items(...)`` queried with :meth:`encode_users` — instead.
-        Returns columns ``user, rank, item, score``.
+        For large catalogs use an index over ``model.encode_items(...)`` with
+        ``mmrec.recommend(index, events, model=model)`` instead.
+        Returns columns ``user, rank, item, score, source``.
         """
-        k = positive_int(k, name="k")
-        histories = self.histories(events, users)
-        top, scores = self._rank(histories, k, exclude_seen=exclude_seen, candidate_aware=True,
-                                 device=torch.device("cpu"))
-        assert self.item_ids_ is not None
-        rows, ranks = np.nonzero((top >= 0) & (histories.lengths > 0)[:, None])
-        return pd.DataFrame({"user": histories.user_ids[rows], "rank": ranks + 1,
-                             "item": self.item_ids_.to_numpy(dtype=object)[top[rows, ranks]],
-                             "score": scores[rows, ranks].astype(np.float64)})
+        return recommend_by_scores(self, events, users=users, k=k, exclude_seen=exclude_seen)
 
     # ----------------------------------------------------------------------------- persistence
     def save(self, path: str | os.PathLike[str]) -> Path:

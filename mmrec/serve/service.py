@@ -22,12 +22,12 @@ import pandas as pd
 
 from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
+from mmrec.encode.new_items import NewItemEncoder, append_items
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.explain import Explainer
 from mmrec.index import ItemIndex, build_index
-from mmrec.item_vectors import ItemVectors
-from mmrec.online import OnlineRecommender
-from mmrec.serve.new_items import NewItemEncoder, append_items
+from mmrec.ranking.explain import Explainer
+from mmrec.ranking.online import OnlineRecommender
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Service", "ServeConfig", "NotFound"]
 

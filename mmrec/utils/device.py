@@ -1,4 +1,4 @@
-"""One resolver for device and dtype."""
+"""One resolver for the device, and the inference autocast."""
 
 from __future__ import annotations
 
@@ -14,18 +14,6 @@ def resolve_device(device: str | torch.device | None = None) -> torch.device:
     resolved = torch.device(device)
     if resolved.type == "cuda" and not torch.cuda.is_available():
         raise ConfigError(f"device={device!r} was asked for but CUDA is not available; use 'cpu'.")
-    return resolved
-
-
-def resolve_dtype(dtype: str | torch.dtype | None = None) -> torch.dtype:
-    """Return ``dtype`` as a torch dtype; ``None`` means float32."""
-    if dtype is None:
-        return torch.float32
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    resolved = getattr(torch, str(dtype), None)
-    if not isinstance(resolved, torch.dtype):
-        raise ConfigError(f"unknown dtype {dtype!r}; use e.g. 'float32', 'float16' or 'bfloat16'.")
     return resolved
 
 

@@ -25,7 +25,7 @@ from mmrec._version import __version__
 from mmrec.errors import ArtifactError
 
 __all__ = ["MANIFEST", "sha256_file", "atomic_path", "atomic_directory", "atomic_write_text",
-           "write_manifest", "read_manifest", "require_files", "leftovers"]
+           "write_manifest", "read_manifest", "manifest_format", "require_files", "leftovers"]
 
 MANIFEST = "manifest.json"
 _BLOCK = 1 << 20
@@ -205,6 +205,35 @@ def require_files(directory: str | os.PathLike[str], manifest: dict[str, Any], n
                                 "incomplete or was edited; re-run the command that saves it.")
 
 
+def _parse_manifest(directory: Path, kind: str) -> dict[str, Any]:
+    """The manifest of ``directory`` as a dict (nothing checked beyond its existence and syntax)."""
+    path = directory / MANIFEST
+    if not path.is_file():
+        what = "does not exist" if not directory.exists() else f"has no {MANIFEST}"
+        raise ArtifactError(f"{directory} {what}: it is not a complete mmrec {kind} artifact "
+                            f"({MANIFEST} is missing; it is written last, so the save did not finish "
+                            f"or this is another kind of folder).{_missing_hint(directory)}")
+    try:
+        manifest = json.loads(path.read_text("utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ArtifactError(f"{path} is not valid JSON ({exc}): the artifact is corrupt; "
+                            "re-run the command that saves it.") from exc
+    if not isinstance(manifest, dict):
+        raise ArtifactError(f"{path} is not an mmrec manifest (not a JSON object).")
+    return manifest
+
+
+def manifest_format(directory: str | os.PathLike[str], *, expected: str = "model") -> str:
+    """The ``format`` a saved folder declares (which loader reads it); the files are checked later by
+    that loader's :func:`read_manifest`. ``expected`` words the error for a folder without one."""
+    manifest = _parse_manifest(Path(directory), expected)
+    found = manifest.get("format", manifest.get("kind"))
+    if not isinstance(found, str):
+        raise ArtifactError(f"{Path(directory).name}/{MANIFEST} names no format; it is not an mmrec "
+                            f"{expected} artifact.")
+    return found
+
+
 def read_manifest(directory: str | os.PathLike[str], kind: str, *, version: int = 1,
                   require: Iterable[str] = (), verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest before anything else of it is read.
@@ -221,18 +250,7 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, *, version: int 
     """
     directory = Path(directory)
     path = directory / MANIFEST
-    if not path.is_file():
-        what = "does not exist" if not directory.exists() else f"has no {MANIFEST}"
-        raise ArtifactError(f"{directory} {what}: it is not a complete mmrec {kind} artifact "
-                            f"({MANIFEST} is missing; it is written last, so the save did not finish "
-                            f"or this is another kind of folder).{_missing_hint(directory)}")
-    try:
-        manifest = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ArtifactError(f"{path} is not valid JSON ({exc}): the artifact is corrupt; "
-                            "re-run the command that saves it.") from exc
-    if not isinstance(manifest, dict):
-        raise ArtifactError(f"{path} is not an mmrec manifest (not a JSON object).")
+    manifest = _parse_manifest(directory, kind)
     found = manifest.get("format", manifest.get("kind"))  # "kind": manifests before format names
     if found != kind:
         raise ArtifactError(f"{directory} holds a {found!r} artifact, not {kind!r}: "

@@ -6,7 +6,6 @@ import contextlib
 import numbers
 from collections.abc import Iterator
 
-import numpy as np
 import torch
 
 from mmrec.errors import ConfigError
@@ -17,11 +16,6 @@ def check_seed(seed: object, *, where: str) -> int:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
         raise ConfigError(f"{where}: seed must be a non-negative integer, got {seed!r}.")
     return int(seed)
-
-
-def numpy_rng(seed: int = 0) -> np.random.Generator:
-    """A local NumPy generator; never touches the global state."""
-    return np.random.default_rng(seed)
 
 
 @contextlib.contextmanager

@@ -17,19 +17,21 @@ Two additions for a multimodal catalog:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.baselines.base import FittedItems, interaction_matrix, user_rows
+from mmrec.baselines.base import FittedItems, check_rows, user_rows
 from mmrec.baselines.bpr import train_bpr
-from mmrec.data.interactions import Interactions
+from mmrec.data.interactions import Interactions, as_interactions
+from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
 from mmrec.utils.device import resolve_device
 from mmrec.utils.seed import torch_seeded
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["LightGCN", "normalized_adjacency"]
 
@@ -67,6 +69,14 @@ def _content_start(items: ItemVectors, ids: pd.Index, dim: int, seed: int) -> to
 class LightGCN(FittedItems):
     """Graph-propagated user/item embeddings trained with BPR (``score = user · item``)."""
 
+    artifact_name = "lightgcn"
+
+    def restore_state(self, state: dict, path: Path) -> None:
+        super().restore_state(state, path)
+        assert self.user_ids_ is not None
+        check_rows(path, "item_factors_", self.item_factors_, len(self._items()))
+        check_rows(path, "user_factors_", self.user_factors_, len(self.user_ids_))
+
     def __init__(self, dim: int = 64, layers: int = 3, epochs: int = 20, lr: float = 5e-3,
                  l2: float = 1e-4, batch_size: int = 2048, content_init: bool = True, seed: int = 0,
                  device: str = "auto") -> None:
@@ -87,8 +97,9 @@ class LightGCN(FittedItems):
             layers.append(current)
         return torch.stack(layers).mean(dim=0)
 
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
+    def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None) -> LightGCN:
+        events = as_interactions(events, caller="LightGCN.fit")
         self.item_ids_ = self._universe(items, events)
         self.user_ids_ = pd.Index(events.users)
         matrix = interaction_matrix(events, events.users, self.item_ids_)

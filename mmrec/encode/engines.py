@@ -60,17 +60,11 @@ class EncodeEngine:
                 raise ConfigError(f"EncodeEngine.{field} must be >= 0, got {value}.")
 
 
-# name → runner(catalog, chosen encoders, *, engine, **encode_items options) -> ItemVectors
+# name → runner(catalog, chosen encoders, *, engine, **encode_items options) -> ItemVectors;
+# filled by mmrec.encode.api (the engines live beside it).
 ENCODE_ENGINES: Registry[Callable[..., Any]] = Registry("encode engine")
 
 
-def _ray_runner(*args: Any, **kwargs: Any) -> Any:
-    from mmrec.encode_ray import encode_with_ray  # Ray is imported only when this engine runs
-
-    return encode_with_ray(*args, **kwargs)
-
-
-ENCODE_ENGINES.add("ray", _ray_runner)
 
 
 def resolve_engine(engine: str | EncodeEngine | Mapping[str, Any] | None) -> EncodeEngine:

@@ -20,11 +20,45 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import Interactions
+from mmrec.data.matrix import distinct_user_counts
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
-from mmrec.recommend import distinct_pairs, fallback_order
+from mmrec.index.protocol import ServingIndex
 
-__all__ = ["PopularityFallback"]
+__all__ = ["PopularityFallback", "popularity", "distinct_pairs", "descending", "popular_order",
+           "fallback_order"]
+
+
+def distinct_pairs(index: ServingIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct (user, item) pairs of ``events`` on items in the index: user ids and labels."""
+    frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
+    labels = index.positions(frame["item"].tolist()) if len(frame) else np.empty(0, np.int64)
+    return frame["user"].to_numpy(dtype=object), labels
+
+
+def popularity(index: ServingIndex, events: Interactions) -> np.ndarray:
+    """Number of distinct users per item (float64, aligned with the index labels ``index.ids``)."""
+    users, labels = distinct_pairs(index, events)
+    return distinct_user_counts(pd.factorize(users)[0], labels, index.n_labels)
+
+
+def descending(scores: np.ndarray, live: np.ndarray) -> np.ndarray:
+    """The ``live`` labels from the highest score to the lowest, ties by label."""
+    order = np.lexsort((np.arange(len(scores)), -scores))
+    return order[live[order]]
+
+
+def popular_order(index: ServingIndex, events: Interactions,
+                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
+    popular, ties by label: the fallback ranking for users without a usable history."""
+    pop = popularity(index, events)
+    return pop, fallback_order(index, pop, allowed)
+
+
+def fallback_order(index: ServingIndex, pop: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
+    """The live (and ``allowed``) labels from most to least popular, ties by label."""
+    return descending(pop, index.alive if allowed is None else allowed & index.alive)
 
 
 class PopularityFallback:
@@ -55,7 +89,7 @@ class PopularityFallback:
         self.segments: dict[tuple[str, Any], np.ndarray] = {}
         self.segment_users: dict[tuple[str, Any], int] = {}
         users, labels = distinct_pairs(index, history)
-        self.counts = np.bincount(labels, minlength=index.n_labels).astype(np.float64)
+        self.counts = distinct_user_counts(pd.factorize(users)[0], labels, index.n_labels)
         for column in self.user_attributes.columns:
             values = self.user_attributes[column].reindex(users).to_numpy(dtype=object)
             for value in pd.unique(values[pd.notna(values)]):

@@ -7,7 +7,7 @@ The layout a distributed encode writes (``encode_items(..., engine="ray", out=..
     scaler.<m>.npy         the fusion scalers (mean, scale) fitted on all items
     report.json            the encode report
 
-:func:`open_shards` (what ``ItemVectors.load`` calls for this layout) reads ids and masks (small) and
+``ItemVectors.load`` reads ids and masks (small) and
 leaves every matrix on disk as a :class:`ShardedColumn`: a read-only ``(n, d)`` float32 array-like
 whose row slices and fancy indices read only the row groups they touch.
 """
@@ -15,17 +15,18 @@ whose row slices and fancy indices read only the row groups they touch.
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmrec.errors import ArtifactError, SchemaError
+from mmrec.errors import SchemaError
 
-__all__ = ["LAYOUT", "ShardedColumn", "ShardWriter", "open_shards", "write_fused_shards"]
+__all__ = ["ARTIFACT_KIND", "LAYOUT", "ShardedColumn", "ShardWriter", "write_fused_shards",
+           "write_sharded_artifact"]
 
+ARTIFACT_KIND = "item_vectors"  # the manifest kind of every ItemVectors folder, sharded or not
 LAYOUT = "parquet-shards"
 SHARD_DIR = "shards"
 ID_COLUMN = "item_id"
@@ -198,40 +199,6 @@ def shard_files(path: Path, manifest: Mapping[str, Any]) -> list[Path]:
     return [path / SHARD_DIR / shard["file"] for shard in manifest["shards"]]
 
 
-def open_shards(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> Any:
-    """An :class:`~mmrec.item_vectors.ItemVectors` over a ``parquet-shards`` folder: ids and masks
-    read, every matrix left on disk as a :class:`ShardedColumn`."""
-    from mmrec.fusion import ModalityScaler
-    from mmrec.item_vectors import EncodeReport, ItemVectors
-    from mmrec.utils.arrays import npy_path
-    from mmrec.utils.io import require_files
-
-    path = Path(path)
-    files = shard_files(path, manifest)
-    require_files(path, manifest, [*(f"{SHARD_DIR}/{f.name}" for f in files), "report.json",
-                                   *(npy_path(path, f"scaler.{m}").name for m in manifest["modalities"])])
-    modalities = dict(manifest["modalities"])
-    pq = _pq()
-    columns = [ID_COLUMN, *(f"mask.{m}" for m in modalities)]
-    try:
-        table = _pa().concat_tables([pq.read_table(f, columns=columns) for f in files])
-    except (OSError, KeyError, ValueError) as exc:
-        raise ArtifactError(f"{path}: cannot read the item-vector shards ({exc}); re-create them.") from exc
-    if table.num_rows != int(manifest["n_items"]):
-        raise ArtifactError(f"{path}: the shards hold {table.num_rows} rows, the manifest says "
-                            f"{manifest['n_items']}; re-create the artifact.")
-    ids = table.column(ID_COLUMN).to_numpy(zero_copy_only=False).astype(object)
-    masks = {m: table.column(f"mask.{m}").to_numpy(zero_copy_only=False).astype(bool) for m in modalities}
-    vectors = {m: ShardedColumn(files, f"vectors.{m}", d) for m, d in modalities.items()}
-    scalers = {m: ModalityScaler(*np.load(npy_path(path, f"scaler.{m}"), allow_pickle=False))
-               for m in modalities}
-    report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
-    fused = ShardedColumn(files, "fused", int(manifest["fused_dim"]))
-    return ItemVectors(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"], scalers=scalers,
-                       fused=fused, report=report, encoders=manifest["encoders"],
-                       fusion_kind=manifest["fusion"].get("kind", "concat"))
-
-
 def write_fused_shards(
     raw_files: list[Path],
     out_folder: Path,
@@ -242,9 +209,9 @@ def write_fused_shards(
     row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
 ) -> list[dict[str, Any]]:
     """Rewrite shards of ``item_id, vectors.<m>, mask.<m>`` into ``out_folder`` with their ``fused``
-    column added (:func:`mmrec.fusion.concat_fusion` with the given, corpus-wide ``scalers``), one
-    shard in memory at a time; each raw shard is deleted once rewritten."""
-    from mmrec.fusion import concat_fusion
+    column added (:func:`mmrec.vectors.fixed_fusion.concat_fusion` with the given, corpus-wide
+    ``scalers``), one shard in memory at a time; each raw shard is deleted once rewritten."""
+    from mmrec.vectors.fixed_fusion import concat_fusion
 
     pq = _pq()
     out_folder.mkdir(parents=True, exist_ok=True)
@@ -261,3 +228,40 @@ def write_fused_shards(
         del table, vectors, fused
         raw.unlink()
     return shards
+
+
+def write_sharded_artifact(
+    folder: Path,
+    raw_files: list[Path],
+    dims: Mapping[str, int],
+    *,
+    n_items: int,
+    weights: Mapping[str, float],
+    scalers: Mapping[str, Any],
+    report: Any,
+    encoders: Mapping[str, Any],
+    row_group_rows: int = DEFAULT_ROW_GROUP_ROWS,
+) -> None:
+    """Finish a ``parquet-shards`` ItemVectors folder from its raw shards: the fused shards, the
+    scalers, the report and the manifest (the one place that writes this layout's manifest)."""
+    from mmrec.utils.arrays import npy_path
+    from mmrec.utils.io import write_manifest
+
+    shards = write_fused_shards(raw_files, folder / SHARD_DIR, dims, weights=weights, scalers=scalers,
+                                row_group_rows=row_group_rows)
+    files = [f"{SHARD_DIR}/{shard['file']}" for shard in shards]
+    for m in dims:
+        path = npy_path(folder, f"scaler.{m}")
+        np.save(path, np.stack([scalers[m].mean, scalers[m].scale]), allow_pickle=False)
+        files.append(path.name)
+    (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=1), "utf-8")
+    files.append("report.json")
+    write_manifest(folder, ARTIFACT_KIND, {
+        "layout": LAYOUT,
+        "n_items": n_items,
+        "modalities": dict(dims),
+        "fused_dim": sum(dims.values()),
+        "fusion": {"kind": "concat", "weights": dict(weights)},
+        "encoders": dict(encoders),
+        "shards": shards,
+    }, files)

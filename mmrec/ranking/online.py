@@ -11,7 +11,7 @@ Each user's vector is ``normalise((1 - α) · long + α · short)``:
 
 A user without a training history is served by the tower over their first ``new_user_events``
 events (re-run on each, milliseconds for a handful of events) and by the popularity fallback
-(:class:`mmrec.fallback.PopularityFallback`: per segment, diversified) before their first event.
+(:class:`mmrec.ranking.popularity.PopularityFallback`: per segment, diversified) before their first event.
 
 Items come from the model's item table, or — for items added later from their content — from the
 index the recommender serves (``index.add`` of ``model.encode_items(new_items)``).
@@ -34,12 +34,14 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.validation import is_finite_number, positive_int
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.fallback import PopularityFallback
 from mmrec.index import ItemIndex
+from mmrec.index.item_index import attribute_mask
+from mmrec.ranking.popularity import PopularityFallback
 
-__all__ = ["OnlineRecommender", "UserState"]
+__all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
 
 COLUMNS = ["user", "item", "timestamp", "event", "value"]
 
@@ -55,7 +57,72 @@ class UserState:
     observed: int = 0                       # events observed in all (only the newest few are kept)
 
 
-class OnlineRecommender:
+class LiveHistory:
+    """The behaviour a live recommender keeps: the initial log, each user's newest observed events
+    (at most ``max_events_per_user``) and the distinct items each user touched."""
+
+    def __init__(self, history: Interactions | None, max_events_per_user: int) -> None:
+        self.max_events_per_user = int(max_events_per_user)
+        self._set_base(history.frame if history is not None else pd.DataFrame(columns=COLUMNS))
+        self._observed: dict[str, deque[tuple[str, str, float, str, float]]] = {}
+        self._items_of = self._base.groupby("user", sort=False)["item"].agg(set).to_dict()
+
+    def _set_base(self, frame: pd.DataFrame) -> None:
+        self._base = frame.reset_index(drop=True)
+        self._base_rows = self._base.groupby("user", sort=False).indices
+
+    @property
+    def history(self) -> Interactions:
+        """The initial history plus the observed events kept (the newest ``max_events_per_user`` of
+        each user), without forgotten users."""
+        observed = [event for events in self._observed.values() for event in events]
+        if not observed:
+            return Interactions(self._base)
+        return Interactions(pd.concat([self._base, pd.DataFrame(observed, columns=COLUMNS)],
+                                      ignore_index=True))
+
+    def events_of(self, user: str) -> Interactions:
+        """The user's events (history and the observed events kept), without touching the others'."""
+        rows = self._base_rows.get(user, np.empty(0, np.int64))
+        parts = [self._base.iloc[rows]]
+        if self._observed.get(user):
+            parts.append(pd.DataFrame(list(self._observed[user]), columns=COLUMNS))
+        return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+
+    def _keep(self, user: str, item: str, now: float, event: str, value: float) -> bool:
+        """Record an observed event; True when the item is new to the user."""
+        kept = self._observed.setdefault(user, deque(maxlen=self.max_events_per_user))
+        kept.append((user, item, now, str(event), float(value)))  # the oldest beyond the window goes
+        seen = self._items_of.setdefault(user, set())
+        if item in seen:
+            return False
+        seen.add(item)
+        return True
+
+    def _drop(self, user: str) -> tuple[int, list[str]]:
+        """Remove the user's events; returns how many went and the items they had touched."""
+        mine = self._base_rows.get(user, np.empty(0, np.int64))
+        removed = len(mine) + len(self._observed.pop(user, []))
+        if len(mine):
+            self._set_base(self._base.drop(index=mine))
+        return removed, sorted(self._items_of.pop(user, set()))
+
+    def most_active(self, limit: int) -> list[str]:
+        """Up to ``limit`` users with the most distinct items, ties by id."""
+        ranked = sorted(self._items_of.items(), key=lambda pair: (-len(pair[1]), pair[0]))
+        return [user for user, _ in ranked[:limit]]
+
+
+def check_event_numbers(user: str, item: str, event: str, value: Any, timestamp: Any) -> None:
+    """A :class:`SchemaError` unless the event's value and timestamp (if any) are finite numbers."""
+    for name, number in (("value", value), ("timestamp", timestamp)):
+        if (number is None and name == "timestamp") or is_finite_number(number):
+            continue
+        raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has {name} "
+                          f"{number!r}; it must be a finite number.")
+
+
+class OnlineRecommender(LiveHistory):
     """Serve a trained :class:`mmrec.TwoTower` from an index and fold in feedback as it arrives.
 
     Parameters
@@ -78,7 +145,7 @@ class OnlineRecommender:
         the decayed sum of their item vectors from the first event.
     user_attributes : DataFrame, optional
         Indexed by user id (``locale``, ``age_band`` …): users with no events get the items popular
-        in their segment (see :class:`mmrec.fallback.PopularityFallback`).
+        in their segment (see :class:`mmrec.ranking.popularity.PopularityFallback`).
     diversify_by : str, optional
         Item attribute of the index (``category``) the popularity fallback interleaves.
     max_events_per_user : int, optional
@@ -105,38 +172,14 @@ class OnlineRecommender:
                               f"{index.dim}; build the index from model.encode_items(...).")
         self.model, self.index = model, index
         self.alpha, self.half_life, self.refresh_every = alpha, half_life, refresh_every
-        self.new_user_events, self.max_events_per_user = new_user_events, int(window)
+        self.new_user_events = new_user_events
         self.event_weights = event_weights or model.event_weights
-        self._set_base(history.frame if history is not None else pd.DataFrame(columns=COLUMNS))
-        self._observed: dict[str, deque[tuple[str, str, float, str, float]]] = {}
-        self._items_of = self._base.groupby("user", sort=False)["item"].agg(set).to_dict()
+        super().__init__(history, window)
         self._states: dict[str, UserState] = {}
         self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
                                            diversify_by=diversify_by)
 
     # ----------------------------------------------------------------------------- state
-    def _set_base(self, frame: pd.DataFrame) -> None:
-        self._base = frame.reset_index(drop=True)
-        self._base_rows = self._base.groupby("user", sort=False).indices
-
-    @property
-    def history(self) -> Interactions:
-        """The initial history plus the observed events kept (the newest ``max_events_per_user`` of
-        each user), without forgotten users."""
-        observed = [event for events in self._observed.values() for event in events]
-        if not observed:
-            return Interactions(self._base)
-        return Interactions(pd.concat([self._base, pd.DataFrame(observed, columns=COLUMNS)],
-                                      ignore_index=True))
-
-    def events_of(self, user: str) -> Interactions:
-        """The user's events (history and the observed events kept), without touching the others'."""
-        rows = self._base_rows.get(user, np.empty(0, np.int64))
-        parts = [self._base.iloc[rows]]
-        if self._observed.get(user):
-            parts.append(pd.DataFrame(list(self._observed[user]), columns=COLUMNS))
-        return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
-
     def _state(self, user: str) -> UserState:
         return self._states.setdefault(user, UserState())
 
@@ -162,11 +205,7 @@ class OnlineRecommender:
                 timestamp: float | None = None) -> None:
         """Fold one event into ``user``'s short-term interest (and history) at once."""
         user, item = str(user), str(item)
-        for name, number in (("value", value), ("timestamp", timestamp)):
-            if (number is None and name == "timestamp") or is_finite_number(number):
-                continue
-            raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has {name} "
-                              f"{number!r}; it must be a finite number.")
+        check_event_numbers(user, item, event, value, timestamp)
         label, vector = self._item_vector(item)
         weight = float(self.event_weights.positive(np.array([event], dtype=object),
                                                    np.array([value], dtype=np.float64))[0])
@@ -183,12 +222,8 @@ class OnlineRecommender:
                               "the user's interest overflows: send a smaller value.")
         state.short = short
         state.last_time, state.new_events, state.observed = now, state.new_events + 1, state.observed + 1
-        seen = self._items_of.setdefault(user, set())
-        if item not in seen:
-            seen.add(item)
+        if self._keep(user, item, now, event, value):
             self.fallback.add(user, label)
-        kept = self._observed.setdefault(user, deque(maxlen=self.max_events_per_user))
-        kept.append((user, item, now, str(event), float(value)))  # the oldest beyond the window goes
         if not trained_user and state.observed <= self.new_user_events:
             self.refresh(user)  # a new user: the tower reads their handful of events
         elif self.refresh_every is not None and state.new_events >= self.refresh_every:
@@ -252,11 +287,7 @@ class OnlineRecommender:
         """Remove every event and all state of ``user``; returns how many events were removed (the
         history's and the observed ones kept)."""
         user = str(user)
-        mine = self._base_rows.get(user, np.empty(0, np.int64))
-        removed = len(mine) + len(self._observed.pop(user, []))
-        if len(mine):
-            self._set_base(self._base.drop(index=mine))
-        items = sorted(self._items_of.pop(user, set()))
+        removed, items = self._drop(user)
         known = self.index.contains(items) if items else np.empty(0, bool)
         labels = self.index.positions([i for i, ok in zip(items, known, strict=True) if ok])
         self.fallback.forget(user, labels)
@@ -267,7 +298,95 @@ class OnlineRecommender:
         """Users with events or state."""
         return sorted(set(self._items_of) | set(self._states))
 
-    def most_active(self, limit: int) -> list[str]:
-        """Up to ``limit`` users with the most distinct items, ties by id."""
-        ranked = sorted(self._items_of.items(), key=lambda pair: (-len(pair[1]), pair[0]))
-        return [user for user, _ in ranked[:limit]]
+
+class ScoredOnline(LiveHistory):
+    """Serve any fitted recommender live (EASE, ItemKNN, BPR, LightGCN, popularity, a two-tower
+    model scored exactly …): each request scores the model's items for the user's current history —
+    the initial log plus the events observed since — so feedback moves recommendations at once,
+    with no retraining. Users without a known event get the live log's most popular items.
+
+    Parameters
+    ----------
+    model : Recommender
+        Fitted: ``item_ids_`` and ``score_items(events, users=...)``.
+    history : Interactions, optional
+        Behaviour so far.
+    attributes : DataFrame, optional
+        Item attributes indexed by item id, for ``where`` filters.
+    max_events_per_user : int
+        Observed events kept per user (the newest).
+    """
+
+    def __init__(self, model: Any, *, history: Interactions | None = None,
+                 attributes: pd.DataFrame | None = None, max_events_per_user: int = 1000) -> None:
+        if getattr(model, "item_ids_", None) is None:
+            raise ConfigError(f"{type(model).__name__} is not fitted; fit or load it first.")
+        if max_events_per_user < 1:
+            raise ConfigError(f"max_events_per_user must be >= 1, got {max_events_per_user}.")
+        self.model, self.item_ids = model, pd.Index(model.item_ids_)
+        self.attributes = (attributes.reindex(self.item_ids) if attributes is not None else None)
+        super().__init__(history, max_events_per_user)
+        self._popularity: np.ndarray | None = None  # recounted after a change, when asked for
+
+    def contains(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Per id, whether the model knows the item (bool array)."""
+        return np.asarray(pd.Index(list(map(str, item_ids)), dtype=object).isin(self.item_ids))
+
+    def observe(self, user: str, item: str, event: str = "click", value: float = 1.0,
+                timestamp: float | None = None) -> None:
+        """Add one event to ``user``'s live history."""
+        user, item = str(user), str(item)
+        check_event_numbers(user, item, event, value, timestamp)
+        if not self.contains([item])[0]:
+            raise SchemaError(f"observe: item {item!r} is not one of the model's items.")
+        last = self._observed.get(user)
+        now = float(timestamp) if timestamp is not None else (last[-1][2] + 1.0 if last else 0.0)
+        if self._keep(user, item, now, event, value):
+            self._popularity = None
+
+    def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
+               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None
+               ) -> tuple[np.ndarray, np.ndarray, str]:
+        """Item ids, scores (float64) and the source (``"model"`` or ``"popularity"``) of the
+        user's top ``k``."""
+        k = positive_int(k, name="k")
+        user = str(user)
+        seen = self.contains(sorted(self._items_of.get(user, ())))
+        if seen.any():
+            scores = np.asarray(self.model.score_items(self.events_of(user), users=[user])[0],
+                                dtype=np.float64)
+            source = "model"
+        else:
+            if self._popularity is None:
+                self._popularity = popularity_of(self.history, self.item_ids)
+            scores, source = self._popularity.copy(), "popularity"
+        scores = np.where(np.isfinite(scores), scores, -np.inf)
+        if exclude_seen and seen.any():
+            scores[self.item_ids.get_indexer(sorted(self._items_of[user]))[seen]] = -np.inf
+        if where:
+            if self.attributes is None:
+                raise ConfigError("this recommender has no item attributes to filter on; give "
+                                  "attributes= (the catalog's columns).")
+            scores[~attribute_mask(self.attributes, where)] = -np.inf
+        order = np.lexsort((np.arange(len(scores)), -scores))[:k]
+        order = order[np.isfinite(scores[order])]
+        return self.item_ids.to_numpy(dtype=object)[order], scores[order], source
+
+    def forget(self, user: str) -> int:
+        """Remove every event of ``user``; returns how many were removed."""
+        removed, _ = self._drop(str(user))
+        self._popularity = None
+        return removed
+
+    def users(self) -> Sequence[str]:
+        """Users with events."""
+        return sorted(self._items_of)
+
+
+def popularity_of(events: Interactions, item_ids: pd.Index) -> np.ndarray:
+    """Distinct users per item of ``item_ids`` (float64), over ``events``."""
+    frame = events.frame
+    columns = item_ids.get_indexer(frame["item"].to_numpy(dtype=object))
+    users = pd.factorize(frame["user"].to_numpy(dtype=object))[0]
+    known = columns >= 0
+    return distinct_user_counts(users[known], columns[known], len(item_ids))

@@ -24,11 +24,19 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrec.data.interactions import DroppedEvents, EventWeights, Interactions
+from mmrec.data.interactions import (
+    DroppedEvents,
+    EventWeights,
+    Interactions,
+    as_interactions,
+    missing_value_error,
+)
+from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.validation import id_list, positive_int
-from mmrec.errors import ConfigError, SchemaError
+from mmrec.errors import ConfigError
 from mmrec.index import ServingIndex
-from mmrec.recommend import check_model_fits, check_serving_index, fallback_order, recommend_known
+from mmrec.ranking.popularity import fallback_order
+from mmrec.ranking.topk import check_model_fits, check_serving_index, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
 
@@ -134,11 +142,19 @@ class EventsByUser:
         }))
 
     def popularity(self, n_labels: int) -> np.ndarray:
-        """Distinct users per label (float64, length ``n_labels``), as :func:`mmrec.recommend.popularity`
-        counts them; computed in steps of about ``POPULARITY_CHUNK`` events."""
-        counts = np.zeros(n_labels, dtype=np.int64)
+        """Distinct users per label (float64, length ``n_labels``), as
+        :func:`mmrec.ranking.popularity.popularity` counts them; computed in steps of about
+        ``POPULARITY_CHUNK`` events."""
+        counts = np.zeros(n_labels, dtype=np.float64)
         if not self.n_events:
-            return counts.astype(np.float64)
+            return counts
+        bounds = np.unique(np.searchsorted(self.indptr, np.arange(0, self.n_events, POPULARITY_CHUNK),
+                                           side="right") - 1)
+        for first, last in zip(bounds, [*bounds[1:], len(self)], strict=True):  # chunks of whole users
+            lo, hi = self.indptr[first], self.indptr[last]
+            rows = np.repeat(np.arange(last - first, dtype=np.int64), np.diff(self.indptr[first : last + 1]))
+            counts += distinct_user_counts(rows, self.labels[lo:hi], n_labels)
+        return counts
         bounds = np.unique(np.searchsorted(self.indptr, np.arange(0, self.n_events, POPULARITY_CHUNK),
                                            side="right") - 1)
         for first, last in zip(bounds, [*bounds[1:], len(self)], strict=True):
@@ -146,7 +162,7 @@ class EventsByUser:
             rows = np.repeat(np.arange(last - first, dtype=np.int64), np.diff(self.indptr[first : last + 1]))
             pairs = np.unique(rows * n_labels + self.labels[lo:hi])
             counts += np.bincount(pairs % n_labels, minlength=n_labels)
-        return counts.astype(np.float64)
+        return counts
 
     def check_values(self, event_weights: EventWeights | None) -> None:
         """Explicit events (ratings) need a value: a :class:`SchemaError` naming the user and item."""
@@ -155,9 +171,7 @@ class EventsByUser:
         if missing.size:
             at = int(missing[0])
             user = self.user_ids[int(np.searchsorted(self.indptr, at, side="right")) - 1]
-            raise SchemaError(f"interactions: user {user!r}, item {self.item_ids[self.labels[at]]!r}: a "
-                              f"{self.event_names[self.codes[at]]!r} event without a value; give it one "
-                              "or drop the row.")
+            raise missing_value_error(user, self.item_ids[self.labels[at]], self.event_names[self.codes[at]])
 
 
 def recommend_batches(
@@ -214,12 +228,7 @@ def recommend_batches(
 def _grouped(index: ServingIndex, events: EventsByUser | Interactions | pd.DataFrame) -> EventsByUser:
     if isinstance(events, EventsByUser):
         return events
-    if isinstance(events, pd.DataFrame):
-        events = Interactions.from_frame(events)
-    if not isinstance(events, Interactions):
-        raise SchemaError(f"recommend_batches expects mmrec.Interactions, a DataFrame or EventsByUser, "
-                          f"got {type(events).__name__}.")
-    return EventsByUser.from_interactions(index, events)
+    return EventsByUser.from_interactions(index, as_interactions(events, caller="recommend_batches"))
 
 
 def write_recommendations(batches: Iterable[pd.DataFrame], path: str | os.PathLike[str]) -> tuple[int, int]:

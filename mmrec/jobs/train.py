@@ -26,11 +26,11 @@ from typing import Any
 from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.data.splits import SPLITS, make_split
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import ItemVectors
 from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.two_tower import TwoTower
 from mmrec.utils.config import check_field_types, config_from_dict, read_config_file
 from mmrec.utils.io import atomic_write_text
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["TrainJob", "load_train_job", "run_train_job", "SPLITS"]
 

@@ -15,6 +15,7 @@ A config (YAML or TOML)::
       content_mean: {}
       sasrec: {kind: two_tower, user_tower: transformer, epochs: 5, content: false}
       graph: {kind: lightgcn, epochs: 20}   # item side starts from the content vectors
+      mine: {path: run/model}      # a saved model (any kind: model.save / mmrec train), not refitted
     evaluation: {ks: [5, 10, 20], sampled_negatives: null, ann_spec: HNSW32}
     out: eval/                     # metrics.csv, metrics.json, metrics.md, metrics.png
 
@@ -26,62 +27,23 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mmrec.baselines import BASELINES
 from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
 from mmrec.data.splits import make_split
 from mmrec.errors import ConfigError
 from mmrec.evaluation.harness import EvalConfig, evaluate_models
+from mmrec.evaluation.registry import make_model
 from mmrec.evaluation.report import EvaluationReport
-from mmrec.item_vectors import ItemVectors
-from mmrec.models.lightgcn import LightGCN
-from mmrec.models.two_tower import TwoTower
-from mmrec.registry import Registry
 from mmrec.utils.config import check_field_types, config_from_dict, read_config_file
+from mmrec.vectors.item_vectors import ItemVectors
 
-__all__ = ["EvaluateJob", "load_evaluate_job", "run_evaluate_job", "MODELS", "make_model", "WithoutContent"]
+__all__ = ["EvaluateJob", "load_evaluate_job", "run_evaluate_job"]
 
 logger = logging.getLogger(__name__)
-
-MODELS: Registry[Any] = Registry("model")
-for _name in BASELINES.names():
-    MODELS.add(_name, BASELINES.get(_name))
-MODELS.add("two_tower", TwoTower, "twotower", "tower")
-MODELS.add("lightgcn", LightGCN, "graph")
-
-
-class WithoutContent:
-    """Wraps a model so the harness fits it without item vectors (an id-only comparison)."""
-
-    def __init__(self, model: Any) -> None:
-        self.model = model
-
-    def fit(self, items: ItemVectors | None, events: Interactions, *,
-            valid: Interactions | None = None) -> WithoutContent:
-        self.model.fit(None, events, valid=valid)
-        return self
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.model, name)
-
-
-def make_model(name: str, options: Mapping[str, Any] | None = None) -> Any:
-    """A model from its config entry: ``kind`` (default ``name``) picks the class, the rest are its
-    keyword arguments; ``content: false`` wraps it in :class:`WithoutContent`."""
-    options = dict(options or {})
-    kind = options.pop("kind", name)
-    use_content = options.pop("content", True)
-    try:
-        model = MODELS.get(kind)(**options)
-    except TypeError as exc:
-        raise ConfigError(f"model {name!r} ({kind}): {exc}") from exc
-    return model if use_content else WithoutContent(model)
-
 
 DEFAULT_MODELS = {"popularity": {}, "item_knn": {}, "bpr": {}}
 
@@ -126,8 +88,11 @@ def load_evaluate_job(path: str | os.PathLike[str], **overrides: Any) -> Evaluat
     def resolve(value: str | None) -> str | None:
         return None if value is None else str((base / value).resolve())
 
-    return EvaluateJob(**{**job.__dict__, **{key: resolve(getattr(job, key))
-                                             for key in ("events", "catalog", "items", "out")}})
+    models = {name: {**options, "path": resolve(options["path"])}
+              if isinstance(options, dict) and isinstance(options.get("path"), str) else options
+              for name, options in job.models.items()}  # saved models, relative to the file too
+    paths = {key: resolve(getattr(job, key)) for key in ("events", "catalog", "items", "out")}
+    return EvaluateJob(**{**job.__dict__, "models": models, **paths})
 
 
 def _data(job: EvaluateJob) -> tuple[Interactions, Catalog | None]:
@@ -148,7 +113,7 @@ def _items(job: EvaluateJob, catalog: Catalog | None) -> ItemVectors | None:
         return None
     if catalog is None:
         raise ConfigError("evaluate config: `encoders` needs a catalog (`catalog:` or a `dataset`).")
-    from mmrec.encode import encode_items
+    from mmrec.encode.api import encode_items
 
     return encode_items(catalog, encoders=job.encoders)
 

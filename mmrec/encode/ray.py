@@ -1,7 +1,7 @@
 """The ``"ray"`` encode engine: Ray Data reads the catalog and runs each modality's encoder in a pool
 of actors over batches; the driver streams the results into (Parquet-sharded) ItemVectors.
 
-Every actor encodes through :func:`mmrec.encode.encode_chunk` (the local engine's per-batch step),
+Every actor encodes through :func:`mmrec.encode.batches.encode_chunk` (the local engine's per-batch step),
 so vectors and the report are those of ``engine="local"``. Encoders fitted on the corpus (TF-IDF)
 are fitted once on the driver, exactly as the local engine fits them, and shipped to the actors
 through the object store; other encoders are built inside each actor from their preset (weights
@@ -22,9 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from mmrec import errors
+import mmrec.errors as errors
 from mmrec.data.catalog import URL_SCHEME, Catalog, CatalogSchema
-from mmrec.encode import (
+from mmrec.encode.batches import (
     MODALITY_SOURCES,
     EncoderSpec,
     choose_encoders,
@@ -34,22 +34,20 @@ from mmrec.encode import (
     record_modality,
     warn_issues,
 )
-from mmrec.encode_engines import EncodeEngine
+from mmrec.encode.engines import EncodeEngine
 from mmrec.encoders import Encoder, Preset, create_encoder
 from mmrec.errors import ConfigError, MissingDependencyError, MmrecError, SchemaError
-from mmrec.fusion import fit_scalers
-from mmrec.item_vectors import ARTIFACT_KIND, EncodeReport, ItemIssue, ItemVectors
 from mmrec.registry import Registry
-from mmrec.utils.arrays import npy_path
-from mmrec.utils.io import atomic_directory, write_manifest
-from mmrec.vector_shards import (
+from mmrec.utils.io import atomic_directory
+from mmrec.vectors.fixed_fusion import fit_scalers
+from mmrec.vectors.item_vectors import EncodeReport, ItemIssue, ItemVectors
+from mmrec.vectors.shards import (
     ID_COLUMN,
-    LAYOUT,
-    SHARD_DIR,
     ShardedColumn,
     ShardWriter,
+    column_matrix,
     vector_array,
-    write_fused_shards,
+    write_sharded_artifact,
 )
 
 __all__ = ["ActorOptions", "actor_device", "actor_options", "encode_with_ray", "ray_catalog"]
@@ -442,8 +440,6 @@ def encode_with_ray(
 
 
 def _batch_arrays(batch: Any, dims: Mapping[str, int]) -> tuple[list[str], dict, dict, dict]:
-    from mmrec.vector_shards import column_matrix
-
     ids = batch.column(ID_OUT).to_pylist()
     vectors = {m: column_matrix(batch.column(f"vectors.{m}"), d) for m, d in dims.items()}
     masks = {m: batch.column(f"mask.{m}").to_numpy(zero_copy_only=False).astype(bool) for m in dims}
@@ -515,22 +511,6 @@ def _write_shards(batches: Iterator[Any], folder: Path, dims: Mapping[str, int],
         raise SchemaError("catalog: the table has no rows.")
     scalers = fit_scalers({m: ShardedColumn(raw, f"vectors.{m}", d) for m, d in dims.items()}, masks)
     weights = {m: 1.0 for m in dims} | dict(fusion_weights or {})
-    shards = write_fused_shards(raw, folder / SHARD_DIR, dims, weights=weights, scalers=scalers,
-                                row_group_rows=engine.row_group_rows)
+    write_sharded_artifact(folder, raw, dims, n_items=len(tally.ids), weights=weights, scalers=scalers,
+                           report=report, encoders=described, row_group_rows=engine.row_group_rows)
     (folder / ".raw").rmdir()
-    files = [f"{SHARD_DIR}/{shard['file']}" for shard in shards]
-    for m in dims:
-        path = npy_path(folder, f"scaler.{m}")
-        np.save(path, np.stack([scalers[m].mean, scalers[m].scale]), allow_pickle=False)
-        files.append(path.name)
-    (folder / "report.json").write_text(json.dumps(report.to_dict(), indent=1), "utf-8")
-    files.append("report.json")
-    write_manifest(folder, ARTIFACT_KIND, {
-        "layout": LAYOUT,
-        "n_items": len(tally.ids),
-        "modalities": dict(dims),
-        "fused_dim": sum(dims.values()),
-        "fusion": {"kind": "concat", "weights": weights},
-        "encoders": dict(described),
-        "shards": shards,
-    }, files)

@@ -4,37 +4,24 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from numbers import Real
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, ServingIndex, l2_normalize
 from mmrec.index.sharded import ShardedIndex
+from mmrec.ranking.popularity import popular_order
+from mmrec.vectors.user_vectors import UserVectors
 
-__all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "UserVectors",
-           "popularity", "distinct_pairs", "descending", "popular_order", "fallback_order",
-           "check_model_fits", "top_unseen"]
+__all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "check_model_fits",
+           "top_unseen"]
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class UserVectors:
-    """Interest vectors of users: ``vectors[i]`` (float32, L2-normalised) belongs to ``user_ids[i]``.
-
-    ``has_signal[i]`` is False when the user's weighted history cancels out or is empty (the vector
-    is then zero and a fallback should be used).
-    """
-
-    user_ids: np.ndarray
-    vectors: np.ndarray
-    has_signal: np.ndarray
 
 
 def user_vectors(
@@ -71,13 +58,7 @@ def user_vectors(
     rows = frame["user"].map(row_of)
     keep = rows.notna().to_numpy()
     weights = events.weights(event_weights)[keep]
-    missing_values = events.explicit_values_missing(event_weights)
-    if missing_values.size:
-        row = int(missing_values[0])
-        raise SchemaError(
-            f"interactions: row {row} (user {frame['user'].iloc[row]!r}, item "
-            f"{frame['item'].iloc[row]!r}) is a {frame['event'].iloc[row]!r} event without a value."
-        )
+    events.require_values(event_weights)
     user_rows = rows[keep].to_numpy(dtype=np.int64)
     item_idx = index.positions(frame.loc[keep, "item"].tolist())
     if half_life is not None:
@@ -98,38 +79,6 @@ def user_vectors(
     norms = np.linalg.norm(summed, axis=1)
     has_signal = norms > 1e-9
     return UserVectors(user_ids, l2_normalize(summed), has_signal)
-
-
-def distinct_pairs(index: ServingIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct (user, item) pairs of ``events`` on items in the index: user ids and labels."""
-    frame = events.restrict_to_items(index.item_ids).frame.drop_duplicates(["user", "item"])
-    labels = index.positions(frame["item"].tolist()) if len(frame) else np.empty(0, np.int64)
-    return frame["user"].to_numpy(dtype=object), labels
-
-
-def popularity(index: ServingIndex, events: Interactions) -> np.ndarray:
-    """Number of distinct users per item (float64, aligned with the index labels ``index.ids``)."""
-    _, labels = distinct_pairs(index, events)
-    return np.bincount(labels, minlength=index.n_labels).astype(np.float64)
-
-
-def descending(scores: np.ndarray, live: np.ndarray) -> np.ndarray:
-    """The ``live`` labels from the highest score to the lowest, ties by label."""
-    order = np.lexsort((np.arange(len(scores)), -scores))
-    return order[live[order]]
-
-
-def popular_order(index: ServingIndex, events: Interactions,
-                  allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`popularity` per label, and the live (and ``allowed``) labels from most to least
-    popular, ties by label: the fallback ranking for users without a usable history."""
-    pop = popularity(index, events)
-    return pop, fallback_order(index, pop, allowed)
-
-
-def fallback_order(index: ServingIndex, pop: np.ndarray, allowed: np.ndarray | None) -> np.ndarray:
-    """The live (and ``allowed``) labels from most to least popular, ties by label."""
-    return descending(pop, index.alive if allowed is None else allowed & index.alive)
 
 
 def check_model_fits(index: ServingIndex, model: Any) -> None:
@@ -175,11 +124,7 @@ def recommend(
         Columns ``user, rank, item, score, source``; ``rank`` starts at 1.
     """
     check_serving_index(index, "recommend")
-    if isinstance(events, pd.DataFrame):
-        events = Interactions.from_frame(events)
-    if not isinstance(events, Interactions):
-        raise SchemaError(
-            f"recommend expects mmrec.Interactions or a DataFrame, got {type(events).__name__}.")
+    events = as_interactions(events, caller="recommend")
     k = positive_int(k, name="k")
     if users is None:  # users whose items are all unknown to the index still get popular items
         users = events.users

@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from mmrec.data.catalog import Catalog
-from mmrec.encode import MODALITY_SOURCES, encode_modality
+from mmrec.encode.batches import MODALITY_SOURCES, fit_on_corpus, record_modality
+from mmrec.encode.local import encode_modality
 from mmrec.encoders.base import Encoder
 from mmrec.encoders.presets import create_encoder
 from mmrec.errors import ConfigError
-from mmrec.item_vectors import EncodeReport, ItemVectors
+from mmrec.vectors.item_vectors import EncodeReport, ItemVectors
 
 __all__ = ["NewItemEncoder", "append_items"]
 
@@ -48,9 +49,8 @@ class NewItemEncoder:
             encoder = create_encoder(preset, device=self.device)
             if encoder.requires_fit:
                 raws = MODALITY_SOURCES.get(modality)(self.catalog) or []
-                prepared = [value for raw in raws if raw is not None
-                            and (value := encoder.prepare(raw)) is not None]
-                encoder.fit(prepared)
+                fit_on_corpus(encoder, self.catalog.ids, raws, batch_size=32, num_workers=0,
+                              show_progress=False, issues=[])  # the catalog's failures were reported
             self._encoders[modality] = encoder
         return self._encoders[modality]
 
@@ -69,10 +69,7 @@ class NewItemEncoder:
                     self.encoder(modality), ids, raws, batch_size=32, num_workers=0, cache=None,
                     out_folder=None, show_progress=False, fit=False)
             vectors[modality], masks[modality] = matrix, mask
-            report.issues.extend(issues)
-            report.counts[modality] = {"encoded": int(mask.sum()),
-                                       "absent": len(ids) - int(mask.sum()) - len(issues),
-                                       "failed": len(issues)}
+            record_modality(report, modality, mask, issues, hits=0)
         return ItemVectors(ids, vectors, masks, scalers=self.reference.scalers, report=report,
                            encoders=self.reference.encoders)
 

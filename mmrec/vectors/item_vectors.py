@@ -13,16 +13,15 @@ import numpy as np
 import pandas as pd
 
 from mmrec.data.validation import positions_of
-from mmrec.errors import SchemaError
-from mmrec.fusion import ModalityScaler, concat_fusion
+from mmrec.errors import ArtifactError, SchemaError
 from mmrec.utils.arrays import npy_path
 from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
-from mmrec.vector_shards import LAYOUT as SHARDS_LAYOUT
-from mmrec.vector_shards import ShardedColumn, open_shards
+from mmrec.vectors.fixed_fusion import ModalityScaler, concat_fusion
+from mmrec.vectors.shards import ARTIFACT_KIND, ID_COLUMN, SHARD_DIR, ShardedColumn, shard_files
+from mmrec.vectors.shards import LAYOUT as SHARDS_LAYOUT
 
 __all__ = ["ItemIssue", "EncodeReport", "ItemVectors"]
 
-ARTIFACT_KIND = "item_vectors"
 FORMAT_VERSION = 1  # bump when the folder layout changes; load reads 1..FORMAT_VERSION
 
 
@@ -45,10 +44,6 @@ class EncodeReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     issues: list[ItemIssue] = field(default_factory=list)
     cache_hits: dict[str, int] = field(default_factory=dict)  # encoded items read from the cache
-
-    @property
-    def n_failed(self) -> int:
-        return len(self.issues)
 
     def to_frame(self) -> pd.DataFrame:
         """Issues as a table with columns ``item_id, modality, reason``."""
@@ -87,7 +82,7 @@ class ItemVectors:
     masks : dict of str to ndarray, bool, shape (n,)
         Which items have each modality.
     fused : ndarray, float32, shape (n, d)
-        L2-normalised fused vectors: :func:`mmrec.fusion.concat_fusion` of the modalities, or a
+        L2-normalised fused vectors: :func:`mmrec.vectors.fixed_fusion.concat_fusion` of the modalities, or a
         trained model's learned fusion (``fusion_kind`` says which).
     report : EncodeReport
         Per-modality counts and the items that failed, with reasons.
@@ -122,7 +117,7 @@ class ItemVectors:
                 )
         self.fusion_weights = {m: 1.0 for m in self.vectors} | dict(fusion_weights or {})
         if scalers is None:
-            from mmrec.fusion import fit_scalers
+            from mmrec.vectors.fixed_fusion import fit_scalers
 
             scalers = fit_scalers(self.vectors, self.masks)
         self.scalers = dict(scalers)
@@ -209,7 +204,7 @@ class ItemVectors:
         path = Path(path)
         manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify)
         if manifest.get("layout") == SHARDS_LAYOUT:  # written by encode_items(engine="ray", out=...)
-            return open_shards(path, manifest)
+            return _open_shards(path, manifest)
         modalities = list(manifest.get("modalities", {}))
         stems = ["fused", *(f"{kind}.{m}" for m in modalities for kind in ("vectors", "mask", "scaler"))]
         require_files(path, manifest, [*(npy_path(path, stem).name for stem in stems), "ids.json",
@@ -226,3 +221,34 @@ class ItemVectors:
         return cls(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"],
                    scalers=scalers, fused=array("fused"), report=report,
                    encoders=manifest["encoders"], fusion_kind=manifest["fusion"].get("kind", "concat"))
+
+
+def _open_shards(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> ItemVectors:
+    """An :class:`~mmrec.vectors.item_vectors.ItemVectors` over a ``parquet-shards`` folder: ids and masks
+    read, every matrix left on disk as a :class:`ShardedColumn`."""
+    path = Path(path)
+    files = shard_files(path, manifest)
+    require_files(path, manifest, [*(f"{SHARD_DIR}/{f.name}" for f in files), "report.json",
+                                   *(npy_path(path, f"scaler.{m}").name for m in manifest["modalities"])])
+    modalities = dict(manifest["modalities"])
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    columns = [ID_COLUMN, *(f"mask.{m}" for m in modalities)]
+    try:
+        table = pa.concat_tables([pq.read_table(f, columns=columns) for f in files])
+    except (OSError, KeyError, ValueError) as exc:
+        raise ArtifactError(f"{path}: cannot read the item-vector shards ({exc}); re-create them.") from exc
+    if table.num_rows != int(manifest["n_items"]):
+        raise ArtifactError(f"{path}: the shards hold {table.num_rows} rows, the manifest says "
+                            f"{manifest['n_items']}; re-create the artifact.")
+    ids = table.column(ID_COLUMN).to_numpy(zero_copy_only=False).astype(object)
+    masks = {m: table.column(f"mask.{m}").to_numpy(zero_copy_only=False).astype(bool) for m in modalities}
+    vectors = {m: ShardedColumn(files, f"vectors.{m}", d) for m, d in modalities.items()}
+    scalers = {m: ModalityScaler(*np.load(npy_path(path, f"scaler.{m}"), allow_pickle=False))
+               for m in modalities}
+    report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
+    fused = ShardedColumn(files, "fused", int(manifest["fused_dim"]))
+    return ItemVectors(ids, vectors, masks, fusion_weights=manifest["fusion"]["weights"], scalers=scalers,
+                       fused=fused, report=report, encoders=manifest["encoders"],
+                       fusion_kind=manifest["fusion"].get("kind", "concat"))

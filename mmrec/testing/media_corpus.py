@@ -23,7 +23,7 @@ import numpy as np
 import pandas as pd
 
 import mmrec
-from mmrec.item_vectors import EncodeReport
+from mmrec.vectors.item_vectors import EncodeReport
 
 ENCODED, REPORTED, ABSENT = "encoded", "reported", "absent"
 MODALITY_COLUMNS = {"text": "title", "image": "image_path", "audio": "audio_path"}

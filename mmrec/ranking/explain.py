@@ -28,7 +28,7 @@ import pandas as pd
 
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.item_vectors import ItemVectors
+from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Explainer", "Explanation", "explain", "explain_recommendations"]
 
