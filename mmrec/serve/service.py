@@ -24,9 +24,11 @@ from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
 from mmrec.encode.new_items import NewItemEncoder, append_items
 from mmrec.errors import ConfigError, SchemaError
+from mmrec.evaluation.registry import load_model
 from mmrec.index import ItemIndex, build_index
+from mmrec.models.two_tower import TwoTower
 from mmrec.ranking.explain import Explainer
-from mmrec.ranking.online import OnlineRecommender
+from mmrec.ranking.online import OnlineRecommender, ScoredOnline
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Service", "ServeConfig", "NotFound"]
@@ -70,8 +72,12 @@ class Service:
 
     Parameters
     ----------
-    model : TwoTower
-        Trained; its ``encode_items`` made (or makes) the index.
+    model : TwoTower or any fitted recommender
+        A :class:`mmrec.TwoTower` is served from an index of its item vectors with online user
+        vectors (:class:`~mmrec.OnlineRecommender`); any other model of the Recommender contract
+        (EASE, ItemKNN, LightGCN, BPR, popularity …) scores its items for each user's live history
+        (:class:`~mmrec.ranking.online.ScoredOnline`): feedback, forgetting and filters work the
+        same, explanations and new items need a two-tower model.
     catalog : Catalog
         Titles, categories and media of the items; new items are added to it.
     items : ItemVectors, optional
@@ -89,17 +95,28 @@ class Service:
                  config: ServeConfig | None = None) -> None:
         self.config = config or ServeConfig()
         self.model, self.catalog = model, catalog
-        learned = model.encode_items(items)  # content + learned vectors of every item
-        self.items = learned if items is not None else None
-        self.index = index if index is not None else build_index(learned, attributes=catalog)
-        self.online = OnlineRecommender(model, self.index, history=history, alpha=self.config.alpha,
-                                        half_life=self.config.half_life,
-                                        new_user_events=self.config.new_user_events,
-                                        diversify_by=self.config.diversify_by)
+        schema = catalog.schema
+        self.items: ItemVectors | None = None
+        self.index: ItemIndex | None = None
+        self._new_items: NewItemEncoder | None = None
+        if isinstance(model, TwoTower):
+            learned = model.encode_items(items)  # content + learned vectors of every item
+            self.items = learned if items is not None else None
+            self.index = index if index is not None else build_index(learned, attributes=catalog)
+            self.online: OnlineRecommender | ScoredOnline = OnlineRecommender(
+                model, self.index, history=history, alpha=self.config.alpha,
+                half_life=self.config.half_life, new_user_events=self.config.new_user_events,
+                diversify_by=self.config.diversify_by)
+            self._new_items = NewItemEncoder(items, catalog) if items is not None else None
+        else:
+            if items is not None or index is not None:
+                raise ConfigError(f"{type(model).__name__} ranks its own items: serve it without "
+                                  "item vectors or an index (those serve a two-tower model).")
+            attributes = catalog.frame.set_index(schema.id)[[*schema.categorical, *schema.numeric]]
+            attributes.index = attributes.index.map(str)
+            self.online = ScoredOnline(model, history=history, attributes=attributes)
         self.lock = threading.RLock()
         self._explainer: Explainer | None = None
-        self._new_items = NewItemEncoder(items, catalog) if items is not None else None
-        schema = catalog.schema
         self.title_column = _first(schema.text)
         self.category_column = self.config.category_column or _first(schema.categorical)
         self._cards: dict[str, dict[str, Any]] = {}
@@ -111,15 +128,16 @@ class Service:
                    items: str | Path | None = None, events: str | Path | None = None,
                    config: ServeConfig | None = None) -> Service:
         """Load a run: ``model`` is the ``mmrec train`` output folder (``model/``,
-        ``item_vectors/``) or a model folder; ``items`` defaults to the run's ``item_vectors``."""
-        from mmrec.models import TwoTower
-
+        ``item_vectors/``) or any saved model's folder; ``items`` defaults to the run's
+        ``item_vectors`` (for a two-tower model)."""
         model, run = Path(model), None
         if (model / "model").is_dir():
             run, model = model, model / "model"
-        if items is None and run is not None and (run / "item_vectors").is_dir():
+        loaded = load_model(model)
+        if (items is None and run is not None and (run / "item_vectors").is_dir()
+                and isinstance(loaded, TwoTower)):
             items = run / "item_vectors"
-        return cls(TwoTower.load(model), Catalog.from_path(catalog),
+        return cls(loaded, Catalog.from_path(catalog),
                    items=ItemVectors.load(items) if items is not None else None,
                    index=ItemIndex.load(index) if index is not None else None,
                    history=Interactions.from_path(events) if events is not None else None,
@@ -162,8 +180,9 @@ class Service:
     def add_items(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Encode new catalog rows from their content with the run's encoders and add them to the
         index at once (no id embedding: cold items). Media paths must lie in the catalog folder."""
-        if self._new_items is None or self.items is None:
-            raise ConfigError("this service has no item vectors (--items): it cannot encode new items.")
+        if self._new_items is None or self.items is None or self.index is None:
+            raise ConfigError("this service has no item vectors (--items) of a two-tower model: it "
+                              "cannot encode new items.")
         schema = self.catalog.schema
         frame = pd.DataFrame([dict(r) for r in records])
         if schema.id not in frame.columns or frame[schema.id].isna().any():
@@ -223,7 +242,7 @@ class Service:
         """Apply feedback events (``user, item, event, value, timestamp``) in order; all or none:
         every item is checked before any is applied."""
         with self.lock:
-            known = self.index.contains([e["item"] for e in events])
+            known = self._contains([e["item"] for e in events])
             if not known.all():
                 missing = events[int(np.flatnonzero(~known)[0])]["item"]
                 raise NotFound(f"item {missing!r} is not in the index (POST /items adds new items).")
@@ -240,7 +259,15 @@ class Service:
         return [{**self.card(str(r.item)), "event": str(r.event), "value": float(r.value),
                  "timestamp": float(r.timestamp)} for r in frame.itertuples(index=False)]
 
+    def _contains(self, item_ids: Sequence[str]) -> np.ndarray:
+        """Per id, whether the served items hold it."""
+        return (self.index.contains(item_ids) if self.index is not None
+                else self.online.contains(item_ids))
+
     def _explain(self, user: str, item: str) -> dict[str, Any]:
+        if not isinstance(self.model, TwoTower):
+            raise ConfigError(f"explanations need a two-tower model; this service serves "
+                              f"{type(self.model).__name__}.")
         if self._explainer is None:
             self._explainer = Explainer(self.model, self.items)
         history = pd.unique(self.online.events_of(user).frame["item"].to_numpy(dtype=object))
@@ -252,7 +279,7 @@ class Service:
     def explain(self, user: str, item: str) -> dict[str, Any]:
         """Modality shares and driving history items of ``item`` for ``user``."""
         with self.lock:
-            if not self.index.contains([item])[0]:
+            if not self._contains([item])[0]:
                 raise NotFound(f"item {item!r} is not in the index.")
             return {"user": user, "item": item, **self._explain(user, item)}
 
@@ -271,6 +298,10 @@ class Service:
     def health(self) -> dict[str, Any]:
         """Liveness and sizes."""
         with self.lock:
-            return {"status": "ok", "items": len(self.index), "users": len(self.online.users()),
-                    "index": self.index.spec, "dim": self.index.dim,
+            index = self.index
+            return {"status": "ok", "model": type(self.model).__name__,
+                    "items": len(index) if index is not None else len(self.online.item_ids),
+                    "users": len(self.online.users()),
+                    "index": index.spec if index is not None else None,
+                    "dim": index.dim if index is not None else None,
                     "explain_modalities": self.items is not None}
