@@ -117,3 +117,68 @@ def test_shipped_glove_puts_related_words_close():
     a, b, c = encoder.embed_texts(["king and queen", "prince and princess", "stock market crash"])
     cos = lambda x, y: x @ y / np.linalg.norm(x) / np.linalg.norm(y)  # noqa: E731
     assert cos(a, b) > cos(a, c) + 0.1
+
+
+@pytest.fixture(scope="module")
+def tiny_sentence_model(tiny_bert, tmp_path_factory) -> Path:
+    """A sentence-transformers folder written by sentence-transformers itself, with modules unlike
+    MiniLM's: CLS + max pooling (concatenated), a Dense layer with tanh, no Normalize, 8 tokens."""
+    st = pytest.importorskip("sentence_transformers")
+    import torch
+
+    modules = pytest.importorskip("sentence_transformers.sentence_transformer.modules")
+    torch.manual_seed(1)
+    model = st.SentenceTransformer(modules=[
+        modules.Transformer(str(tiny_bert), max_seq_length=8),
+        modules.Pooling(16, pooling_mode=("cls", "max")),
+        modules.Dense(32, 6),
+    ], device="cpu")
+    folder = tmp_path_factory.mktemp("tiny-st") / "model"
+    model.save(str(folder))
+    return folder
+
+
+def test_a_sentence_transformers_folder_is_read_as_sentence_transformers_reads_it(tiny_sentence_model):
+    st = pytest.importorskip("sentence_transformers")
+    texts = ["sea boat", "the city street street street street street street street", " Tree leaf ",
+             "a wave", "forest"]
+    encoder = create_encoder("text-minilm-l6", overrides={"model": str(tiny_sentence_model)})
+    assert encoder.dim == 6 and encoder.pooling == ("cls", "max") and not encoder.normalize
+    assert encoder.max_length == 8
+    reference = st.SentenceTransformer(str(tiny_sentence_model), device="cpu").encode(texts)
+    np.testing.assert_allclose(encoder.embed_texts(texts), reference, atol=1e-5)
+    normalised = create_encoder("text-minilm-l6", overrides={"model": str(tiny_sentence_model),
+                                                             "normalize": True}).embed_texts(texts)
+    np.testing.assert_allclose(normalised, reference / np.linalg.norm(reference, axis=1, keepdims=True),
+                               atol=1e-5)
+
+
+def test_classic_sentence_transformers_configs_are_read(tiny_bert, tmp_path):
+    """The pre-5.0 layout (MiniLM's): pooling_mode_* flags, max_seq_length and do_lower_case."""
+    import json
+    import shutil
+
+    from mmrec.encoders.text_transformer import read_sentence_modules
+
+    folder = tmp_path / "classic"
+    shutil.copytree(tiny_bert, folder)
+    (folder / "1_Pooling").mkdir()
+    (folder / "1_Pooling" / "config.json").write_text(json.dumps(
+        {"word_embedding_dimension": 16, "pooling_mode_cls_token": False, "pooling_mode_mean_tokens": True,
+         "pooling_mode_max_tokens": False, "pooling_mode_mean_sqrt_len_tokens": True}))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": 12,
+                                                                 "do_lower_case": True}))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Pooling", "type": "sentence_transformers.models.Pooling"},
+        {"idx": 2, "name": "2", "path": "2_Normalize", "type": "sentence_transformers.models.Normalize"}]))
+    modules = read_sentence_modules(folder)
+    assert modules.pooling == ("mean", "mean_sqrt_len") and modules.normalize
+    assert modules.max_length == 12 and modules.lower_case
+    encoder = create_encoder("text-minilm-l6", overrides={"model": str(folder)})
+    assert encoder.dim == 32 and encoder.max_length == 12 and encoder.lower_case
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "path": "x", "type": "sentence_transformers.models.LayerNorm"}]))
+    with pytest.raises(mmrec.ConfigError, match="LayerNorm"):
+        create_encoder("text-minilm-l6", overrides={"model": str(folder)})
