@@ -6,7 +6,7 @@ import pytest
 
 import mmrec
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
-from mmrec.testing.worlds import fast_choice
+from mmrec.testing.worlds import FAST_IMAGE, fast_choice
 
 
 def test_counts_add_up_and_broken_files_are_reported(demo_items):
@@ -193,3 +193,34 @@ def test_default_encoders_prefer_installed_pretrained_presets(monkeypatch):
     assert encode.default_encoder("image") == "image-efficientnet-lite0"
     monkeypatch.setattr(encode, "preset_available", lambda name: False)
     assert encode.default_encoder("image") == "image-resnet18"  # the last resort needs nothing
+
+
+def test_random_image_weights_are_said_loudly(demo, tmp_path, caplog):
+    """Without pretrained weights the image encoder says so in the report and the log."""
+    import logging
+
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    image = mmrec.create_encoder("image-resnet18", overrides=FAST_IMAGE)
+    with caplog.at_level(logging.WARNING, logger="mmrec"):
+        items = mmrec.encode_items(catalog, encoders={"text": None, "image": image, "audio": None},
+                                   show_progress=False)
+    assert [w.split(":")[0] for w in items.report.warnings] == ["image"]
+    assert "RANDOM weights" in items.report.warnings[0] and "RANDOM weights" in caplog.text
+    assert str(items.report).startswith("WARNING: image: ") and items.encoders["image"]["random_init"]
+    items.save(tmp_path / "vectors")
+    assert mmrec.ItemVectors.load(tmp_path / "vectors").report.warnings == items.report.warnings
+
+
+def test_image_weights_from_a_file_are_not_random(tmp_path):
+    import torch
+    import torchvision
+    from safetensors.torch import save_file
+
+    torch.manual_seed(0)
+    state = torchvision.models.mobilenet_v3_small(weights=None).state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+    assert mmrec.create_encoder("image-mobilenet-v3-small").random_init
+    weights = {"weights": str(tmp_path / "w.safetensors")}
+    loaded = mmrec.create_encoder("image-mobilenet-v3-small", overrides=weights)
+    assert not loaded.random_init
+    assert not mmrec.create_encoder("text-tfidf-svd").random_init

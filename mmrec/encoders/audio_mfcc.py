@@ -63,7 +63,6 @@ class MfccStatsEncoder(FileEncoder):
         return self._mfcc.stats_dim
 
 
-
     def encode(self, batch: Sequence[np.ndarray]) -> np.ndarray:
         if not batch:
             return np.zeros((0, self.dim), dtype=np.float32)

@@ -62,6 +62,12 @@ class Encoder(ABC):
         enter the encode cache's fingerprint."""
         return []
 
+    @property
+    def random_init(self) -> bool:
+        """True when the network runs with random weights (no pretrained weights were given):
+        its vectors then reflect low-level statistics only."""
+        return False
+
     def describe(self) -> dict[str, Any]:
         """A JSON-friendly description stored with the vectors it produced."""
         return {"class": type(self).__name__, "modality": self.modality, "dim": self.dim}

@@ -106,6 +106,10 @@ class ClipImageEncoder(FileEncoder):
             features = torch.nn.functional.normalize(features, dim=1)
         return np.ascontiguousarray(features.cpu().numpy(), dtype=np.float32)
 
+    @property
+    def random_init(self) -> bool:
+        return not self.config.weights
+
     def weight_paths(self) -> list[Path]:
         cfg = self.config
         return [resolve_weights(spec) for spec in (cfg.config_file, cfg.weights) if spec]

@@ -191,6 +191,10 @@ class CnnEncoder(FileEncoder):
             features = self.model(images).flatten(1)
         return np.ascontiguousarray(features.float().cpu().numpy(), dtype=np.float32)
 
+    @property
+    def random_init(self) -> bool:
+        return not self.config.weights
+
     def weight_paths(self) -> list[Path]:
         return [resolve_weights(self.config.weights)] if self.config.weights else []
 

@@ -22,7 +22,6 @@ __all__ = ["build_index"]
 logger = logging.getLogger(__name__)
 
 
-
 def _looks_normalised(vectors: np.ndarray, seed: int) -> bool:
     rows = np.random.default_rng(seed).choice(len(vectors), size=min(len(vectors), 1000), replace=False)
     with np.errstate(over="ignore", under="ignore"):  # an overflowing norm is inf: not normalised

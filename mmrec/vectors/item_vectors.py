@@ -44,13 +44,15 @@ class EncodeReport:
     counts: dict[str, dict[str, int]] = field(default_factory=dict)
     issues: list[ItemIssue] = field(default_factory=list)
     cache_hits: dict[str, int] = field(default_factory=dict)  # encoded items read from the cache
+    warnings: list[str] = field(default_factory=list)  # e.g. an encoder running with random weights
 
     def to_frame(self) -> pd.DataFrame:
         """Issues as a table with columns ``item_id, modality, reason``."""
         return pd.DataFrame([vars(i) for i in self.issues], columns=["item_id", "modality", "reason"])
 
     def __str__(self) -> str:
-        lines = [
+        lines = [f"WARNING: {warning}" for warning in self.warnings]
+        lines += [
             f"{m}: {c['encoded']} encoded, {c['absent']} absent, {c['failed']} failed"
             for m, c in self.counts.items()
         ]
@@ -61,12 +63,12 @@ class EncodeReport:
 
     def to_dict(self) -> dict[str, Any]:
         return {"counts": self.counts, "issues": [vars(i) for i in self.issues],
-                "cache_hits": self.cache_hits}
+                "cache_hits": self.cache_hits, "warnings": list(self.warnings)}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> EncodeReport:
         return cls(dict(data["counts"]), [ItemIssue(**i) for i in data["issues"]],
-                   dict(data.get("cache_hits", {})))
+                   dict(data.get("cache_hits", {})), list(data.get("warnings", [])))
 
 
 class ItemVectors:
