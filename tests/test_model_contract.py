@@ -177,3 +177,18 @@ def test_saved_baselines_are_recommended_served_and_evaluated_from_their_folder(
     report = mmrec.evaluation.evaluate_models({"mine": pretrained, "fresh": EASE(l2=5.0)},
                                               mmrec.leave_last_out(demo_events))
     assert set(report.table.index) == {"mine", "fresh"}
+
+
+def test_dataframes_are_taken_by_splits_user_vectors_encoding_and_live_history(demo, demo_events):
+    frame = demo_events.frame.rename(columns={"user": "user_id", "item": "item_id"})
+    split = mmrec.leave_last_out(frame)
+    assert len(split.train) + len(split.valid) + len(split.test) == len(demo_events)
+    for make in (mmrec.time_split, mmrec.random_split, mmrec.cold_item_split, mmrec.cold_user_split):
+        assert len(make(frame).test) > 0
+    catalog = pd.read_csv(demo.catalog)[["item_id", "title"]]
+    items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd"}, show_progress=False)
+    index = mmrec.build_index(items, spec="Flat")
+    profile = mmrec.user_vectors(index, frame, users=[demo_events.users[0]])
+    assert profile.has_signal.all()
+    live = ScoredOnline(Popularity().fit(None, frame), history=frame)
+    assert len(live.users()) == demo_events.frame["user"].nunique()

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrec.data.interactions import Interactions
+from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.registry import Registry
 from mmrec.utils.seed import check_seed
@@ -72,13 +72,14 @@ def _part(frame: pd.DataFrame, rows: np.ndarray) -> Interactions:
     return Interactions(frame.iloc[np.sort(rows)].reset_index(drop=True))
 
 
-def leave_last_out(events: Interactions, *, n_test: int = 1, n_valid: int = 1,
+def leave_last_out(events: Interactions | pd.DataFrame, *, n_test: int = 1, n_valid: int = 1,
                    min_train: int = 1) -> Split:
     """Per user, the last ``n_test`` events are test, the ``n_valid`` before them validation.
 
     Users with fewer than ``min_train + n_valid + n_test`` events stay wholly in training (they
     still shape the model, they are just not evaluated). Row order is kept inside each part.
     """
+    events = as_interactions(events, caller="leave_last_out")
     for name, value in (("n_test", n_test), ("n_valid", n_valid)):
         if value < 0:
             raise ConfigError(f"leave_last_out: {name} must be >= 0, got {value}.")
@@ -97,13 +98,15 @@ def leave_last_out(events: Interactions, *, n_test: int = 1, n_valid: int = 1,
                  kind=f"leave_last_out(n_test={n_test}, n_valid={n_valid})")
 
 
-def time_split(events: Interactions, *, valid_fraction: float = 0.1, test_fraction: float = 0.1,
-               valid_start: float | None = None, test_start: float | None = None) -> Split:
+def time_split(events: Interactions | pd.DataFrame, *, valid_fraction: float = 0.1,
+               test_fraction: float = 0.1, valid_start: float | None = None,
+               test_start: float | None = None) -> Split:
     """One global time line: events before ``valid_start`` train, then validation, then test.
 
     The boundaries default to the time quantiles that leave ``valid_fraction`` and
     ``test_fraction`` of the events in the later parts.
     """
+    events = as_interactions(events, caller="time_split")
     frame = events.frame
     times = frame["timestamp"].to_numpy(np.float64)
     if len(times) == 0 or np.isnan(times).any():
@@ -134,10 +137,11 @@ def _check_fraction(name: str, value: float) -> None:
         raise ConfigError(f"{name} must be in [0, 1), got {value}.")
 
 
-def random_split(events: Interactions, *, test_fraction: float = 0.1, valid_fraction: float = 0.1,
-                 seed: int = 0) -> Split:
+def random_split(events: Interactions | pd.DataFrame, *, test_fraction: float = 0.1,
+                 valid_fraction: float = 0.1, seed: int = 0) -> Split:
     """Random holdout of single events (not time-aware: the future may be in training — use it for
     rating prediction or to compare with papers that use it, not for next-item metrics)."""
+    events = as_interactions(events, caller="random_split")
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
     if test_fraction + valid_fraction >= 1:
@@ -159,10 +163,11 @@ def _held_out(values: np.ndarray, fraction: float, seed: int) -> set:
     return set(unique[picked].tolist())
 
 
-def cold_item_split(events: Interactions, *, test_fraction: float = 0.1, valid_fraction: float = 0.0,
-                    seed: int = 0) -> Split:
+def cold_item_split(events: Interactions | pd.DataFrame, *, test_fraction: float = 0.1,
+                    valid_fraction: float = 0.0, seed: int = 0) -> Split:
     """Hold out whole items: every event on a test (validation) item leaves training, so the model
     never sees those items and must place them from content alone (new-item cold start)."""
+    events = as_interactions(events, caller="cold_item_split")
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
     seed = check_seed(seed, where="cold_item_split")
@@ -178,12 +183,13 @@ def cold_item_split(events: Interactions, *, test_fraction: float = 0.1, valid_f
                  kind=f"cold_item_split(test={test_fraction}, valid={valid_fraction}, seed={seed})")
 
 
-def cold_user_split(events: Interactions, *, test_fraction: float = 0.1, n_given: int = 3,
+def cold_user_split(events: Interactions | pd.DataFrame, *, test_fraction: float = 0.1, n_given: int = 3,
                     valid_fraction: float = 0.0, seed: int = 0) -> Split:
     """Hold out whole users: they are absent from training; each held-out user's first ``n_given``
     events (time order) are ``given`` (readable at recommendation time), the rest are the targets.
     Held-out users with no more than ``n_given`` events are dropped from the split (reported in
     ``kind``). Validation users, if any, are split the same way (their first events in ``given``)."""
+    events = as_interactions(events, caller="cold_user_split")
     _check_fraction("test_fraction", test_fraction)
     _check_fraction("valid_fraction", valid_fraction)
     if n_given < 0:

@@ -6,6 +6,7 @@ import os
 from collections.abc import Mapping
 from typing import Any
 
+import pandas as pd
 import torch
 
 from mmrec.data.catalog import Catalog
@@ -24,7 +25,7 @@ ENCODE_ENGINES.add("ray", encode_with_ray)  # Ray itself is imported only when t
 
 
 def encode_items(
-    catalog: Catalog | str | os.PathLike[str],
+    catalog: Catalog | pd.DataFrame | str | os.PathLike[str],
     *,
     encoders: Mapping[str, EncoderSpec] | None = None,
     batch_size: int = 32,
@@ -41,8 +42,9 @@ def encode_items(
 
     Parameters
     ----------
-    catalog : Catalog or path
-        The items, or a catalog file (read with :meth:`Catalog.from_path`; the ``"ray"`` engine
+    catalog : Catalog, DataFrame or path
+        The items (a DataFrame is read with :meth:`Catalog.from_frame`, schema inferred), or a
+        catalog file (read with :meth:`Catalog.from_path`; the ``"ray"`` engine
         reads it with Ray Data, also from object-store URIs).
     encoders : mapping of modality to preset name, Preset, Encoder or None, optional
         Overrides the defaults (per modality the first installed preset of
@@ -83,10 +85,13 @@ def encode_items(
         Per-modality float32 matrices and masks, the fused vectors, and ``report``: a missing or
         corrupt file marks that item's modality as missing and is listed with its reason.
     """
+    if isinstance(catalog, pd.DataFrame):
+        catalog = Catalog.from_frame(catalog)  # the schema inferred from the column names
     if not isinstance(catalog, Catalog | str | os.PathLike):
         raise SchemaError(
-            f"encode_items expects a mmrec.Catalog or a catalog file, got {type(catalog).__name__}; "
-            "build one with mmrec.Catalog.from_path(...) or Catalog.from_frame(...)."
+            f"encode_items expects a mmrec.Catalog, a DataFrame or a catalog file, got "
+            f"{type(catalog).__name__}; build one with mmrec.Catalog.from_path(...) or "
+            "Catalog.from_frame(...)."
         )
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, got {batch_size}.")

@@ -223,7 +223,9 @@ class TwoTower:
         return self.net_
 
     def histories(self, events: Interactions, users: Sequence[str] | None = None) -> Histories:
-        """``events`` as the model's time-ordered histories (``users`` fixes the rows)."""
+        """``events`` (Interactions or a DataFrame) as the model's time-ordered histories (``users``
+        fixes the rows)."""
+        events = as_interactions(events, caller="TwoTower")
         self._fitted()
         assert self.item_ids_ is not None and self.vocabulary_ is not None
         return Histories.from_interactions(events, self.item_ids_, self.vocabulary_,

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.validation import is_finite_number, positive_int
 from mmrec.errors import ConfigError, SchemaError
@@ -61,8 +61,9 @@ class LiveHistory:
     """The behaviour a live recommender keeps: the initial log, each user's newest observed events
     (at most ``max_events_per_user``) and the distinct items each user touched."""
 
-    def __init__(self, history: Interactions | None, max_events_per_user: int) -> None:
+    def __init__(self, history: Interactions | pd.DataFrame | None, max_events_per_user: int) -> None:
         self.max_events_per_user = int(max_events_per_user)
+        history = as_interactions(history, caller="the live history") if history is not None else None
         self._set_base(history.frame if history is not None else pd.DataFrame(columns=COLUMNS))
         self._observed: dict[str, deque[tuple[str, str, float, str, float]]] = {}
         self._items_of = self._base.groupby("user", sort=False)["item"].agg(set).to_dict()

@@ -46,6 +46,7 @@ def user_vectors(
     half_life : float, optional
         Recency decay: an event ``half_life`` seconds older than the user's latest counts half.
     """
+    events = as_interactions(events, caller="user_vectors")
     if half_life is not None and (isinstance(half_life, bool) or not isinstance(half_life, Real)
                                   or not half_life > 0):
         raise ConfigError(f"half_life must be > 0 seconds, got {half_life!r}.")
