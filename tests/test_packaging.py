@@ -38,3 +38,12 @@ def test_the_wheel_ships_weights_page_and_helpers(wheel):
         assert str(path.relative_to(ROOT)) in names
     assert {"mmrec/testing/worlds.py", "mmrec/py.typed"} <= names
     assert not [n for n in names if n.startswith("tests/")]
+
+
+def test_the_wheel_ships_every_module(wheel):
+    names = set(wheel.namelist())
+    missing = [str(p.relative_to(ROOT)) for p in (ROOT / "mmrec").rglob("*.py")
+               if str(p.relative_to(ROOT)) not in names]
+    assert not missing, missing
+    packages = {p.parent for p in (ROOT / "mmrec").rglob("*.py")}
+    assert not [str(p) for p in packages if not (p / "__init__.py").exists()]

@@ -197,6 +197,84 @@ def _data_parallel(step: _StepLoss, group: Collective, device: torch.device) -> 
                find_unused_parameters=True, **no_buffer_sync)
 
 
+@dataclass
+class _Progress:
+    """Where training stands: the history so far, the best weights, the next epoch, the epochs
+    without a validation gain."""
+
+    record: TrainingHistory
+    best_state: dict[str, torch.Tensor]
+    start_epoch: int = 0
+    bad_epochs: int = 0
+
+
+def _resume(net: TwoTowerNet, optimizer: torch.optim.Optimizer, config: TrainConfig,
+            checkpoint_dir: str | Path | None) -> _Progress:
+    """A fresh start, or the state of the checkpoint in ``checkpoint_dir`` (weights and optimizer
+    restored in place)."""
+    progress = _Progress(TrainingHistory(), {k: v.detach().clone() for k, v in net.state_dict().items()})
+    saved = load_checkpoint(checkpoint_dir) if checkpoint_dir is not None else None
+    if saved is None:
+        return progress
+    made_with = saved["progress"].get("model_config")
+    if made_with != config_to_dict(net.config):
+        raise ConfigError(
+            f"the checkpoint in {checkpoint_dir} was made by a different model configuration "
+            f"({made_with}); train into a new folder or delete that one.")
+    net.load_state_dict(saved["model"])
+    restore_optimizer(optimizer, saved["optimizer"], saved["optimizer_meta"])
+    state = saved["progress"]
+    record = TrainingHistory(state["epochs"], state["best_epoch"], state["best_metric"],
+                             state["stopped_early"])
+    logger.info("resuming from %s after epoch %d", checkpoint_dir, len(record.epochs))
+    start = config.epochs if record.stopped_early else len(record.epochs)
+    return _Progress(record, saved["best"], start, state["bad_epochs"])
+
+
+def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net: TwoTowerNet,
+               histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
+               device: torch.device, group: Collective, show_progress: bool | None) -> tuple[float, int]:
+    """One pass over the shuffled windows; returns the summed loss (over all processes) and this
+    process's number of targets."""
+    net.train()
+    order = np.random.default_rng([config.seed, epoch]).permutation(len(spans))
+    generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
+    total_loss, total_targets = 0.0, 0
+    # a last batch too small to give every process a window is left to the next epoch's shuffle
+    batches = [start for start in range(0, len(order), config.batch_size)
+               if len(order[start : start + config.batch_size]) >= group.world_size]
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
+        for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
+                              show=show_progress if group.is_main else False):
+            share = shard_of_batch(order[start : start + config.batch_size], group)
+            batch = histories.batch(spans[share], net.config.max_len + 1).to(device)
+            with _autocast(device, config.amp):
+                loss, n_targets = step_loss(batch, generator)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
+                                         "lower the learning rate.")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if config.grad_clip:
+                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+            optimizer.step()
+            # this process's share of the global mean loss, weighted by the global targets
+            total_loss += float(loss.detach()) * n_targets / group.world_size
+            total_targets += n_targets
+    return float(group.sum(torch.tensor([total_loss], dtype=torch.float64))[0]), total_targets
+
+
+def _checkpoint(checkpoint_dir: str | Path | None, net: TwoTowerNet, optimizer: torch.optim.Optimizer,
+                state: _Progress, group: Collective) -> None:
+    """Save the progress (rank 0 writes; every process waits until it is written)."""
+    if checkpoint_dir is not None and group.is_main:
+        save_checkpoint(checkpoint_dir, model=net.state_dict(), best=state.best_state, optimizer=optimizer,
+                        progress={**state.record.to_dict(), "bad_epochs": state.bad_epochs,
+                                  "model_config": config_to_dict(net.config)})
+    group.barrier()  # no process reads a checkpoint rank 0 is still writing
+
+
 def train(
     net: TwoTowerNet,
     histories: Histories,
@@ -217,93 +295,45 @@ def train(
     group = group or SingleProcess()
     spans = histories.windows(net.config.max_len)
     optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay)
-    batcher = _Batcher(net, config, popularity, device, group)
-    record = TrainingHistory()
-    best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
-    start_epoch, bad_epochs = 0, 0
-    if checkpoint_dir is not None:
-        saved = load_checkpoint(checkpoint_dir)
-        if saved is not None:
-            made_with = saved["progress"].get("model_config")
-            if made_with != config_to_dict(net.config):
-                raise ConfigError(
-                    f"the checkpoint in {checkpoint_dir} was made by a different model configuration "
-                    f"({made_with}); train into a new folder or delete that one.")
-            net.load_state_dict(saved["model"])
-            restore_optimizer(optimizer, saved["optimizer"], saved["optimizer_meta"])
-            best_state = saved["best"]
-            state = saved["progress"]
-            record = TrainingHistory(state["epochs"], state["best_epoch"], state["best_metric"],
-                                     state["stopped_early"])
-            start_epoch, bad_epochs = len(record.epochs), state["bad_epochs"]
-            logger.info("resuming from %s after epoch %d", checkpoint_dir, start_epoch)
-            if record.stopped_early:
-                start_epoch = config.epochs
+    state = _resume(net, optimizer, config, checkpoint_dir)
+    record = state.record
+
     def validated() -> float:
         assert validate is not None
         return group.from_main(validate() if group.is_main else 0.0)
 
-    if start_epoch == 0 and validate is not None:
+    if state.start_epoch == 0 and validate is not None:
         # the untrained model is a candidate too: training must beat it on validation to count
         record.best_metric, record.best_epoch = validated(), 0
         logger.info("before training: valid %.4f", record.best_metric)
-    step_loss = _data_parallel(_StepLoss(batcher), group, device)
-    for epoch in range(start_epoch, config.epochs):
+    step_loss = _data_parallel(_StepLoss(_Batcher(net, config, popularity, device, group)), group, device)
+    for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
-        net.train()
-        order = np.random.default_rng([config.seed, epoch]).permutation(len(spans))
-        generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
-        total_loss, total_targets, steps = 0.0, 0, 0
-        # a last batch too small to give every process a window is left to the next epoch's shuffle
-        batches = [start for start in range(0, len(order), config.batch_size)
-                   if len(order[start : start + config.batch_size]) >= group.world_size]
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-            torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
-            for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
-                                  show=show_progress if group.is_main else False):
-                share = shard_of_batch(order[start : start + config.batch_size], group)
-                batch = histories.batch(spans[share], net.config.max_len + 1).to(device)
-                with _autocast(device, config.amp):
-                    loss, n_targets = step_loss(batch, generator)
-                if not torch.isfinite(loss):
-                    raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
-                                             "lower the learning rate.")
-                optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                if config.grad_clip:
-                    torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
-                optimizer.step()
-                # this process's share of the global mean loss, weighted by the global targets
-                total_loss += float(loss.detach()) * n_targets / group.world_size
-                total_targets += n_targets
-                steps += 1
-        total_loss = float(group.sum(torch.tensor([total_loss], dtype=torch.float64))[0])
+        total_loss, total_targets = _run_epoch(step_loss, optimizer, net, histories, spans, epoch=epoch,
+                                               config=config, device=device, group=group,
+                                               show_progress=show_progress)
         seconds = time.perf_counter() - started
         metric = validated() if validate is not None else -float(total_loss / max(total_targets, 1))
         entry = {"epoch": epoch + 1, "loss": total_loss / max(total_targets, 1), "valid": metric,
                  "seconds": seconds, "targets_per_s": total_targets / max(seconds, 1e-9)}
         record.epochs.append(entry)
         if metric > record.best_metric:
-            record.best_metric, record.best_epoch, bad_epochs = metric, epoch + 1, 0
-            best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            record.best_metric, record.best_epoch, state.bad_epochs = metric, epoch + 1, 0
+            state.best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
         else:
-            bad_epochs += 1
+            state.bad_epochs += 1
         logger.info("epoch %d: loss %.4f, valid %.4f, %.1f s (%.0f targets/s)", epoch + 1,
                     entry["loss"], metric, seconds, entry["targets_per_s"])
-        record.stopped_early = bad_epochs > config.patience
-        if checkpoint_dir is not None and group.is_main:
-            save_checkpoint(checkpoint_dir, model=net.state_dict(), best=best_state, optimizer=optimizer,
-                            progress={**record.to_dict(), "bad_epochs": bad_epochs,
-                                      "model_config": config_to_dict(net.config)})
-        group.barrier()  # no process reads a checkpoint rank 0 is still writing
+        record.stopped_early = state.bad_epochs > config.patience
+        _checkpoint(checkpoint_dir, net, optimizer, state, group)
         if record.stopped_early:
-            logger.info("early stop: no validation gain for %d epochs", bad_epochs)
+            logger.info("early stop: no validation gain for %d epochs", state.bad_epochs)
             break
     if isinstance(step_loss, torch.nn.parallel.DistributedDataParallel):
         # free the DDP reducer (its hooks hold it in reference cycles) while the process group
         # lives: destroyed at interpreter exit, after the group, it aborted the process
         del step_loss
         gc.collect()
-    net.load_state_dict(best_state)
+    net.load_state_dict(state.best_state)
     net.eval()
     return record

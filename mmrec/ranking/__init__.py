@@ -1,0 +1,17 @@
+"""Top-k recommendations for one user, many users and live users, with one popularity fallback.
+
+- :mod:`~mmrec.ranking.topk` — ``recommend`` and ``user_vectors`` through an index
+- :mod:`~mmrec.ranking.scored` — top-k from any model's scores (every model's ``recommend``)
+- :mod:`~mmrec.ranking.popularity` — the popularity ranking and the segment/diversity fallback
+- :mod:`~mmrec.ranking.batch` — every user in bounded memory (``recommend_batches``)
+- :mod:`~mmrec.ranking.online` — live users: ``OnlineRecommender`` (vectors), ``ScoredOnline`` (scores)
+- :mod:`~mmrec.ranking.explain` — which modality and which history items drove a recommendation
+"""
+
+from mmrec.ranking.batch import EventsByUser, recommend_batches, write_recommendations
+from mmrec.ranking.online import OnlineRecommender, ScoredOnline
+from mmrec.ranking.scored import recommend_by_scores
+from mmrec.ranking.topk import recommend, user_vectors
+
+__all__ = ["recommend", "user_vectors", "recommend_by_scores", "recommend_batches", "write_recommendations",
+           "EventsByUser", "OnlineRecommender", "ScoredOnline"]
