@@ -24,7 +24,7 @@ from mmrec.ranking.scored import recommend_by_scores
 from mmrec.utils.state import load_state, save_state
 from mmrec.vectors.item_vectors import ItemVectors
 
-__all__ = ["user_rows", "FittedItems", "ARTIFACT_PREFIX"]
+__all__ = ["user_rows", "FittedItems", "FactorModel", "check_rows", "ARTIFACT_PREFIX"]
 
 ARTIFACT_PREFIX = "model."  # manifest format of a saved baseline: "model.<artifact_name>"
 Model = TypeVar("Model", bound="FittedItems")
@@ -103,6 +103,21 @@ class FittedItems:
             raise ArtifactError(f"{path.name}: saved settings do not fit {cls.__name__} ({exc}).") from exc
         model.restore_state(state, path)
         return model
+
+
+class FactorModel(FittedItems):
+    """Mixin of models with ``user_factors_`` (rows: ``user_ids_``) and ``item_factors_`` (rows:
+    ``item_ids_``): a load checks both against the saved ids."""
+
+    user_ids_: pd.Index | None = None
+    user_factors_: np.ndarray | None = None
+    item_factors_: np.ndarray | None = None
+
+    def restore_state(self, state: dict[str, Any], path: Path) -> None:
+        super().restore_state(state, path)
+        check_rows(path, "item_factors_", self.item_factors_, len(self._items()))
+        check_rows(path, "user_factors_", self.user_factors_,
+                   len(self.user_ids_) if self.user_ids_ is not None else -1)
 
 
 def check_rows(path: Path, name: str, array: Any, expected: int, axis: int = 0) -> None:

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.baselines.base import FactorModel, user_rows
 from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
@@ -44,18 +43,12 @@ def train_bpr(parameters: list[torch.Tensor], step_loss: Callable[..., torch.Ten
     return losses
 
 
-class BPRMF(FittedItems):
+class BPRMF(FactorModel):
     """User and item embeddings, ``score = u·i``, trained so that each (user, seen item) outranks a
     uniformly drawn item (``-log σ(u·i - u·j)`` + L2). Transductive: users absent from training
     get a zero vector (every item ties)."""
 
     artifact_name = "bpr"
-
-    def restore_state(self, state: dict, path: Path) -> None:
-        super().restore_state(state, path)
-        assert self.user_ids_ is not None
-        check_rows(path, "item_factors_", self.item_factors_, len(self._items()))
-        check_rows(path, "user_factors_", self.user_factors_, len(self.user_ids_))
 
     def __init__(self, dim: int = 64, epochs: int = 30, lr: float = 5e-3, l2: float = 1e-5,
                  batch_size: int = 4096, seed: int = 0, device: str = "auto") -> None:

@@ -17,14 +17,13 @@ Two additions for a multimodal catalog:
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.baselines.base import FittedItems, check_rows, user_rows
+from mmrec.baselines.base import FactorModel, user_rows
 from mmrec.baselines.bpr import train_bpr
 from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.data.matrix import interaction_matrix
@@ -66,16 +65,10 @@ def _content_start(items: ItemVectors, ids: pd.Index, dim: int, seed: int) -> to
     return start * (0.1 / start.std().clamp_min(1e-8))
 
 
-class LightGCN(FittedItems):
+class LightGCN(FactorModel):
     """Graph-propagated user/item embeddings trained with BPR (``score = user · item``)."""
 
     artifact_name = "lightgcn"
-
-    def restore_state(self, state: dict, path: Path) -> None:
-        super().restore_state(state, path)
-        assert self.user_ids_ is not None
-        check_rows(path, "item_factors_", self.item_factors_, len(self._items()))
-        check_rows(path, "user_factors_", self.user_factors_, len(self.user_ids_))
 
     def __init__(self, dim: int = 64, layers: int = 3, epochs: int = 20, lr: float = 5e-3,
                  l2: float = 1e-4, batch_size: int = 2048, content_init: bool = True, seed: int = 0,
