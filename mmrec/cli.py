@@ -301,11 +301,20 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from mmrec.jobs.evaluate import load_evaluate_job, run_evaluate_job
 
-    evaluation = {"sampled_negatives": args.sampled} if args.sampled is not None else {}
+    evaluation: dict[str, Any] = {"sampled_negatives": args.sampled} if args.sampled is not None else {}
+    if args.diversify is not None:
+        try:
+            evaluation["diversify"] = [float(v) for v in args.diversify.split(",") if v.strip()]
+        except ValueError:
+            raise ConfigError(f"--diversify takes numbers in [0, 1] separated by commas, got "
+                              f"{args.diversify!r}.") from None
+    if args.rerank is not None:
+        evaluation["rerank"] = args.rerank
     job = load_evaluate_job(args.config, out=args.out, evaluation=evaluation)
     report = run_evaluate_job(job)
     print(report.to_markdown())
-    print(f"\nmetrics.csv, metrics.json, metrics.md and metrics.png saved in {job.out}")
+    extra = ", tradeoff.png" if report.has_tradeoff else ""
+    print(f"\nmetrics.csv, metrics.json, metrics.md, metrics.png{extra} saved in {job.out}")
     return 0
 
 
@@ -457,6 +466,12 @@ def add_evaluate_parser(sub: Any) -> None:
     _add_job_options(p, "docs/evaluation.md")
     p.add_argument("--sampled", type=int, default=None,
                    help="rank targets among N sampled items instead of the whole catalog (labelled)")
+    p.add_argument("--diversify", default=None, metavar="L1,L2,...",
+                   help="re-rank every model's lists for variety at each λ in [0, 1] (e.g. "
+                   "0,0.1,0.2,0.3,0.5): one row per λ with accuracy and beyond-accuracy metrics, and an "
+                   "accuracy–diversity plot (tradeoff.png)")
+    p.add_argument("--rerank", choices=["mmr", "dpp"], default=None,
+                   help="re-ranker for --diversify (default: mmr)")
     p.set_defaults(func=cmd_evaluate)
 
 

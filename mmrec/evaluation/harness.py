@@ -22,19 +22,24 @@ import pandas as pd
 import torch
 
 from mmrec.data.interactions import EventWeights, Interactions
-from mmrec.data.matrix import interaction_matrix
+from mmrec.data.matrix import distinct_user_counts, interaction_matrix
 from mmrec.data.splits import Split
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.evaluation.metrics import (
     RANKING_METRICS,
     catalog_coverage,
+    gini_index,
+    intra_list_diversity,
+    miscalibration,
     novelty,
     ranking_metrics,
     rating_metrics,
+    tail_share,
     targets_per_user,
 )
 from mmrec.evaluation.protocol import RatingPredictor, Recommender
 from mmrec.evaluation.report import EvaluationReport
+from mmrec.ranking.rerank import candidate_count, check_diversify, rerank_candidates
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["EvalConfig", "evaluate_model", "evaluate_models", "item_universe"]
@@ -61,6 +66,8 @@ class EvalConfig:
     user_chunk: int = 1024
     seed: int = 0
     event_weights: EventWeights = field(default_factory=EventWeights)
+    diversify: tuple[float, ...] = (0.0,)
+    rerank: str = "mmr"
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "ks", tuple(int(k) for k in self.ks))
@@ -76,6 +83,10 @@ class EvalConfig:
                               f"{self.sampled_negatives}.")
         if self.user_chunk < 1:
             raise ConfigError(f"EvalConfig: user_chunk must be >= 1, got {self.user_chunk}.")
+        values = (self.diversify,) if isinstance(self.diversify, int | float) else self.diversify
+        object.__setattr__(self, "diversify", tuple(check_diversify(v, self.rerank) for v in values))
+        if not self.diversify:
+            raise ConfigError("EvalConfig: diversify needs at least one λ (0: the model's ranking).")
 
     @property
     def protocol(self) -> str:
@@ -110,9 +121,12 @@ class _Context:
     popularity: np.ndarray
     n_train_users: int
     test: Interactions
+    features: np.ndarray | None = None  # (universe, d) content vectors: diversity and re-ranking
+    categories: np.ndarray | None = None  # (universe, n_categories) multi-hot
 
     @classmethod
-    def build(cls, split: Split, universe: pd.Index, config: EvalConfig) -> _Context:
+    def build(cls, split: Split, universe: pd.Index, config: EvalConfig, *,
+              items: ItemVectors | None = None, categories: Mapping[str, Any] | None = None) -> _Context:
         test = split.test
         if not len(test):
             raise SchemaError(f"{split.kind}: the test part is empty; nothing to evaluate.")
@@ -130,9 +144,42 @@ class _Context:
             logger.warning("%d test event(s) are on items outside the universe; they count as misses",
                            unknown)
         targets = targets_per_user(row, col, len(users))
-        train_matrix = interaction_matrix(split.train, split.train.users, universe)
-        popularity = np.asarray(train_matrix.sum(axis=0), dtype=np.float64).ravel()
-        return cls(universe, users, history, seen, targets, popularity, train_matrix.shape[0], test)
+        train = split.train.frame
+        columns = universe.get_indexer(train["item"].to_numpy(dtype=object))
+        codes = pd.factorize(train["user"].to_numpy(dtype=object))[0]
+        popularity = distinct_user_counts(codes[columns >= 0], columns[columns >= 0], len(universe))
+        return cls(universe, users, history, seen, targets, popularity, len(split.train.users), test,
+                   features=_content_features(items, universe),
+                   categories=category_matrix(categories, universe))
+
+
+def _content_features(items: ItemVectors | None, universe: pd.Index) -> np.ndarray | None:
+    """The fused content vectors of the universe's items (zero rows for items without)."""
+    if items is None:
+        return None
+    rows = pd.Index(items.ids).get_indexer(universe)
+    features = np.zeros((len(universe), items.dim), dtype=np.float32)
+    features[rows >= 0] = np.asarray(items.fused, dtype=np.float32)[rows[rows >= 0]]
+    return features
+
+
+def category_matrix(categories: Mapping[str, Any] | None, universe: pd.Index,
+                    separator: str = "|") -> np.ndarray | None:
+    """Multi-hot ``(len(universe), n_categories)`` float32 from item id → category label(s): a
+    list, or a string (``"Action|Comedy"`` is two categories); items without one get a zero row."""
+    if categories is None:
+        return None
+    labels = pd.Series(categories).astype(object)
+    labels.index = labels.index.map(str)
+    per_item = labels.reindex(universe).map(
+        lambda v: list(map(str, v)) if isinstance(v, list | tuple | set) else
+        [] if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).split(separator))
+    names = sorted({name for names in per_item for name in names})
+    column = {name: j for j, name in enumerate(names)}
+    matrix = np.zeros((len(universe), len(names)), dtype=np.float32)
+    for row, names_of in enumerate(per_item):
+        matrix[row, [column[n] for n in names_of]] = 1.0
+    return matrix
 
 
 def _columns(model: Recommender, universe: pd.Index) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +192,14 @@ def _columns(model: Recommender, universe: pd.Index) -> tuple[np.ndarray, np.nda
 
 
 def _rank_full(scores: torch.Tensor, k: int) -> np.ndarray:
+    return _top_with_scores(scores, k)[0]
+
+
+def _top_with_scores(scores: torch.Tensor, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = min(k, scores.shape[1])
     value, index = scores.topk(k, dim=1)
     index[~torch.isfinite(value)] = -1
-    return index.numpy()
+    return index.numpy(), value.numpy().astype(np.float64)
 
 
 def _rank_sampled(scores: torch.Tensor, targets: list[np.ndarray], n_negatives: int, k: int,
@@ -170,11 +221,13 @@ def _rank_sampled(scores: torch.Tensor, targets: list[np.ndarray], n_negatives: 
     return top
 
 
-def _rank_model(model: Recommender, context: _Context, config: EvalConfig) -> np.ndarray:
+def _rank_model(model: Recommender, context: _Context, config: EvalConfig, *, width: int | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
+    """Each test user's top ``width`` (default the largest K) universe positions and their scores."""
     keep, where = _columns(model, context.universe)
-    k = max(config.ks)
+    k = width or max(config.ks)
     rng = np.random.default_rng(config.seed)
-    tops = []
+    tops, values = [], []
     for start in range(0, len(context.users), config.user_chunk):
         chunk = context.users[start : start + config.user_chunk]
         scores = np.asarray(model.score_items(context.history, users=list(chunk)), dtype=np.float32)
@@ -188,22 +241,73 @@ def _rank_model(model: Recommender, context: _Context, config: EvalConfig) -> np
             full[torch.from_numpy(seen.row.astype(np.int64)),
                  torch.from_numpy(seen.col.astype(np.int64))] = -torch.inf
         if config.sampled_negatives is None:
-            tops.append(_rank_full(full, k))
+            top, value = _top_with_scores(full, k)
         else:
-            tops.append(_rank_sampled(full, context.targets[start : start + len(chunk)],
-                                      config.sampled_negatives, k, rng))
-    top = np.concatenate(tops)
+            top = _rank_sampled(full, context.targets[start : start + len(chunk)],
+                                config.sampled_negatives, k, rng)
+            value = np.take_along_axis(full.numpy(), np.maximum(top, 0), axis=1).astype(np.float64)
+        tops.append(top)
+        values.append(np.where(top >= 0, value, -np.inf))
+    top, value = np.concatenate(tops), np.concatenate(values)
     if top.shape[1] < k:
         top = np.pad(top, ((0, 0), (0, k - top.shape[1])), constant_values=-1)
-    return top
+        value = np.pad(value, ((0, 0), (0, k - value.shape[1])), constant_values=-np.inf)
+    return top, value
 
 
 def _beyond_accuracy(top: np.ndarray, context: _Context, ks: Sequence[int]) -> dict[str, float]:
+    """Coverage, novelty, exposure Gini and tail share at each K; intra-list diversity on the
+    content vectors and on the categories, and miscalibration, where those are given."""
     results: dict[str, float] = {}
     for k in ks:
         results[f"coverage@{k}"] = catalog_coverage(top, len(context.universe), k)
         results[f"novelty@{k}"] = novelty(top, context.popularity, context.n_train_users, k)
+        results[f"gini@{k}"] = gini_index(top, len(context.universe), k)
+        results[f"tail@{k}"] = tail_share(top, context.popularity, k)
+        if context.features is not None:
+            results[f"ild@{k}"] = intra_list_diversity(top, context.features, k)
+        if context.categories is not None:
+            results[f"ild_category@{k}"] = intra_list_diversity(top, context.categories, k)
+            results[f"miscalibration@{k}"] = miscalibration(top, context.seen, context.categories, k)
     return results
+
+
+def _diversity_vectors(model: Any, context: _Context) -> np.ndarray:
+    """What re-ranking compares items by: the content vectors, else the model's item vectors, else
+    the categories."""
+    if context.features is not None:
+        return context.features
+    if hasattr(model, "user_item_vectors"):
+        keep, where = _columns(model, context.universe)
+        _, vectors = model.user_item_vectors(context.history, users=list(context.users[:1]))
+        out = np.zeros((len(context.universe), vectors.shape[1]), dtype=np.float32)
+        out[where] = vectors[keep]
+        return out
+    if context.categories is not None:
+        return context.categories
+    raise ConfigError("diversify needs item vectors to compare items: pass items= (content vectors) or "
+                      "categories=, or evaluate a vector model.")
+
+
+def _diversified_rows(model: Any, context: _Context, config: EvalConfig, row: dict[str, Any],
+                      name: str) -> list[dict[str, Any]]:
+    """One row per λ of ``config.diversify``: the model's top candidates re-ranked for variety."""
+    k = max(config.ks)
+    width = candidate_count(k, len(context.universe))
+    started = time.perf_counter()
+    candidates, scores = _rank_model(model, context, config, width=width)
+    vectors = _diversity_vectors(model, context)
+    rows = []
+    for diversify in config.diversify:
+        picked, _ = rerank_candidates(scores, candidates, vectors[np.maximum(candidates, 0)], k,
+                                      diversify=diversify, method=config.rerank)
+        entry = {**row, "model": name if diversify == 0 else f"{name} (diversify={diversify:g})",
+                 "diversify": diversify, "rerank": config.rerank,
+                 "score_s": row["score_s"] + time.perf_counter() - started}
+        entry.update(ranking_metrics(picked, context.targets, config.ks, config.metrics))
+        entry.update(_beyond_accuracy(picked, context, config.ks))
+        rows.append(entry)
+    return rows
 
 
 def _ann_metrics(model: Any, context: _Context, config: EvalConfig) -> dict[str, float]:
@@ -258,18 +362,27 @@ def _rating_metrics(model: RatingPredictor, context: _Context, config: EvalConfi
 def evaluate_model(model: Recommender, split: Split, *, name: str | None = None,
                    items: ItemVectors | None = None, config: EvalConfig | None = None,
                    catalog_ids: Sequence[str] | None = None, fit: bool = True,
-                   _context: _Context | None = None) -> dict[str, Any]:
-    """Fit ``model`` on ``split.train`` (unless ``fit=False``) and return one row of metrics."""
+                   categories: Mapping[str, Any] | None = None) -> dict[str, Any]:
+    """Fit ``model`` on ``split.train`` (unless ``fit=False``) and return one row of metrics
+    (:func:`evaluate_models` gives one row per λ when ``config.diversify`` has several)."""
     config = config or EvalConfig()
-    context = _context or _Context.build(split, item_universe(split, items, catalog_ids), config)
-    row: dict[str, Any] = {"model": name or type(model).__name__, "protocol": config.protocol,
-                           "split": split.kind}
+    if len(config.diversify) > 1:
+        raise ConfigError("evaluate_model gives one row; with several diversify values use evaluate_models.")
+    context = _Context.build(split, item_universe(split, items, catalog_ids), config, items=items,
+                             categories=categories)
+    return _evaluate(model, split, name or type(model).__name__, items, config, fit, context)[0]
+
+
+def _evaluate(model: Recommender, split: Split, name: str, items: ItemVectors | None, config: EvalConfig,
+              fit: bool, context: _Context) -> list[dict[str, Any]]:
+    """Fit and score one model: a row per λ of ``config.diversify``."""
+    row: dict[str, Any] = {"model": name, "protocol": config.protocol, "split": split.kind}
     started = time.perf_counter()
     if fit:
         model.fit(items, split.train, valid=split.valid if len(split.valid) else None)
     row["fit_s"] = time.perf_counter() - started
     started = time.perf_counter()
-    top = _rank_model(model, context, config)
+    top, _ = _rank_model(model, context, config)
     row["score_s"] = time.perf_counter() - started
     row.update(ranking_metrics(top, context.targets, config.ks, config.metrics))
     row.update(_beyond_accuracy(top, context, config.ks))
@@ -278,16 +391,24 @@ def evaluate_model(model: Recommender, split: Split, *, name: str | None = None,
     if isinstance(model, RatingPredictor):
         row.update(_rating_metrics(model, context, config))
     logger.info("%s: %s", row["model"], {k: v for k, v in row.items() if k.startswith("recall@")})
-    return row
+    if config.diversify == (0.0,):
+        return [row]
+    return _diversified_rows(model, context, config, row, name)
 
 
 def evaluate_models(models: Mapping[str, Recommender], split: Split, *,
                     items: ItemVectors | None = None, config: EvalConfig | None = None,
-                    catalog_ids: Sequence[str] | None = None, fit: bool = True) -> EvaluationReport:
-    """Every model through :func:`evaluate_model` on the same split and universe: one table."""
+                    catalog_ids: Sequence[str] | None = None, fit: bool = True,
+                    categories: Mapping[str, Any] | None = None) -> EvaluationReport:
+    """Every model fitted and scored the same way on the same split and universe: one table.
+
+    ``categories`` (item id → label, ``"A|B"`` for several) adds category diversity and
+    miscalibration; ``items`` adds content diversity. With ``config.diversify`` = several λ each
+    model gets one row per λ: its top candidates re-ranked for variety (``config.rerank``)."""
     config = config or EvalConfig()
-    context = _Context.build(split, item_universe(split, items, catalog_ids), config)
-    rows = [evaluate_model(model, split, name=name, items=items, config=config, fit=fit,
-                           _context=context) for name, model in models.items()]
+    context = _Context.build(split, item_universe(split, items, catalog_ids), config, items=items,
+                             categories=categories)
+    rows = [row for name, model in models.items()
+            for row in _evaluate(model, split, name, items, config, fit, context)]
     return EvaluationReport(rows, ks=config.ks, metrics=config.metrics, protocol=config.protocol,
                             split=split.kind, n_users=len(context.users), n_items=len(context.universe))

@@ -9,6 +9,7 @@ return one value per user; :func:`ranking_metrics` averages them over users with
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -16,6 +17,7 @@ from mmrec.errors import ConfigError
 
 __all__ = ["hits_matrix", "targets_per_user", "recall_at_k", "precision_at_k", "f1_at_k", "ndcg_at_k",
            "hit_rate_at_k", "mrr_at_k", "average_precision_at_k", "catalog_coverage", "novelty",
+           "intra_list_diversity", "gini_index", "tail_share", "miscalibration",
            "ranking_metrics", "rating_metrics", "RANKING_METRICS"]
 
 
@@ -109,6 +111,82 @@ def novelty(top: np.ndarray, popularity: np.ndarray, n_users: int, k: int) -> fl
         return 0.0
     share = np.maximum(popularity[shown], 1.0) / max(n_users, 1)
     return float(-np.log2(share).mean())
+
+
+def _unit_rows(features: np.ndarray) -> np.ndarray:
+    features = np.asarray(features, dtype=np.float64)
+    norms = np.linalg.norm(features, axis=1, keepdims=True)
+    return np.divide(features, norms, out=np.zeros_like(features), where=norms > 0)
+
+
+def intra_list_diversity(top: np.ndarray, features: np.ndarray, k: int, *, chunk: int = 1024) -> float:
+    """Mean over lists (of at least two items) of the mean pairwise cosine distance ``1 - cos`` of
+    their items' ``features`` rows: content vectors, or one-hot / multi-hot categories (then two
+    items of one category are at 0, of disjoint categories at 1). Items without features (a zero
+    row) are at distance 1 from everything."""
+    unit = _unit_rows(features)
+    means = []
+    for start in range(0, len(top), chunk):
+        shown = top[start : start + chunk, :k]
+        valid = shown >= 0
+        vectors = unit[np.maximum(shown, 0)] * valid[..., None]
+        similarity = np.einsum("ukd,ujd->ukj", vectors, vectors)
+        n = valid.sum(axis=1)
+        pairs = n * (n - 1)
+        same = similarity.sum(axis=(1, 2)) - np.einsum("ukk->u", similarity)
+        keep = pairs > 0
+        means.append(1.0 - same[keep] / pairs[keep])
+    values = np.concatenate(means) if means else np.zeros(0)
+    return float(values.mean()) if values.size else 0.0
+
+
+def gini_index(top: np.ndarray, n_items: int, k: int) -> float:
+    """Gini coefficient of how often each of the ``n_items`` is shown in the top ``k`` lists: 0 when
+    every item is shown equally often, towards 1 when a few items take all the exposure."""
+    shown = top[:, :k]
+    counts = np.sort(np.bincount(shown[shown >= 0], minlength=n_items).astype(np.float64))
+    total = counts.sum()
+    if total == 0 or n_items < 2:
+        return 0.0
+    ranks = np.arange(1, n_items + 1)
+    return float(((2 * ranks - n_items - 1) * counts).sum() / (n_items * total))
+
+
+def tail_share(top: np.ndarray, popularity: np.ndarray, k: int, *, head: float = 0.2) -> float:
+    """Share of the recommended slots that go to long-tail items: those outside the ``head``
+    fraction of items with the most training users (ties broken by position)."""
+    order = np.lexsort((np.arange(len(popularity)), -np.asarray(popularity, dtype=np.float64)))
+    in_head = np.zeros(len(popularity), dtype=bool)
+    in_head[order[: int(np.ceil(head * len(popularity)))]] = True
+    shown = top[:, :k]
+    shown = shown[shown >= 0]
+    return float((~in_head[shown]).mean()) if shown.size else 0.0
+
+
+def miscalibration(top: np.ndarray, history: Any, categories: np.ndarray, k: int, *,
+                   alpha: float = 0.01) -> float:
+    """Mean KL divergence (Steck, 2018) between the category mix of each user's history and of
+    their top ``k``: ``KL(p || (1 - alpha) q + alpha p)``; 0 when the list mirrors the history.
+
+    ``history`` is a ``(n_users, n_items)`` sparse or dense matrix of the users' history items (rows
+    aligned with ``top``); ``categories`` an ``(n_items, n_categories)`` one-hot / multi-hot matrix
+    (an item's categories share its weight equally). Users without a categorised history item or
+    without a recommended item are left out.
+    """
+    categories = np.asarray(categories, dtype=np.float64)
+    per_item = categories / np.maximum(categories.sum(axis=1, keepdims=True), 1.0)
+    p = np.asarray(history @ per_item, dtype=np.float64)
+    shown = top[:, :k]
+    valid = (shown >= 0)[..., None]
+    q = (per_item[np.maximum(shown, 0)] * valid).sum(axis=1)
+    p_total, q_total = p.sum(axis=1, keepdims=True), q.sum(axis=1, keepdims=True)
+    keep = (p_total[:, 0] > 0) & (q_total[:, 0] > 0)
+    if not keep.any():
+        return 0.0
+    p, q = p[keep] / p_total[keep], q[keep] / q_total[keep]
+    q = (1 - alpha) * q + alpha * p
+    terms = np.where(p > 0, p * np.log(np.where(p > 0, p, 1.0) / np.where(q > 0, q, 1.0)), 0.0)
+    return float(terms.sum(axis=1).mean())
 
 
 def ranking_metrics(top: np.ndarray, targets: Sequence[np.ndarray], ks: Sequence[int] = (10, 20),

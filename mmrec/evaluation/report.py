@@ -50,7 +50,8 @@ class EvaluationReport:
         top = max(self.ks)
         wanted = [f"{m}@{k}" for k in self.ks for m in ("recall", "ndcg")]
         wanted += [f"{m}@{top}" for m in self.metrics if m not in ("recall", "ndcg")]
-        wanted += [f"{m}@{top}" for m in ("coverage", "novelty", "ann_recall", "ann_recall_loss")]
+        wanted += [f"{m}@{top}" for m in ("coverage", "novelty", "ild", "ild_category", "gini", "tail",
+                                           "miscalibration", "ann_recall", "ann_recall_loss")]
         wanted += ["rmse", "accuracy", "fit_s", "score_s"]
         return [c for c in wanted if c in table and table[c].notna().any()]
 
@@ -100,8 +101,50 @@ class EvaluationReport:
             plt.close(fig)
         return path
 
+    @property
+    def has_tradeoff(self) -> bool:
+        """Whether the rows hold several diversification levels (λ) of a model."""
+        table = self.table
+        return "diversify" in table.columns and table["diversify"].nunique() > 1
+
+    def plot_tradeoff(self, path: str | os.PathLike[str]) -> Path:
+        """Accuracy against diversity and against coverage at the largest K, one line per model
+        through its λ values (PNG)."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+
+        table = self.table.reset_index()
+        top = max(self.ks)
+        diversity = next((f"{m}@{top}" for m in ("ild", "ild_category") if f"{m}@{top}" in table), None)
+        panels = [c for c in (diversity, f"coverage@{top}") if c is not None and c in table]
+        accuracy = f"recall@{top}" if f"recall@{top}" in table else f"{self.metrics[0]}@{top}"
+        table["base"] = table["model"].str.replace(r" \(diversify=[^)]*\)$", "", regex=True)
+        fig, axes = plt.subplots(1, len(panels), figsize=(5 * len(panels), 3.8), squeeze=False)
+        for axis, column in zip(axes[0], panels, strict=True):
+            for base, rows in table.sort_values("diversify").groupby("base", sort=False):
+                axis.plot(rows[column], rows[accuracy], marker="o", label=str(base))
+                for _, row in rows.iterrows():
+                    axis.annotate(f"λ={row['diversify']:g}", (row[column], row[accuracy]), fontsize=6,
+                                  textcoords="offset points", xytext=(3, 3))
+            axis.set_xlabel(column)
+            axis.set_ylabel(accuracy)
+            axis.set_title(f"{accuracy} vs {column} ({self.protocol})")
+            axis.grid(alpha=0.3)
+        axes[0][0].legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(path)
+        try:
+            with atomic_path(path) as tmp:
+                fig.savefig(tmp, dpi=110)
+        finally:
+            plt.close(fig)
+        return path
+
     def save(self, folder: str | os.PathLike[str], *, plot: bool = True) -> Path:
-        """``metrics.csv``, ``metrics.json``, ``metrics.md`` and ``metrics.png`` in ``folder``."""
+        """``metrics.csv``, ``metrics.json``, ``metrics.md`` and ``metrics.png`` in ``folder``
+        (and ``tradeoff.png`` when the rows hold several diversification levels)."""
         folder = Path(folder)
         folder.mkdir(parents=True, exist_ok=True)
         atomic_write_text(folder / "metrics.csv", self.table.to_csv())
@@ -109,4 +152,6 @@ class EvaluationReport:
         atomic_write_text(folder / "metrics.md", self.to_markdown() + "\n")
         if plot:
             self.plot(folder / "metrics.png")
+            if self.has_tradeoff:
+                self.plot_tradeoff(folder / "tradeoff.png")
         return folder

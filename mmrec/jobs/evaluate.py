@@ -16,7 +16,10 @@ A config (YAML or TOML)::
       sasrec: {kind: two_tower, user_tower: transformer, epochs: 5, content: false}
       graph: {kind: lightgcn, epochs: 20}   # item side starts from the content vectors
       mine: {path: run/model}      # a saved model (any kind: model.save / mmrec train), not refitted
-    evaluation: {ks: [5, 10, 20], sampled_negatives: null, ann_spec: HNSW32}
+    evaluation: {ks: [5, 10, 20], sampled_negatives: null, ann_spec: HNSW32,
+                 diversify: [0, 0.1, 0.3], rerank: mmr}   # one row per λ: re-ranked for variety
+    category: genres               # a catalog column: category diversity and miscalibration
+    category_separator: " "        # how several categories are written in one cell (default "|")
     out: eval/                     # metrics.csv, metrics.json, metrics.md, metrics.png
 
 ``content: false`` trains a model without the item vectors (id-only). Relative paths are relative
@@ -30,6 +33,8 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import pandas as pd
 
 from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
@@ -61,6 +66,8 @@ class EvaluateJob:
     models: dict[str, dict[str, Any]] = field(default_factory=lambda: dict(DEFAULT_MODELS))
     evaluation: dict[str, Any] = field(default_factory=dict)
     out: str = "eval"
+    category: str | None = None
+    category_separator: str = "|"
 
     def __post_init__(self) -> None:
         check_field_types(self)  # dataset, events, catalog, items, out are names or paths (text)
@@ -118,6 +125,19 @@ def _items(job: EvaluateJob, catalog: Catalog | None) -> ItemVectors | None:
     return encode_items(catalog, encoders=job.encoders)
 
 
+def _categories(job: EvaluateJob, catalog: Catalog | None) -> dict[str, list[str]] | None:
+    """Item id → its categories, from the catalog column ``job.category``."""
+    if job.category is None:
+        return None
+    if catalog is None or job.category not in catalog.frame.columns:
+        columns = list(catalog.frame.columns) if catalog is not None else []
+        raise ConfigError(f"evaluate config: category {job.category!r} is not a catalog column "
+                          f"(catalog columns: {columns}).")
+    values = catalog.frame[job.category]
+    return {str(item): [] if pd.isna(value) else [c for c in str(value).split(job.category_separator) if c]
+            for item, value in zip(catalog.ids, values, strict=True)}
+
+
 def run_evaluate_job(job: EvaluateJob) -> EvaluationReport:
     """Load, split, fit and score every model; save the report in ``job.out``."""
     events, catalog = _data(job)
@@ -126,6 +146,7 @@ def run_evaluate_job(job: EvaluateJob) -> EvaluationReport:
     logger.info("%s", split)
     models = {name: make_model(name, options) for name, options in job.models.items()}
     config = config_from_dict(EvalConfig, job.evaluation, where="evaluation")
-    report = evaluate_models(models, split, items=items, config=config)
+    report = evaluate_models(models, split, items=items, config=config,
+                             categories=_categories(job, catalog))
     report.save(job.out)
     return report

@@ -36,6 +36,7 @@ from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError
 from mmrec.index import ServingIndex
 from mmrec.ranking.popularity import fallback_order
+from mmrec.ranking.rerank import check_diversify
 from mmrec.ranking.topk import check_model_fits, check_serving_index, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
@@ -186,6 +187,8 @@ def recommend_batches(
     half_life: float | None = None,
     where: Mapping[str, Any] | None = None,
     model: Any = None,
+    diversify: float = 0.0,
+    rerank: str = "mmr",
 ) -> Iterator[pd.DataFrame]:
     """:func:`mmrec.recommend` for many users, ``batch_size`` users at a time.
 
@@ -198,6 +201,7 @@ def recommend_batches(
     check_serving_index(index, "recommend_batches")
     k, batch_size = positive_int(k, name="k"), positive_int(batch_size, name="batch_size")
     check_model_fits(index, model)
+    diversify = check_diversify(diversify, rerank)
     grouped = _grouped(index, events)
     if model is None:
         grouped.check_values(event_weights)
@@ -220,7 +224,8 @@ def recommend_batches(
             stop = start + batch_size
             yield recommend_known(index, grouped.interactions(rows[start:stop]), users=wanted[start:stop],
                                   k=k, exclude_seen=exclude_seen, event_weights=event_weights,
-                                  half_life=half_life, allowed=allowed, model=model, popular=popular)
+                                  half_life=half_life, allowed=allowed, model=model, popular=popular,
+                                  diversify=diversify, rerank=rerank)
 
     return batches()  # the checks above run at the call, the batches as they are read
 

@@ -40,6 +40,8 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.index.item_index import attribute_mask
 from mmrec.ranking.popularity import PopularityFallback
+from mmrec.ranking.rerank import candidate_count, check_diversify
+from mmrec.ranking.topk import diversified
 
 __all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
 
@@ -254,22 +256,38 @@ class OnlineRecommender(LiveHistory):
 
     def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
                   where: Mapping[str, Any] | None = None,
-                  segment: Mapping[str, Any] | None = None) -> pd.DataFrame:
+                  segment: Mapping[str, Any] | None = None, diversify: float = 0.0,
+                  rerank: str = "mmr") -> pd.DataFrame:
         """Top-``k`` for ``user`` now (``user, rank, item, score, source``).
 
         ``where`` filters on the index's item attributes. Users with no signal get the popularity
         fallback (``source = "popularity"``): items popular in their ``segment`` (or in the segment
-        their ``user_attributes`` give), interleaved by ``diversify_by`` when set."""
+        their ``user_attributes`` give), interleaved by ``diversify_by`` when set. ``diversify``
+        (λ in [0, 1]) re-ranks the top candidates by their item vectors for variety (``rerank``:
+        ``"mmr"`` or ``"dpp"``)."""
         items, scores, source = self.ranked(str(user), k, exclude_seen=exclude_seen, where=where,
-                                            segment=segment)
+                                            segment=segment, diversify=diversify, rerank=rerank)
         return pd.DataFrame({"user": str(user), "rank": np.arange(1, len(items) + 1), "item": items,
                              "score": scores, "source": source})
 
     def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, str]:
+               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None,
+               diversify: float = 0.0, rerank: str = "mmr") -> tuple[np.ndarray, np.ndarray, str]:
         """What :meth:`recommend` returns, as arrays: item ids, scores (float64) and the source."""
         k = positive_int(k, name="k")
+        diversify = check_diversify(diversify, rerank)
+        width = candidate_count(k, self.index.n_labels) if diversify > 0 else k
+        labels, scores, source = self._candidates(user, width, exclude_seen=exclude_seen, where=where,
+                                                  segment=segment)
+        if diversify > 0:
+            picked, kept = diversified(self.index, scores[None, :], labels[None, :], k,
+                                       diversify=diversify, method=rerank)
+            labels, scores = picked[0][picked[0] >= 0], kept[0][picked[0] >= 0]
+        return self.index.ids[labels], scores, source
+
+    def _candidates(self, user: str, k: int, *, exclude_seen: bool, where: Mapping[str, Any] | None,
+                    segment: Mapping[str, Any] | None) -> tuple[np.ndarray, np.ndarray, str]:
+        """The top ``k`` labels, their scores (float64) and the source."""
         vector = self.user_vector(user)
         seen = sorted(self._items_of.get(user, ())) if exclude_seen else []
         in_index = self.index.contains(seen) if seen else []
@@ -278,10 +296,10 @@ class OnlineRecommender(LiveHistory):
         if vector is not None:
             scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels], allowed=allowed)
             keep = labels[0] >= 0
-            return self.index.ids[labels[0][keep]], scores[0][keep].astype(np.float64), "online"
+            return labels[0][keep], scores[0][keep].astype(np.float64), "online"
         picks, scores = self.fallback.rank(k, seen=set(seen_labels.tolist()), allowed=allowed,
                                            user=user, segment=segment)
-        return self.index.ids[picks], np.asarray(scores, dtype=np.float64), "popularity"
+        return np.asarray(picks, dtype=np.int64), np.asarray(scores, dtype=np.float64), "popularity"
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:
@@ -346,11 +364,14 @@ class ScoredOnline(LiveHistory):
             self._popularity = None
 
     def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None
-               ) -> tuple[np.ndarray, np.ndarray, str]:
+               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None,
+               diversify: float = 0.0, rerank: str = "mmr") -> tuple[np.ndarray, np.ndarray, str]:
         """Item ids, scores (float64) and the source (``"model"`` or ``"popularity"``) of the
-        user's top ``k``."""
+        user's top ``k``. ``diversify`` needs item vectors, which a score-only model lacks."""
         k = positive_int(k, name="k")
+        if check_diversify(diversify, rerank) > 0:
+            raise ConfigError(f"diversify re-ranks by item vectors; {type(self.model).__name__} has "
+                              "none (serve a two-tower model, or use diversify=0).")
         user = str(user)
         seen = self.contains(sorted(self._items_of.get(user, ())))
         if seen.any():

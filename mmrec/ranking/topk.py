@@ -16,10 +16,11 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, ServingIndex, l2_normalize
 from mmrec.index.sharded import ShardedIndex
 from mmrec.ranking.popularity import popular_order
+from mmrec.ranking.rerank import candidate_count, check_diversify, rerank_candidates
 from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "check_model_fits",
-           "top_unseen"]
+           "top_unseen", "diversified"]
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,8 @@ def recommend(
     half_life: float | None = None,
     where: Mapping[str, Any] | None = None,
     model: Any = None,
+    diversify: float = 0.0,
+    rerank: str = "mmr",
 ) -> pd.DataFrame:
     """Top-``k`` items for each user, from the user's history.
 
@@ -119,6 +122,10 @@ def recommend(
     ``attributes=catalog``), also without losing ``k``. ``index`` is an :class:`~mmrec.ItemIndex`
     or a :class:`~mmrec.ShardedIndex` (same results; profiles and search go shard by shard).
 
+    ``diversify`` (λ in [0, 1]) re-ranks each user's top candidates by their item vectors in the
+    index for variety: ``rerank="mmr"`` (maximal marginal relevance) or ``"dpp"``; 0 keeps the
+    ranking (see :mod:`mmrec.ranking.rerank`). Filters, seen items and ``k`` are still honoured.
+
     Returns
     -------
     DataFrame
@@ -127,13 +134,15 @@ def recommend(
     check_serving_index(index, "recommend")
     events = as_interactions(events, caller="recommend")
     k = positive_int(k, name="k")
+    diversify = check_diversify(diversify, rerank)
     if users is None:  # users whose items are all unknown to the index still get popular items
         users = events.users
     known = events.restrict_to_items(index.item_ids)
     allowed = index.mask(where) if where else None
     return recommend_known(index, known, users=users, k=k, exclude_seen=exclude_seen,
                            event_weights=event_weights, half_life=half_life, allowed=allowed, model=model,
-                           popular=lambda: popular_order(index, known, allowed))
+                           popular=lambda: popular_order(index, known, allowed), diversify=diversify,
+                           rerank=rerank)
 
 
 def check_serving_index(index: Any, caller: str) -> None:
@@ -155,6 +164,8 @@ def recommend_known(
     allowed: np.ndarray | None,
     model: Any,
     popular: Callable[[], tuple[np.ndarray, np.ndarray]],
+    diversify: float = 0.0,
+    rerank: str = "mmr",
 ) -> pd.DataFrame:
     """:func:`recommend` after its checks: ``known`` holds only events on indexed items (at least
     those of ``users``), ``allowed`` is the ``where`` mask, and ``popular()`` gives the fallback's
@@ -167,17 +178,20 @@ def recommend_known(
                                half_life=half_life)
     seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
-    scores, item_idx = index.search(profile.vectors, k, exclude_idx=seen_lists, allowed=allowed)
+    width = candidate_count(k, index.n_labels) if diversify > 0 else k
+    scores, item_idx = index.search(profile.vectors, width, exclude_idx=seen_lists, allowed=allowed)
     source = np.where(profile.has_signal, "model" if model is not None else "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:
         logger.info("%d user(s) without usable history get popular items", cold.size)
         pop, order = popular()
         for row in cold:
-            picks = top_unseen(order, set(seen_lists[row].tolist()), k)
+            picks = top_unseen(order, set(seen_lists[row].tolist()), width)
             scores[row], item_idx[row] = -np.inf, -1
             scores[row, : len(picks)] = pop[picks]
             item_idx[row, : len(picks)] = picks
+    if diversify > 0:
+        item_idx, scores = diversified(index, scores, item_idx, k, diversify=diversify, method=rerank)
     rows, ranks = np.nonzero(item_idx >= 0)  # row-major: users in order, ranks ascending
     short = int((item_idx < 0).any(axis=1).sum())
     if short:
@@ -190,6 +204,21 @@ def recommend_known(
         "score": scores[rows, ranks].astype(np.float64),
         "source": source[rows],
     })
+
+
+def diversified(index: ServingIndex, scores: np.ndarray, labels: np.ndarray, k: int, *,
+                diversify: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's candidate ``labels`` (with their ``scores``) re-ranked to ``k`` for variety, by
+    the candidates' vectors in the index."""
+    from scipy.sparse import csr_matrix
+
+    valid = labels >= 0
+    picked = labels[valid]
+    one_hot = csr_matrix((np.ones(len(picked), np.float32), (np.arange(len(picked)), picked)),
+                         shape=(len(picked), index.n_labels))
+    vectors = np.zeros((*labels.shape, index.dim), dtype=np.float32)
+    vectors[valid] = np.asarray(index.weighted_sum(one_hot), dtype=np.float32)
+    return rerank_candidates(scores, labels, vectors, k, diversify=diversify, method=method)
 
 
 def _seen_positions(index: ServingIndex, events: Interactions, user_ids: np.ndarray) -> list[np.ndarray]:

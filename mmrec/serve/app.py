@@ -2,7 +2,7 @@
 
 Routes (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 
-- ``GET /recommend/{user}?k=&exclude_seen=&filter=column=v1,v2&explain=``
+- ``GET /recommend/{user}?k=&exclude_seen=&filter=column=v1,v2&explain=&diversify=&rerank=``
 - ``POST /events`` — one event or a list, applied through the online updater at once
 - ``GET /explain/{user}/{item}``
 - ``DELETE /users/{user}`` — forget the user
@@ -110,9 +110,11 @@ def create_app(service: Service) -> FastAPI:
     @app.get("/recommend/{user}")
     def recommend(user: Id, k: Annotated[int, Query(ge=1, le=service.config.max_k)] = 10,
                   exclude_seen: bool = True, explain: bool = False,
-                  filter: Annotated[list[str], Query(max_length=16)] = []) -> dict[str, Any]:  # noqa: B006
+                  filter: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
+                  diversify: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
+                  rerank: Annotated[str, Query(pattern="^(mmr|dpp)$")] = "mmr") -> dict[str, Any]:
         return service.recommend(user, k, exclude_seen=exclude_seen, where=_parse_filters(filter),
-                                 explain=explain)
+                                 explain=explain, diversify=diversify, rerank=rerank)
 
     @app.post("/events")
     def events(body: Annotated[Event | list[Event], Body()]) -> dict[str, Any]:

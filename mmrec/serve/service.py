@@ -225,12 +225,15 @@ class Service:
 
     # ----------------------------------------------------------------------------- the loop
     def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-                  where: Mapping[str, Any] | None = None, explain: bool = False) -> dict[str, Any]:
-        """Top-``k`` cards for ``user`` now (with explanations when asked)."""
+                  where: Mapping[str, Any] | None = None, explain: bool = False,
+                  diversify: float = 0.0, rerank: str = "mmr") -> dict[str, Any]:
+        """Top-``k`` cards for ``user`` now (with explanations when asked; ``diversify`` re-ranks
+        for variety, see :mod:`mmrec.ranking.rerank`)."""
         if not 1 <= k <= self.config.max_k:
             raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
         with self.lock:
-            ids, scores, source = self.online.ranked(user, k, exclude_seen=exclude_seen, where=where)
+            ids, scores, source = self.online.ranked(user, k, exclude_seen=exclude_seen, where=where,
+                                                     diversify=diversify, rerank=rerank)
             cards = [{**self.card(str(item)), "rank": rank, "score": float(score)}
                      for rank, (item, score) in enumerate(zip(ids, scores, strict=True), start=1)]
             if explain and source == "online":

@@ -1,0 +1,132 @@
+"""Diversity re-ranking of a candidate list: maximal marginal relevance and a greedy DPP.
+
+Both take, per user, the ``m`` candidates a model ranked (their scores, best first) and the
+candidates' vectors, and pick ``k`` of them trading relevance for variety with one knob
+``diversify`` = λ in [0, 1]: 0 keeps the model's order, 1 cares only about variety.
+
+- ``"mmr"`` (Carbonell & Goldstein, 1998): each next item maximises
+  ``(1 - λ) · relevance - λ · max cosine to the items already picked``;
+- ``"dpp"`` (greedy MAP inference of a determinantal point process, Chen et al., 2018): the kernel
+  ``L = diag(q) S diag(q)`` with ``S`` the cosine similarity (clipped at 0) and quality
+  ``q = exp(θ · relevance)``, ``θ = (1 - λ) / λ``; each next item adds the most log-determinant.
+
+Relevance is the model's score min-max scaled to [0, 1] within the user's candidates, so λ means
+the same for any model's score scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from mmrec.errors import ConfigError
+from mmrec.registry import Registry
+
+__all__ = ["RERANKERS", "rerank_candidates", "mmr", "greedy_dpp", "check_diversify", "candidate_count"]
+
+CANDIDATES_PER_SLOT = 5  # candidates fetched per recommended slot when diversifying (at least 50)
+MIN_CANDIDATES = 50
+
+Reranker = Callable[[np.ndarray, np.ndarray, int, float], np.ndarray]
+RERANKERS: Registry[Reranker] = Registry("re-ranker")
+
+
+def check_diversify(diversify: object, rerank: str) -> float:
+    """``diversify`` as a float in [0, 1] (a :class:`ConfigError` otherwise) and ``rerank`` known."""
+    if isinstance(diversify, bool) or not isinstance(diversify, int | float) or not 0 <= diversify <= 1:
+        raise ConfigError(f"diversify must be a number in [0, 1] (0: the model's ranking), "
+                          f"got {diversify!r}.")
+    RERANKERS.get(rerank)  # an unknown name is an error with suggestions
+    return float(diversify)
+
+
+def candidate_count(k: int, n_items: int) -> int:
+    """How many candidates to re-rank for ``k`` slots."""
+    return int(min(n_items, max(k * CANDIDATES_PER_SLOT, MIN_CANDIDATES, k)))
+
+
+def _relevance(scores: np.ndarray) -> np.ndarray:
+    finite = np.isfinite(scores)
+    if not finite.any():
+        return np.zeros_like(scores, dtype=np.float64)
+    low, high = scores[finite].min(), scores[finite].max()
+    scaled = (scores - low) / (high - low) if high > low else np.ones_like(scores, dtype=np.float64)
+    return np.where(finite, scaled, -np.inf)
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    vectors = np.asarray(vectors, dtype=np.float64)
+    norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+@RERANKERS.register("mmr")
+def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float) -> np.ndarray:
+    """Positions (into the candidates) of ``k`` picks by maximal marginal relevance."""
+    relevance = _relevance(np.asarray(scores, dtype=np.float64))
+    unit = _unit(vectors)
+    available = np.isfinite(relevance)
+    closest = np.full(len(relevance), 0.0)  # max similarity to the picked items so far
+    picks: list[int] = []
+    for _ in range(min(k, int(available.sum()))):
+        gain = np.where(available, (1 - diversify) * relevance - diversify * closest, -np.inf)
+        best = int(np.argmax(gain))  # ties: the earlier (better-ranked) candidate
+        picks.append(best)
+        available[best] = False
+        closest = np.maximum(closest, unit @ unit[best])
+    return np.asarray(picks, dtype=np.int64)
+
+
+@RERANKERS.register("dpp")
+def greedy_dpp(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float) -> np.ndarray:
+    """Positions of ``k`` picks by greedy MAP inference of a DPP (Chen et al., 2018, Algorithm 1):
+    incremental Cholesky, O(m·k) work per pick."""
+    relevance = _relevance(np.asarray(scores, dtype=np.float64))
+    available = np.isfinite(relevance)
+    n = int(available.sum())
+    if diversify == 0 or n == 0:
+        order = np.lexsort((np.arange(len(relevance)), -np.where(available, relevance, -np.inf)))
+        return order[: min(k, n)].astype(np.int64)
+    theta = min((1 - diversify) / diversify, 50.0)
+    quality = np.exp(theta * (np.where(available, relevance, 0.0) - 1.0))  # in (0, 1]; scale-free
+    unit = _unit(vectors)
+    similarity = np.clip(unit @ unit.T, 0.0, None) + 1e-6 * np.eye(len(unit))  # PSD, no exact ties
+    kernel = quality[:, None] * similarity * quality[None, :]
+    gains = np.where(available, np.diag(kernel).copy(), -np.inf)  # d_i^2
+    floor = 1e-10 * float(np.max(gains))  # below it an item adds nothing the kernel can tell apart
+    cholesky = np.zeros((min(k, n), len(relevance)))
+    picks: list[int] = []
+    for step in range(min(k, n)):
+        best = int(np.argmax(gains))
+        if not np.isfinite(gains[best]) or gains[best] <= floor:
+            rest = [i for i in np.lexsort((np.arange(len(relevance)), -relevance)) if available[i]]
+            picks += rest[: min(k, n) - len(picks)]  # the kernel is spent: fill by relevance
+            break
+        picks.append(best)
+        available[best] = False
+        e = (kernel[best] - cholesky[:step].T @ cholesky[:step, best]) / np.sqrt(gains[best])
+        cholesky[step] = e
+        gains = np.where(available, gains - e**2, -np.inf)
+    return np.asarray(picks, dtype=np.int64)
+
+
+def rerank_candidates(scores: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int, *,
+           diversify: float, method: str = "mmr") -> tuple[np.ndarray, np.ndarray]:
+    """Re-rank each row's candidates to ``k``.
+
+    ``scores`` and ``candidates`` are ``(n, m)`` (best first; ``-1`` candidates are padding),
+    ``vectors`` ``(n, m, d)`` (the candidates' vectors). Returns the picked candidates and their
+    original scores, ``(n, k)``, padded with ``-1`` / ``-inf``.
+    """
+    pick = RERANKERS.get(method)
+    out = np.full((len(candidates), k), -1, dtype=np.int64)
+    kept = np.full((len(candidates), k), -np.inf, dtype=np.float64)
+    for row in range(len(candidates)):
+        valid = candidates[row] >= 0
+        row_scores = np.where(valid, scores[row], -np.inf).astype(np.float64)
+        order = pick(row_scores, vectors[row], k, diversify) if diversify > 0 else (
+            np.flatnonzero(valid)[:k])
+        out[row, : len(order)] = candidates[row, order]
+        kept[row, : len(order)] = scores[row, order]
+    return out, kept
