@@ -106,8 +106,10 @@ def test_text_only_catalog_and_modality_selection(tmp_path):
         mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"text": None})
     with pytest.raises(KeyError, match="unknown modality 'smell'"):
         mmrec.encode_items(mmrec.Catalog.from_frame(df), encoders={"smell": "x"})
-    with pytest.raises(SchemaError, match="expects a mmrec.Catalog"):
-        mmrec.encode_items(df)
+    with pytest.raises(SchemaError, match="expects a mmrec.Catalog, a DataFrame or a catalog file"):
+        mmrec.encode_items(df.to_dict("records"))
+    from_frame = mmrec.encode_items(df)  # a DataFrame is read as Catalog.from_frame reads it
+    np.testing.assert_array_equal(from_frame.vectors["text"], items.vectors["text"])
 
 
 def test_encoder_of_wrong_modality_is_refused():
