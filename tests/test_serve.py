@@ -167,3 +167,27 @@ def test_concurrent_feedback_and_reads_are_serialised(client, service, demo_even
     counts = [len(service.online.events_of(f"c{n}")) for n in range(8)]
     assert counts == [10] * 8
     assert np.isfinite(service.index.vectors).all()
+
+
+def test_recommend_diversify_spreads_the_cards_and_keeps_k(client, service, demo_events):
+    from mmrec.evaluation.metrics import intra_list_diversity
+
+    user = demo_events.users[0]
+    seen = set(demo_events.frame.loc[demo_events.frame["user"] == user, "item"])
+    plain = client.get(f"/recommend/{user}?k=8").json()["items"]
+    lists = {}
+    for rerank in ("mmr", "dpp"):
+        cards = client.get(f"/recommend/{user}?k=8&diversify=0.8&rerank={rerank}").json()["items"]
+        assert len(cards) == 8 and not {c["item"] for c in cards} & seen
+        lists[rerank] = cards
+    vectors = np.asarray(service.index.vectors)
+
+    def ild(cards):
+        labels = service.index.positions([card["item"] for card in cards])
+        return intra_list_diversity(np.asarray([labels]), vectors, 8)
+
+    assert ild(lists["mmr"]) > ild(plain) and ild(lists["dpp"]) > ild(plain)
+    assert client.get(f"/recommend/{user}?k=8&diversify=1.5").status_code == 422
+    assert client.get(f"/recommend/{user}?k=8&diversify=0.5&rerank=nope").status_code == 422
+    online = service.online.recommend(user, 8, diversify=0.8)
+    assert online["item"].tolist() == [c["item"] for c in lists["mmr"]]
