@@ -50,7 +50,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--dataset", default="ml-1m", choices=["ml-1m", "ml-100k"])
     parser.add_argument("--models", default="ease,item_knn")
-    parser.add_argument("--diversify", default="0,0.05,0.1,0.2,0.3,0.5")
+    parser.add_argument("--diversify", default="0,0.1,0.2,0.3,0.5,0.7")
     parser.add_argument("--rerank", default="mmr,dpp", help="re-rankers, comma-separated")
     parser.add_argument("--k", type=int, default=20)
     parser.add_argument("--threads", type=int, default=2)

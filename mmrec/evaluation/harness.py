@@ -154,13 +154,21 @@ class _Context:
 
 
 def _content_features(items: ItemVectors | None, universe: pd.Index) -> np.ndarray | None:
-    """The fused content vectors of the universe's items (zero rows for items without)."""
+    """The universe's content as one vector per item: each modality's own vectors L2-normalised and
+    concatenated (zeros where a modality is missing), so a cosine is the mean of the per-modality
+    cosines. Unlike the fused vector (z-scored per dimension, which makes most pairs near
+    orthogonal) this keeps the encoders' similarity scale, which diversity is measured on."""
     if items is None:
         return None
     rows = pd.Index(items.ids).get_indexer(universe)
-    features = np.zeros((len(universe), items.dim), dtype=np.float32)
-    features[rows >= 0] = np.asarray(items.fused, dtype=np.float32)[rows[rows >= 0]]
-    return features
+    parts = []
+    for modality in items.modalities:
+        matrix = np.zeros((len(universe), items.vectors[modality].shape[1]), dtype=np.float32)
+        present = (rows >= 0) & np.asarray(items.masks[modality])[np.maximum(rows, 0)]
+        matrix[present] = np.asarray(items.vectors[modality], dtype=np.float32)[rows[present]]
+        norms = np.linalg.norm(matrix, axis=1, keepdims=True)
+        parts.append(np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0))
+    return np.concatenate(parts, axis=1)
 
 
 def category_matrix(categories: Mapping[str, Any] | None, universe: pd.Index,
