@@ -95,7 +95,8 @@ def main() -> None:
             f"{row[c]:.4f}" if abs(row[c]) < 10 else f"{row[c]:.1f}" for c in columns) + " |")
     summary = best_lambda(table, k)
     print(f"\nlargest λ with Recall@{k} within 2% of λ = 0:")
-    print(summary.to_string(index=False, float_format=lambda v: f"{v:+.1%}" if abs(v) < 10 else f"{v:g}"))
+    print(summary.to_string(index=False, formatters={
+        "lambda": "{:g}".format, **{c: "{:+.1%}".format for c in summary.columns if c.endswith("_change")}}))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"diversity-{args.dataset}.json"
