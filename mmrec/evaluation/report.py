@@ -25,6 +25,21 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _save_figure(fig: Any, axes: Any, path: str | os.PathLike[str]) -> Path:
+    """Legend, layout, and the PNG written atomically; the figure is closed."""
+    import matplotlib.pyplot as plt
+
+    axes[0][0].legend(fontsize=7)
+    fig.tight_layout()
+    path = Path(path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=110)
+    finally:
+        plt.close(fig)
+    return path
+
+
 @dataclass
 class EvaluationReport:
     """Metrics of several models under one split and protocol (``full`` or ``sampled-N``)."""
@@ -91,15 +106,7 @@ class EvaluationReport:
             axis.set_xlabel("K")
             axis.set_title(f"{metric}@K ({self.protocol})")
             axis.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        path = Path(path)
-        try:
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=110)
-        finally:
-            plt.close(fig)
-        return path
+        return _save_figure(fig, axes, path)
 
     @property
     def has_tradeoff(self) -> bool:
@@ -132,15 +139,7 @@ class EvaluationReport:
             axis.set_ylabel(accuracy)
             axis.set_title(f"{accuracy} vs {column} ({self.protocol})")
             axis.grid(alpha=0.3)
-        axes[0][0].legend(fontsize=7)
-        fig.tight_layout()
-        path = Path(path)
-        try:
-            with atomic_path(path) as tmp:
-                fig.savefig(tmp, dpi=110)
-        finally:
-            plt.close(fig)
-        return path
+        return _save_figure(fig, axes, path)
 
     def save(self, folder: str | os.PathLike[str], *, plot: bool = True) -> Path:
         """``metrics.csv``, ``metrics.json``, ``metrics.md`` and ``metrics.png`` in ``folder``
