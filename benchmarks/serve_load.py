@@ -7,7 +7,8 @@ Builds a run on disk (``demo``: the generated 240-item demo with text, image and
 two-tower; ``100k``: 100,000 items in 200 topics, 20,000 simulated users, an id-only mean tower —
 the index is then HNSW32), starts ``mmrec serve`` as its own process, and drives it with
 ``--clients`` concurrent keep-alive HTTP clients for ``--duration`` seconds per endpoint:
-``GET /recommend/{user}?k=10`` (random known users), ``POST /events`` (one click on a random item
+``GET /recommend/{user}?k=10`` (random known users), the same re-ranked for variety
+(``diversify=0.3``, MMR and DPP: the latency cost of re-ranking), ``POST /events`` (one click on a random item
 by a random user) and a 90/10 mix of both. Prints p50/p99 latency, requests/s and the server's
 resident memory before, after each phase and at the end (flat memory = no leak per request).
 Clients and server share the machine's cores: on 2 cores the numbers are a floor.
@@ -130,6 +131,12 @@ def main() -> None:
             def recommend(session, rng):
                 return session.get(f"/recommend/{rng.choice(users)}", params={"k": 10})
 
+            def diversified(rerank: str):
+                def request(session, rng):
+                    return session.get(f"/recommend/{rng.choice(users)}",
+                                       params={"k": 10, "diversify": 0.3, "rerank": rerank})
+                return request
+
             def feedback(session, rng):
                 return session.post("/events", json={"user": rng.choice(users), "item": rng.choice(item_ids),
                                                      "event": "click"})
@@ -140,8 +147,10 @@ def main() -> None:
             drive(url, recommend, args.clients, 2.0)  # warm-up: first touches run the tower
             memory = [("after warm-up", rss_mb(server.pid))]
             rows = []
-            for name, request in (("GET /recommend", recommend), ("POST /events", feedback),
-                                  ("90% recommend + 10% events", mixed)):
+            for name, request in (("GET /recommend", recommend),
+                                  ("GET /recommend?diversify=0.3 (MMR)", diversified("mmr")),
+                                  ("GET /recommend?diversify=0.3 (DPP)", diversified("dpp")),
+                                  ("POST /events", feedback), ("90% recommend + 10% events", mixed)):
                 latencies, failed = drive(url, request, args.clients, args.duration)
                 p50, p99 = np.percentile(latencies, [50, 99])
                 rows.append((name, len(latencies) / args.duration, p50, p99, failed))
