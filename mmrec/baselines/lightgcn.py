@@ -70,8 +70,13 @@ class LightGCN(FactorModel):
 
     artifact_name = "lightgcn"
 
-    def __init__(self, dim: int = 64, layers: int = 3, epochs: int = 20, lr: float = 5e-3,
-                 l2: float = 1e-4, batch_size: int = 2048, content_init: bool = True, seed: int = 0,
+    # Defaults measured on ML-1M (leave-one-out, full ranking, 2 CPU threads): every BPR step
+    # propagates the whole graph, so few large steps at a higher learning rate train far more per
+    # second than many small ones (2 layers, batches of 16,384, lr 0.02: R@20 0.122 after 12 epochs,
+    # 5 min, no better after 20; 3 layers cost twice the time for 0.120; the old 3 layers / 2,048 /
+    # 5e-3 reached 0.110).
+    def __init__(self, dim: int = 64, layers: int = 2, epochs: int = 12, lr: float = 0.02,
+                 l2: float = 1e-4, batch_size: int = 16_384, content_init: bool = True, seed: int = 0,
                  device: str = "auto") -> None:
         if dim < 1 or layers < 0 or epochs < 0 or lr <= 0 or l2 < 0 or batch_size < 1:
             raise ConfigError(f"LightGCN: bad settings dim={dim}, layers={layers}, epochs={epochs}, "
