@@ -36,7 +36,7 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
     tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
                  patience=2, batch_size=32, seed=args.seed)
     graph = dict(epochs=args.graph_epochs, batch_size=args.graph_batch, lr=args.graph_lr,
-                 layers=args.graph_layers, seed=args.seed)
+                 layers=args.graph_layers, negatives=args.graph_negatives, seed=args.seed)
     factories = {
         "popularity": lambda: Popularity(),
         "item_knn": lambda: ItemKNN(neighbours=100),
@@ -62,12 +62,13 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10,
                         help="two-tower epochs (early stopping, patience 2)")
     parser.add_argument("--bpr-epochs", type=int, default=30)
-    parser.add_argument("--graph-epochs", type=int, default=12)
-    parser.add_argument("--graph-layers", type=int, default=2)
+    parser.add_argument("--graph-epochs", type=int, default=20)
+    parser.add_argument("--graph-layers", type=int, default=3)
+    parser.add_argument("--graph-negatives", type=int, default=4, help="LightGCN negatives per positive")
     parser.add_argument("--graph-batch", type=int, default=16_384,
                         help="LightGCN BPR batch (full propagation per step: larger batches, fewer "
                         "propagations per epoch)")
-    parser.add_argument("--graph-lr", type=float, default=0.02)
+    parser.add_argument("--graph-lr", type=float, default=0.05)
     parser.add_argument("--ks", default="10,20")
     parser.add_argument("--ann-spec", default=None, help="also score vector models through this FAISS index")
     parser.add_argument("--seed", type=int, default=0)

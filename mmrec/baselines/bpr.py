@@ -22,19 +22,23 @@ __all__ = ["BPRMF", "train_bpr"]
 
 def train_bpr(parameters: list[torch.Tensor], step_loss: Callable[..., torch.Tensor], *,
               users: torch.Tensor, positives: torch.Tensor, n_items: int, epochs: int,
-              batch_size: int, lr: float, seed: int) -> list[float]:
+              batch_size: int, lr: float, seed: int, negatives: int = 1) -> list[float]:
     """The BPR loop shared by MF and LightGCN: each epoch, every (user, positive) pair in a seeded
-    order with a uniform negative item; Adam on ``parameters``; returns the mean loss per epoch.
-    ``step_loss(users, positives, negatives)`` computes a batch's loss."""
+    order with uniform negative items; Adam on ``parameters``; returns the mean loss per epoch.
+    ``step_loss(users, positives, negatives)`` computes a batch's loss; its negatives are a
+    ``(batch,)`` tensor with ``negatives=1`` and a ``(batch, negatives)`` one otherwise."""
+    if negatives < 1:
+        raise ConfigError(f"train_bpr: negatives must be >= 1, got {negatives}.")
+    shape = (len(users),) if negatives == 1 else (len(users), negatives)
     optimizer = torch.optim.Adam(parameters, lr=lr)
     generator = torch.Generator(device=users.device).manual_seed(seed)
     losses = []
     for _ in range(epochs):
         order = torch.randperm(len(users), generator=generator, device=users.device)
-        negatives = torch.randint(n_items, (len(users),), generator=generator, device=users.device)
+        drawn = torch.randint(n_items, shape, generator=generator, device=users.device)
         total = 0.0
         for batch in order.split(batch_size):
-            loss = step_loss(users[batch], positives[batch], negatives[batch])
+            loss = step_loss(users[batch], positives[batch], drawn[batch])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
