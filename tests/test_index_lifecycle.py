@@ -41,8 +41,14 @@ def test_recall_target_is_met_on_held_out_queries(spec, target):
 def test_tuning_picks_the_cheapest_setting():
     index = mmrec.build_index(clustered(4000), spec="IVF64,Flat", target_recall=0.9)
     curve = index.params["tuning"]["curve"]
-    assert curve[-1]["recall"] >= 0.9 and all(p["recall"] < 0.9 for p in curve[:-1])
-    assert index.params["nprobe"] == curve[-1]["nprobe"]
+    chosen = index.params["nprobe"]
+    assert [p["nprobe"] for p in curve] == sorted(p["nprobe"] for p in curve)
+    # every measured setting below the chosen one falls short (by its lower bound), the chosen reaches it
+    assert all(p["recall_low"] < 0.9 for p in curve if p["nprobe"] < chosen)
+    reached = next(p for p in curve if p["nprobe"] == chosen)
+    assert reached["recall_low"] >= 0.9 and index.params["recall@10"] == reached["recall"]
+    # the step just below it was measured (bisection ends next to the threshold), unless it is the first
+    assert chosen == 1 or chosen - 1 in [p["nprobe"] for p in curve]
 
 
 def test_automatic_plan_by_size_and_memory():

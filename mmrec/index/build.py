@@ -13,6 +13,7 @@ import mmrec.index.faiss_ops as faiss_ops
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index.arrays import as_matrix, l2_normalize
 from mmrec.index.choice import PQ_RERANK, plan_index
+from mmrec.index.chooser import MEASURE_MIN_ITEMS, choose_by_measurement
 from mmrec.index.fill import train_and_fill
 from mmrec.index.item_index import ItemIndex
 from mmrec.vectors.item_vectors import ItemVectors
@@ -62,6 +63,7 @@ def build_index(
     memory_budget: int | None = None,
     attributes: Any = None,
     use_gpu: bool | None = None,
+    build_budget: float | None = None,
     seed: int = 0,
 ) -> ItemIndex:
     """Build a FAISS inner-product index over L2-normalised item vectors.
@@ -74,12 +76,17 @@ def build_index(
     ids : sequence of str, optional
         Item ids for a matrix (default ``"0"..."n-1"``).
     spec : str, optional
-        FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``);
-        by default :func:`mmrec.index.plan_index` picks by size, dimension and ``memory_budget``.
+        FAISS factory string (``"Flat"``, ``"HNSW32"``, ``"IVF1024,Flat"``, ``"IVF1024,PQ16"``,
+        ``"IVF1024,PQ32x4fs,RFlat"``). By default, with ``target_recall``, the index is chosen by
+        measurement (:mod:`mmrec.index.chooser`: candidate families built, each tuned to the target
+        and timed; the fastest that reaches it is kept); without it, or when the vectors do not fit
+        the memory budget, :func:`mmrec.index.plan_index` picks by size, dimension and
+        ``memory_budget``.
     target_recall : float, optional
-        Tune ``nprobe`` / ``efSearch`` (and the PQ re-ranking factor) to the cheapest setting whose
-        recall@``k`` against exact search, on held-out item queries, reaches it; the achieved recall
-        and the parameters are stored in ``index.params`` and logged.
+        Tune ``nprobe`` / ``efSearch`` (and the re-scoring depth of compressed codes) to the
+        cheapest setting whose recall@``k`` against exact search, on held-out item queries, reaches
+        it; the achieved recall, the parameters and (when chosen by measurement) every candidate's
+        numbers are stored in ``index.params`` and logged.
     k : int
         The k of that recall.
     memory_budget : int, optional
@@ -88,6 +95,9 @@ def build_index(
         Item attributes to filter on at query time (``index.mask(where=...)``).
     use_gpu : bool, optional
         Default: on the GPU(s) when ``faiss.get_num_gpus() > 0`` and the index type supports it.
+    build_budget : float, optional
+        Seconds the measured choice may spend building candidates (default: the IVF candidates,
+        and HNSW only when its estimated build costs at most half the time they took).
     seed : int
         Seed of k-means, of the training sample and of the tuning queries.
     """
@@ -111,6 +121,15 @@ def build_index(
     if not _looks_normalised(vectors, seed):
         vectors = l2_normalize(as_matrix(np.asarray(vectors), name="item vectors"))
     plan = plan_index(n, dim, memory_budget=memory_budget)
+    measured = spec is None and target_recall is not None and n >= MEASURE_MIN_ITEMS and plan.rerank == 1
+    if measured:  # every candidate is built and timed; the fastest reaching the target is kept
+        if not 0 < target_recall <= 1:
+            raise ConfigError(f"target_recall must be in (0, 1], got {target_recall}.")
+        index = choose_by_measurement(vectors, ids_array, target_recall=target_recall, k=k, seed=seed,
+                                      build_budget=build_budget, use_gpu=use_gpu)
+        index.attributes = _attribute_table(attributes, ids_array)
+        logger.info("built %r over %d items (dim %d): %s", index.spec, n, dim, index.params["choice"])
+        return index
     chosen = spec or plan.spec
     faiss_index, params = train_and_fill(chosen, dim, vectors, np.arange(n, dtype=np.int64), seed=seed)
     # compressed codes (PQ) get their shortlist re-ranked by exact inner product by default

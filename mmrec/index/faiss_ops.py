@@ -3,24 +3,56 @@ I/O. FAISS is imported lazily, in one place."""
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from mmrec.errors import ConfigError
+from mmrec.errors import ConfigError, MissingDependencyError
 
 logger = logging.getLogger(__name__)
 
-# Search-time parameters this module applies, by FAISS ParameterSpace name.
-SEARCH_PARAMS = ("nprobe", "efSearch")
+# Search-time parameters this module applies, by FAISS ParameterSpace name (``k_factor_rf``: how
+# many candidates per result a refine stage re-scores exactly).
+SEARCH_PARAMS = ("nprobe", "efSearch", "k_factor_rf")
 
 
+# Distributions that install the `faiss` package (only one may be present).
+FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu12-cuvs",
+                       "faiss-gpu-cu13", "faiss-gpu-cu13-cuvs")
+
+
+def installed_faiss_distributions() -> list[str]:
+    """``name==version`` of every installed distribution that ships the ``faiss`` package."""
+    found = set()
+    for dist in importlib.metadata.distributions():
+        name = re.sub(r"[-_.]+", "-", str(dist.metadata["Name"] or "")).lower()
+        if name in FAISS_DISTRIBUTIONS:
+            found.add(f"{name}=={dist.version}")
+    return sorted(found)
+
+
+@functools.cache
 def faiss() -> Any:
-    import faiss as _faiss
-
+    """The ``faiss`` module; a clear error naming the extras when it is missing, and a warning when
+    two FAISS distributions share the environment (each overwrites the other's files)."""
+    try:
+        import faiss as _faiss
+    except ImportError as exc:
+        raise MissingDependencyError(
+            "FAISS is not installed. Install exactly one build: pip install 'mmrec[cpu]' (faiss-cpu) "
+            f"or 'mmrec[gpu]' (faiss-gpu-cu12). ({exc})") from None
+    found = installed_faiss_distributions()
+    if len(found) > 1:
+        logger.warning("%d FAISS distributions are installed (%s); they overwrite each other's `faiss` "
+                       "package. Keep one: pip uninstall -y %s, then pip install --force-reinstall "
+                       "'mmrec[cpu]' or 'mmrec[gpu]'.", len(found), ", ".join(found),
+                       " ".join(name.split("==")[0] for name in found))
     return _faiss
 
 
@@ -36,6 +68,20 @@ def hnsw_of(index: Any) -> Any | None:
     f = faiss()
     base = f.downcast_index(index.index) if isinstance(index, f.IndexIDMap) else index
     return base if isinstance(base, f.IndexHNSW) else None
+
+
+def refine_of(index: Any) -> Any | None:
+    """The refine wrapper (``...,RFlat``: codes re-scored by exact vectors), or None."""
+    f = faiss()
+    base = f.downcast_index(index.index) if isinstance(index, f.IndexIDMap) else index
+    return base if isinstance(base, f.IndexRefine) else None
+
+
+def numbers_rows_itself(index: Any) -> bool:
+    """HNSW and refine indices take rows in order (no ``add_with_ids``, no physical removal)."""
+    f = faiss()
+    return not isinstance(index, f.IndexIDMap) and (hnsw_of(index) is not None
+                                                    or refine_of(index) is not None)
 
 
 def needs_id_map(spec: str) -> bool:
@@ -79,23 +125,27 @@ def search(index: Any, queries: np.ndarray, k: int, *, selector: BitmapSelector 
         search_params = f.SearchParametersHNSW(sel=sel, efSearch=int(values.get("efSearch", 16)))
     else:
         search_params = f.SearchParameters(sel=sel)
+    if refine_of(index) is not None:  # the refine stage takes its own parameters around the base's
+        search_params = f.IndexRefineSearchParameters(
+            k_factor=float(values.get("k_factor_rf", 1)), base_index_params=search_params, sel=sel)
     return index.search(queries, k, params=search_params)
 
 
 def add(index: Any, vectors: np.ndarray, labels: np.ndarray) -> None:
-    """Add rows with their labels (HNSW numbers rows itself; labels are appended in order)."""
-    if hnsw_of(index) is not None and not isinstance(index, faiss().IndexIDMap):
+    """Add rows with their labels (HNSW and refine indices number rows themselves; labels are
+    appended in order)."""
+    if numbers_rows_itself(index):
         if index.ntotal != labels[0]:
-            raise ConfigError("HNSW labels out of step with the index; rebuild it.")
+            raise ConfigError("index labels out of step with the index; rebuild it.")
         index.add(vectors)
     else:
         index.add_with_ids(vectors, labels)
 
 
 def remove(index: Any, labels: np.ndarray) -> None:
-    """Physically remove labels where the index type allows it (HNSW does not; the caller's alive
-    mask keeps removed items out of every result either way)."""
-    if hnsw_of(index) is not None:
+    """Physically remove labels where the index type allows it (HNSW and refine indices do not; the
+    caller's alive mask keeps removed items out of every result either way)."""
+    if numbers_rows_itself(index):
         return
     try:
         index.remove_ids(faiss().IDSelectorBatch(np.asarray(labels, dtype=np.int64)))

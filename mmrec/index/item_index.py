@@ -371,8 +371,10 @@ class ItemIndex:
             self.retrain()
 
     def retrain(self) -> None:
-        """Retrain the IVF quantizer on the current items and re-add them (labels are kept)."""
-        labels = np.flatnonzero(self.alive)
+        """Retrain the IVF quantizer on the current items and re-add them (labels are kept; indices
+        that number rows themselves get every label back, removed ones masked as before)."""
+        labels = (np.arange(self.n_labels, dtype=np.int64) if faiss_ops.numbers_rows_itself(self.faiss_index)
+                  else np.flatnonzero(self.alive))
         self.faiss_index, trained = train_and_fill(self.spec, self.dim, self.vectors, labels,
                                                    seed=int(self.params.get("seed", 0)))
         self.params.update(trained)

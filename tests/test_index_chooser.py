@@ -1,0 +1,211 @@
+"""The measured index choice (small data, no timing assertions) and the FAISS installation."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tomllib
+
+import mmrec
+from mmrec.index import faiss_ops, recall_at_k
+from mmrec.index.chooser import fastscan_spec, ivf_list_options
+from mmrec.index.tuning import _lowest_reaching, knob_values, tune
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def clustered(n: int, d: int = 32, seed: int = 0, centres: int = 40) -> np.ndarray:
+    """Unit vectors around fixed centres; ``seed`` draws new points around the same centres."""
+    middle = np.random.default_rng(0).normal(size=(centres, d))
+    rng = np.random.default_rng(seed + 1)
+    x = middle[rng.integers(centres, size=n)] + 0.5 * rng.normal(size=(n, d))
+    return (x / np.linalg.norm(x, axis=1, keepdims=True)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def chosen() -> tuple[np.ndarray, mmrec.ItemIndex]:
+    x = clustered(12_000)
+    return x, mmrec.build_index(x, target_recall=0.9, k=10)
+
+
+def test_the_choice_is_measured_and_recorded(chosen):
+    _, index = chosen
+    trials = index.params["candidates"]
+    families = {t["family"] for t in trials}
+    assert {"flat", "ivf_flat", "ivf_fastscan_refine", "hnsw"} <= families
+    measured = [t for t in trials if not t["status"].startswith(("skipped", "pruned"))]
+    assert all(t["qps"] > 0 and t["index_bytes"] > 0 and 0 <= t["recall"] <= 1 for t in measured)
+    # a pruned candidate fell short of the target while already searching slower than the best
+    assert all(not t["reached"] and t["qps"] == 0 for t in trials if t["status"].startswith("pruned"))
+    winner = next(t for t in trials if t["spec"] == index.spec)
+    # the winner reached the target and nothing that reached it was measured faster
+    assert winner["reached"] and winner["qps"] == max(t["qps"] for t in measured if t["reached"])
+    losers = [t for t in trials if t is not winner]
+    assert all(t["status"].startswith(("slower than", "recall", "skipped", "pruned")) for t in losers)
+    assert index.spec in index.params["choice"] and "measured" in index.params["choice"]
+    assert index.params["tuning"]["params"] == winner["params"]
+    assert index.params["build_seconds"] > 0
+    flat = next(t for t in trials if t["spec"] == "Flat")
+    assert flat["recall"] == 1.0 and flat["reached"] and flat["qps"] > 0  # exact: only timed
+    fast = next(t for t in trials if t["family"] == "ivf_fastscan_refine")
+    lists = next(t for t in trials if t["spec"] == fast["spec"].split(",")[0] + ",Flat")
+    if fast["params"]:  # same lists, compressed codes: never fewer probes than the exact lists needed
+        assert fast["params"]["nprobe"] >= lists["params"]["nprobe"]
+
+
+def test_the_chosen_index_holds_its_recall_on_new_queries(chosen):
+    x, index = chosen
+    queries = clustered(400, seed=7)
+    exact = mmrec.build_index(x, spec="Flat")
+    _, truth = exact.search(queries, 10)
+    _, found = index.search(queries, 10)
+    assert recall_at_k(found, truth) >= 0.9 - 0.03
+
+
+def test_a_zero_build_budget_keeps_exact_search():
+    index = mmrec.build_index(clustered(6_000), target_recall=0.95, build_budget=0)
+    assert index.spec == "Flat"
+    skipped = [t for t in index.params["candidates"] if t["spec"] != "Flat"]
+    assert skipped and all(t["status"].startswith("skipped") for t in skipped)
+    assert any("build budget" in t["status"] for t in skipped)
+
+
+def test_small_catalogs_and_explicit_specs_are_not_measured():
+    small = mmrec.build_index(clustered(2_000), target_recall=0.95)
+    assert small.spec == "Flat" and "candidates" not in small.params
+    given = mmrec.build_index(clustered(6_000), spec="IVF64,Flat", target_recall=0.9)
+    assert "candidates" not in given.params and given.params["tuning"]["achieved_recall"] >= 0.9
+
+
+def test_fastscan_refine_index_searches_updates_and_saves(tmp_path):
+    x = clustered(3_000)
+    spec = fastscan_spec(32, x.shape[1])
+    assert spec == "IVF32,PQ16x4fsr,RFlat"
+    index = mmrec.build_index(x[:2_500], spec=spec, target_recall=0.9)
+    assert faiss_ops.refine_of(index.faiss_index) is not None
+    assert "k_factor_rf" in index.params["tuning"]["params"]
+    ids = [str(i) for i in range(2_500, 3_000)]
+    index.add(ids, x[2_500:])
+    index.remove(["2600", "3"])
+    _, found = index.search(x[2_700:2_701], 1)
+    assert index.ids[found[0, 0]] == "2700"
+    _, found = index.search(x[2_600:2_601], 3000)
+    assert not {"2600", "3"} & set(index.ids[found[0][found[0] >= 0]].tolist())
+    allowed = np.zeros(index.n_labels, bool)
+    allowed[:100] = True
+    _, found = index.search(x[:5], 10, allowed=allowed)
+    assert (found[found >= 0] < 100).all()
+    index.retrain()  # labels stay in step with the rows the refine stage numbers itself
+    loaded = mmrec.ItemIndex.load(index.save(tmp_path / "idx"))
+    assert loaded.params["k_factor_rf"] == index.params["k_factor_rf"]
+    np.testing.assert_array_equal(loaded.search(x[:20], 5)[1], index.search(x[:20], 5)[1])
+
+
+def test_knob_grids_and_the_search_for_the_cheapest_value():
+    assert ivf_list_options(1_000_000) == [1024, 2048, 4096]
+    assert ivf_list_options(3_000) == [64]  # 128 lists would get too few training points
+    assert fastscan_spec(1024, 384) == "IVF1024,PQ96x4fsr,RFlat"
+    values = list(range(1, 200))
+    measured = []
+
+    def recall(v: int) -> float:
+        measured.append(v)
+        return min(1.0, v / 100)
+
+    assert _lowest_reaching(values, recall, 0.37) == 37
+    assert max(measured) < 64  # galloping from the cheap end never measured the dearest settings
+    assert _lowest_reaching(values, lambda v: 0.5, 0.9) is None
+    assert _lowest_reaching([4], lambda v: 1.0, 0.9) == 4
+    index = mmrec.build_index(clustered(3_000), spec="IVF64,Flat")
+    name, grid = knob_values(index.faiss_index)
+    assert name == "nprobe" and grid[:16] == list(range(1, 17)) and grid[-1] <= 64
+    result = tune(index, target_recall=0.5, k=10, n_queries=200, least=12)
+    assert min(point["nprobe"] for point in result["curve"]) == 12 and result["params"]["nprobe"] == 12
+
+
+# ----------------------------------------------------------------------------- installation
+def _extra_closure(extras: dict[str, list[str]], name: str, seen: set[str] | None = None) -> list[str]:
+    """Requirements of an extra with its ``mmrec[...]`` references expanded."""
+    seen = seen if seen is not None else set()
+    seen.add(name)
+    out = []
+    for requirement in extras[name]:
+        if requirement.startswith("mmrec["):
+            for inner in requirement[6 : requirement.index("]")].split(","):
+                if inner not in seen:
+                    out += _extra_closure(extras, inner, seen)
+        else:
+            out.append(requirement)
+    return out
+
+
+def _faiss_names(requirements: list[str]) -> set[str]:
+    names = {r.split(";")[0].split("[")[0].split(">")[0].split("=")[0].split("<")[0].strip().lower()
+             for r in requirements}
+    return names & set(faiss_ops.FAISS_DISTRIBUTIONS)
+
+
+def test_every_install_route_brings_at_most_one_faiss_build():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text("utf-8"))["project"]
+    assert not _faiss_names(project["dependencies"]), "FAISS is a choice of extras, not a core dependency"
+    extras = project["optional-dependencies"]
+    assert _faiss_names(_extra_closure(extras, "cpu")) == {"faiss-cpu"}
+    assert _faiss_names(_extra_closure(extras, "gpu")) == {"faiss-gpu-cu12"}
+    for name in extras:
+        assert len(_faiss_names(_extra_closure(extras, name))) <= 1, name
+    # the README's install command (and CI's) picks one
+    readme = (ROOT / "README.md").read_text("utf-8")
+    assert 'pip install -e ".[cpu,dev]"' in readme
+    assert 'pip install -e ".[cpu,dev]"' in (ROOT / ".ci" / "run").read_text("utf-8")
+
+
+def test_this_environment_has_exactly_one_faiss_distribution_and_it_owns_the_package():
+    found = faiss_ops.installed_faiss_distributions()
+    assert len(found) == 1, f"FAISS distributions installed side by side: {found}"
+    name = found[0].split("==")[0]
+    module = faiss_ops.faiss()
+    files = importlib.metadata.distribution(name).files or []
+    owned = {str(Path(str(f))) for f in files}
+    assert str(Path("faiss") / "__init__.py") in owned
+    assert Path(module.__file__).resolve().parent.name == "faiss"
+
+
+def test_two_faiss_builds_side_by_side_are_reported(monkeypatch, caplog):
+    class Dist:
+        def __init__(self, name: str, version: str) -> None:
+            self.metadata, self.version = {"Name": name}, version
+
+    installed = [Dist("faiss-cpu", "1.15.1"), Dist("faiss_gpu_cu12", "1.14.1"), Dist("numpy", "2")]
+    monkeypatch.setattr(importlib.metadata, "distributions", lambda: installed)
+    assert faiss_ops.installed_faiss_distributions() == ["faiss-cpu==1.15.1", "faiss-gpu-cu12==1.14.1"]
+    faiss_ops.faiss.cache_clear()
+    try:
+        with caplog.at_level("WARNING", logger="mmrec.index.faiss_ops"):
+            faiss_ops.faiss()
+        assert "2 FAISS distributions are installed" in caplog.text
+        assert "pip uninstall -y faiss-cpu faiss-gpu-cu12" in caplog.text
+    finally:
+        faiss_ops.faiss.cache_clear()
+
+
+def test_missing_faiss_names_the_extras(monkeypatch):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_faiss(name, *args, **kwargs):
+        if name == "faiss":
+            raise ImportError("No module named 'faiss'")
+        return real_import(name, *args, **kwargs)
+
+    faiss_ops.faiss.cache_clear()
+    monkeypatch.setattr(builtins, "__import__", no_faiss)
+    try:
+        with pytest.raises(mmrec.MissingDependencyError, match=r"mmrec\[cpu\].*mmrec\[gpu\]"):
+            faiss_ops.faiss()
+    finally:
+        monkeypatch.undo()
+        faiss_ops.faiss.cache_clear()
