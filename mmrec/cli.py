@@ -327,11 +327,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
         from mmrec.serve.app import create_app
     except ImportError as exc:
         raise ConfigError("mmrec serve needs FastAPI and uvicorn: pip install 'mmrec[serve]'") from exc
-    config = ServeConfig(alpha=args.alpha, half_life=args.half_life, diversify_by=args.diversify_by)
+    from mmrec.serve.access import AccessPolicy, check_binding, read_token
+
+    token = read_token(args.token_file)
+    check_binding(args.host, token, insecure=args.insecure)  # before minutes of loading
+    access = AccessPolicy.for_binding(args.host, token=token, max_body=args.max_body,
+                                      allowed_hosts=[h for h in (args.allowed_hosts or "").split(",") if h])
+    config = ServeConfig(alpha=args.alpha, half_life=args.half_life, diversify_by=args.diversify_by,
+                         media_root=args.media_root)
     service = Service.from_paths(args.model, args.catalog, index=args.index, items=args.items,
                                  events=args.events, config=config)
-    logger.info("serving %s on http://%s:%d", service.index, args.host, args.port)
-    uvicorn.run(create_app(service), host=args.host, port=args.port, log_level=args.log_level)
+    logger.info("serving %s on http://%s:%d (token: %s)", service.index, args.host, args.port,
+                "required" if token else "none")
+    uvicorn.run(create_app(service, access), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 
 
@@ -493,6 +501,18 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--half-life", type=float, default=3600.0, help="seconds for feedback to halve")
     p.add_argument("--diversify-by", default=None, help="item attribute the popularity fallback mixes")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default: warning)")
+    p.add_argument("--token-file", default=None,
+                   help="file whose first line is the API token (default: $MMREC_API_TOKEN); with a "
+                   "token every route but /health and the page needs 'Authorization: Bearer <token>'")
+    p.add_argument("--allowed-hosts", default=None,
+                   help="comma-separated Host names to answer besides localhost, 127.0.0.1, ::1 and the "
+                   "bound address (others get 400: DNS rebinding)")
+    p.add_argument("--max-body", type=int, default=8 * 2**20,
+                   help="largest request body in bytes (default: 8 MiB; larger ones get 413)")
+    p.add_argument("--media-root", default=None,
+                   help="folder that media of items added over HTTP must lie in (default: the catalog's)")
+    p.add_argument("--insecure", action="store_true",
+                   help="allow a non-loopback --host without a token (only behind another guard)")
     p.set_defaults(func=cmd_serve)
 
 

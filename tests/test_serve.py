@@ -104,9 +104,9 @@ def test_new_items_are_encoded_from_content_and_served(client, demo, service):
     assert client.get("/media/fresh-1/audio").status_code == 404
     assert client.get("/explain/fan/fresh-1").status_code == 200
     broken = client.post("/items", json={"item_id": "fresh-2", "title": twin["title"],
-                                         "image_path": "images/item0003-corrupt.png"}).json()
-    assert broken["added"] == ["fresh-2"]
-    assert [(i["item_id"], i["modality"]) for i in broken["issues"]] == [("fresh-2", "image")]
+                                         "image_path": "images/item0003-corrupt.png"})
+    assert broken.status_code == 400  # media must open as what they claim to be before they are served
+    assert "fresh-2" in broken.json()["detail"] and "image_path" in broken.json()["detail"]
 
 
 @pytest.mark.parametrize("request_args", [

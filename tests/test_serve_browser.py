@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
@@ -17,6 +18,7 @@ pytest.importorskip("fastapi")
 uvicorn = pytest.importorskip("uvicorn")
 
 from mmrec.serve import ServeConfig, Service  # noqa: E402
+from mmrec.serve.access import AccessPolicy  # noqa: E402
 from mmrec.serve.app import create_app  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
@@ -34,14 +36,15 @@ def _browser_missing() -> str | None:
     return None
 
 
-@pytest.fixture
-def server(served_run, demo):
-    service = Service.from_paths(served_run, demo.catalog, events=demo.events,
-                                 config=ServeConfig(alpha=0.8, category_column="category"))
+TOKEN = "page-token"
+
+
+@contextlib.contextmanager
+def _serving(service: Service, access: AccessPolicy | None = None):
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(create_app(service), host="127.0.0.1", port=port,
+    server = uvicorn.Server(uvicorn.Config(create_app(service, access), host="127.0.0.1", port=port,
                                            log_level="warning"))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
@@ -49,9 +52,27 @@ def server(served_run, demo):
     while not server.started:
         assert time.monotonic() < deadline, "the server did not start"
         time.sleep(0.05)
-    yield f"http://127.0.0.1:{port}", service
-    server.should_exit = True
-    thread.join(timeout=10)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+@pytest.fixture
+def server(served_run, demo):
+    service = Service.from_paths(served_run, demo.catalog, events=demo.events,
+                                 config=ServeConfig(alpha=0.8, category_column="category"))
+    with _serving(service) as url:
+        yield url, service
+
+
+@pytest.fixture
+def token_server(served_run, demo):
+    service = Service.from_paths(served_run, demo.catalog, events=demo.events,
+                                 config=ServeConfig(alpha=0.8, category_column="category"))
+    with _serving(service, AccessPolicy.for_binding("127.0.0.1", token=TOKEN)) as url:
+        yield url, service
 
 
 @pytest.fixture
@@ -104,3 +125,22 @@ def test_clicking_a_card_updates_the_recommendations(server, browser, tmp_path):
     shot = Path(os.environ.get("MMREC_SCREENSHOT_DIR", tmp_path)) / "serve-page.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_with_a_token_the_page_asks_once_and_shows_media(token_server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, _ = token_server
+    wait = WebDriverWait(browser, 30)
+    browser.get(url + "/")
+    wait.until(expected_conditions.alert_is_present())
+    prompt = browser.switch_to.alert
+    prompt.send_keys(TOKEN)
+    prompt.accept()
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#recs .card")) >= 6)
+    # pictures come through fetch with the token, as blob URLs (an <img src> cannot send a header)
+    wait.until(lambda d: any((img.get_attribute("src") or "").startswith("blob:")
+                             for img in d.find_elements(By.CSS_SELECTOR, "#recs .card img")))
+    assert "error" not in browser.find_element(By.ID, "status").text

@@ -17,7 +17,7 @@ from mmrec.data.validation import positions_of, positive_int
 from mmrec.errors import ArtifactError, ConfigError, SchemaError
 from mmrec.index.arrays import as_matrix, l2_normalize
 from mmrec.index.fill import train_and_fill
-from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
+from mmrec.utils.io import atomic_directory, load_npy, read_manifest, write_manifest
 
 __all__ = ["ItemIndex", "attribute_mask"]
 
@@ -412,7 +412,7 @@ class ItemIndex:
         path = Path(path)
         manifest, ids, alive = cls._checked_labels(path, verify)
         faiss_index = faiss_ops.read(path / "index.faiss")
-        vectors = np.load(path / "vectors.npy", mmap_mode="r" if mmap else None, allow_pickle=False)
+        vectors = load_npy(path / "vectors.npy", mmap=mmap)
         if vectors.shape != (len(ids), manifest["dim"]):
             raise ArtifactError(f"{path}: vectors, ids and alive mask disagree in size.")
         attributes = (pd.read_parquet(path / "attributes.parquet")
@@ -435,7 +435,7 @@ class ItemIndex:
     def _checked_labels(path: Path, verify: bool) -> tuple[dict[str, Any], np.ndarray, np.ndarray]:
         manifest = read_manifest(path, ARTIFACT_KIND, version=FORMAT_VERSION, verify=verify,
                                  require=["index.faiss", "vectors.npy", "alive.npy", "ids.json"])
-        alive = np.load(path / "alive.npy", allow_pickle=False)
+        alive = load_npy(path / "alive.npy")
         ids = np.asarray(json.loads((path / "ids.json").read_text("utf-8")), dtype=object)
         if alive.shape != (len(ids),):
             raise ArtifactError(f"{path}: vectors, ids and alive mask disagree in size.")

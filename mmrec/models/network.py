@@ -48,12 +48,14 @@ class TwoTowerNet(nn.Module):
     ``content`` holds each modality's (normalised) vectors for the table's items and ``present``
     which items have which modality; ``trained`` which items had training events (the others are
     cold: they are never a training candidate and are fused from content alone, without their id
-    embedding). All three are buffers, saved with the weights.
+    embedding). All three are buffers, saved with the weights. ``init_projections=False`` skips the
+    PCA start of the projections (weights about to be loaded; also what lets the network be laid
+    out on the ``meta`` device, to check a saved model's shapes before anything is allocated).
     """
 
     def __init__(self, config: TwoTowerConfig, *, n_items: int, n_events: int,
                  content: Mapping[str, torch.Tensor], present: torch.Tensor,
-                 trained: torch.Tensor | None = None) -> None:
+                 trained: torch.Tensor | None = None, init_projections: bool = True) -> None:
         super().__init__()
         self.config = config
         dim = config.dim
@@ -66,7 +68,7 @@ class TwoTowerNet(nn.Module):
                              else trained.bool().reshape(n_items))
         self.projections = nn.ModuleList(nn.Linear(content[m].shape[1], dim) for m in self.modalities)
         width = max(1, dim // len(self.tokens))
-        for i, projection in enumerate(self.projections):
+        for i, projection in enumerate(self.projections if init_projections else []):
             block = slice(i * width, (i + 1) * width if i + 1 < len(self.modalities) else dim)
             principal_init(projection, content[self.modalities[i]][self.present[:, i]], block)
         self.id_embedding = nn.Embedding(n_items, dim) if config.item_ids else None

@@ -35,6 +35,7 @@ from mmrec.utils.config import config_from_dict, config_to_dict
 from mmrec.utils.device import resolve_device
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
 from mmrec.utils.seed import torch_seeded
+from mmrec.utils.state import tensor_shapes
 from mmrec.vectors.fixed_fusion import ModalityScaler, concat_fusion
 from mmrec.vectors.item_vectors import ItemVectors
 from mmrec.vectors.user_vectors import UserVectors
@@ -480,27 +481,57 @@ class TwoTower:
             weights = manifest["event_weights"]
             event_weights = config_from_dict(EventWeights, {**weights,
                                                             "explicit": tuple(weights["explicit"])})
-            tensors = load_file(path / "model.safetensors")
             ids = json.loads((path / "item_ids.json").read_text("utf-8"))
-        except (KeyError, OSError, ValueError) as exc:
-            raise ArtifactError(f"{path}: the model cannot be read ({exc}).") from exc
+            vocabulary = EventVocabulary(tuple(manifest["events"]))
+            modalities = manifest["modalities"]
+            _check_shapes(path, config, n_items=len(ids), n_events=len(vocabulary), modalities=modalities)
+            tensors = load_file(path / "model.safetensors")
+        except (KeyError, OSError, ValueError, TypeError) as exc:
+            raise ArtifactError(f"{path.name}: the model cannot be read ({exc}).") from exc
         model = cls(config, training=training, event_weights=event_weights)
         model.item_ids_ = pd.Index(ids)
-        model.vocabulary_ = EventVocabulary(tuple(manifest["events"]))
-        modalities = manifest["modalities"]
+        model.vocabulary_ = vocabulary
         model.scalers_ = {m: ModalityScaler(*tensors[f"scaler.{m}"].numpy()) for m in modalities}
         content = {m: tensors[f"net.content_{i}"] for i, m in enumerate(modalities)}
         present = tensors["net.present"]
         model.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(model.vocabulary_),
-                                 content=content, present=present, trained=tensors.get("net.trained"))
+                                 content=content, present=present, trained=tensors.get("net.trained"),
+                                 init_projections=False)
         state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         state.setdefault("trained", model.net_.trained)  # saved before cold items were tracked
         try:
             model.net_.load_state_dict(state)
         except RuntimeError as exc:
-            raise ArtifactError(f"{path}: weights do not fit the saved configuration ({exc}).") from exc
+            raise ArtifactError(f"{path.name}: weights do not fit the saved configuration ({exc}).") from exc
         model.net_.eval()
         if manifest.get("history"):
             model.history_ = TrainingHistory(**manifest["history"])
         return model
 
+
+
+def _check_shapes(path: Path, config: TwoTowerConfig, *, n_items: int, n_events: int,
+                  modalities: list[str]) -> None:
+    """The saved weights' shapes (from the safetensors header) against the network the saved
+    configuration describes, laid out on the ``meta`` device: an edited manifest (say, a larger
+    ``dim``) is an ArtifactError before anything is allocated."""
+    found = tensor_shapes(path / "model.safetensors")
+    content = {}
+    for i, modality in enumerate(modalities):
+        shape = found.get(f"net.content_{i}")
+        if shape is None or len(shape) != 2 or shape[0] != n_items:
+            raise ArtifactError(f"{path.name}/model.safetensors: the {modality!r} content table has shape "
+                                f"{shape}, not ({n_items}, d) for the {n_items} saved item ids; re-save it.")
+        content[modality] = torch.empty(shape, device="meta")
+    with torch.device("meta"):
+        skeleton = TwoTowerNet(config, n_items=n_items, n_events=n_events, content=content,
+                               present=torch.empty((n_items, len(modalities)), dtype=torch.bool),
+                               init_projections=False)
+    for name, tensor in skeleton.state_dict().items():
+        saved = found.get(f"net.{name}")
+        if saved is None and name == "trained":  # saved before cold items were tracked
+            continue
+        if saved != tuple(tensor.shape):
+            raise ArtifactError(f"{path.name}/model.safetensors: {name!r} is saved with shape {saved}, the "
+                                f"saved configuration needs {tuple(tensor.shape)}: the manifest or the "
+                                "weights were edited; re-save the model.")

@@ -17,10 +17,12 @@ does not validate, 400 for the rest of what the library rejects.
 
 import logging
 import math
+import re
 from importlib import resources
 from typing import Annotated, Any
 
 from mmrec.errors import MissingDependencyError, MmrecError
+from mmrec.serve.access import AccessPolicy, Guard
 from mmrec.serve.service import MAX_ID_LENGTH, NotFound, Service
 
 try:
@@ -36,7 +38,10 @@ __all__ = ["create_app", "Event", "Item"]
 logger = logging.getLogger(__name__)
 
 Id = Annotated[str, Path(min_length=1, max_length=MAX_ID_LENGTH)]
-MAX_BATCH = 10_000
+MAX_BATCH = 10_000  # events per request
+MAX_ITEMS = 1_000  # new items per request (each is encoded from its content)
+# An absolute path in a message (``/srv/run/model/x.json``): clients get only its last part.
+ABSOLUTE_PATH = re.compile(r"(?<![\w.~])/(?:[^\s'\"/:]+/)+(?=[^\s'\"/:]+)")
 MAX_VALUE = 1e12  # |value| of an event: bigger ones would overflow the user's interest vector
 
 
@@ -82,15 +87,23 @@ def _parse_filters(terms: list[str]) -> dict[str, list[str]] | None:
     return where or None
 
 
-def create_app(service: Service) -> FastAPI:
-    """The ASGI app over ``service`` (run it with uvicorn, or test it with ``TestClient``)."""
+def public_message(exc: Exception) -> str:
+    """An error's message for an HTTP client: artifacts and files by name, never where they live."""
+    return ABSOLUTE_PATH.sub("", str(exc))
+
+
+def create_app(service: Service, access: AccessPolicy | None = None) -> FastAPI:
+    """The ASGI app over ``service`` (run it with uvicorn, or test it with ``TestClient``).
+    ``access``: token, allowed ``Host`` names and body cap (:mod:`mmrec.serve.access`); by default
+    only the body cap (``mmrec serve`` always passes the policy of its binding)."""
     app = FastAPI(title="mmrec", summary="Multimodal recommendations with online feedback",
                   version=__import__("mmrec").__version__)
     app.state.service = service
+    app.add_middleware(Guard, policy=access or AccessPolicy(allowed_hosts=None))
 
     @app.exception_handler(NotFound)
     async def _not_found(request: Request, exc: NotFound) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return JSONResponse({"detail": public_message(exc)}, status_code=404)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -101,7 +114,7 @@ def create_app(service: Service) -> FastAPI:
 
     @app.exception_handler(MmrecError)
     async def _rejected(request: Request, exc: MmrecError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=400)
+        return JSONResponse({"detail": public_message(exc)}, status_code=400)
 
     @app.get("/health")
     def health() -> dict[str, Any]:
@@ -117,10 +130,9 @@ def create_app(service: Service) -> FastAPI:
                                  explain=explain, diversify=diversify, rerank=rerank)
 
     @app.post("/events")
-    def events(body: Annotated[Event | list[Event], Body()]) -> dict[str, Any]:
+    def events(body: Annotated[Event | Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH)],
+                               Body()]) -> dict[str, Any]:
         batch = body if isinstance(body, list) else [body]
-        if not 1 <= len(batch) <= MAX_BATCH:
-            raise MmrecError(f"send between 1 and {MAX_BATCH} events per request, got {len(batch)}.")
         applied = service.observe([event.model_dump() for event in batch])
         return {"applied": applied}
 
@@ -133,10 +145,9 @@ def create_app(service: Service) -> FastAPI:
         return {"user": user, "events_removed": service.forget(user)}
 
     @app.post("/items")
-    def add_items(body: Annotated[Item | list[Item], Body()]) -> dict[str, Any]:
+    def add_items(body: Annotated[Item | Annotated[list[Item], Field(min_length=1, max_length=MAX_ITEMS)],
+                                  Body()]) -> dict[str, Any]:
         batch = body if isinstance(body, list) else [body]
-        if not 1 <= len(batch) <= MAX_BATCH:
-            raise MmrecError(f"send between 1 and {MAX_BATCH} items per request, got {len(batch)}.")
         return service.add_items([item.model_dump() for item in batch])
 
     @app.get("/history/{user}")

@@ -53,6 +53,7 @@ class ServeConfig:
     max_k: int = 100
     explain_top: int = 2
     category_column: str | None = None
+    media_root: str | None = None  # where new items' media may live (default: the catalog's folder)
 
 
 def _is_file(path: Path) -> bool:
@@ -61,6 +62,25 @@ def _is_file(path: Path) -> bool:
         return path.is_file()
     except OSError:
         return False
+
+
+def _opens_as(path: Path, role: str) -> bool:
+    """Whether ``path`` is a file whose header reads as an image (Pillow) or audio (soundfile)."""
+    if not _is_file(path):
+        return False
+    try:
+        if role == "image":
+            from PIL import Image
+
+            with Image.open(path) as image:
+                image.verify()
+        else:
+            import soundfile
+
+            soundfile.info(str(path))
+    except Exception:  # noqa: BLE001 - any decoder error means: not such a file
+        return False
+    return True
 
 
 def _first(values: Sequence[str]) -> str | None:
@@ -213,15 +233,22 @@ class Service:
                 "issues": [issue.__dict__ for issue in content.report.issues]}
 
     def _check_media_inside(self, new: Catalog) -> None:
-        root = self.catalog.base_dir.resolve()
+        """New items' media must lie inside the media root (links resolved) and open as what they
+        claim to be: only such files are ever served back by ``/media``."""
+        root = Path(self.config.media_root or self.catalog.base_dir).resolve()
         for role in ("image", "audio"):
             column = getattr(new.schema, role)
             if column is None:
                 continue
             for item, path in zip(new.ids, new.media_paths(column), strict=True):
-                if path is not None and not path.resolve().is_relative_to(root):
-                    raise SchemaError(f"item {item!r}: {role} path {str(path)!r} is outside the catalog "
-                                      f"folder {str(root)!r}.")
+                if path is None:
+                    continue
+                resolved = path.resolve()
+                if not resolved.is_relative_to(root):
+                    raise SchemaError(f"item {item!r}: {column} {path.name!r} is outside the media folder; "
+                                      "give a path inside it (--media-root).")
+                if not _opens_as(resolved, role):
+                    raise SchemaError(f"item {item!r}: {column} {path.name!r} is not a readable {role} file.")
 
     # ----------------------------------------------------------------------------- the loop
     def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,

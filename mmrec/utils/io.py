@@ -21,11 +21,13 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from mmrec._version import __version__
 from mmrec.errors import ArtifactError
 
 __all__ = ["MANIFEST", "sha256_file", "atomic_path", "atomic_directory", "atomic_write_text",
-           "write_manifest", "read_manifest", "manifest_format", "require_files", "leftovers"]
+           "write_manifest", "read_manifest", "manifest_format", "require_files", "leftovers", "load_npy"]
 
 MANIFEST = "manifest.json"
 _BLOCK = 1 << 20
@@ -234,6 +236,44 @@ def manifest_format(directory: str | os.PathLike[str], *, expected: str = "model
     return found
 
 
+def _inside(directory: Path, name: Any) -> Path:
+    """``directory / name`` for a file name a manifest lists, which must stay inside the folder (no
+    absolute path, no ``..``, no link out): an edited manifest cannot make us read other files."""
+    if not isinstance(name, str) or not name or Path(name).is_absolute() or ".." in Path(name).parts:
+        raise ArtifactError(f"{directory.name}/{MANIFEST} lists {str(name)[:80]!r}, which is not a file "
+                            "inside the artifact folder: the manifest was edited; re-save the artifact.")
+    file = directory / name
+    if not file.resolve().is_relative_to(directory.resolve()):
+        raise ArtifactError(f"{directory.name}/{name} links outside the artifact folder; "
+                            "re-save the artifact.")
+    return file
+
+
+def load_npy(path: str | os.PathLike[str], *, mmap: bool = False) -> np.ndarray:
+    """A ``.npy`` array of numbers, its header checked against the file's size before anything is
+    allocated; pickled (object) arrays are refused, never loaded."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as handle:
+            version = np.lib.format.read_magic(handle)
+            read_header = (np.lib.format.read_array_header_1_0 if version == (1, 0)
+                           else np.lib.format.read_array_header_2_0)
+            shape, _, dtype = read_header(handle)
+            offset = handle.tell()
+    except (OSError, ValueError) as exc:
+        raise ArtifactError(f"{path.parent.name}/{path.name} is not a readable .npy array ({exc}); "
+                            "re-save the artifact.") from None
+    if dtype.hasobject:
+        raise ArtifactError(f"{path.parent.name}/{path.name} holds pickled Python objects; mmrec never "
+                            "loads pickles. Re-save the artifact with mmrec.")
+    expected = offset + int(np.prod(shape, dtype=np.int64)) * dtype.itemsize
+    if path.stat().st_size != expected:
+        raise ArtifactError(f"{path.parent.name}/{path.name}: its header claims shape {list(shape)} of "
+                            f"{dtype} ({expected} bytes with the header), the file has "
+                            f"{path.stat().st_size}; it is corrupt or was edited. Re-save the artifact.")
+    return np.load(path, mmap_mode="r" if mmap else None, allow_pickle=False)
+
+
 def read_manifest(directory: str | os.PathLike[str], kind: str, *, version: int = 1,
                   require: Iterable[str] = (), verify: bool = True) -> dict[str, Any]:
     """Read and check an artifact's manifest before anything else of it is read.
@@ -269,7 +309,7 @@ def read_manifest(directory: str | os.PathLike[str], kind: str, *, version: int 
     require_files(directory, manifest, require)
     sizes = manifest.get("sizes", {})
     for name, expected in files.items():
-        file = directory / name
+        file = _inside(directory, name)
         if not file.is_file():
             raise ArtifactError(f"{file} (listed in {MANIFEST}) is missing: the artifact is incomplete; "
                                 "re-run the command that saves it.")

@@ -27,7 +27,7 @@ import pandas as pd
 from mmrec.errors import ArtifactError, ConfigError
 from mmrec.utils.io import atomic_directory, read_manifest, write_manifest
 
-__all__ = ["save_state", "load_state"]
+__all__ = ["save_state", "load_state", "tensor_shapes"]
 
 TENSORS = "state.safetensors"
 IDS = "ids.json"
@@ -85,21 +85,29 @@ def save_state(path: str | os.PathLike[str], kind: str, *, params: Mapping[str, 
     return path
 
 
+def tensor_shapes(file: str | os.PathLike[str]) -> dict[str, tuple[int, ...]]:
+    """Name → shape of every tensor in a safetensors file, from its header alone (no data read)."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(file), framework="numpy") as handle:
+            return {name: tuple(handle.get_slice(name).get_shape()) for name in handle.keys()}
+    except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+        raise ArtifactError(f"{Path(file).parent.name}/{Path(file).name} is not a readable safetensors "
+                            f"file ({type(exc).__name__}); re-save the model.") from None
+
+
 def _check_header(path: Path, shapes: Mapping[str, Any]) -> None:
     """The safetensors header must hold exactly the recorded tensors, dtypes and shapes (read before
     any data, so an edited manifest or file cannot make us allocate what it claims)."""
-    from safetensors import safe_open
-
-    with safe_open(str(path / TENSORS), framework="numpy") as handle:
-        names = set(handle.keys())
-        if names != set(shapes):
-            raise ArtifactError(f"{path / TENSORS}: holds {sorted(names)}, the manifest lists "
-                                f"{sorted(shapes)}; re-save the model.")
-        for name in names:
-            found = list(handle.get_slice(name).get_shape())
-            if found != list(shapes[name]["shape"]):
-                raise ArtifactError(f"{path / TENSORS}: {name!r} has shape {found}, the manifest says "
-                                    f"{shapes[name]['shape']}; re-save the model.")
+    found = tensor_shapes(path / TENSORS)
+    if set(found) != set(shapes):
+        raise ArtifactError(f"{path.name}/{TENSORS}: holds {sorted(found)}, the manifest lists "
+                            f"{sorted(shapes)}; re-save the model.")
+    for name, shape in found.items():
+        if list(shape) != list(shapes[name]["shape"]):
+            raise ArtifactError(f"{path.name}/{TENSORS}: {name!r} has shape {list(shape)}, the manifest says "
+                                f"{shapes[name]['shape']}; re-save the model.")
 
 
 def load_state(path: str | os.PathLike[str], kind: str, *, version: int = 1

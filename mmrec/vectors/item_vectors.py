@@ -15,7 +15,7 @@ import pandas as pd
 from mmrec.data.validation import positions_of
 from mmrec.errors import ArtifactError, SchemaError
 from mmrec.utils.arrays import npy_path
-from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
+from mmrec.utils.io import atomic_directory, load_npy, read_manifest, require_files, write_manifest
 from mmrec.vectors.fixed_fusion import ModalityScaler, concat_fusion
 from mmrec.vectors.shards import ARTIFACT_KIND, ID_COLUMN, SHARD_DIR, ShardedColumn, shard_files
 from mmrec.vectors.shards import LAYOUT as SHARDS_LAYOUT
@@ -213,7 +213,7 @@ class ItemVectors:
                                        "report.json"])
 
         def array(stem: str) -> np.ndarray:
-            return np.load(npy_path(path, stem), mmap_mode="r" if mmap else None, allow_pickle=False)
+            return load_npy(npy_path(path, stem), mmap=mmap)
 
         ids = json.loads((path / "ids.json").read_text("utf-8"))
         vectors = {m: array(f"vectors.{m}") for m in modalities}
@@ -247,7 +247,7 @@ def _open_shards(path: str | os.PathLike[str], manifest: Mapping[str, Any]) -> I
     ids = table.column(ID_COLUMN).to_numpy(zero_copy_only=False).astype(object)
     masks = {m: table.column(f"mask.{m}").to_numpy(zero_copy_only=False).astype(bool) for m in modalities}
     vectors = {m: ShardedColumn(files, f"vectors.{m}", d) for m, d in modalities.items()}
-    scalers = {m: ModalityScaler(*np.load(npy_path(path, f"scaler.{m}"), allow_pickle=False))
+    scalers = {m: ModalityScaler(*load_npy(npy_path(path, f"scaler.{m}")))
                for m in modalities}
     report = EncodeReport.from_dict(json.loads((path / "report.json").read_text("utf-8")))
     fused = ShardedColumn(files, "fused", int(manifest["fused_dim"]))
