@@ -335,8 +335,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                       allowed_hosts=[h for h in (args.allowed_hosts or "").split(",") if h])
     config = ServeConfig(alpha=args.alpha, half_life=args.half_life, diversify_by=args.diversify_by,
                          media_root=args.media_root)
+    state = None if args.db else (args.state or Path(args.model) / "serve-state")
     service = Service.from_paths(args.model, args.catalog, index=args.index, items=args.items,
-                                 events=args.events, config=config)
+                                 events=args.events, config=config, state=state, db=args.db)
     logger.info("serving %s on http://%s:%d (token: %s)", service.index, args.host, args.port,
                 "required" if token else "none")
     uvicorn.run(create_app(service, access), host=args.host, port=args.port, log_level=args.log_level)
@@ -509,6 +510,11 @@ def add_serve_parser(sub: Any) -> None:
                    "bound address (others get 400: DNS rebinding)")
     p.add_argument("--max-body", type=int, default=8 * 2**20,
                    help="largest request body in bytes (default: 8 MiB; larger ones get 413)")
+    p.add_argument("--state", default=None,
+                   help="folder of the durable served state (SQLite): events, added items, forgotten "
+                   "users (default: serve-state/ inside --model)")
+    p.add_argument("--db", default=None,
+                   help="postgresql://… URL of a shared store instead of --state (several replicas)")
     p.add_argument("--media-root", default=None,
                    help="folder that media of items added over HTTP must lie in (default: the catalog's)")
     p.add_argument("--insecure", action="store_true",

@@ -97,7 +97,8 @@ def build_index(
         Default: on the GPU(s) when ``faiss.get_num_gpus() > 0`` and the index type supports it.
     build_budget : float, optional
         Seconds the measured choice may spend building candidates (default: the IVF candidates,
-        and HNSW only when its estimated build costs at most half the time they took).
+        and HNSW only when its estimated build costs at most half the time they took — twice it
+        when the best IVF must probe ≥ 2 % of its lists).
     seed : int
         Seed of k-means, of the training sample and of the tuning queries.
     """

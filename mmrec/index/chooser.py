@@ -10,7 +10,9 @@ Candidates, in the order they are tried (FAISS ``index_factory`` strings):
 - ``IVF{nlist},PQ{m}x4fsr,RFlat`` at the best IVF's ``nlist`` (its centroids reused, no second
   k-means): 4-bit PQ codes scanned with SIMD, the shortlist re-scored exactly (``k_factor_rf``);
 - ``HNSW32``: a graph, only when a build on a sample extrapolates to within the build budget
-  (FAISS's HNSW with inner product needs a large ``efSearch``, and builds slowly on few cores).
+  (FAISS's HNSW with inner product needs a large ``efSearch``, and builds slowly on few cores); by
+  default half the contest's time so far, twice it when the best IVF probes ≥ 2 % of its lists
+  (weakly clustered vectors, where graphs usually win).
 
 On a GPU (``faiss.get_num_gpus() > 0``) the flat and IVF candidates are measured on it. Every
 trial (build seconds, tuned parameters, recall, QPS, index bytes, why it lost) is recorded in
@@ -56,6 +58,11 @@ IVF_GAIN = 1.05
 # By default HNSW is built only when its estimated build costs at most this share of the time the
 # other candidates took (it rarely wins on well-clustered vectors, and builds slowly on few cores).
 HNSW_SHARE = 0.5
+# When the best IVF probes at least this share of its lists (weakly clustered vectors, e.g. word
+# embeddings: GloVe needs 4 %, clustered catalogs 0.4 %), graphs usually search faster and HNSW may
+# cost up to HNSW_SHARE_HARD of the contest's time (measured on GloVe 400k: HNSW32 1.22x IVF's QPS).
+HARD_PROBE_SHARE = 0.02
+HNSW_SHARE_HARD = 2.0
 
 
 @dataclass
@@ -300,7 +307,11 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
                                    centroids=centroids), least=best_ivf[1].params.get("nprobe"))
     if n > HNSW_SAMPLE_ITEMS:
         estimate = _hnsw_estimate(vectors, ids, "HNSW32", seed)
-        limit = build_budget if build_budget is not None else (1 + HNSW_SHARE) * contest.elapsed()
+        share = HNSW_SHARE
+        if best_ivf is not None and (best_ivf[1].params.get("nprobe", 0)
+                                     >= HARD_PROBE_SHARE * faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)):
+            share = HNSW_SHARE_HARD
+        limit = build_budget if build_budget is not None else (1 + share) * contest.elapsed()
         if contest.elapsed() + estimate <= limit:
             attempt("HNSW32", "hnsw", lambda: _build("HNSW32", vectors, ids, held_out, seed=seed,
                                                  use_gpu=use_gpu))
@@ -308,7 +319,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
             contest.skip("HNSW32", "hnsw",
                          f"{contest.elapsed():.0f} s spent + about {estimate:.0f} s for its build would "
                          f"pass the {limit:.0f} s budget (by default: the other candidates' time, plus "
-                         f"{HNSW_SHARE:.0%})")
+                         f"{share:.0%})")
     assert contest.best is not None and contest.best_trial is not None  # Flat always reaches it
     winner, trial = contest.best, contest.best_trial
     others = ", ".join(f"{t.spec} {t.qps:,.0f}" for t in contest.trials if t is not trial and t.qps)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,13 +23,15 @@ import pandas as pd
 
 from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
+from mmrec.data.validation import is_finite_number
 from mmrec.encode.new_items import NewItemEncoder, append_items
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.evaluation.registry import load_model
 from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
 from mmrec.ranking.explain import Explainer
-from mmrec.ranking.online import OnlineRecommender, ScoredOnline
+from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
+from mmrec.serve.store import ServeStore, open_store
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Service", "ServeConfig", "NotFound"]
@@ -112,8 +115,17 @@ class Service:
 
     def __init__(self, model, catalog: Catalog, *, items: ItemVectors | None = None,
                  index: ItemIndex | None = None, history: Interactions | None = None,
-                 config: ServeConfig | None = None) -> None:
+                 config: ServeConfig | None = None, store: ServeStore | None = None,
+                 events_file: str | Path | None = None) -> None:
         self.config = config or ServeConfig()
+        self.store, self.events_file = store, (Path(events_file) if events_file is not None else None)
+        deferred = None
+        if store is not None:  # the store is the record: the history is what it holds
+            stored = store.events()
+            added = set(map(str, (r.get(catalog.schema.id) for r in store.items())))
+            later = stored["item"].isin(added)  # events on items added over HTTP wait for them
+            history = Interactions.from_frame(stored[~later]) if (~later).any() else None
+            deferred = stored[later]
         self.model, self.catalog = model, catalog
         schema = catalog.schema
         self.items: ItemVectors | None = None
@@ -141,15 +153,24 @@ class Service:
         self.category_column = self.config.category_column or _first(schema.categorical)
         self._cards: dict[str, dict[str, Any]] = {}
         self._media: dict[tuple[str, str], Path] = {}
+        self._last_time: dict[str, float] | None = None
         self._register(catalog)
+        if store is not None and (records := store.items()):
+            self._add_items(records, persist=False)  # items added over HTTP before a restart
+            for e in deferred.itertuples(index=False):
+                self.online.observe(e.user, e.item, e.event, e.value,
+                                    None if pd.isna(e.timestamp) else e.timestamp)
 
     @classmethod
     def from_paths(cls, model: str | Path, catalog: str | Path, *, index: str | Path | None = None,
                    items: str | Path | None = None, events: str | Path | None = None,
-                   config: ServeConfig | None = None) -> Service:
+                   config: ServeConfig | None = None, state: str | Path | None = None,
+                   db: str | None = None) -> Service:
         """Load a run: ``model`` is the ``mmrec train`` output folder (``model/``,
         ``item_vectors/``) or any saved model's folder; ``items`` defaults to the run's
-        ``item_vectors`` (for a two-tower model)."""
+        ``item_vectors`` (for a two-tower model). With ``state`` (a folder: SQLite) or ``db`` (a
+        PostgreSQL URL) the served state is durable (:mod:`mmrec.serve.store`): ``events`` is
+        imported into it once, and the history is what the store holds."""
         model, run = Path(model), None
         if (model / "model").is_dir():
             run, model = model, model / "model"
@@ -157,11 +178,16 @@ class Service:
         if (items is None and run is not None and (run / "item_vectors").is_dir()
                 and isinstance(loaded, TwoTower)):
             items = run / "item_vectors"
+        history = Interactions.from_path(events) if events is not None else None
+        store = open_store(state, db=db) if state is not None or db is not None else None
+        if store is not None and events is not None and history is not None:
+            imported = store.import_events(events, history.frame)
+            logger.info("events file %s: %s", Path(events).name,
+                        f"{imported} events imported" if imported else "imported before")
         return cls(loaded, Catalog.from_path(catalog),
                    items=ItemVectors.load(items) if items is not None else None,
                    index=ItemIndex.load(index) if index is not None else None,
-                   history=Interactions.from_path(events) if events is not None else None,
-                   config=config)
+                   history=history, config=config, store=store, events_file=events)
 
     # ----------------------------------------------------------------------------- items
     def _register(self, catalog: Catalog) -> None:
@@ -199,7 +225,11 @@ class Service:
 
     def add_items(self, records: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
         """Encode new catalog rows from their content with the run's encoders and add them to the
-        index at once (no id embedding: cold items). Media paths must lie in the catalog folder."""
+        index at once (no id embedding: cold items); with a store they are committed first (and
+        re-encoded on a restart). Media must lie inside the media root and open as media."""
+        return self._add_items(records, persist=True)
+
+    def _add_items(self, records: Sequence[Mapping[str, Any]], *, persist: bool) -> dict[str, Any]:
         if self._new_items is None or self.items is None or self.index is None:
             raise ConfigError("this service has no item vectors (--items) of a two-tower model: it "
                               "cannot encode new items.")
@@ -225,6 +255,8 @@ class Service:
         with self.lock:
             content = self._new_items.encode(new)
             learned = self.model.encode_items(content)
+            if persist and self.store is not None:
+                self.store.add_items(records, schema.id)
             self.index.add(list(learned.ids), learned.fused, attributes=new.frame)
             self.items = append_items(self.items, learned)
             self._explainer = None
@@ -276,10 +308,31 @@ class Service:
             if not known.all():
                 missing = events[int(np.flatnonzero(~known)[0])]["item"]
                 raise NotFound(f"item {missing!r} is not in the index (POST /items adds new items).")
+            events = [self._timed(e) for e in events]
+            for e in events:
+                check_event_numbers(str(e["user"]), str(e["item"]), e.get("event", "click"),
+                                    e.get("value", 1.0), e.get("timestamp"))
+            if self.store is not None:  # committed before it is applied (and before the 2xx)
+                self.store.add_events(events)
             for e in events:
                 self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
                                     e.get("timestamp"))
         return len(events)
+
+    def _timed(self, event: Mapping[str, Any]) -> dict[str, Any]:
+        """The event with a timestamp: as given, else when it arrived — and after the user's last
+        event (so it is their newest, whatever clock their earlier events were stamped with)."""
+        if self._last_time is None:  # each user's newest timestamp so far, computed once
+            frame = self.online.history.frame
+            self._last_time = frame.groupby("user")["timestamp"].max().dropna().to_dict()
+        user = str(event["user"])
+        last = self._last_time.get(user, -np.inf)
+        stamp = event.get("timestamp")
+        if stamp is None:
+            stamp = max(time.time(), last + 1.0)
+        if is_finite_number(stamp):  # anything else is refused by the number check that follows
+            self._last_time[user] = max(last, float(stamp))
+        return {**event, "timestamp": stamp}
 
     def history(self, user: str, n: int = 10) -> list[dict[str, Any]]:
         """The user's ``n`` most recent events, newest first, as cards with the event."""
@@ -314,10 +367,18 @@ class Service:
             return {"user": user, "item": item, **self._explain(user, item)}
 
     def forget(self, user: str) -> int:
-        """Remove the user's events and state; returns how many events went."""
+        """Remove the user's events and state — with a store, also their rows there (only a salted
+        hash stays, so a re-import cannot bring them back) and their rows of the events file the
+        server was started with; returns how many events went."""
         with self.lock:
             if user not in self.online.users():
                 raise NotFound(f"user {user!r} is unknown.")
+            if self.store is not None:
+                self.store.forget(user)
+                if self.events_file is not None:
+                    self.store.rewrite_import(self.events_file, user)
+            if self._last_time is not None:
+                self._last_time.pop(user, None)
             return self.online.forget(user)
 
     def users(self, limit: int = 50) -> list[str]:

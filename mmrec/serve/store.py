@@ -1,0 +1,256 @@
+"""The served state in a database: every acknowledged event, every item added over HTTP, the
+imports done and the users forgotten. SQLite (stdlib ``sqlite3``, WAL) in a folder by default;
+PostgreSQL (``psycopg``) through the same statements, so several replicas can share one state.
+
+An event is committed before the server answers 2xx; a restart (also after ``kill -9``) rebuilds
+the online state from the store. Forgotten users leave only a salted hash behind
+(:meth:`ServeStore.forget`), so re-importing an old events file cannot bring them back.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from mmrec.errors import ConfigError, MissingDependencyError
+from mmrec.utils.io import atomic_path, sha256_file
+
+__all__ = ["ServeStore", "open_store", "EVENT_COLUMNS"]
+
+EVENT_COLUMNS = ["user", "item", "event", "value", "timestamp"]
+SQLITE_FILE = "state.sqlite3"
+
+# One schema for both databases; only the row id and the placeholder differ.
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (seq {serial} PRIMARY KEY, "user" TEXT NOT NULL, item TEXT NOT NULL,
+    event TEXT NOT NULL, value DOUBLE PRECISION, timestamp DOUBLE PRECISION);
+CREATE INDEX IF NOT EXISTS events_by_user ON events ("user");
+CREATE TABLE IF NOT EXISTS items (seq {serial} PRIMARY KEY, item TEXT UNIQUE NOT NULL, record TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (digest TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS imports (digest TEXT PRIMARY KEY, source TEXT NOT NULL, rows BIGINT NOT NULL);
+CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True)
+class _Dialect:
+    placeholder: str
+    serial: str  # an auto-numbered row id
+
+
+SQLITE = _Dialect("?", "INTEGER")
+POSTGRES = _Dialect("%s", "BIGSERIAL")
+
+
+class ServeStore:
+    """Events, added items, imports and forgotten users of one served deployment (thread-safe: one
+    connection, one lock; writes are committed before they return)."""
+
+    def __init__(self, connection: Any, dialect: _Dialect, where: str) -> None:
+        self._connection, self._dialect, self.where = connection, dialect, where
+        self._lock = threading.Lock()
+        with self._lock:
+            cursor = self._connection.cursor()
+            for statement in _SCHEMA.format(serial=dialect.serial).split(";"):
+                if statement.strip():
+                    cursor.execute(statement)
+            self._connection.commit()
+        self._salt = self._setting("salt") or self._set_setting("salt", secrets.token_hex(16))
+
+    # ----------------------------------------------------------------------------- plumbing
+    def _sql(self, statement: str) -> str:
+        return statement.replace("?", self._dialect.placeholder)
+
+    def _run(self, statement: str, rows: Sequence[Sequence[Any]] | None = None,
+             params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                if rows is not None:
+                    cursor.executemany(self._sql(statement), rows)
+                    result: list[tuple[Any, ...]] = []
+                else:
+                    cursor.execute(self._sql(statement), tuple(params))
+                    result = cursor.fetchall() if cursor.description else []
+                self._connection.commit()
+            except BaseException:
+                self._connection.rollback()
+                raise
+        return result
+
+    def _setting(self, name: str) -> str | None:
+        found = self._run("SELECT value FROM settings WHERE name = ?", params=(name,))
+        return str(found[0][0]) if found else None
+
+    def _set_setting(self, name: str, value: str) -> str:
+        self._run("INSERT INTO settings (name, value) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
+                  params=(name, value))
+        return str(self._setting(name))
+
+    def close(self) -> None:
+        with self._lock:
+            self._connection.close()
+
+    # ----------------------------------------------------------------------------- events
+    def add_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Commit events (all or none)."""
+        self._run('INSERT INTO events ("user", item, event, value, timestamp) VALUES (?, ?, ?, ?, ?)',
+                  rows=[(str(e["user"]), str(e["item"]), str(e.get("event", "click")),
+                         float(e.get("value", 1.0)),
+                         None if e.get("timestamp") is None else float(e["timestamp"])) for e in events])
+
+    def events(self) -> pd.DataFrame:
+        """Every stored event in the order it was acknowledged."""
+        rows = self._run('SELECT "user", item, event, value, timestamp FROM events ORDER BY seq')
+        frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
+        return frame.astype({"value": "float64", "timestamp": "float64"})  # NULL → NaN (no value given)
+
+    def event_count(self) -> int:
+        return int(self._run("SELECT COUNT(*) FROM events")[0][0])
+
+    # ----------------------------------------------------------------------------- items
+    def add_items(self, records: Sequence[Mapping[str, Any]], id_field: str) -> None:
+        """Commit new catalog rows (as given; replayed through the encoders on restart)."""
+        self._run("INSERT INTO items (item, record) VALUES (?, ?)",
+                  rows=[(str(r[id_field]), json.dumps(dict(r), default=str)) for r in records])
+
+    def items(self) -> list[dict[str, Any]]:
+        return [json.loads(record) for (record,) in self._run("SELECT record FROM items ORDER BY seq")]
+
+    # ----------------------------------------------------------------------------- forgetting
+    def digest(self, user: str) -> str:
+        """The salted hash kept of a forgotten user id (the id itself is kept nowhere)."""
+        return hashlib.sha256(f"{self._salt}:{user}".encode()).hexdigest()
+
+    def forget(self, user: str) -> int:
+        """Delete the user's events and remember only their salted hash; returns rows deleted."""
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                cursor.execute(self._sql('DELETE FROM events WHERE "user" = ?'), (user,))
+                removed = int(cursor.rowcount or 0)
+                cursor.execute(self._sql("INSERT INTO forgotten (digest) VALUES (?) ON CONFLICT (digest) "
+                                         "DO NOTHING"), (self.digest(user),))
+                self._connection.commit()
+                if self._dialect is SQLITE:  # the deleted rows' bytes leave the WAL for the zeroed pages
+                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            except BaseException:
+                self._connection.rollback()
+                raise
+        return removed
+
+    def forgotten(self, users: Iterable[str]) -> set[str]:
+        """Which of ``users`` were forgotten."""
+        digests = {row[0] for row in self._run("SELECT digest FROM forgotten")}
+        return {user for user in set(users) if self.digest(user) in digests}
+
+    # ----------------------------------------------------------------------------- imports
+    def import_events(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> int:
+        """Import an events file once (by its path, and by any content it ever had, wherever it
+        lies): rows of forgotten users are dropped. Returns the rows imported (0 when it was
+        imported before)."""
+        path = Path(path).resolve()
+        digest = sha256_file(path)
+        known = self._run("SELECT source FROM imports WHERE source = ? OR digest = ?",
+                          params=(str(path), digest))
+        if known:
+            return 0
+        gone = self.forgotten(frame["user"].astype(str).unique())
+        kept = frame[~frame["user"].astype(str).isin(gone)]
+        with self._lock:
+            cursor = self._connection.cursor()
+            try:
+                cursor.executemany(self._sql('INSERT INTO events ("user", item, event, value, timestamp) '
+                                             "VALUES (?, ?, ?, ?, ?)"),
+                                   [(str(r.user), str(r.item), str(r.event),
+                                     None if pd.isna(r.value) else float(r.value),
+                                     None if pd.isna(r.timestamp) else float(r.timestamp))
+                                    for r in kept.itertuples(index=False)])
+                cursor.execute(self._sql("INSERT INTO imports (digest, source, rows) VALUES (?, ?, ?)"),
+                               (digest, str(path), len(kept)))
+                self._connection.commit()
+            except BaseException:
+                self._connection.rollback()
+                raise
+        return len(kept)
+
+    def rewrite_import(self, path: str | os.PathLike[str], drop_user: str) -> int:
+        """Remove ``drop_user``'s rows from an imported events file (written atomically, every other
+        row as it was) and record its new content, so the shorter file is not taken for a new one.
+        Returns the rows removed."""
+        path = Path(path).resolve()
+        removed = _drop_user_rows(path, drop_user)
+        self._run("INSERT INTO imports (digest, source, rows) VALUES (?, ?, 0) "
+                  "ON CONFLICT (digest) DO NOTHING",
+                  params=(sha256_file(path), str(path)))  # every content it had stays known
+        return removed
+
+
+def _drop_user_rows(path: Path, user: str) -> int:
+    """Rewrite an events file without ``user``'s rows: CSV/TSV as text cells, JSON Lines line by
+    line, Parquet as a table. Returns how many rows went."""
+    from mmrec.data.interactions import InteractionSchema
+    from mmrec.data.readers import read_table
+
+    column = InteractionSchema.infer(read_table(path).head(0)).user
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".ndjson"):
+        lines = path.read_text("utf-8").splitlines(keepends=True)
+        kept = [line for line in lines if not line.strip() or str(json.loads(line).get(column)) != user]
+        if len(kept) < len(lines):
+            with atomic_path(path) as tmp:
+                tmp.write_text("".join(kept), "utf-8")
+        return len(lines) - len(kept)
+    if suffix in (".csv", ".tsv", ".tab"):
+        sep = "," if suffix == ".csv" else "\t"
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        mine = frame[column] == user
+        if mine.any():
+            with atomic_path(path) as tmp:
+                frame[~mine].to_csv(tmp, sep=sep, index=False)
+        return int(mine.sum())
+    if suffix in (".parquet", ".pq"):
+        frame = pd.read_parquet(path)
+        mine = frame[column].astype(str) == user
+        if mine.any():
+            with atomic_path(path) as tmp:
+                frame[~mine].to_parquet(tmp, index=False)
+        return int(mine.sum())
+    raise ConfigError(f"{path.name}: cannot remove a forgotten user's rows from a {suffix} file; "
+                      "use CSV, TSV, JSON Lines or Parquet for --events.")
+
+
+def open_store(state: str | os.PathLike[str] | None = None, *, db: str | None = None) -> ServeStore:
+    """A store in the folder ``state`` (SQLite, WAL) or at the PostgreSQL URL ``db``."""
+    if db is not None:
+        if not db.startswith(("postgresql://", "postgres://")):
+            raise ConfigError(f"--db expects a postgresql:// URL, got {db.split(':', 1)[0]}:…")
+        try:
+            import psycopg
+        except ImportError as exc:
+            raise MissingDependencyError("a PostgreSQL store needs psycopg: pip install 'mmrec[postgres]'"
+                                         ) from exc
+        try:
+            connection = psycopg.connect(db)
+        except psycopg.Error as exc:
+            raise ConfigError(f"cannot connect to the PostgreSQL store ({type(exc).__name__}).") from None
+        return ServeStore(connection, POSTGRES, "postgresql")
+    if state is None:
+        raise ConfigError("a store needs a --state folder or a --db URL.")
+    folder = Path(state)
+    folder.mkdir(parents=True, exist_ok=True)
+    connection = sqlite3.connect(folder / SQLITE_FILE, check_same_thread=False)
+    connection.execute("PRAGMA journal_mode=WAL")
+    connection.execute("PRAGMA synchronous=FULL")  # committed = on disk, also after kill -9
+    connection.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
+    return ServeStore(connection, SQLITE, str(folder / SQLITE_FILE))

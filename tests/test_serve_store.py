@@ -1,0 +1,141 @@
+"""The served state is durable: events committed before their 2xx survive a restart (also a
+``kill -9`` of a real ``mmrec serve``), added items come back, forgetting lasts, an events file is
+imported once."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+import mmrec
+
+pytest.importorskip("fastapi")
+
+from mmrec.serve import ServeConfig, Service  # noqa: E402
+from mmrec.serve.store import open_store  # noqa: E402
+
+CONFIG = ServeConfig(category_column="category")
+
+
+@pytest.fixture
+def events_file(demo, tmp_path) -> Path:
+    path = tmp_path / "events.csv"
+    shutil.copy(demo.events, path)
+    return path
+
+
+def start(served_run, demo, events_file, state) -> Service:
+    return Service.from_paths(served_run, demo.catalog, events=events_file, config=CONFIG, state=state)
+
+
+def test_events_and_items_survive_a_restart_and_the_file_is_imported_once(
+        served_run, demo, events_file, tmp_path):
+    state = tmp_path / "state"
+    first = start(served_run, demo, events_file, state)
+    imported = first.store.event_count()
+    assert imported == len(pd.read_csv(events_file))
+    first.observe([{"user": "newcomer", "item": "item0003", "event": "click", "timestamp": 1.7e9},
+                   {"user": "newcomer", "item": "item0009", "event": "like"}])  # no timestamp: now
+    catalog = pd.read_csv(demo.catalog)
+    twin = catalog.iloc[5]
+    added = first.add_items([{"item_id": "fresh-9", "title": twin["title"], "body": twin["body"],
+                              "image_path": twin["image_path"], "category": twin["category"]}])
+    assert added["added"] == ["fresh-9"]
+    first.observe([{"user": "newcomer", "item": "fresh-9"}])
+    before = first.recommend("newcomer", 5)
+    assert [e["item"] for e in first.history("newcomer")] == ["fresh-9", "item0009", "item0003"]
+    first.store.close()
+
+    again = start(served_run, demo, events_file, state)
+    assert again.store.event_count() == imported + 3  # the file was not imported a second time
+    assert [e["item"] for e in again.history("newcomer")] == ["fresh-9", "item0009", "item0003"]
+    assert again.health()["items"] == first.health()["items"]  # the added item is back
+    after = again.recommend("newcomer", 5)
+    assert after["source"] == "online" and {c["item"] for c in after["items"]} & {
+        c["item"] for c in before["items"]}
+
+
+def test_forgetting_lasts_and_leaves_no_trace(served_run, demo, events_file, tmp_path):
+    state = tmp_path / "state"
+    old_copy = tmp_path / "old" / "events.csv"
+    old_copy.parent.mkdir()
+    shutil.copy(events_file, old_copy)
+    service = start(served_run, demo, events_file, state)
+    user = str(pd.read_csv(events_file)["user_id"].iloc[0])
+    service.observe([{"user": user, "item": "item0001"}])
+    assert service.forget(user) > 0
+    service.store.close()
+    assert user not in set(pd.read_csv(events_file)["user_id"].astype(str))  # rewritten atomically
+    for path in [*state.rglob("*"), events_file]:
+        if path.is_file():
+            assert user.encode() not in path.read_bytes(), path  # only a salted hash is kept
+    again = start(served_run, demo, events_file, state)
+    assert user not in again.online.users() and again.history(user) == []
+    again.store.close()
+    # an old copy of the log, imported later, cannot bring the user back
+    store = open_store(state)
+    frame = mmrec.Interactions.from_path(old_copy).frame
+    shutil.copy(old_copy, old_copy.with_name("renamed.csv"))  # same content elsewhere: known already
+    assert store.import_events(old_copy.with_name("renamed.csv"), frame) == 0
+    (old_copy.parent / "edited.csv").write_text(old_copy.read_text() + f"{user},item0002,5e9,click,1\n")
+    edited = mmrec.Interactions.from_path(old_copy.parent / "edited.csv").frame
+    assert store.import_events(old_copy.parent / "edited.csv", edited) == int((edited["user"] != user).sum())
+    assert user not in set(store.events()["user"])
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+def _serve(served_run, demo, events_file, state, port) -> subprocess.Popen:
+    command = [sys.executable, "-m", "mmrec.cli", "serve", "--model", str(served_run), "--catalog",
+               str(demo.catalog), "--events", str(events_file), "--state", str(state), "--port", str(port)]
+    env = {key: value for key, value in os.environ.items() if key != "MMREC_API_TOKEN"}
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env=env)
+
+
+def _wait(client, process, port) -> None:
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        assert process.poll() is None, process.stderr.read().decode()[-2000:]
+        try:
+            if client.get(f"http://127.0.0.1:{port}/health").status_code == 200:
+                return
+        except Exception:  # noqa: BLE001 - not listening yet
+            time.sleep(0.3)
+    raise AssertionError("mmrec serve did not start")
+
+
+def test_acknowledged_events_survive_kill_9_of_a_real_server(served_run, demo, events_file, tmp_path):
+    import httpx
+
+    state, port = tmp_path / "state", _free_port()
+    with httpx.Client(timeout=30) as client:
+        server = _serve(served_run, demo, events_file, state, port)
+        try:
+            _wait(client, server, port)
+            batch = [{"user": "durable", "item": f"item{i:04d}", "timestamp": 4e9 + i} for i in range(1, 6)]
+            assert client.post(f"http://127.0.0.1:{port}/events", json=batch).status_code == 200
+        finally:
+            server.send_signal(signal.SIGKILL)
+            server.wait(timeout=30)
+        port = _free_port()
+        server = _serve(served_run, demo, events_file, state, port)
+        try:
+            _wait(client, server, port)
+            history = client.get(f"http://127.0.0.1:{port}/history/durable?n=10").json()["events"]
+            assert [e["item"] for e in history] == [f"item{i:04d}" for i in range(5, 0, -1)]
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(timeout=30)
