@@ -139,3 +139,23 @@ def test_acknowledged_events_survive_kill_9_of_a_real_server(served_run, demo, e
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(timeout=30)
+
+
+def test_processes_sharing_a_store_see_each_others_writes(served_run, demo, events_file, tmp_path,
+                                                          monkeypatch):
+    import mmrec.serve.store as store_module
+
+    monkeypatch.setattr(store_module, "SYNC_SECONDS", 0.0)
+    state = tmp_path / "state"
+    left = start(served_run, demo, events_file, state)
+    right = start(served_run, demo, events_file, state)  # a second replica on the same store
+    assert right.store.event_count() == left.store.event_count()  # the file was imported once
+    left.observe([{"user": "roamer", "item": "item0004", "timestamp": 1.7e9},
+                  {"user": "roamer", "item": "item0011", "timestamp": 1.7e9 + 1}])
+    assert [e["item"] for e in right.history("roamer")] == ["item0011", "item0004"]
+    assert right.recommend("roamer", 3)["source"] == "online"
+    right.observe([{"user": "roamer", "item": "item0020", "timestamp": 1.7e9 + 2}])
+    assert [e["item"] for e in left.history("roamer")] == ["item0020", "item0011", "item0004"]
+    assert len(left.history("roamer")) == 3  # its own events are not fed back to it twice
+    right.forget("roamer")
+    assert left.history("roamer") == [] and "roamer" not in left.users(1000)

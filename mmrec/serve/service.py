@@ -10,6 +10,7 @@ out with several processes sharded by user (see ``docs/serving.md``).
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 import time
@@ -25,13 +26,13 @@ from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
 from mmrec.data.validation import is_finite_number
 from mmrec.encode.new_items import NewItemEncoder, append_items
-from mmrec.errors import ConfigError, SchemaError
+from mmrec.errors import ConfigError, MmrecError, SchemaError
 from mmrec.evaluation.registry import load_model
 from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
 from mmrec.ranking.explain import Explainer
 from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
-from mmrec.serve.store import ServeStore, open_store
+from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, open_store
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Service", "ServeConfig", "NotFound"]
@@ -119,12 +120,17 @@ class Service:
                  events_file: str | Path | None = None) -> None:
         self.config = config or ServeConfig()
         self.store, self.events_file = store, (Path(events_file) if events_file is not None else None)
-        deferred = None
+        deferred, added_items = None, []
+        self._feed = ChangeFeed()
         if store is not None:  # the store is the record: the history is what it holds
-            stored = store.events()
-            added = set(map(str, (r.get(catalog.schema.id) for r in store.items())))
+            self._feed.start(store.positions())
+            stored, added_items = store.events(), store.items()
+            self._feed.applied("events", stored["seq"])
+            self._feed.applied("items", [seq for seq, _ in added_items])
+            added = {str(record.get(catalog.schema.id)) for _, record in added_items}
             later = stored["item"].isin(added)  # events on items added over HTTP wait for them
-            history = Interactions.from_frame(stored[~later]) if (~later).any() else None
+            history = (Interactions.from_frame(stored.loc[~later, EVENT_COLUMNS]) if (~later).any()
+                       else None)
             deferred = stored[later]
         self.model, self.catalog = model, catalog
         schema = catalog.schema
@@ -155,11 +161,44 @@ class Service:
         self._media: dict[tuple[str, str], Path] = {}
         self._last_time: dict[str, float] | None = None
         self._register(catalog)
-        if store is not None and (records := store.items()):
-            self._add_items(records, persist=False)  # items added over HTTP before a restart
-            for e in deferred.itertuples(index=False):
-                self.online.observe(e.user, e.item, e.event, e.value,
-                                    None if pd.isna(e.timestamp) else e.timestamp)
+        if added_items:
+            self._add_items([record for _, record in added_items], persist=False)  # added before a restart
+            self._replay(deferred)
+
+    def _replay(self, events: pd.DataFrame) -> None:
+        """Apply stored events (already committed) to the online state."""
+        known = self._contains(events["item"].tolist()) if len(events) else np.empty(0, bool)
+        if not known.all():
+            logger.warning("%d stored events name items this process does not hold; skipped",
+                           int((~known).sum()))
+        for e in events[known].itertuples(index=False):
+            self.online.observe(e.user, e.item, e.event, 1.0 if pd.isna(e.value) else e.value,
+                                None if pd.isna(e.timestamp) else e.timestamp)
+            if self._last_time is not None and pd.notna(e.timestamp):
+                self._last_time[e.user] = max(self._last_time.get(e.user, -np.inf), float(e.timestamp))
+
+    def sync(self) -> None:
+        """Apply what other processes sharing the store wrote since the last look (items, events,
+        forgotten users): replicas behind a load balancer converge within ``SYNC_SECONDS``."""
+        if self.store is None or not self._feed.due():
+            return
+        with self.lock:
+            found, latest = self.store.changes(self._feed.positions)
+            items = [(seq, json.loads(record)) for seq, record in self._feed.new("items", found["items"])]
+            if items:
+                try:
+                    self._add_items([record for _, record in items], persist=False)
+                except MmrecError as exc:  # e.g. its media are not reachable from this machine
+                    logger.warning("items added by another process cannot be added here: %s", exc)
+            events = self._feed.new("events", found["events"])
+            if events:
+                self._replay(pd.DataFrame([row[1:] for row in events], columns=EVENT_COLUMNS))
+            digests = {row[1] for row in self._feed.new("forgotten", found["forgotten"])}
+            for user in [u for u in self.online.users() if digests and self.store.digest(u) in digests]:
+                self.online.forget(user)
+                if self._last_time is not None:
+                    self._last_time.pop(user, None)
+            self._feed.advance(latest)
 
     @classmethod
     def from_paths(cls, model: str | Path, catalog: str | Path, *, index: str | Path | None = None,
@@ -227,6 +266,7 @@ class Service:
         """Encode new catalog rows from their content with the run's encoders and add them to the
         index at once (no id embedding: cold items); with a store they are committed first (and
         re-encoded on a restart). Media must lie inside the media root and open as media."""
+        self.sync()
         return self._add_items(records, persist=True)
 
     def _add_items(self, records: Sequence[Mapping[str, Any]], *, persist: bool) -> dict[str, Any]:
@@ -288,6 +328,7 @@ class Service:
                   diversify: float = 0.0, rerank: str = "mmr") -> dict[str, Any]:
         """Top-``k`` cards for ``user`` now (with explanations when asked; ``diversify`` re-ranks
         for variety, see :mod:`mmrec.ranking.rerank`)."""
+        self.sync()
         if not 1 <= k <= self.config.max_k:
             raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
         with self.lock:
@@ -303,6 +344,7 @@ class Service:
     def observe(self, events: Sequence[Mapping[str, Any]]) -> int:
         """Apply feedback events (``user, item, event, value, timestamp``) in order; all or none:
         every item is checked before any is applied."""
+        self.sync()
         with self.lock:
             known = self._contains([e["item"] for e in events])
             if not known.all():
@@ -336,6 +378,7 @@ class Service:
 
     def history(self, user: str, n: int = 10) -> list[dict[str, Any]]:
         """The user's ``n`` most recent events, newest first, as cards with the event."""
+        self.sync()
         with self.lock:
             frame = self.online.events_of(user).frame
         frame = frame.sort_values("timestamp", kind="stable").tail(n).iloc[::-1]
@@ -361,6 +404,7 @@ class Service:
 
     def explain(self, user: str, item: str) -> dict[str, Any]:
         """Modality shares and driving history items of ``item`` for ``user``."""
+        self.sync()
         with self.lock:
             if not self._contains([item])[0]:
                 raise NotFound(f"item {item!r} is not in the index.")
@@ -370,6 +414,7 @@ class Service:
         """Remove the user's events and state — with a store, also their rows there (only a salted
         hash stays, so a re-import cannot bring them back) and their rows of the events file the
         server was started with; returns how many events went."""
+        self.sync()
         with self.lock:
             if user not in self.online.users():
                 raise NotFound(f"user {user!r} is unknown.")
@@ -383,6 +428,7 @@ class Service:
 
     def users(self, limit: int = 50) -> list[str]:
         """Up to ``limit`` known users, the most active first."""
+        self.sync()
         with self.lock:
             return self.online.most_active(limit)
 

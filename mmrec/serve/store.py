@@ -15,6 +15,7 @@ import os
 import secrets
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,18 +26,24 @@ import pandas as pd
 from mmrec.errors import ConfigError, MissingDependencyError
 from mmrec.utils.io import atomic_path, sha256_file
 
-__all__ = ["ServeStore", "open_store", "EVENT_COLUMNS"]
+__all__ = ["ServeStore", "ChangeFeed", "open_store", "EVENT_COLUMNS", "CHANGE_WINDOW"]
 
 EVENT_COLUMNS = ["user", "item", "event", "value", "timestamp"]
 SQLITE_FILE = "state.sqlite3"
+INSERT_EVENT = 'INSERT INTO events ("user", item, event, value, timestamp, origin) VALUES (?, ?, ?, ?, ?, ?)'
+CHANGE_WINDOW = 10_000  # rows re-read by every change poll (late commits of concurrent writers)
+CHANGE_TABLES = ("events", "items", "forgotten")
+SYNC_SECONDS = 0.05  # a process looks for other processes' writes at most this often
 
 # One schema for both databases; only the row id and the placeholder differ.
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (seq {serial} PRIMARY KEY, "user" TEXT NOT NULL, item TEXT NOT NULL,
-    event TEXT NOT NULL, value DOUBLE PRECISION, timestamp DOUBLE PRECISION);
+    event TEXT NOT NULL, value DOUBLE PRECISION, timestamp DOUBLE PRECISION, origin TEXT NOT NULL);
 CREATE INDEX IF NOT EXISTS events_by_user ON events ("user");
-CREATE TABLE IF NOT EXISTS items (seq {serial} PRIMARY KEY, item TEXT UNIQUE NOT NULL, record TEXT NOT NULL);
-CREATE TABLE IF NOT EXISTS forgotten (digest TEXT PRIMARY KEY);
+CREATE TABLE IF NOT EXISTS items (seq {serial} PRIMARY KEY, item TEXT UNIQUE NOT NULL, record TEXT NOT NULL,
+    origin TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS forgotten (seq {serial} PRIMARY KEY, digest TEXT UNIQUE NOT NULL,
+    origin TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS imports (digest TEXT PRIMARY KEY, source TEXT NOT NULL, rows BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS settings (name TEXT PRIMARY KEY, value TEXT NOT NULL);
 """
@@ -58,6 +65,7 @@ class ServeStore:
 
     def __init__(self, connection: Any, dialect: _Dialect, where: str) -> None:
         self._connection, self._dialect, self.where = connection, dialect, where
+        self.origin = secrets.token_hex(8)  # this process: its own writes are not fed back to it
         self._lock = threading.Lock()
         with self._lock:
             cursor = self._connection.cursor()
@@ -104,16 +112,16 @@ class ServeStore:
     # ----------------------------------------------------------------------------- events
     def add_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Commit events (all or none)."""
-        self._run('INSERT INTO events ("user", item, event, value, timestamp) VALUES (?, ?, ?, ?, ?)',
-                  rows=[(str(e["user"]), str(e["item"]), str(e.get("event", "click")),
+        self._run(INSERT_EVENT, rows=[(str(e["user"]), str(e["item"]), str(e.get("event", "click")),
                          float(e.get("value", 1.0)),
-                         None if e.get("timestamp") is None else float(e["timestamp"])) for e in events])
+                         None if e.get("timestamp") is None else float(e["timestamp"]), self.origin)
+                        for e in events])
 
     def events(self) -> pd.DataFrame:
-        """Every stored event in the order it was acknowledged."""
-        rows = self._run('SELECT "user", item, event, value, timestamp FROM events ORDER BY seq')
-        frame = pd.DataFrame(rows, columns=EVENT_COLUMNS)
-        return frame.astype({"value": "float64", "timestamp": "float64"})  # NULL → NaN (no value given)
+        """Every stored event in the order it was acknowledged, with its row number ``seq``."""
+        rows = self._run('SELECT "user", item, event, value, timestamp, seq FROM events ORDER BY seq')
+        frame = pd.DataFrame(rows, columns=[*EVENT_COLUMNS, "seq"])
+        return frame.astype({"value": "float64", "timestamp": "float64", "seq": "int64"})  # NULL → NaN
 
     def event_count(self) -> int:
         return int(self._run("SELECT COUNT(*) FROM events")[0][0])
@@ -121,11 +129,13 @@ class ServeStore:
     # ----------------------------------------------------------------------------- items
     def add_items(self, records: Sequence[Mapping[str, Any]], id_field: str) -> None:
         """Commit new catalog rows (as given; replayed through the encoders on restart)."""
-        self._run("INSERT INTO items (item, record) VALUES (?, ?)",
-                  rows=[(str(r[id_field]), json.dumps(dict(r), default=str)) for r in records])
+        self._run("INSERT INTO items (item, record, origin) VALUES (?, ?, ?)",
+                  rows=[(str(r[id_field]), json.dumps(dict(r), default=str), self.origin) for r in records])
 
-    def items(self) -> list[dict[str, Any]]:
-        return [json.loads(record) for (record,) in self._run("SELECT record FROM items ORDER BY seq")]
+    def items(self) -> list[tuple[int, dict[str, Any]]]:
+        """Every added item as ``(seq, record)``, oldest first."""
+        return [(int(seq), json.loads(record))
+                for seq, record in self._run("SELECT seq, record FROM items ORDER BY seq")]
 
     # ----------------------------------------------------------------------------- forgetting
     def digest(self, user: str) -> str:
@@ -139,8 +149,8 @@ class ServeStore:
             try:
                 cursor.execute(self._sql('DELETE FROM events WHERE "user" = ?'), (user,))
                 removed = int(cursor.rowcount or 0)
-                cursor.execute(self._sql("INSERT INTO forgotten (digest) VALUES (?) ON CONFLICT (digest) "
-                                         "DO NOTHING"), (self.digest(user),))
+                cursor.execute(self._sql("INSERT INTO forgotten (digest, origin) VALUES (?, ?) "
+                                         "ON CONFLICT (digest) DO NOTHING"), (self.digest(user), self.origin))
                 self._connection.commit()
                 if self._dialect is SQLITE:  # the deleted rows' bytes leave the WAL for the zeroed pages
                     cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -153,6 +163,30 @@ class ServeStore:
         """Which of ``users`` were forgotten."""
         digests = {row[0] for row in self._run("SELECT digest FROM forgotten")}
         return {user for user in set(users) if self.digest(user) in digests}
+
+    # ----------------------------------------------------------------------------- other replicas
+    def changes(self, since: Mapping[str, int]) -> tuple[dict[str, list[tuple[Any, ...]]], dict[str, int]]:
+        """What other processes wrote after the row numbers ``since`` (per table: ``events``,
+        ``items``, ``forgotten``), oldest first, and the new row numbers. The last ``CHANGE_WINDOW``
+        rows are read again, so a row whose transaction committed after a later-numbered one is not
+        missed; callers skip the row numbers they applied already."""
+        queries = {
+            "events": 'SELECT seq, "user", item, event, value, timestamp FROM events',
+            "items": "SELECT seq, record FROM items",
+            "forgotten": "SELECT seq, digest FROM forgotten",
+        }
+        found, latest = {}, dict(since)
+        for table, select in queries.items():
+            start = max(0, int(since.get(table, 0)) - CHANGE_WINDOW)
+            found[table] = self._run(f"{select} WHERE seq > ? AND origin <> ? ORDER BY seq",
+                                     params=(start, self.origin))
+            top = self._run(f"SELECT MAX(seq) FROM {table}")[0][0]
+            latest[table] = max(int(since.get(table, 0)), int(top or 0))
+        return found, latest
+
+    def positions(self) -> dict[str, int]:
+        """The newest row number of each change table (where a process starting now is)."""
+        return {table: int(self._run(f"SELECT MAX(seq) FROM {table}")[0][0] or 0) for table in CHANGE_TABLES}
 
     # ----------------------------------------------------------------------------- imports
     def import_events(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> int:
@@ -170,11 +204,10 @@ class ServeStore:
         with self._lock:
             cursor = self._connection.cursor()
             try:
-                cursor.executemany(self._sql('INSERT INTO events ("user", item, event, value, timestamp) '
-                                             "VALUES (?, ?, ?, ?, ?)"),
+                cursor.executemany(self._sql(INSERT_EVENT),
                                    [(str(r.user), str(r.item), str(r.event),
                                      None if pd.isna(r.value) else float(r.value),
-                                     None if pd.isna(r.timestamp) else float(r.timestamp))
+                                     None if pd.isna(r.timestamp) else float(r.timestamp), self.origin)
                                     for r in kept.itertuples(index=False)])
                 cursor.execute(self._sql("INSERT INTO imports (digest, source, rows) VALUES (?, ?, ?)"),
                                (digest, str(path), len(kept)))
@@ -228,6 +261,44 @@ def _drop_user_rows(path: Path, user: str) -> int:
         return int(mine.sum())
     raise ConfigError(f"{path.name}: cannot remove a forgotten user's rows from a {suffix} file; "
                       "use CSV, TSV, JSON Lines or Parquet for --events.")
+
+
+class ChangeFeed:
+    """Which stored rows this process has applied, per change table (``events``, ``items``,
+    ``forgotten``), and when to look again (every ``SYNC_SECONDS`` at most)."""
+
+    def __init__(self) -> None:
+        self.positions: dict[str, int] = {}
+        self._applied: dict[str, set[int]] = {table: set() for table in CHANGE_TABLES}
+        self._next_look = 0.0
+
+    def start(self, positions: Mapping[str, int]) -> None:
+        """Where the store was just before this process read it."""
+        self.positions = dict(positions)
+
+    def applied(self, table: str, seqs: Iterable[int]) -> None:
+        """Rows applied already (those read at start-up)."""
+        floor = self.positions.get(table, 0) - CHANGE_WINDOW
+        self._applied[table].update(int(seq) for seq in seqs if int(seq) > floor)
+
+    def due(self) -> bool:
+        now = time.monotonic()
+        if now < self._next_look:
+            return False
+        self._next_look = now + SYNC_SECONDS
+        return True
+
+    def new(self, table: str, rows: Sequence[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """The rows not applied yet (now marked applied)."""
+        fresh = [row for row in rows if int(row[0]) not in self._applied[table]]
+        self._applied[table].update(int(row[0]) for row in fresh)
+        return fresh
+
+    def advance(self, latest: Mapping[str, int]) -> None:
+        self.positions = dict(latest)
+        for table, seqs in self._applied.items():
+            floor = self.positions.get(table, 0) - CHANGE_WINDOW
+            self._applied[table] = {seq for seq in seqs if seq > floor}
 
 
 def open_store(state: str | os.PathLike[str] | None = None, *, db: str | None = None) -> ServeStore:
