@@ -159,3 +159,28 @@ def test_processes_sharing_a_store_see_each_others_writes(served_run, demo, even
     assert len(left.history("roamer")) == 3  # its own events are not fed back to it twice
     right.forget("roamer")
     assert left.history("roamer") == [] and "roamer" not in left.users(1000)
+
+
+def test_reads_are_answered_while_a_large_write_is_applied(served_run, demo, events_file, tmp_path):
+    import threading
+
+    service = start(served_run, demo, events_file, tmp_path / "state")
+    known = service.users(5)
+    items = [f"item{i:04d}" for i in range(1, 60)]
+    batch = [{"user": f"bulk{n}", "item": items[(n * 7 + i) % len(items)], "timestamp": 1.7e9 + i}
+             for n in range(100) for i in range(10)]  # 1,000 events of 100 new users: the tower runs often
+    written, answered_during = threading.Event(), []
+
+    def write() -> None:
+        service.observe(batch)
+        written.set()
+
+    writer = threading.Thread(target=write)
+    writer.start()
+    while not written.is_set() and len(answered_during) < 20:
+        service.recommend(known[len(answered_during) % len(known)], 5)
+        answered_during.append(not written.is_set())
+    writer.join()
+    assert sum(answered_during) >= 10  # reads were answered between the write's slices, not after it
+    assert service.store.event_count() == len(pd.read_csv(events_file)) + len(batch)
+    assert len(service.history("bulk99", 20)) == 10

@@ -1,20 +1,23 @@
 """The state behind ``mmrec serve``: a trained model, its index, the catalog and the online loop.
 
 :class:`Service` answers in plain Python objects (the HTTP layer in :mod:`mmrec.serve.app` only
-validates and serialises). **Concurrency**: every call takes one re-entrant lock, so index
-updates, online user state and reads are serialised within a process — simple and safe (FAISS
-``add`` and the per-user state are not safe to mutate concurrently); a search takes a fraction of
-a millisecond to a few milliseconds, so one process serves hundreds of requests per second. Scale
-out with several processes sharded by user (see ``docs/serving.md``).
+validates and serialises). **Concurrency**: the state (index, per-user online state) is guarded by
+one lock, ``Service.lock``: FAISS ``add`` and the per-user state are not safe to mutate
+concurrently. Writes run one at a time (a second lock) and hold the state only in slices: events
+are committed to the store, then applied a few milliseconds at a time, and a read that queued meanwhile
+goes before the next slice; new items are encoded outside the state lock and only added under it.
+So a read waits for at most one slice of a write, not for the whole write. With a store
+(:mod:`mmrec.serve.store`) the state is durable and shared by replicas.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -39,6 +42,8 @@ __all__ = ["Service", "ServeConfig", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
+APPLY_SLICE_SECONDS = 0.005  # a write applies events for this long, then lets waiting reads in
+READER_GRACE_SECONDS = 0.05  # how long a write waits for queued reads before its next slice
 MAX_ID_LENGTH = 512  # characters of a user or item id: the HTTP routes take no longer ones
 
 
@@ -153,7 +158,10 @@ class Service:
             attributes = catalog.frame.set_index(schema.id)[[*schema.categorical, *schema.numeric]]
             attributes.index = attributes.index.map(str)
             self.online = ScoredOnline(model, history=history, attributes=attributes)
-        self.lock = threading.RLock()
+        self.lock = threading.RLock()  # the state: held by a read, or by one slice of a write
+        self._writer = threading.RLock()  # writes, one at a time (commit order = apply order)
+        self._readers_waiting = 0
+        self._waiting_lock = threading.Lock()
         self._explainer: Explainer | None = None
         self.title_column = _first(schema.text)
         self.category_column = self.config.category_column or _first(schema.categorical)
@@ -182,6 +190,14 @@ class Service:
         forgotten users): replicas behind a load balancer converge within ``SYNC_SECONDS``."""
         if self.store is None or not self._feed.due():
             return
+        if not self._writer.acquire(blocking=False):  # a write is under way: look next time
+            return
+        try:
+            self._apply_changes()
+        finally:
+            self._writer.release()
+
+    def _apply_changes(self) -> None:
         with self.lock:
             found, latest = self.store.changes(self._feed.positions)
             items = [(seq, json.loads(record)) for seq, record in self._feed.new("items", found["items"])]
@@ -287,20 +303,21 @@ class Service:
         if len(unfit):
             raise SchemaError(f"new item {unfit.index[0]}: {schema.id!r} {unfit.iloc[0][:40]!r}... has "
                               f"{len(unfit.iloc[0])} characters; give an id of 1 to {MAX_ID_LENGTH}.")
-        taken = ids[ids.duplicated() | self.index.contains(ids.tolist())]
-        if len(taken):
-            raise SchemaError(f"item {taken.iloc[0]!r} already exists (or is given twice).")
-        new = Catalog.from_frame(frame, schema=schema, base_dir=self.catalog.base_dir)
-        self._check_media_inside(new)
-        with self.lock:
+        with self._writer:  # reads go on while the items are encoded; they wait only for the add
+            taken = ids[ids.duplicated() | self.index.contains(ids.tolist())]
+            if len(taken):
+                raise SchemaError(f"item {taken.iloc[0]!r} already exists (or is given twice).")
+            new = Catalog.from_frame(frame, schema=schema, base_dir=self.catalog.base_dir)
+            self._check_media_inside(new)
             content = self._new_items.encode(new)
             learned = self.model.encode_items(content)
             if persist and self.store is not None:
                 self.store.add_items(records, schema.id)
-            self.index.add(list(learned.ids), learned.fused, attributes=new.frame)
-            self.items = append_items(self.items, learned)
-            self._explainer = None
-            self._register(new)
+            with self.lock:
+                self.index.add(list(learned.ids), learned.fused, attributes=new.frame)
+                self.items = append_items(self.items, learned)
+                self._explainer = None
+                self._register(new)
         return {"added": list(map(str, learned.ids)),
                 "issues": [issue.__dict__ for issue in content.report.issues]}
 
@@ -331,7 +348,7 @@ class Service:
         self.sync()
         if not 1 <= k <= self.config.max_k:
             raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
-        with self.lock:
+        with self._reading():
             ids, scores, source = self.online.ranked(user, k, exclude_seen=exclude_seen, where=where,
                                                      diversify=diversify, rerank=rerank)
             cards = [{**self.card(str(item)), "rank": rank, "score": float(score)}
@@ -345,21 +362,50 @@ class Service:
         """Apply feedback events (``user, item, event, value, timestamp``) in order; all or none:
         every item is checked before any is applied."""
         self.sync()
-        with self.lock:
-            known = self._contains([e["item"] for e in events])
-            if not known.all():
-                missing = events[int(np.flatnonzero(~known)[0])]["item"]
-                raise NotFound(f"item {missing!r} is not in the index (POST /items adds new items).")
-            events = [self._timed(e) for e in events]
-            for e in events:
-                check_event_numbers(str(e["user"]), str(e["item"]), e.get("event", "click"),
-                                    e.get("value", 1.0), e.get("timestamp"))
+        with self._writer:
+            with self.lock:
+                known = self._contains([e["item"] for e in events])
+                if not known.all():
+                    missing = events[int(np.flatnonzero(~known)[0])]["item"]
+                    raise NotFound(f"item {missing!r} is not in the index (POST /items adds new items).")
+                events = [self._timed(e) for e in events]
+                for e in events:
+                    check_event_numbers(str(e["user"]), str(e["item"]), e.get("event", "click"),
+                                        e.get("value", 1.0), e.get("timestamp"))
             if self.store is not None:  # committed before it is applied (and before the 2xx)
                 self.store.add_events(events)
-            for e in events:
-                self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
-                                    e.get("timestamp"))
+            done = 0
+            while done < len(events):  # in slices of a few milliseconds: reads slip in between
+                self._let_readers_in()
+                with self.lock:
+                    until = time.perf_counter() + APPLY_SLICE_SECONDS
+                    while done < len(events) and (done == 0 or time.perf_counter() < until):
+                        e = events[done]
+                        self.online.observe(e["user"], e["item"], e.get("event", "click"),
+                                            e.get("value", 1.0), e.get("timestamp"))
+                        done += 1
         return len(events)
+
+    @contextlib.contextmanager
+    def _reading(self) -> Iterator[None]:
+        """Hold the state for a read; a write in progress yields to it at its next slice."""
+        with self._waiting_lock:
+            self._readers_waiting += 1
+        try:
+            self.lock.acquire()
+        finally:
+            with self._waiting_lock:
+                self._readers_waiting -= 1
+        try:
+            yield
+        finally:
+            self.lock.release()
+
+    def _let_readers_in(self) -> None:
+        """Between two slices of a write: wait (briefly) until the reads that queued have run."""
+        deadline = time.perf_counter() + READER_GRACE_SECONDS
+        while self._readers_waiting and time.perf_counter() < deadline:
+            time.sleep(0.0002)
 
     def _timed(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The event with a timestamp: as given, else when it arrived — and after the user's last
@@ -379,7 +425,7 @@ class Service:
     def history(self, user: str, n: int = 10) -> list[dict[str, Any]]:
         """The user's ``n`` most recent events, newest first, as cards with the event."""
         self.sync()
-        with self.lock:
+        with self._reading():
             frame = self.online.events_of(user).frame
         frame = frame.sort_values("timestamp", kind="stable").tail(n).iloc[::-1]
         return [{**self.card(str(r.item)), "event": str(r.event), "value": float(r.value),
@@ -405,7 +451,7 @@ class Service:
     def explain(self, user: str, item: str) -> dict[str, Any]:
         """Modality shares and driving history items of ``item`` for ``user``."""
         self.sync()
-        with self.lock:
+        with self._reading():
             if not self._contains([item])[0]:
                 raise NotFound(f"item {item!r} is not in the index.")
             return {"user": user, "item": item, **self._explain(user, item)}
@@ -415,7 +461,7 @@ class Service:
         hash stays, so a re-import cannot bring them back) and their rows of the events file the
         server was started with; returns how many events went."""
         self.sync()
-        with self.lock:
+        with self._writer, self.lock:
             if user not in self.online.users():
                 raise NotFound(f"user {user!r} is unknown.")
             if self.store is not None:
@@ -429,12 +475,12 @@ class Service:
     def users(self, limit: int = 50) -> list[str]:
         """Up to ``limit`` known users, the most active first."""
         self.sync()
-        with self.lock:
+        with self._reading():
             return self.online.most_active(limit)
 
     def health(self) -> dict[str, Any]:
         """Liveness and sizes."""
-        with self.lock:
+        with self._reading():
             index = self.index
             return {"status": "ok", "model": type(self.model).__name__,
                     "items": len(index) if index is not None else len(self.online.item_ids),
