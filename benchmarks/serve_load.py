@@ -9,8 +9,10 @@ the index is then HNSW32), starts ``mmrec serve`` as its own process, and drives
 ``--clients`` concurrent keep-alive HTTP clients for ``--duration`` seconds per endpoint:
 ``GET /recommend/{user}?k=10`` (random known users), the same re-ranked for variety
 (``diversify=0.3``, MMR and DPP: the latency cost of re-ranking), ``POST /events`` (one click on a random item
-by a random user) and a 90/10 mix of both. Prints p50/p99 latency, requests/s and the server's
-resident memory before, after each phase and at the end (flat memory = no leak per request).
+by a random user) and a 90/10 mix of both; then ``GET /recommend`` latency (p50/p99/max) while one
+client writes 300 new items and 3,000 events of 300 new users, and what a 20 MB body costs. Prints
+p50/p99 latency, requests/s and the server's resident memory before, after each phase and at the
+end (flat memory = no leak per request).
 Clients and server share the machine's cores: on 2 cores the numbers are a floor.
 """
 
@@ -93,6 +95,73 @@ def drive(url: str, make_request, clients: int, duration: float) -> tuple[np.nda
     return np.concatenate([np.asarray(lat) for lat in latencies]), sum(failures)
 
 
+def write_phase(url: str, users: list[str], item_ids: list[str], catalog: Path, clients: int,
+                n_items: int = 300, n_users: int = 300, events_per_user: int = 10) -> dict:
+    """``GET /recommend`` latency while one client writes ``n_items`` new items (one request; skipped
+    when the model cannot encode content) and ``n_users × events_per_user`` events of new users (one
+    request): the issue's "reads never wait on writes" scenario."""
+    rows = pd.read_csv(catalog)
+    rows = rows[[_media_open(catalog.parent, row) for row in rows.itertuples(index=False)]]
+    records = [{key: (None if pd.isna(value) else value) for key, value in rows.iloc[i % len(rows)].items()}
+               | {"item_id": f"written{i:05d}"} for i in range(n_items)]
+    rng = random.Random(7)
+    events = [{"user": f"writer{u:04d}", "item": rng.choice(item_ids), "event": "click"}
+              for u in range(n_users) for _ in range(events_per_user)]
+    latencies: list[float] = []
+    done = threading.Event()
+    timings: dict = {}
+
+    def reader(n: int) -> None:
+        local = random.Random(n)
+        with httpx.Client(base_url=url, timeout=60) as session:
+            while not done.is_set():
+                started = time.perf_counter()
+                session.get(f"/recommend/{local.choice(users)}", params={"k": 10})
+                latencies.append((time.perf_counter() - started) * 1e3)
+
+    threads = [threading.Thread(target=reader, args=(n,)) for n in range(clients)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.5)
+    with httpx.Client(base_url=url, timeout=600) as session:
+        started = time.perf_counter()
+        answer = session.post("/items", json=records)
+        timings["items"] = (time.perf_counter() - started, answer.status_code)
+        started = time.perf_counter()
+        answer = session.post("/events", json=events)
+        timings["events"] = (time.perf_counter() - started, answer.status_code)
+    done.set()
+    for thread in threads:
+        thread.join()
+    return {"latencies": np.asarray(latencies), "timings": timings, "n_items": n_items,
+            "n_events": len(events)}
+
+
+def _media_open(root: Path, row) -> bool:
+    """Whether a catalog row's image and audio (when given) open: the demo has broken ones on purpose."""
+    import soundfile
+    from PIL import Image
+
+    try:
+        if isinstance(getattr(row, "image_path", None), str):
+            with Image.open(root / row.image_path) as image:
+                image.verify()
+        if isinstance(getattr(row, "audio_path", None), str):
+            soundfile.info(str(root / row.audio_path))
+    except Exception:  # noqa: BLE001 - any decoder error: leave the row out
+        return False
+    return True
+
+
+def big_body(url: str, pid: int, megabytes: int = 20) -> tuple[int, float, float]:
+    """Status and server RSS before/after one ``megabytes`` MB POST /events."""
+    before = rss_mb(pid)
+    body = b"[" + b" " * (megabytes * 2**20) + b"]"
+    status = httpx.post(url + "/events", content=body, headers={"Content-Type": "application/json"},
+                        timeout=120).status_code
+    return status, before, rss_mb(pid)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--catalog", choices=["demo", "100k"], default="demo")
@@ -155,6 +224,9 @@ def main() -> None:
                 p50, p99 = np.percentile(latencies, [50, 99])
                 rows.append((name, len(latencies) / args.duration, p50, p99, failed))
                 memory.append((f"after {name}", rss_mb(server.pid)))
+            writing = write_phase(url, users, item_ids, catalog, args.clients)
+            memory.append(("after the write", rss_mb(server.pid)))
+            body_status, body_before, body_after = big_body(url, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -163,6 +235,14 @@ def main() -> None:
     print("| endpoint | requests/s | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|")
     for name, rate, p50, p99, failed in rows:
         print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {failed} |")
+    lat = writing["latencies"]
+    items_s, items_status = writing["timings"]["items"]
+    events_s, events_status = writing["timings"]["events"]
+    print(f"\nGET /recommend while one client writes {writing['n_items']} new items (HTTP {items_status}, "
+          f"{items_s:.1f} s) then {writing['n_events']:,} events of new users (HTTP {events_status}, "
+          f"{events_s:.1f} s): {len(lat):,} reads, p50 {np.percentile(lat, 50):.1f} ms, "
+          f"p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms")
+    print(f"a 20 MB POST /events: HTTP {body_status}, server RSS {body_before:,.0f} → {body_after:,.0f} MB")
     print("\nserver memory (RSS): " + ", ".join(f"{label} {mb:,.0f} MB" for label, mb in memory))
 
 

@@ -334,7 +334,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     access = AccessPolicy.for_binding(args.host, token=token, max_body=args.max_body,
                                       allowed_hosts=[h for h in (args.allowed_hosts or "").split(",") if h])
     config = ServeConfig(alpha=args.alpha, half_life=args.half_life, diversify_by=args.diversify_by,
-                         media_root=args.media_root)
+                         media_root=args.media_root, upload_dir=args.upload_dir)
     state = None if args.db else (args.state or Path(args.model) / "serve-state")
     service = Service.from_paths(args.model, args.catalog, index=args.index, items=args.items,
                                  events=args.events, config=config, state=state, db=args.db)
@@ -517,6 +517,9 @@ def add_serve_parser(sub: Any) -> None:
                    help="postgresql://… URL of a shared store instead of --state (several replicas)")
     p.add_argument("--media-root", default=None,
                    help="folder that media of items added over HTTP must lie in (default: the catalog's)")
+    p.add_argument("--upload-dir", default=None,
+                   help="folder for media uploaded with POST /items/upload (default: media/ in --state; "
+                   "with --db give a folder every replica reads)")
     p.add_argument("--insecure", action="store_true",
                    help="allow a non-loopback --host without a token (only behind another guard)")
     p.set_defaults(func=cmd_serve)

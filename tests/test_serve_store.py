@@ -184,3 +184,32 @@ def test_reads_are_answered_while_a_large_write_is_applied(served_run, demo, eve
     assert sum(answered_during) >= 10  # reads were answered between the write's slices, not after it
     assert service.store.event_count() == len(pd.read_csv(events_file)) + len(batch)
     assert len(service.history("bulk99", 20)) == 10
+
+
+def test_media_can_be_uploaded_and_are_kept_with_the_state(served_run, demo, events_file, tmp_path):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from mmrec.serve.app import create_app
+
+    state = tmp_path / "state"
+    service = start(served_run, demo, events_file, state)
+    client = TestClient(create_app(service))
+    twin = pd.read_csv(demo.catalog).iloc[6]
+    picture = (demo.root / twin["image_path"]).read_bytes()
+    record = {"item_id": "uploaded-1", "title": twin["title"], "category": twin["category"]}
+    answer = client.post("/items/upload", data={"item": json.dumps(record)},
+                         files={"image": ("photo.png", picture, "image/png")})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["added"] == ["uploaded-1"]
+    served = client.get("/media/uploaded-1/image")
+    assert served.status_code == 200 and served.content == picture
+    assert [p.parent for p in (state / "media").iterdir()] == [state / "media"]  # stored by the server
+    fake = client.post("/items/upload", data={"item": json.dumps(record | {"item_id": "uploaded-2"})},
+                       files={"image": ("photo.png", events_file.read_bytes(), "image/png")})
+    assert fake.status_code == 400 and "not a readable image" in fake.json()["detail"]
+    assert client.post("/items/upload", data={"item": "not json"}).status_code == 400
+    service.store.close()
+    again = start(served_run, demo, events_file, state)
+    assert again.media_path("uploaded-1", "image").read_bytes() == picture  # back after a restart

@@ -7,6 +7,7 @@ Routes (OpenAPI schema at ``/openapi.json``, interactive docs at ``/docs``):
 - ``GET /explain/{user}/{item}``
 - ``DELETE /users/{user}`` — forget the user
 - ``POST /items`` — new items (catalog fields), encoded from content and indexed at once
+- ``POST /items/upload`` — one new item with its image/audio uploaded (multipart), stored by the server
 - ``GET /history/{user}``, ``GET /users``, ``GET /health``, ``GET /media/{item}/{image|audio}``
 - ``GET /`` — the page: a user's history and recommendations as cards; a click is feedback.
 
@@ -15,6 +16,7 @@ does not validate, 400 for the rest of what the library rejects.
 """
 
 
+import json
 import logging
 import math
 import re
@@ -27,6 +29,7 @@ from mmrec.serve.service import MAX_ID_LENGTH, NotFound, Service
 
 try:
     from fastapi import Body, FastAPI, Path, Query, Request
+    from fastapi.concurrency import run_in_threadpool
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
     from pydantic import BaseModel, ConfigDict, Field, field_validator
@@ -149,6 +152,29 @@ def create_app(service: Service, access: AccessPolicy | None = None) -> FastAPI:
                                   Body()]) -> dict[str, Any]:
         batch = body if isinstance(body, list) else [body]
         return service.add_items([item.model_dump() for item in batch])
+
+    @app.post("/items/upload")
+    async def upload_item(request: Request) -> dict[str, Any]:
+        """One new item as multipart/form-data: the field ``item`` (its catalog fields as JSON) and
+        the files ``image`` and/or ``audio``, stored by the server."""
+        form = await request.form(max_files=2, max_fields=1)
+        try:
+            record = json.loads(str(form.get("item") or ""))
+        except json.JSONDecodeError:
+            raise MmrecError("the field 'item' must hold the new item's catalog fields as JSON.") from None
+        if not isinstance(record, dict):
+            raise MmrecError("the field 'item' must be a JSON object of catalog fields.")
+        schema = service.catalog.schema
+        for role in ("image", "audio"):
+            upload = form.get(role)
+            if upload is None or isinstance(upload, str):
+                continue
+            column = getattr(schema, role)
+            if column is None:
+                raise MmrecError(f"this catalog has no {role} field.")
+            data = await upload.read()
+            record[column] = await run_in_threadpool(service.store_upload, role, upload.filename or "", data)
+        return await run_in_threadpool(service.add_items, [record])
 
     @app.get("/history/{user}")
     def history(user: Id, n: Annotated[int, Query(ge=1, le=200)] = 10) -> dict[str, Any]:

@@ -13,6 +13,8 @@ So a read waits for at most one slice of a write, not for the whole write. With 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import hashlib
 import json
 import logging
 import threading
@@ -36,6 +38,7 @@ from mmrec.models.two_tower import TwoTower
 from mmrec.ranking.explain import Explainer
 from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
 from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, open_store
+from mmrec.utils.io import atomic_path
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Service", "ServeConfig", "NotFound"]
@@ -63,6 +66,7 @@ class ServeConfig:
     explain_top: int = 2
     category_column: str | None = None
     media_root: str | None = None  # where new items' media may live (default: the catalog's folder)
+    upload_dir: str | None = None  # where uploaded media are stored (default: <state>/media)
 
 
 def _is_file(path: Path) -> bool:
@@ -235,6 +239,8 @@ class Service:
             items = run / "item_vectors"
         history = Interactions.from_path(events) if events is not None else None
         store = open_store(state, db=db) if state is not None or db is not None else None
+        if state is not None and (config is None or config.upload_dir is None):
+            config = dataclasses.replace(config or ServeConfig(), upload_dir=str(Path(state) / "media"))
         if store is not None and events is not None and history is not None:
             imported = store.import_events(events, history.frame)
             logger.info("events file %s: %s", Path(events).name,
@@ -321,10 +327,31 @@ class Service:
         return {"added": list(map(str, learned.ids)),
                 "issues": [issue.__dict__ for issue in content.report.issues]}
 
+    def store_upload(self, role: str, filename: str, data: bytes) -> str:
+        """Keep an uploaded image or audio file (named by its SHA-256, written atomically) in the
+        upload folder; returns its path for the item's record. Refused unless it opens as ``role``."""
+        if self.config.upload_dir is None:
+            raise ConfigError("this server stores no uploads: start it with --state or --upload-dir.")
+        suffix = Path(filename or "").suffix.lower()
+        if not suffix.isascii() or not suffix[1:].isalnum() or len(suffix) > 6:
+            suffix = ""
+        folder = Path(self.config.upload_dir)
+        target = folder / f"{hashlib.sha256(data).hexdigest()}{suffix}"
+        if not target.exists():
+            with atomic_path(target) as tmp:
+                tmp.write_bytes(data)
+        if not _opens_as(target, role):
+            target.unlink(missing_ok=True)
+            raise SchemaError(f"the uploaded {role} {Path(filename or '').name[:60]!r} is not a readable "
+                              f"{role} file.")
+        return str(target.resolve())
+
     def _check_media_inside(self, new: Catalog) -> None:
-        """New items' media must lie inside the media root (links resolved) and open as what they
-        claim to be: only such files are ever served back by ``/media``."""
-        root = Path(self.config.media_root or self.catalog.base_dir).resolve()
+        """New items' media must lie inside the media root or the upload folder (links resolved)
+        and open as what they claim to be: only such files are ever served back by ``/media``."""
+        roots = [Path(self.config.media_root or self.catalog.base_dir).resolve()]
+        if self.config.upload_dir is not None:
+            roots.append(Path(self.config.upload_dir).resolve())
         for role in ("image", "audio"):
             column = getattr(new.schema, role)
             if column is None:
@@ -333,7 +360,7 @@ class Service:
                 if path is None:
                     continue
                 resolved = path.resolve()
-                if not resolved.is_relative_to(root):
+                if not any(resolved.is_relative_to(root) for root in roots):
                     raise SchemaError(f"item {item!r}: {column} {path.name!r} is outside the media folder; "
                                       "give a path inside it (--media-root).")
                 if not _opens_as(resolved, role):
