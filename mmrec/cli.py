@@ -484,6 +484,32 @@ def add_evaluate_parser(sub: Any) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
+def cmd_forget(args: argparse.Namespace) -> int:
+    from mmrec.serve.store import forget_user, open_store
+
+    store = open_store(args.state, db=args.db)
+    try:
+        in_store, in_file = forget_user(store, args.user, events_file=args.events)
+    finally:
+        store.close()
+    print(f"forgot {args.user!r}: {in_store} stored events" + (f", {in_file} rows of {Path(args.events).name}"
+                                                               if args.events else ""))
+    return 0
+
+
+def add_forget_parser(sub: Any) -> None:
+    """``mmrec forget``."""
+    p = sub.add_parser("forget", help="forget a user for good in a served deployment's state",
+                       description="Delete a user's events from the state of `mmrec serve` (--state or "
+                       "--db; a salted hash stays so re-imports skip them) and from its events file; "
+                       "works while no server runs, and a running one applies it at its next request.")
+    p.add_argument("user", help="the user id")
+    p.add_argument("--state", default=None, help="the server's --state folder")
+    p.add_argument("--db", default=None, help="the server's --db postgresql:// URL")
+    p.add_argument("--events", default=None, help="the events file the server was started with")
+    p.set_defaults(func=cmd_forget)
+
+
 def add_serve_parser(sub: Any) -> None:
     """``mmrec serve``."""
     p = sub.add_parser("serve", help="HTTP API and page: recommend, feedback, explain, forget, add items",
@@ -547,6 +573,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_train_parser(sub)
     add_evaluate_parser(sub)
     add_serve_parser(sub)
+    add_forget_parser(sub)
     add_encoders_parser(sub)
     return parser
 

@@ -213,3 +213,20 @@ def test_media_can_be_uploaded_and_are_kept_with_the_state(served_run, demo, eve
     service.store.close()
     again = start(served_run, demo, events_file, state)
     assert again.media_path("uploaded-1", "image").read_bytes() == picture  # back after a restart
+
+
+def test_mmrec_forget_works_without_a_server_and_a_running_one_follows(served_run, demo, events_file,
+                                                                       tmp_path, monkeypatch):
+    import mmrec.serve.store as store_module
+    from mmrec.cli import main
+
+    monkeypatch.setattr(store_module, "SYNC_SECONDS", 0.0)
+    state = tmp_path / "state"
+    running = start(served_run, demo, events_file, state)
+    user = running.users(1)[0]
+    assert main(["forget", user, "--state", str(state), "--events", str(events_file)]) == 0
+    assert user not in set(pd.read_csv(events_file)["user_id"].astype(str))
+    assert user not in running.users(1000) and running.history(user) == []  # applied at its next request
+    running.store.close()
+    assert user not in start(served_run, demo, events_file, state).users(1000)
+    assert main(["forget", user]) == 2  # neither --state nor --db: a clear error

@@ -303,8 +303,10 @@ class OnlineRecommender(LiveHistory):
 
     # ----------------------------------------------------------------------------- privacy
     def forget(self, user: str) -> int:
-        """Remove every event and all state of ``user``; returns how many events were removed (the
-        history's and the observed ones kept)."""
+        """Remove every event and all state of ``user`` from memory; returns how many events were
+        removed (the history's and the observed ones kept). In a served deployment
+        ``Service.forget`` (``DELETE /users/{id}``) or ``mmrec forget`` also removes them from the
+        store and the events file, so that a restart does not bring them back."""
         user = str(user)
         removed, items = self._drop(user)
         known = self.index.contains(items) if items else np.empty(0, bool)

@@ -37,7 +37,7 @@ from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
 from mmrec.ranking.explain import Explainer
 from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
-from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, open_store
+from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, forget_user, open_store
 from mmrec.utils.io import atomic_path
 from mmrec.vectors.item_vectors import ItemVectors
 
@@ -492,9 +492,7 @@ class Service:
             if user not in self.online.users():
                 raise NotFound(f"user {user!r} is unknown.")
             if self.store is not None:
-                self.store.forget(user)
-                if self.events_file is not None:
-                    self.store.rewrite_import(self.events_file, user)
+                forget_user(self.store, user, events_file=self.events_file)
             if self._last_time is not None:
                 self._last_time.pop(user, None)
             return self.online.forget(user)

@@ -26,7 +26,7 @@ import pandas as pd
 from mmrec.errors import ConfigError, MissingDependencyError
 from mmrec.utils.io import atomic_path, sha256_file
 
-__all__ = ["ServeStore", "ChangeFeed", "open_store", "EVENT_COLUMNS", "CHANGE_WINDOW"]
+__all__ = ["ServeStore", "ChangeFeed", "open_store", "forget_user", "EVENT_COLUMNS", "CHANGE_WINDOW"]
 
 EVENT_COLUMNS = ["user", "item", "event", "value", "timestamp"]
 SQLITE_FILE = "state.sqlite3"
@@ -227,6 +227,16 @@ class ServeStore:
                   "ON CONFLICT (digest) DO NOTHING",
                   params=(sha256_file(path), str(path)))  # every content it had stays known
         return removed
+
+
+def forget_user(store: ServeStore, user: str, *, events_file: str | os.PathLike[str] | None = None
+                ) -> tuple[int, int]:
+    """Forget ``user`` for good in a served deployment's state (also while no server runs): their
+    rows in the store go (a salted hash stays, so a re-import skips them) and, with
+    ``events_file``, their rows of that file (rewritten atomically). Returns ``(store rows, file
+    rows)`` removed. A running server applies it to its online state at its next request."""
+    removed = store.forget(user)
+    return removed, (store.rewrite_import(events_file, user) if events_file is not None else 0)
 
 
 def _drop_user_rows(path: Path, user: str) -> int:
