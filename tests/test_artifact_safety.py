@@ -91,3 +91,13 @@ def test_a_model_whose_manifest_claims_a_larger_network_is_refused_before_alloca
     _edit_manifest(tmp_path / "m", lambda m: m["config"].update(dim=16))
     loaded = mmrec.TwoTower.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.encode_items(demo_items).fused, model.encode_items(demo_items).fused)
+
+
+def test_shard_names_in_a_manifest_stay_in_the_shard_folder(tmp_path):
+    from mmrec.vectors.shards import SHARD_DIR, shard_files
+
+    assert shard_files(tmp_path, {"shards": [{"file": "part-0.parquet"}]}) == [
+        tmp_path / SHARD_DIR / "part-0.parquet"]
+    for name in ("../../events.csv", "/etc/hostname", "..", "", None, "sub/part.parquet"):
+        with pytest.raises(ArtifactError, match="not a file name inside"):
+            shard_files(tmp_path, {"shards": [{"file": name}]})

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from mmrec.errors import SchemaError
+from mmrec.errors import ArtifactError, SchemaError
 
 __all__ = ["ARTIFACT_KIND", "LAYOUT", "ShardedColumn", "ShardWriter", "write_fused_shards",
            "write_sharded_artifact"]
@@ -196,7 +196,13 @@ class ShardedColumn:
 
 
 def shard_files(path: Path, manifest: Mapping[str, Any]) -> list[Path]:
-    return [path / SHARD_DIR / shard["file"] for shard in manifest["shards"]]
+    """The shard files a manifest lists: plain names inside the shard folder, nothing else."""
+    names = [shard.get("file") if isinstance(shard, Mapping) else None for shard in manifest["shards"]]
+    for name in names:
+        if not isinstance(name, str) or not name or Path(name).name != name or name in (".", ".."):
+            raise ArtifactError(f"{path.name}/manifest.json lists the shard {str(name)[:80]!r}, which is not "
+                                f"a file name inside {SHARD_DIR}/: the manifest was edited; re-create it.")
+    return [path / SHARD_DIR / name for name in names]
 
 
 def write_fused_shards(
