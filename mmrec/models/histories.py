@@ -15,6 +15,8 @@ from mmrec.data.validation import id_list
 
 __all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
 
+MAX_HOURS = 1e9  # hours since an event, at most (about 114,000 years)
+
 # Ratings are fed to the towers as (value - centre) / RATING_SCALE.
 RATING_SCALE = 2.0
 
@@ -169,7 +171,8 @@ class Histories:
             times = self.times[start:stop]
             previous = np.concatenate([[times[0]], times[:-1]])
             gaps[row, cols] = np.log1p(np.maximum(times - previous, 0.0))
-            hours[row, cols] = (times[-1] - times) / 3600.0
+            # capped: a gap of ages (timestamps 1e300 apart) stays "long ago" instead of overflowing float32
+            hours[row, cols] = np.minimum((times[-1] - times) / 3600.0, MAX_HOURS)
             weights[row, cols] = self.weights[start:stop]
             rated[row, cols] = self.rated[start:stop]
         arrays = (items, events, values, gaps, hours, weights, rated)
