@@ -85,10 +85,11 @@ def test_forgetting_lasts_and_leaves_no_trace(served_run, demo, events_file, tmp
     store = open_store(state)
     frame = mmrec.Interactions.from_path(old_copy).frame
     shutil.copy(old_copy, old_copy.with_name("renamed.csv"))  # same content elsewhere: known already
-    assert store.import_events(old_copy.with_name("renamed.csv"), frame) == 0
+    assert store.import_events(old_copy.with_name("renamed.csv"), lambda path: frame) == 0
     (old_copy.parent / "edited.csv").write_text(old_copy.read_text() + f"{user},item0002,5e9,click,1\n")
     edited = mmrec.Interactions.from_path(old_copy.parent / "edited.csv").frame
-    assert store.import_events(old_copy.parent / "edited.csv", edited) == int((edited["user"] != user).sum())
+    assert store.import_events(old_copy.parent / "edited.csv", lambda path: edited) == int(
+        (edited["user"] != user).sum())
     assert user not in set(store.events()["user"])
 
 

@@ -161,35 +161,36 @@ class _Contest:
             trial.status = (f"pruned: slower than {self.best_trial.spec} before reaching the target "
                             f"(recall@{self.k} {trial.recall:.3f} at {trial.params})")
             return
-        _add_held_out(index, self.probe.labels)
-        trial.index_bytes = _index_bytes(index.faiss_index)
-        trial.qps = _queries_per_second(index, self.probe.queries, self.k)
+        self._complete(trial, index)
         trial.reached = result["achieved_recall_low"] >= self.target_recall
-        if trial.reached and (self.best_seconds is None or self.best_trial is None
-                              or trial.qps > self.best_trial.qps):
-            self.best_seconds = next(p["ms_per_query"] for p in result["curve"]
-                                     if all(p.get(key) == v for key, v in trial.params.items())) / 1e3
+        assert self.best_trial is not None  # exact search entered first
         if not trial.reached:
             trial.status = f"recall@{self.k} {trial.recall:.3f} below the target at its widest setting"
-        elif self.best_trial is None or trial.qps > self.best_trial.qps:
-            if self.best_trial is not None:
-                self.best_trial.status = f"slower than {trial.spec}"
+        elif trial.qps > self.best_trial.qps:
+            self.best_trial.status = f"slower than {trial.spec}"
             self.best, self.best_trial = index, trial
+            self.best_seconds = next(p["ms_per_query"] for p in result["curve"]
+                                     if all(p.get(key) == v for key, v in trial.params.items())) / 1e3
         else:
             trial.status = f"slower than {self.best_trial.spec}"
 
     def enter_exact(self, trial: Trial, index: ItemIndex) -> None:
         """Exact search: recall 1 by construction (the truth is its own search), so only timed."""
-        _add_held_out(index, self.probe.labels)
         trial.recall, trial.reached = 1.0, True
-        trial.index_bytes = _index_bytes(index.faiss_index)
-        trial.qps = _queries_per_second(index, self.probe.queries, self.k)
+        self._complete(trial, index)
         index.params["tuning"] = {"target_recall": self.target_recall, "k": self.k,
                                   "queries": len(self.probe.labels), "achieved_recall": 1.0,
                                   "achieved_recall_low": 1.0, "params": {}, "curve": [], "pruned": False}
         index.params[f"recall@{self.k}"] = 1.0
         self.trials.append(trial)
         self.best, self.best_trial, self.best_seconds = index, trial, 1.0 / trial.qps
+
+    def _complete(self, trial: Trial, index: ItemIndex) -> None:
+        """Add the held-out query items back (the index then holds the whole catalog) and measure
+        its size and speed."""
+        _add_held_out(index, self.probe.labels)
+        trial.index_bytes = _index_bytes(index.faiss_index)
+        trial.qps = _queries_per_second(index, self.probe.queries, self.k)
 
     def skip(self, spec: str, family: str, why: str) -> None:
         self.trials.append(Trial(spec, family, status=f"skipped: {why}"))

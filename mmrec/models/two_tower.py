@@ -509,7 +509,6 @@ class TwoTower:
         return model
 
 
-
 def _check_shapes(path: Path, config: TwoTowerConfig, *, n_items: int, n_events: int,
                   modalities: list[str]) -> None:
     """The saved weights' shapes (from the safetensors header) against the network the saved

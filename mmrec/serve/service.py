@@ -178,16 +178,41 @@ class Service:
             self._replay(deferred)
 
     def _replay(self, events: pd.DataFrame) -> None:
-        """Apply stored events (already committed) to the online state."""
+        """Apply stored events (already committed) to the online state, a slice at a time."""
         known = self._contains(events["item"].tolist()) if len(events) else np.empty(0, bool)
         if not known.all():
             logger.warning("%d stored events name items this process does not hold; skipped",
                            int((~known).sum()))
-        for e in events[known].itertuples(index=False):
-            self.online.observe(e.user, e.item, e.event, 1.0 if pd.isna(e.value) else e.value,
-                                None if pd.isna(e.timestamp) else e.timestamp)
-            if self._last_time is not None and pd.notna(e.timestamp):
-                self._last_time[e.user] = max(self._last_time.get(e.user, -np.inf), float(e.timestamp))
+        rows = [{"user": e.user, "item": e.item, "event": e.event,
+                 "value": 1.0 if pd.isna(e.value) else e.value,
+                 "timestamp": None if pd.isna(e.timestamp) else e.timestamp}
+                for e in events[known].itertuples(index=False)]
+        if self._last_time is not None:
+            for e in rows:
+                if e["timestamp"] is not None:
+                    self._last_time[e["user"]] = max(self._last_time.get(e["user"], -np.inf), e["timestamp"])
+        self._apply(rows)
+
+    def _apply(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Fold committed events into the online state in slices of ``APPLY_SLICE_SECONDS``; reads
+        that queued meanwhile go before the next slice."""
+        done = 0
+        while done < len(events):
+            self._let_readers_in()
+            with self.lock:
+                until = time.perf_counter() + APPLY_SLICE_SECONDS
+                while done < len(events) and (done == 0 or time.perf_counter() < until):
+                    e = events[done]
+                    self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
+                                        e.get("timestamp"))
+                    done += 1
+
+    def _forget_here(self, user: str) -> int:
+        """Drop the user's online state and timestamps in this process; returns events removed."""
+        with self.lock:
+            if self._last_time is not None:
+                self._last_time.pop(user, None)
+            return self.online.forget(user)
 
     def sync(self) -> None:
         """Apply what other processes sharing the store wrote since the last look (items, events,
@@ -202,23 +227,25 @@ class Service:
             self._writer.release()
 
     def _apply_changes(self) -> None:
-        with self.lock:
-            found, latest = self.store.changes(self._feed.positions)
-            items = [(seq, json.loads(record)) for seq, record in self._feed.new("items", found["items"])]
-            if items:
-                try:
-                    self._add_items([record for _, record in items], persist=False)
-                except MmrecError as exc:  # e.g. its media are not reachable from this machine
-                    logger.warning("items added by another process cannot be added here: %s", exc)
-            events = self._feed.new("events", found["events"])
-            if events:
-                self._replay(pd.DataFrame([row[1:] for row in events], columns=EVENT_COLUMNS))
-            digests = {row[1] for row in self._feed.new("forgotten", found["forgotten"])}
-            for user in [u for u in self.online.users() if digests and self.store.digest(u) in digests]:
-                self.online.forget(user)
-                if self._last_time is not None:
-                    self._last_time.pop(user, None)
-            self._feed.advance(latest)
+        """Under the writer lock: the store is read and new items encoded without holding the
+        state; each change takes the state lock only to be applied."""
+        found, latest = self.store.changes(self._feed.positions)
+        records = [json.loads(record) for _, record in self._feed.new("items", found["items"])]
+        if records:
+            try:
+                self._add_items(records, persist=False)
+            except MmrecError as exc:  # e.g. its media are not reachable from this machine
+                logger.warning("items added by another process cannot be added here: %s", exc)
+        events = self._feed.new("events", found["events"])
+        if events:
+            self._replay(pd.DataFrame([row[1:] for row in events], columns=EVENT_COLUMNS))
+        digests = {row[1] for row in self._feed.new("forgotten", found["forgotten"])}
+        if digests:
+            with self.lock:
+                gone = [user for user in self.online.users() if self.store.digest(user) in digests]
+            for user in gone:
+                self._forget_here(user)
+        self._feed.advance(latest)
 
     @classmethod
     def from_paths(cls, model: str | Path, catalog: str | Path, *, index: str | Path | None = None,
@@ -237,14 +264,16 @@ class Service:
         if (items is None and run is not None and (run / "item_vectors").is_dir()
                 and isinstance(loaded, TwoTower)):
             items = run / "item_vectors"
-        history = Interactions.from_path(events) if events is not None else None
         store = open_store(state, db=db) if state is not None or db is not None else None
         if state is not None and (config is None or config.upload_dir is None):
             config = dataclasses.replace(config or ServeConfig(), upload_dir=str(Path(state) / "media"))
-        if store is not None and events is not None and history is not None:
-            imported = store.import_events(events, history.frame)
+        history = None
+        if store is not None and events is not None:  # the store holds the history: read the file once
+            imported = store.import_events(events, lambda path: Interactions.from_path(path).frame)
             logger.info("events file %s: %s", Path(events).name,
                         f"{imported} events imported" if imported else "imported before")
+        elif events is not None:
+            history = Interactions.from_path(events)
         return cls(loaded, Catalog.from_path(catalog),
                    items=ItemVectors.load(items) if items is not None else None,
                    index=ItemIndex.load(index) if index is not None else None,
@@ -401,16 +430,7 @@ class Service:
                                         e.get("value", 1.0), e.get("timestamp"))
             if self.store is not None:  # committed before it is applied (and before the 2xx)
                 self.store.add_events(events)
-            done = 0
-            while done < len(events):  # in slices of a few milliseconds: reads slip in between
-                self._let_readers_in()
-                with self.lock:
-                    until = time.perf_counter() + APPLY_SLICE_SECONDS
-                    while done < len(events) and (done == 0 or time.perf_counter() < until):
-                        e = events[done]
-                        self.online.observe(e["user"], e["item"], e.get("event", "click"),
-                                            e.get("value", 1.0), e.get("timestamp"))
-                        done += 1
+            self._apply(events)
         return len(events)
 
     @contextlib.contextmanager
@@ -488,14 +508,13 @@ class Service:
         hash stays, so a re-import cannot bring them back) and their rows of the events file the
         server was started with; returns how many events went."""
         self.sync()
-        with self._writer, self.lock:
-            if user not in self.online.users():
-                raise NotFound(f"user {user!r} is unknown.")
+        with self._writer:  # the store and the events file are rewritten while reads go on
+            with self.lock:
+                if user not in self.online.users():
+                    raise NotFound(f"user {user!r} is unknown.")
             if self.store is not None:
                 forget_user(self.store, user, events_file=self.events_file)
-            if self._last_time is not None:
-                self._last_time.pop(user, None)
-            return self.online.forget(user)
+            return self._forget_here(user)
 
     def users(self, limit: int = 50) -> list[str]:
         """Up to ``limit`` known users, the most active first."""

@@ -9,6 +9,7 @@ the online state from the store. Forgotten users leave only a salted hash behind
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -16,7 +17,7 @@ import secrets
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,38 +64,42 @@ class ServeStore:
     """Events, added items, imports and forgotten users of one served deployment (thread-safe: one
     connection, one lock; writes are committed before they return)."""
 
-    def __init__(self, connection: Any, dialect: _Dialect, where: str) -> None:
-        self._connection, self._dialect, self.where = connection, dialect, where
+    def __init__(self, connection: Any, dialect: _Dialect) -> None:
+        self._connection, self._dialect = connection, dialect
         self.origin = secrets.token_hex(8)  # this process: its own writes are not fed back to it
         self._lock = threading.Lock()
-        with self._lock:
-            cursor = self._connection.cursor()
+        with self._transaction() as cursor:
             for statement in _SCHEMA.format(serial=dialect.serial).split(";"):
                 if statement.strip():
                     cursor.execute(statement)
-            self._connection.commit()
         self._salt = self._setting("salt") or self._set_setting("salt", secrets.token_hex(16))
 
     # ----------------------------------------------------------------------------- plumbing
     def _sql(self, statement: str) -> str:
         return statement.replace("?", self._dialect.placeholder)
 
-    def _run(self, statement: str, rows: Sequence[Sequence[Any]] | None = None,
-             params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[Any]:
+        """A cursor whose statements are committed together when the block ends (rolled back if it
+        raises); one at a time per store."""
         with self._lock:
             cursor = self._connection.cursor()
             try:
-                if rows is not None:
-                    cursor.executemany(self._sql(statement), rows)
-                    result: list[tuple[Any, ...]] = []
-                else:
-                    cursor.execute(self._sql(statement), tuple(params))
-                    result = cursor.fetchall() if cursor.description else []
+                yield cursor
                 self._connection.commit()
             except BaseException:
                 self._connection.rollback()
                 raise
-        return result
+
+    def _run(self, statement: str, rows: Sequence[Sequence[Any]] | None = None,
+             params: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        """One statement (``rows``: executed for each) in its own transaction; the rows it returns."""
+        with self._transaction() as cursor:
+            if rows is not None:
+                cursor.executemany(self._sql(statement), rows)
+                return []
+            cursor.execute(self._sql(statement), tuple(params))
+            return cursor.fetchall() if cursor.description else []
 
     def _setting(self, name: str) -> str | None:
         found = self._run("SELECT value FROM settings WHERE name = ?", params=(name,))
@@ -112,10 +117,14 @@ class ServeStore:
     # ----------------------------------------------------------------------------- events
     def add_events(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Commit events (all or none)."""
-        self._run(INSERT_EVENT, rows=[(str(e["user"]), str(e["item"]), str(e.get("event", "click")),
-                         float(e.get("value", 1.0)),
-                         None if e.get("timestamp") is None else float(e["timestamp"]), self.origin)
-                        for e in events])
+        self._run(INSERT_EVENT, rows=[self._event_row(e["user"], e["item"], e.get("event", "click"),
+                                                     e.get("value", 1.0), e.get("timestamp"))
+                                      for e in events])
+
+    def _event_row(self, user: Any, item: Any, event: Any, value: Any, timestamp: Any) -> tuple[Any, ...]:
+        """The parameters of ``INSERT_EVENT`` (a missing value or timestamp stored as NULL)."""
+        return (str(user), str(item), str(event), None if pd.isna(value) else float(value),
+                None if pd.isna(timestamp) else float(timestamp), self.origin)
 
     def events(self) -> pd.DataFrame:
         """Every stored event in the order it was acknowledged, with its row number ``seq``."""
@@ -144,19 +153,13 @@ class ServeStore:
 
     def forget(self, user: str) -> int:
         """Delete the user's events and remember only their salted hash; returns rows deleted."""
-        with self._lock:
-            cursor = self._connection.cursor()
-            try:
-                cursor.execute(self._sql('DELETE FROM events WHERE "user" = ?'), (user,))
-                removed = int(cursor.rowcount or 0)
-                cursor.execute(self._sql("INSERT INTO forgotten (digest, origin) VALUES (?, ?) "
-                                         "ON CONFLICT (digest) DO NOTHING"), (self.digest(user), self.origin))
-                self._connection.commit()
-                if self._dialect is SQLITE:  # the deleted rows' bytes leave the WAL for the zeroed pages
-                    cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            except BaseException:
-                self._connection.rollback()
-                raise
+        with self._transaction() as cursor:
+            cursor.execute(self._sql('DELETE FROM events WHERE "user" = ?'), (user,))
+            removed = int(cursor.rowcount or 0)
+            cursor.execute(self._sql("INSERT INTO forgotten (digest, origin) VALUES (?, ?) "
+                                     "ON CONFLICT (digest) DO NOTHING"), (self.digest(user), self.origin))
+        if self._dialect is SQLITE:  # the deleted rows' bytes leave the WAL for the zeroed pages
+            self._run("PRAGMA wal_checkpoint(TRUNCATE)")
         return removed
 
     def forgotten(self, users: Iterable[str]) -> set[str]:
@@ -175,46 +178,37 @@ class ServeStore:
             "items": "SELECT seq, record FROM items",
             "forgotten": "SELECT seq, digest FROM forgotten",
         }
-        found, latest = {}, dict(since)
-        for table, select in queries.items():
-            start = max(0, int(since.get(table, 0)) - CHANGE_WINDOW)
-            found[table] = self._run(f"{select} WHERE seq > ? AND origin <> ? ORDER BY seq",
-                                     params=(start, self.origin))
-            top = self._run(f"SELECT MAX(seq) FROM {table}")[0][0]
-            latest[table] = max(int(since.get(table, 0)), int(top or 0))
-        return found, latest
+        found = {table: self._run(f"{select} WHERE seq > ? AND origin <> ? ORDER BY seq",
+                                  params=(max(0, int(since.get(table, 0)) - CHANGE_WINDOW), self.origin))
+                 for table, select in queries.items()}
+        top = self.positions()
+        return found, {table: max(int(since.get(table, 0)), top[table]) for table in CHANGE_TABLES}
 
     def positions(self) -> dict[str, int]:
         """The newest row number of each change table (where a process starting now is)."""
         return {table: int(self._run(f"SELECT MAX(seq) FROM {table}")[0][0] or 0) for table in CHANGE_TABLES}
 
     # ----------------------------------------------------------------------------- imports
-    def import_events(self, path: str | os.PathLike[str], frame: pd.DataFrame) -> int:
+    def import_events(self, path: str | os.PathLike[str], read: Callable[[Path], pd.DataFrame]) -> int:
         """Import an events file once (by its path, and by any content it ever had, wherever it
-        lies): rows of forgotten users are dropped. Returns the rows imported (0 when it was
-        imported before)."""
+        lies): ``read(path)`` gives its events (columns ``EVENT_COLUMNS``) and is called only when
+        the file is new; rows of forgotten users are dropped. Returns the rows imported (0 when it
+        was imported before)."""
         path = Path(path).resolve()
         digest = sha256_file(path)
         known = self._run("SELECT source FROM imports WHERE source = ? OR digest = ?",
                           params=(str(path), digest))
         if known:
             return 0
+        frame = read(path)
         gone = self.forgotten(frame["user"].astype(str).unique())
         kept = frame[~frame["user"].astype(str).isin(gone)]
-        with self._lock:
-            cursor = self._connection.cursor()
-            try:
-                cursor.executemany(self._sql(INSERT_EVENT),
-                                   [(str(r.user), str(r.item), str(r.event),
-                                     None if pd.isna(r.value) else float(r.value),
-                                     None if pd.isna(r.timestamp) else float(r.timestamp), self.origin)
-                                    for r in kept.itertuples(index=False)])
-                cursor.execute(self._sql("INSERT INTO imports (digest, source, rows) VALUES (?, ?, ?)"),
-                               (digest, str(path), len(kept)))
-                self._connection.commit()
-            except BaseException:
-                self._connection.rollback()
-                raise
+        with self._transaction() as cursor:
+            cursor.executemany(self._sql(INSERT_EVENT),
+                               [self._event_row(r.user, r.item, r.event, r.value, r.timestamp)
+                                for r in kept.itertuples(index=False)])
+            cursor.execute(self._sql("INSERT INTO imports (digest, source, rows) VALUES (?, ?, ?)"),
+                           (digest, str(path), len(kept)))
         return len(kept)
 
     def rewrite_import(self, path: str | os.PathLike[str], drop_user: str) -> int:
@@ -241,15 +235,15 @@ def forget_user(store: ServeStore, user: str, *, events_file: str | os.PathLike[
 
 def _drop_user_rows(path: Path, user: str) -> int:
     """Rewrite an events file without ``user``'s rows: CSV/TSV as text cells, JSON Lines line by
-    line, Parquet as a table. Returns how many rows went."""
-    from mmrec.data.interactions import InteractionSchema
-    from mmrec.data.readers import read_table
-
-    column = InteractionSchema.infer(read_table(path).head(0)).user
+    line, Parquet as a table (each read once; its user column found as the readers find it).
+    Returns how many rows went."""
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".ndjson"):
         lines = path.read_text("utf-8").splitlines(keepends=True)
-        kept = [line for line in lines if not line.strip() or str(json.loads(line).get(column)) != user]
+        records = [json.loads(line) if line.strip() else None for line in lines]
+        column = _user_column(next((list(r) for r in records if r is not None), []))
+        kept = [line for line, r in zip(lines, records, strict=True)
+                if r is None or str(r.get(column)) != user]
         if len(kept) < len(lines):
             with atomic_path(path) as tmp:
                 tmp.write_text("".join(kept), "utf-8")
@@ -257,20 +251,27 @@ def _drop_user_rows(path: Path, user: str) -> int:
     if suffix in (".csv", ".tsv", ".tab"):
         sep = "," if suffix == ".csv" else "\t"
         frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-        mine = frame[column] == user
+        mine = frame[_user_column(frame.columns)] == user
         if mine.any():
             with atomic_path(path) as tmp:
                 frame[~mine].to_csv(tmp, sep=sep, index=False)
         return int(mine.sum())
     if suffix in (".parquet", ".pq"):
         frame = pd.read_parquet(path)
-        mine = frame[column].astype(str) == user
+        mine = frame[_user_column(frame.columns)].astype(str) == user
         if mine.any():
             with atomic_path(path) as tmp:
                 frame[~mine].to_parquet(tmp, index=False)
         return int(mine.sum())
     raise ConfigError(f"{path.name}: cannot remove a forgotten user's rows from a {suffix} file; "
                       "use CSV, TSV, JSON Lines or Parquet for --events.")
+
+
+def _user_column(columns: Iterable[str]) -> str:
+    """The user column among an events file's columns, named as ``Interactions`` reads it."""
+    from mmrec.data.interactions import InteractionSchema
+
+    return InteractionSchema.infer(pd.DataFrame(columns=list(columns))).user
 
 
 class ChangeFeed:
@@ -325,7 +326,7 @@ def open_store(state: str | os.PathLike[str] | None = None, *, db: str | None = 
             connection = psycopg.connect(db)
         except psycopg.Error as exc:
             raise ConfigError(f"cannot connect to the PostgreSQL store ({type(exc).__name__}).") from None
-        return ServeStore(connection, POSTGRES, "postgresql")
+        return ServeStore(connection, POSTGRES)
     if state is None:
         raise ConfigError("a store needs a --state folder or a --db URL.")
     folder = Path(state)
@@ -334,4 +335,4 @@ def open_store(state: str | os.PathLike[str] | None = None, *, db: str | None = 
     connection.execute("PRAGMA journal_mode=WAL")
     connection.execute("PRAGMA synchronous=FULL")  # committed = on disk, also after kill -9
     connection.execute("PRAGMA secure_delete=ON")  # deleted rows are overwritten, not left in free pages
-    return ServeStore(connection, SQLITE, str(folder / SQLITE_FILE))
+    return ServeStore(connection, SQLITE)
