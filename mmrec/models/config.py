@@ -76,9 +76,14 @@ class TrainConfig:
     amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA; off on CPU
     grad_clip: float | None = 5.0
     id_dropout: float = 0.2             # share of each step's candidates scored by their content-only vector
+    user_attribute_weight: float = 0.5  # loss of the attribute vector alone predicting the user's events
+    prior_users: int = 500              # users held out to fit the fading popularity prior (0: no prior)
 
     def __post_init__(self) -> None:
         check_field_types(self)
+        if self.user_attribute_weight < 0 or self.prior_users < 0:
+            raise ConfigError("TrainConfig.user_attribute_weight and prior_users must be >= 0, got "
+                              f"{self.user_attribute_weight} and {self.prior_users}.")
         if not 0 <= self.id_dropout < 1:
             raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):

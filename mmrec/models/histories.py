@@ -52,18 +52,20 @@ class SequenceBatch:
     hours: torch.Tensor     # (B, L) float32
     weights: torch.Tensor   # (B, L) float32
     rated: torch.Tensor     # (B, L) float32
+    users: torch.Tensor | None = None  # (B,) int64: each row's user, a row of its Histories
 
     @property
     def mask(self) -> torch.Tensor:
         return self.items > 0
 
     def to(self, device: torch.device) -> SequenceBatch:
-        return SequenceBatch(*(getattr(self, f).to(device, non_blocking=True) for f in _FIELDS))
+        users = None if self.users is None else self.users.to(device, non_blocking=True)
+        return SequenceBatch(*(getattr(self, f).to(device, non_blocking=True) for f in _FIELDS), users=users)
 
     def shifted(self) -> tuple[SequenceBatch, SequenceBatch]:
         """``(inputs, targets)``: the targets of position ``t`` are the events at ``t + 1``."""
-        head = SequenceBatch(*(getattr(self, f)[:, :-1] for f in _FIELDS))
-        tail = SequenceBatch(*(getattr(self, f)[:, 1:] for f in _FIELDS))
+        head = SequenceBatch(*(getattr(self, f)[:, :-1] for f in _FIELDS), users=self.users)
+        tail = SequenceBatch(*(getattr(self, f)[:, 1:] for f in _FIELDS), users=self.users)
         return head, tail
 
 
@@ -149,8 +151,9 @@ class Histories:
                 end -= max_len
         return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
 
-    def batch(self, spans: np.ndarray, length: int) -> SequenceBatch:
-        """Left-padded tensors for event rows ``spans`` (``(start, stop)`` pairs), ``length`` wide."""
+    def batch(self, spans: np.ndarray, length: int, users: np.ndarray | None = None) -> SequenceBatch:
+        """Left-padded tensors for event rows ``spans`` (``(start, stop)`` pairs), ``length`` wide;
+        ``users`` are the spans' user rows (default: found from the offsets, for non-empty spans)."""
         n = len(spans)
         items = np.zeros((n, length), np.int64)
         events = np.zeros((n, length), np.int64)
@@ -176,8 +179,22 @@ class Histories:
             weights[row, cols] = self.weights[start:stop]
             rated[row, cols] = self.rated[start:stop]
         arrays = (items, events, values, gaps, hours, weights, rated)
-        return SequenceBatch(*(torch.from_numpy(a) for a in arrays))
+        if users is None:  # a non-empty span ends inside (offsets[u], offsets[u + 1]]
+            users = np.searchsorted(self.offsets, spans[:, 1], side="left") - 1 if n else np.empty(0)
+        return SequenceBatch(*(torch.from_numpy(a) for a in arrays),
+                             users=torch.from_numpy(users.astype(np.int64)))
+
+    def prefixes(self, rows: np.ndarray, n: int) -> Histories:
+        """The histories of rows ``rows`` cut to their first ``n`` events (a new user's view)."""
+        starts = self.offsets[rows]
+        lengths = np.minimum(self.lengths[rows], n)
+        picked = (np.repeat(starts, lengths) + np.arange(lengths.sum())
+                  - np.repeat(np.cumsum(lengths) - lengths, lengths)).astype(np.int64)
+        return Histories(
+            user_ids=self.user_ids[rows], offsets=np.concatenate([[0], np.cumsum(lengths)]).astype(np.int64),
+            item_idx=self.item_idx[picked], event_idx=self.event_idx[picked], values=self.values[picked],
+            times=self.times[picked], weights=self.weights[picked], rated=self.rated[picked])
 
     def latest(self, users: np.ndarray, length: int) -> SequenceBatch:
         """The last ``length`` events of the users at rows ``users``."""
-        return self.batch(np.stack([self.offsets[users], self.offsets[users + 1]], axis=1), length)
+        return self.batch(np.stack([self.offsets[users], self.offsets[users + 1]], axis=1), length, users)

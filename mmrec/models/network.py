@@ -14,6 +14,7 @@ from mmrec.models.config import TwoTowerConfig
 from mmrec.models.fusion_layers import FUSIONS
 from mmrec.models.histories import SequenceBatch
 from mmrec.models.towers import TOWERS, InterestGate
+from mmrec.models.user_features import AttributeEncoder, UserFeatureSchema
 
 __all__ = ["TwoTowerNet", "ID_TOKEN", "principal_init"]
 
@@ -55,7 +56,8 @@ class TwoTowerNet(nn.Module):
 
     def __init__(self, config: TwoTowerConfig, *, n_items: int, n_events: int,
                  content: Mapping[str, torch.Tensor], present: torch.Tensor,
-                 trained: torch.Tensor | None = None, init_projections: bool = True) -> None:
+                 trained: torch.Tensor | None = None, init_projections: bool = True,
+                 user_schema: UserFeatureSchema | None = None) -> None:
         super().__init__()
         self.config = config
         dim = config.dim
@@ -86,6 +88,9 @@ class TwoTowerNet(nn.Module):
                                                    max_len=config.max_len)
         self.gate = (InterestGate(dim, short_events=config.short_term_events,
                                   short_hours=config.short_term_hours) if config.short_term else None)
+        # who the user is (age, country …): added to every interest state, and alone before any event
+        self.attributes = (AttributeEncoder(user_schema.cardinalities, len(user_schema.numeric), dim)
+                           if user_schema is not None and user_schema.columns else None)
         self.log_scale = nn.Parameter(torch.tensor(math.log(1.0 / config.temperature)))
         self.rating_bias = nn.Embedding(n_items, 1)
         nn.init.zeros_(self.rating_bias.weight)
@@ -151,15 +156,23 @@ class TwoTowerNet(nn.Module):
                 + batch.values.unsqueeze(-1) * self.value_direction
                 + batch.gaps.unsqueeze(-1) / 10.0 * self.gap_direction) * batch.mask.unsqueeze(-1)
 
-    def user_states(self, batch: SequenceBatch, item_table: torch.Tensor
+    def profile(self, categories: torch.Tensor, numbers: torch.Tensor) -> torch.Tensor | None:
+        """The attribute vector ``(B, d)`` of users with these codes (``None``: no attributes)."""
+        return None if self.attributes is None else self.attributes(categories, numbers)
+
+    def user_states(self, batch: SequenceBatch, item_table: torch.Tensor,
+                    profile: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """``(states, inputs, gate)``: unnormalised interest states ``(B, L, d)`` at every position,
-        the history inputs, and the long-term share of the interest gate (or ``None``)."""
+        """``(states, inputs, gate)``: unnormalised interest states ``(B, L, d)`` at every position
+        (plus the users' attribute ``profile`` ``(B, d)``, if any), the history inputs, and the
+        long-term share of the interest gate (or ``None``)."""
         x = self.history_input(batch, item_table)
         states = self.tower(x, batch.mask, batch.events)
         gate = None
         if self.gate is not None:
             states, gate = self.gate(states, x, batch.mask, batch.hours)
+        if profile is not None:
+            states = states + profile.unsqueeze(1).to(states.dtype)
         return states, x, gate
 
     # ----------------------------------------------------------------------------- scores

@@ -36,6 +36,7 @@ from mmrec.models.distributed import Collective, ProcessGroup, SingleProcess, sh
 from mmrec.models.histories import Histories, SequenceBatch
 from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
 from mmrec.models.network import TwoTowerNet
+from mmrec.models.user_features import UserCodes
 from mmrec.utils.config import config_to_dict
 from mmrec.utils.progress import progress
 
@@ -76,8 +77,12 @@ class _Batcher:
     """Step losses for one model and one configuration."""
 
     def __init__(self, net: TwoTowerNet, config: TrainConfig, popularity: np.ndarray,
-                 device: torch.device, group: Collective | None = None) -> None:
+                 device: torch.device, group: Collective | None = None,
+                 user_codes: UserCodes | None = None) -> None:
         self.net, self.config, self.device = net, config, device
+        # attribute codes of every history's user (rows of the Histories), when the model reads them
+        self.codes = (user_codes.tensors(device) + (torch.from_numpy(user_codes.known).to(device),)
+                      if user_codes is not None and net.attributes is not None else None)
         self.group = group or SingleProcess()
         self.full = uses_full_softmax(config, net.n_items)
         share = popularity / max(popularity.sum(), 1.0)
@@ -127,7 +132,11 @@ class _Batcher:
             table, _ = self._table_for(inputs, candidate_rows)
             candidates = table[candidate_rows]
         candidates = self._with_dropped_ids(candidates, candidate_rows, generator)
-        states, x, _ = net.user_states(inputs, table)
+        profile = None
+        if self.codes is not None:
+            categories, numbers, _ = self.codes
+            profile = net.profile(categories[batch.users], numbers[batch.users])
+        states, x, _ = net.user_states(inputs, table, profile)
         logits = net.logits(states[keep], candidates)
         if log_q is None:
             if self.cold is not None:
@@ -135,6 +144,9 @@ class _Batcher:
             loss = weighted_cross_entropy(logits, positives, weights, per_process[0])
         else:
             loss = sampled_softmax_loss(logits, positives, log_q, weights, per_process[0])
+        if profile is not None and config.user_attribute_weight > 0:
+            loss = loss + config.user_attribute_weight * self._attribute_loss(
+                profile, batch, keep, candidates, positives, log_q, weights, per_process[0])
         if net.has_candidate_scores:
             loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator,
                                                per_process[1])
@@ -144,6 +156,24 @@ class _Batcher:
             loss = loss + config.rating_weight * rating_mse(predicted, targets.values[rated],
                                                             normalizer=per_process[2])
         return loss, n_targets
+
+    def _attribute_loss(self, profile: torch.Tensor, batch: SequenceBatch, keep: torch.Tensor,
+                        candidates: torch.Tensor, positives: torch.Tensor, log_q: torch.Tensor | None,
+                        weights: torch.Tensor, normalizer: torch.Tensor) -> torch.Tensor:
+        """The attribute vector alone scored against every target of its user's window: what a
+        user with no event yet gets is trained (a demographic taste, in the items' space)."""
+        assert self.codes is not None
+        known = self.codes[2][batch.users]
+        row_of_target = torch.nonzero(keep)[:, 0]
+        use = known[row_of_target]
+        if not bool(use.any()):
+            return profile.sum() * 0.0
+        logits = self.net.logits(profile, candidates)[row_of_target[use]]
+        if log_q is None:
+            if self.cold is not None:
+                logits = logits.masked_fill(self.cold, -torch.inf)
+            return weighted_cross_entropy(logits, positives[use], weights[use], normalizer)
+        return sampled_softmax_loss(logits, positives[use], log_q, weights[use], normalizer)
 
     def _candidates(self, inputs: SequenceBatch, target_rows: torch.Tensor, generator: torch.Generator
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -286,11 +316,13 @@ def train(
     checkpoint_dir: str | Path | None = None,
     show_progress: bool | None = None,
     group: Collective | None = None,
+    user_codes: UserCodes | None = None,
 ) -> TrainingHistory:
     """Train ``net`` in place on ``histories``; on return it holds the best validated weights.
 
     ``group`` is the process group of a data-parallel run (default: this process alone); every
-    process passes the same histories, configuration and checkpoint folder.
+    process passes the same histories, configuration and checkpoint folder. ``user_codes`` are
+    the attribute codes of the histories' users (rows of ``histories``), for a model that reads them.
     """
     group = group or SingleProcess()
     spans = histories.windows(net.config.max_len)
@@ -306,7 +338,8 @@ def train(
         # the untrained model is a candidate too: training must beat it on validation to count
         record.best_metric, record.best_epoch = validated(), 0
         logger.info("before training: valid %.4f", record.best_metric)
-    step_loss = _data_parallel(_StepLoss(_Batcher(net, config, popularity, device, group)), group, device)
+    step_loss = _data_parallel(_StepLoss(_Batcher(net, config, popularity, device, group, user_codes)),
+                               group, device)
     for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
         total_loss, total_targets = _run_epoch(step_loss, optimizer, net, histories, spans, epoch=epoch,

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 
 from mmrec.data.interactions import EventWeights, Interactions, as_interactions
+from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
@@ -29,7 +30,9 @@ from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
+from mmrec.models.prior import PopularityPrior, fit_prior_weights, log_popularity
 from mmrec.models.training import TrainingHistory, train
+from mmrec.models.user_features import UserCodes, UserFeatureSchema, as_attribute_table
 from mmrec.ranking.scored import recommend_by_scores
 from mmrec.utils.config import config_from_dict, config_to_dict
 from mmrec.utils.device import resolve_device
@@ -109,6 +112,9 @@ class TwoTower:
         self.vocabulary_: EventVocabulary | None = None
         self.scalers_: dict[str, ModalityScaler] = {}
         self.history_: TrainingHistory | None = None
+        self.user_schema_: UserFeatureSchema | None = None
+        self.user_attributes_: pd.DataFrame | None = None  # in memory only: never saved with the model
+        self.prior_: PopularityPrior | None = None
         self.rank_ = 0  # this process's rank in the data-parallel run that fitted it (0: it saves)
 
     def __repr__(self) -> str:
@@ -118,7 +124,8 @@ class TwoTower:
 
     # ----------------------------------------------------------------------------- fitting
     def fit(self, items: ItemVectors | None, events: Interactions, *, valid: Interactions | None = None,
-            epochs: int | None = None, checkpoint_dir: str | os.PathLike[str] | None = None,
+            users: pd.DataFrame | None = None, epochs: int | None = None,
+            checkpoint_dir: str | os.PathLike[str] | None = None,
             show_progress: bool | None = None) -> TwoTower:
         """Train on ``events`` (time-ordered per user); early-stop on ``valid``.
 
@@ -132,6 +139,11 @@ class TwoTower:
         valid : Interactions, optional
             Validation events whose users' histories are in ``events``; by default each user's
             last event is held out of ``events`` for it (``leave_last_out``).
+        users : DataFrame, optional
+            User attributes (indexed by user id, or a ``user`` column): categorical and numeric
+            columns embedded in the user tower, also for users without events (see
+            :meth:`set_user_attributes`). Rows of users who are not in ``events`` are kept for
+            later (new users); training users without a row are reported.
         epochs : int, optional
             Overrides ``training.epochs``.
         checkpoint_dir : path, optional
@@ -141,6 +153,15 @@ class TwoTower:
         if valid is not None:
             valid = as_interactions(valid, caller="TwoTower.fit (valid)")
         training = self.training if epochs is None else dataclasses.replace(self.training, epochs=epochs)
+        self.user_schema_ = self.user_attributes_ = None
+        if users is not None:
+            table = as_attribute_table(users, where="TwoTower.fit(users=)")
+            self.user_schema_ = UserFeatureSchema.fit(table)
+            self.user_attributes_ = table
+            without = int((~pd.Index(events.users).isin(table.index)).sum())
+            if without:
+                logger.warning("TwoTower.fit: %d of %d training users have no attribute row; their "
+                               "attributes are read as missing", without, len(events.users))
         # under torchrun with no process group yet, fit joins the one the environment describes for
         # its duration: a plain script trains data parallel instead of N times alone
         with process_group_from_env(str(training.device)):
@@ -151,6 +172,15 @@ class TwoTower:
              show_progress: bool | None) -> TwoTower:
         device = local_device(resolve_device(training.device))
         group = collective(device)
+        counted = events if valid is None else Interactions(pd.concat([events.frame, valid.frame]))
+        held = self._prior_users(events, training)
+        if held.size:  # users the fading popularity prior is fitted on: out of training altogether
+            heldout = events.for_users(held)
+            events = Interactions(events.frame.loc[~events.frame["user"].isin(set(held))]
+                                  .reset_index(drop=True))
+            if valid is not None:
+                valid = Interactions(valid.frame.loc[~valid.frame["user"].isin(set(held))]
+                                     .reset_index(drop=True))
         if valid is None:
             split = leave_last_out(events, n_test=0, n_valid=1, min_train=2)
             events, valid = split.train, split.valid
@@ -163,13 +193,79 @@ class TwoTower:
         popularity = np.bincount(histories.item_idx, weights=histories.weights,
                                  minlength=len(self.item_ids_)).astype(np.float64)
         validate = self._validator(events, valid, training) if len(valid) else None
+        self.prior_ = None
         with torch_seeded(training.seed):
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
-                                  show_progress=show_progress, group=group)
+                                  show_progress=show_progress, group=group,
+                                  user_codes=self._codes(histories.user_ids))
         self.rank_ = group.rank
         self.net_.cpu()
+        if held.size:
+            self.prior_ = self._fit_prior(heldout, train_events=events, counted=counted)
         return self
+
+    def _prior_users(self, events: Interactions, training: TrainConfig) -> np.ndarray:
+        """Users held out of training to fit the popularity prior on: ``prior_users`` (at most a
+        tenth of the users with 3+ events), seeded; none when fewer than 20 would be left."""
+        if not training.prior_users:
+            return np.empty(0, dtype=object)
+        counts = events.frame["user"].value_counts()
+        eligible = np.sort(counts.index[counts >= 3].to_numpy(dtype=object).astype(str))
+        n = min(training.prior_users, len(counts) // 10)
+        if n < 20:
+            return np.empty(0, dtype=object)
+        rng = np.random.default_rng([training.seed, 7])
+        return eligible[np.sort(rng.choice(len(eligible), min(n, len(eligible)), replace=False))]
+
+    def _fit_prior(self, heldout: Interactions, *, train_events: Interactions,
+                   counted: Interactions) -> PopularityPrior:
+        """Fit the fading weights on the held-out users (popularity of the training events), then
+        keep the log-popularity of every event given to :meth:`fit`."""
+        assert self.item_ids_ is not None
+        fitting_pop = log_popularity(self._distinct_users(train_events))
+        histories = self.histories(heldout)
+        codes = self._codes(histories.user_ids)
+
+        def cosines(n: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+            rows = np.flatnonzero(histories.lengths > n)
+            offsets = histories.offsets
+            scores = self._cosines(histories.prefixes(rows, n), None if codes is None else codes.rows(rows))
+            given = [histories.item_idx[offsets[r] : offsets[r] + n] for r in rows]
+            targets = [np.unique(histories.item_idx[offsets[r] + n : offsets[r + 1]]) for r in rows]
+            return scores, given, targets
+
+        weights, valid = fit_prior_weights(cosines, fitting_pop)
+        logger.info("popularity prior: weights %s at %s events (held-out recall %s)", weights,
+                    valid["steps"], valid)
+        return PopularityPrior(self.item_ids_, log_popularity(self._distinct_users(counted)),
+                               tuple(valid["steps"]), weights, valid)
+
+    def _distinct_users(self, events: Interactions) -> np.ndarray:
+        assert self.item_ids_ is not None
+        frame = events.frame
+        rows = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))
+        users = pd.factorize(frame["user"].to_numpy(dtype=object))[0]
+        return distinct_user_counts(users[rows >= 0], rows[rows >= 0], len(self.item_ids_))
+
+    def set_user_attributes(self, users: pd.DataFrame | None) -> None:
+        """Give the attributes of the users to score (after :meth:`load`, or for new users); the
+        columns the model was fitted with must be there. ``None`` forgets them all."""
+        if users is None:
+            self.user_attributes_ = None
+            return
+        if self.user_schema_ is None:
+            raise ConfigError("this TwoTower was fitted without user attributes (fit(..., users=)); "
+                              "it cannot read them.")
+        table = as_attribute_table(users, where="set_user_attributes")
+        self.user_schema_.encode(table, table.index.to_numpy(dtype=object)[:1], where="set_user_attributes")
+        self.user_attributes_ = table
+
+    def _codes(self, user_ids: np.ndarray) -> UserCodes | None:
+        """Attribute codes of ``user_ids`` (``None`` when the model has no attributes)."""
+        if self.user_schema_ is None:
+            return None
+        return self.user_schema_.encode(self.user_attributes_, user_ids)
 
     def _build(self, items: ItemVectors | None, events: Interactions) -> None:
         config = self.config
@@ -200,7 +296,8 @@ class TwoTower:
         trained = torch.from_numpy(pd.Index(ids).isin(pd.unique(events.frame["item"])))
         with torch_seeded(self.training.seed):
             self.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(self.vocabulary_),
-                                    content=content, present=present, trained=trained)
+                                    content=content, present=present, trained=trained,
+                                    user_schema=self.user_schema_)
 
     def _validator(self, train_events: Interactions, valid: Interactions, training: TrainConfig):
         users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
@@ -233,37 +330,67 @@ class TwoTower:
                                            event_weights=self.event_weights, users=users)
 
     @torch.no_grad()
-    def _user_chunks(self, histories: Histories, device: torch.device, table: torch.Tensor | None = None
+    def _user_chunks(self, histories: Histories, device: torch.device, table: torch.Tensor | None = None,
+                     codes: UserCodes | None = None
                      ) -> Iterator[tuple[np.ndarray, torch.Tensor, Any, torch.Tensor]]:
         """Per chunk of users: their rows, final states, the batch and the history inputs. Without
         the item ``table``, only the items of each chunk's histories are fused (a few users over a
-        large catalog cost their own history, not the whole table)."""
+        large catalog cost their own history, not the whole table). With attribute ``codes`` (rows:
+        the histories' users) each state includes the user's attribute vector — alone for a user
+        without events."""
         net = self._fitted()
         for start in range(0, len(histories), SCORE_CHUNK):
             rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
             batch = histories.latest(rows, self.config.max_len).to(device)
             chunk_table = table if table is not None else net.item_table(
                 torch.unique(batch.items[batch.mask] - 1))[0]
-            states, x, _ = net.user_states(batch, chunk_table)
-            yield rows, states[:, -1], batch, x
+            profile = None if codes is None else net.profile(*codes.rows(rows).tensors(device))
+            states, x, _ = net.user_states(batch, chunk_table, profile)
+            final = states[:, -1]
+            if profile is not None:
+                final = torch.where(batch.mask[:, -1:], final, profile.to(final.dtype))
+            yield rows, final, batch, x
+
+    def _has_signal(self, histories: Histories, codes: UserCodes | None) -> np.ndarray:
+        """Users with a vector: a known event, or an attribute row."""
+        return (histories.lengths > 0) | (codes.known if codes is not None else False)
+
+    @torch.no_grad()
+    def _cosines(self, histories: Histories, codes: UserCodes | None) -> np.ndarray:
+        """Cosines ``(users, items)`` of the users' vectors and every model item's (0 for users
+        without signal)."""
+        net = self._fitted()
+        with _placed(net, torch.device("cpu")):
+            table = F.normalize(net.item_vectors()[0].float(), dim=-1)
+            out = np.zeros((len(histories), net.n_items), dtype=np.float32)
+            for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu"), table, codes):
+                out[rows] = (F.normalize(final.float(), dim=-1) @ table.T).numpy()
+        out[~self._has_signal(histories, codes)] = 0.0
+        return out
 
     @torch.no_grad()
     def encode_users(self, events: Interactions, *, users: Sequence[str] | None = None,
                      device: str | None = None) -> UserVectors:
         """L2-normalised interest vectors ``(n_users, dim)`` float32 from the users' histories.
 
-        ``users`` defaults to every user in ``events``; a user without a known event gets a zero
+        ``users`` defaults to every user in ``events``; a user without a known event gets their
+        attribute vector (:meth:`set_user_attributes`), or, without attributes either, a zero
         vector and ``has_signal=False`` (serve them a fallback, e.g. popular items).
         """
         torch_device = resolve_device(device or "cpu")
         histories = self.histories(events, users)
+        codes = self._codes(histories.user_ids)
         vectors = np.zeros((len(histories), self.config.dim), dtype=np.float32)
         with _placed(self._fitted(), torch_device):
-            for rows, final, _, _ in self._user_chunks(histories, torch_device):
+            for rows, final, _, _ in self._user_chunks(histories, torch_device, codes=codes):
                 vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
-        has_signal = histories.lengths > 0
+        has_signal = self._has_signal(histories, codes)
         vectors[~has_signal] = 0.0
         return UserVectors(histories.user_ids, vectors, has_signal)
+
+    def history_lengths(self, events: Interactions, users: Sequence[str] | None = None) -> np.ndarray:
+        """Known events per user (rows: ``users``): what the popularity prior's weight reads."""
+        return self.histories(events, users).lengths
 
     def _item_inputs(self, items: ItemVectors | None) -> tuple[np.ndarray, list[torch.Tensor],
                                                                 torch.Tensor, torch.Tensor]:
@@ -329,11 +456,19 @@ class TwoTower:
     @torch.no_grad()
     def _score_chunks(self, histories: Histories, *, candidate_aware: bool, device: torch.device
                       ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
-        """Per chunk of history rows: the rows, their batch and float32 logits over the item table."""
+        """Per chunk of history rows: the rows, their batch and float32 logits over the item table
+        (with the fading popularity prior, when the model has one)."""
         net = self._fitted()
+        codes = self._codes(histories.user_ids)
+        prior = None
+        if self.prior_ is not None:
+            weights = torch.from_numpy(self.prior_.weight(histories.lengths)).float().to(device)
+            log_pop = torch.from_numpy(self.prior_.for_ids(self.item_ids_)).to(device)
         with _placed(net, device):
             table, _ = net.item_vectors()
-            for rows, final, batch, x in self._user_chunks(histories, device, table):
+            for rows, final, batch, x in self._user_chunks(histories, device, table, codes):
+                if self.prior_ is not None:
+                    prior = weights[torch.from_numpy(rows).to(device)].unsqueeze(1) * log_pop * net.scale
                 if candidate_aware and net.has_candidate_scores:
                     parts = torch.arange(net.n_items, device=device).split(1024)
                     logits = torch.cat([net.candidate_logits(x, batch.mask, table[part],
@@ -341,7 +476,7 @@ class TwoTower:
                                        dim=1)
                 else:
                     logits = net.logits(final, table)
-                yield rows, batch, logits.float()
+                yield rows, batch, logits.float() if prior is None else (logits + prior).float()
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None,
                     candidate_aware: bool = True, device: str | None = None) -> np.ndarray:
@@ -376,7 +511,8 @@ class TwoTower:
         item_rows = self.item_ids_.get_indexer(pairs["item"].to_numpy(dtype=object))
         predicted = np.full(len(pairs), np.nan)
         table, _ = net.item_vectors()
-        for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu"), table):
+        codes = self._codes(histories.user_ids)
+        for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu"), table, codes):
             wanted = np.flatnonzero(np.isin(row_of_user, rows) & (item_rows >= 0))
             if wanted.size:
                 states = final[torch.from_numpy(row_of_user[wanted] - rows[0])]
@@ -454,6 +590,8 @@ class TwoTower:
         tensors = {f"net.{k}": v.detach().cpu().contiguous() for k, v in net.state_dict().items()}
         for modality, scaler in self.scalers_.items():
             tensors[f"scaler.{modality}"] = torch.from_numpy(np.stack([scaler.mean, scaler.scale]))
+        if self.prior_ is not None:
+            tensors["prior.log_popularity"] = torch.from_numpy(self.prior_.log_popularity.astype(np.float32))
         with atomic_directory(path) as tmp:
             save_file(tensors, tmp / "model.safetensors")
             (tmp / "item_ids.json").write_text(json.dumps(self.item_ids_.tolist()), "utf-8")
@@ -466,6 +604,8 @@ class TwoTower:
                 "modalities": net.modalities,
                 "tokens": net.tokens,
                 "history": self.history_.to_dict() if self.history_ else None,
+                "user_schema": self.user_schema_.to_dict() if self.user_schema_ else None,
+                "prior": self.prior_.to_dict() if self.prior_ else None,
             }, files=["model.safetensors", "item_ids.json"])
         return path
 
@@ -484,19 +624,31 @@ class TwoTower:
             ids = json.loads((path / "item_ids.json").read_text("utf-8"))
             vocabulary = EventVocabulary(tuple(manifest["events"]))
             modalities = manifest["modalities"]
-            _check_shapes(path, config, n_items=len(ids), n_events=len(vocabulary), modalities=modalities)
+            schema = (UserFeatureSchema.from_dict(manifest["user_schema"]) if manifest.get("user_schema")
+                      else None)
+            _check_shapes(path, config, n_items=len(ids), n_events=len(vocabulary), modalities=modalities,
+                          user_schema=schema)
             tensors = load_file(path / "model.safetensors")
+            prior = None
+            if manifest.get("prior"):
+                log_pop = tensors.pop("prior.log_popularity").numpy()
+                if log_pop.shape != (len(ids),):
+                    raise ValueError(f"the prior's popularity has shape {log_pop.shape}, not ({len(ids)},)")
+                saved = manifest["prior"]
+                prior = PopularityPrior(pd.Index(ids), log_pop, tuple(int(n) for n in saved["steps"]),
+                                        tuple(float(w) for w in saved["weights"]), saved.get("valid"))
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path.name}: the model cannot be read ({exc}).") from exc
         model = cls(config, training=training, event_weights=event_weights)
         model.item_ids_ = pd.Index(ids)
         model.vocabulary_ = vocabulary
+        model.user_schema_, model.prior_ = schema, prior
         model.scalers_ = {m: ModalityScaler(*tensors[f"scaler.{m}"].numpy()) for m in modalities}
         content = {m: tensors[f"net.content_{i}"] for i, m in enumerate(modalities)}
         present = tensors["net.present"]
         model.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(model.vocabulary_),
                                  content=content, present=present, trained=tensors.get("net.trained"),
-                                 init_projections=False)
+                                 init_projections=False, user_schema=schema)
         state = {k[len("net."):]: v for k, v in tensors.items() if k.startswith("net.")}
         state.setdefault("trained", model.net_.trained)  # saved before cold items were tracked
         try:
@@ -510,7 +662,7 @@ class TwoTower:
 
 
 def _check_shapes(path: Path, config: TwoTowerConfig, *, n_items: int, n_events: int,
-                  modalities: list[str]) -> None:
+                  modalities: list[str], user_schema: UserFeatureSchema | None = None) -> None:
     """The saved weights' shapes (from the safetensors header) against the network the saved
     configuration describes, laid out on the ``meta`` device: an edited manifest (say, a larger
     ``dim``) is an ArtifactError before anything is allocated."""
@@ -525,7 +677,7 @@ def _check_shapes(path: Path, config: TwoTowerConfig, *, n_items: int, n_events:
     with torch.device("meta"):
         skeleton = TwoTowerNet(config, n_items=n_items, n_events=n_events, content=content,
                                present=torch.empty((n_items, len(modalities)), dtype=torch.bool),
-                               init_projections=False)
+                               init_projections=False, user_schema=user_schema)
     for name, tensor in skeleton.state_dict().items():
         saved = found.get(f"net.{name}")
         if saved is None and name == "trained":  # saved before cold items were tracked

@@ -40,6 +40,7 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.index.item_index import attribute_mask
 from mmrec.ranking.popularity import PopularityFallback
+from mmrec.ranking.prior import label_log_popularity, search_with_prior
 from mmrec.ranking.rerank import candidate_count, check_diversify
 from mmrec.ranking.topk import diversified
 
@@ -179,6 +180,7 @@ class OnlineRecommender(LiveHistory):
         self.event_weights = event_weights or model.event_weights
         super().__init__(history, window)
         self._states: dict[str, UserState] = {}
+        self._log_pop: np.ndarray | None = None  # the model's prior per index label, when it has one
         self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
                                            diversify_by=diversify_by)
 
@@ -236,7 +238,7 @@ class OnlineRecommender(LiveHistory):
         """The current interest vector (L2-normalised), or None for a user with no signal."""
         user = str(user)
         if user not in self._states and user not in self._base_rows:
-            return None  # nothing known: no state is created for a lookup
+            return self._attribute_vector(user)  # no event: who they are, if the model reads it
         state = self._state(user)
         if state.long is None and state.new_events == 0 and user in self._base_rows:
             self.refresh(user)
@@ -253,6 +255,14 @@ class OnlineRecommender(LiveHistory):
         combined = np.sum(parts, axis=0)
         norm = np.linalg.norm(combined)
         return (combined / norm).astype(np.float32) if norm > 0 else None
+
+    def _attribute_vector(self, user: str) -> np.ndarray | None:
+        """The model's vector of a user without events, from their attributes (None without)."""
+        table = getattr(self.model, "user_attributes_", None)
+        if table is None or user not in table.index:
+            return None
+        profile = self.model.encode_users(Interactions(self._base.iloc[:0]), users=[user])
+        return profile.vectors[0] if profile.has_signal[0] else None
 
     def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
                   where: Mapping[str, Any] | None = None,
@@ -294,7 +304,16 @@ class OnlineRecommender(LiveHistory):
         seen_labels = self.index.positions([i for i, ok in zip(seen, in_index, strict=True) if ok])
         allowed = self.index.mask(where) if where else None
         if vector is not None:
-            scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels], allowed=allowed)
+            prior = getattr(self.model, "prior_", None)
+            if prior is not None:  # fades with the user's events: seen items, training history included
+                if self._log_pop is None or len(self._log_pop) != self.index.n_labels:
+                    self._log_pop = label_log_popularity(self.index, prior)
+                weight = prior.weight([len(self._items_of.get(user, ()))])
+                scores, labels = search_with_prior(self.index, vector[None, :], weight, self._log_pop, k,
+                                                   exclude_idx=[seen_labels], allowed=allowed)
+            else:
+                scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels],
+                                                   allowed=allowed)
             keep = labels[0] >= 0
             return labels[0][keep], scores[0][keep].astype(np.float64), "online"
         picks, scores = self.fallback.rank(k, seen=set(seen_labels.tolist()), allowed=allowed,

@@ -16,6 +16,7 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, ServingIndex, l2_normalize
 from mmrec.index.sharded import ShardedIndex
 from mmrec.ranking.popularity import popular_order
+from mmrec.ranking.prior import label_log_popularity, search_with_prior
 from mmrec.ranking.rerank import candidate_count, check_diversify, rerank_candidates
 from mmrec.vectors.user_vectors import UserVectors
 
@@ -113,7 +114,9 @@ def recommend(
 
     The user's vector is the weighted mean of their history's item vectors (content-based), or,
     with a trained ``model`` (:class:`mmrec.TwoTower`, whose ``encode_items`` built the index), the
-    model's user tower applied to the history.
+    model's user tower applied to the history (and to the user's attributes, which also serve
+    users with no event). A model with a fading popularity prior (``model.prior_``) ranks a user
+    with ``n`` events by ``cosine + weight(n) · log-popularity`` (see :mod:`mmrec.ranking.prior`).
 
     Users with no usable history (unknown, or whose weights cancel out) get the most popular items
     they have not seen; the ``source`` column says which. Seen items are excluded and ``k`` is still
@@ -179,7 +182,14 @@ def recommend_known(
     seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
     width = candidate_count(k, index.n_labels) if diversify > 0 else k
-    scores, item_idx = index.search(profile.vectors, width, exclude_idx=seen_lists, allowed=allowed)
+    prior = getattr(model, "prior_", None)
+    if prior is not None:  # a trained model's fading popularity prior: strong for short histories
+        weights = prior.weight(model.history_lengths(known, users=profile.user_ids)) * profile.has_signal
+        scores, item_idx = search_with_prior(index, profile.vectors, weights,
+                                             label_log_popularity(index, prior), width,
+                                             exclude_idx=seen_lists, allowed=allowed)
+    else:
+        scores, item_idx = index.search(profile.vectors, width, exclude_idx=seen_lists, allowed=allowed)
     source = np.where(profile.has_signal, "model" if model is not None else "content", "popularity")
     cold = np.flatnonzero(~profile.has_signal)
     if cold.size:

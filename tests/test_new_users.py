@@ -1,0 +1,154 @@
+"""New users: attributes in the user tower, the fading popularity prior, and both through the
+paths users call (TwoTower, mmrec.recommend, OnlineRecommender)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import mmrec
+from mmrec.errors import ConfigError, SchemaError
+from mmrec.models.prior import PopularityPrior, fit_prior_weights
+from mmrec.models.user_features import UserFeatureSchema, as_attribute_table
+from mmrec.ranking.prior import search_with_prior
+from mmrec.testing.worlds import clustered_world
+
+N_USERS = 240  # 4 taste groups; the attribute "segment" names each user's group
+NO_EVENTS = clustered_world(n_users=4).for_users([])
+
+
+def attributes(n: int = N_USERS + 8) -> pd.DataFrame:
+    return pd.DataFrame({"user": [f"u{i}" for i in range(n)], "segment": [f"s{i % 4}" for i in range(n)],
+                         "age": (np.arange(n) % 7).astype(float)})
+
+
+@pytest.fixture(scope="module")
+def world() -> mmrec.Interactions:
+    return clustered_world(n_users=N_USERS, n_items=40, per_user=8)
+
+
+@pytest.fixture(scope="module")
+def fitted(world) -> mmrec.TwoTower:
+    model = mmrec.TwoTower(dim=16, user_tower="mean", epochs=6, patience=6, lr=1e-2, batch_size=16,
+                           seed=0, prior_users=40)
+    return model.fit(None, world, users=attributes())
+
+
+def group_of(items) -> list[int]:
+    return [int(str(i)[1:]) % 4 for i in items]
+
+
+def test_users_with_no_event_are_served_from_their_attributes(fitted):
+    new = [f"u{N_USERS + i}" for i in range(4)]  # never in training; segments s0..s3
+    profile = fitted.encode_users(NO_EVENTS, users=new)
+    assert profile.has_signal.all()
+    scores = fitted.score_items(NO_EVENTS, users=new)
+    top = np.argsort(-scores, axis=1)[:, :5]
+    for row, user in enumerate(new):
+        assert np.mean(np.array(group_of(fitted.item_ids_[top[row]])) == int(user[1:]) % 4) >= 0.8
+
+
+def test_attributes_survive_save_and_load_without_storing_them(fitted, tmp_path):
+    empty = NO_EVENTS
+    new = [f"u{N_USERS}", f"u{N_USERS + 1}"]
+    before = fitted.encode_users(empty, users=new)
+    fitted.save(tmp_path / "model")
+    loaded = mmrec.TwoTower.load(tmp_path / "model")
+    assert loaded.user_attributes_ is None  # the table itself is never written
+    assert not loaded.encode_users(empty, users=new).has_signal.any()
+    loaded.set_user_attributes(attributes())
+    after = loaded.encode_users(empty, users=new)
+    np.testing.assert_allclose(after.vectors, before.vectors, atol=1e-6)
+    assert loaded.prior_ is not None and loaded.prior_.weights == fitted.prior_.weights
+    np.testing.assert_allclose(loaded.score_items(empty, users=new), fitted.score_items(empty, users=new),
+                               atol=1e-5)
+
+
+def test_the_library_paths_serve_a_new_user_from_attributes(fitted):
+    index = mmrec.build_index(fitted.encode_items(), spec="Flat")
+    empty = NO_EVENTS
+    user = f"u{N_USERS + 2}"  # segment s2
+    recs = mmrec.recommend(index, empty, users=[user], model=fitted, k=5)
+    assert set(recs["source"]) == {"model"}
+    assert np.mean(np.array(group_of(recs["item"])) == 2) >= 0.8
+    online = mmrec.OnlineRecommender(fitted, index, history=empty)
+    live = online.recommend(user, k=5)
+    assert set(live["source"]) == {"online"}
+    assert np.mean(np.array(group_of(live["item"])) == 2) >= 0.8
+    # a user without events and without attributes still gets the popularity fallback
+    stranger = mmrec.recommend(index, empty, users=["stranger"], model=fitted, k=5)
+    assert set(stranger["source"]) == {"popularity"}
+
+
+def test_bad_attribute_tables_are_clear_errors(fitted):
+    table = attributes()
+    with pytest.raises(SchemaError, match="u3"):
+        as_attribute_table(pd.concat([table, table.iloc[[3]]]))
+    with pytest.raises(SchemaError, match="'empty'"):
+        UserFeatureSchema.fit(table.assign(empty=np.nan))
+    with pytest.raises(SchemaError, match="u5"):
+        UserFeatureSchema.fit(table.assign(age=np.where(np.arange(len(table)) == 5, np.inf, 1.0)))
+    with pytest.raises(SchemaError, match="segment"):
+        fitted.set_user_attributes(table.drop(columns="segment"))
+    with pytest.raises(SchemaError, match="age"):
+        fitted.set_user_attributes(table.assign(age="old"))
+    with pytest.raises(SchemaError, match="DataFrame"):
+        mmrec.TwoTower(dim=8, epochs=1).fit(None, clustered_world(n_users=20), users={"u1": "x"})
+    unfitted_with = mmrec.TwoTower(dim=8, epochs=1, prior_users=0).fit(None, clustered_world(n_users=20))
+    with pytest.raises(ConfigError, match="without user attributes"):
+        unfitted_with.set_user_attributes(table)
+
+
+def test_unseen_categories_and_missing_values_are_read_as_unknown(fitted, caplog):
+    schema = fitted.user_schema_
+    table = as_attribute_table(attributes().assign(segment=["s9"] + ["s1"] * (N_USERS + 7),
+                                                   age=[np.nan] + [1.0] * (N_USERS + 7)))
+    with caplog.at_level(logging.INFO, logger="mmrec.models.user_features"):
+        codes = schema.encode(table, np.array(["u0", "u1", "nobody"], dtype=object))
+    assert "'s9'" in caplog.text and "u0" in caplog.text
+    assert codes.categories[0, 0] == 1 and codes.numbers[0, 0] == 0.0  # unseen, missing
+    assert codes.known.tolist() == [True, True, False]
+
+
+def test_prior_weights_fade_and_follow_the_held_out_users():
+    rng = np.random.default_rng(0)
+    n_items = 50
+    log_pop = np.log(np.linspace(1.0, 0.01, n_items)).astype(np.float32)
+
+    def cosines(n: int):
+        # with few events the cosines are noise and popularity predicts; with many they predict
+        users = 200
+        truth = [rng.choice(n_items, 5, replace=False, p=np.exp(log_pop) / np.exp(log_pop).sum())
+                 for _ in range(users)]
+        signal = min(n / 10, 1.0)
+        scores = rng.normal(size=(users, n_items)).astype(np.float32) * (1 - signal)
+        for row, items in enumerate(truth):
+            scores[row, items] += signal
+        return scores, [np.empty(0, np.int64)] * users, truth
+
+    weights, valid = fit_prior_weights(cosines, log_pop, steps=(0, 1, 10, 50))
+    assert weights[0] > 0 and weights[0] >= weights[1] >= weights[2] >= weights[3]
+    assert valid["recall@20"][0] > valid["recall@20 without prior"][0]
+    prior = PopularityPrior(pd.Index([f"i{j}" for j in range(n_items)]), log_pop, (0, 1, 10, 50), weights)
+    assert prior.weight([0])[0] == weights[0] and prior.weight([1000])[0] == weights[-1]
+    assert prior.for_ids(["i0", "new"]).tolist() == [log_pop[0], log_pop.min()]
+
+
+def test_search_with_prior_mixes_popular_items_in_and_honours_exclusions():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(60, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = mmrec.build_index(vectors, ids=[f"i{j}" for j in range(60)], spec="Flat")
+    log_pop = np.full(60, -5.0, dtype=np.float32)
+    log_pop[[7, 8]] = 0.0  # two very popular items
+    query = -vectors[7:8]  # the user's vector points away from item 7
+    plain, plain_labels = index.search(query, 5)
+    same, same_labels = search_with_prior(index, query, np.array([0.0]), log_pop, 5)
+    np.testing.assert_array_equal(plain_labels, same_labels)
+    _, labels = search_with_prior(index, query, np.array([10.0]), log_pop, 5)
+    assert set(labels[0, :2]) == {7, 8}
+    _, labels = search_with_prior(index, query, np.array([10.0]), log_pop, 5, exclude_idx=[np.array([7])])
+    assert labels[0, 0] == 8 and 7 not in labels[0]
