@@ -337,7 +337,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
                          media_root=args.media_root, upload_dir=args.upload_dir)
     state = None if args.db else (args.state or Path(args.model) / "serve-state")
     service = Service.from_paths(args.model, args.catalog, index=args.index, items=args.items,
-                                 events=args.events, config=config, state=state, db=args.db)
+                                 events=args.events, config=config, state=state, db=args.db,
+                                 users=args.user_attributes)
     logger.info("serving %s on http://%s:%d (token: %s)", service.index, args.host, args.port,
                 "required" if token else "none")
     uvicorn.run(create_app(service, access), host=args.host, port=args.port, log_level=args.log_level)
@@ -522,6 +523,8 @@ def add_serve_parser(sub: Any) -> None:
     p.add_argument("--index", default=None, help="index folder (default: built from the run's vectors)")
     p.add_argument("--items", default=None, help="item vectors (default: the run's item_vectors)")
     p.add_argument("--events", default=None, help="behaviour log so far")
+    p.add_argument("--user-attributes", default=None,
+                   help="user attributes (CSV/Parquet with a user column): new users are served from them")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: 127.0.0.1)")
     p.add_argument("--port", type=int, default=8000, help="port (default: 8000)")
     p.add_argument("--alpha", type=float, default=0.5, help="weight of the short-term vector")

@@ -152,3 +152,21 @@ def test_search_with_prior_mixes_popular_items_in_and_honours_exclusions():
     assert set(labels[0, :2]) == {7, 8}
     _, labels = search_with_prior(index, query, np.array([10.0]), log_pop, 5, exclude_idx=[np.array([7])])
     assert labels[0, 0] == 8 and 7 not in labels[0]
+
+
+def test_train_job_reads_a_user_attribute_table(world, tmp_path):
+    from mmrec.jobs.train import load_train_job, run_train_job
+
+    world.frame.to_csv(tmp_path / "events.csv", index=False)
+    attributes().rename(columns={"user": "user_id"}).to_csv(tmp_path / "users.csv", index=False)
+    (tmp_path / "train.yaml").write_text(
+        "events: events.csv\nusers: users.csv\nout: run\nmodel: {dim: 8, user_tower: mean, item_ids: true}\n"
+        "training: {epochs: 1, prior_users: 0}\nsplit: {kind: leave_last_out}\n", "utf-8")
+    run_train_job(load_train_job(tmp_path / "train.yaml"))
+    model = mmrec.TwoTower.load(tmp_path / "run" / "model")
+    assert model.user_schema_ is not None and "segment" in model.user_schema_.categorical
+    (tmp_path / "bad.csv").write_text("who,segment\nu1,s1\n", "utf-8")
+    from mmrec.data.readers import read_user_attributes
+
+    with pytest.raises(SchemaError, match="user_id"):
+        read_user_attributes(tmp_path / "bad.csv")

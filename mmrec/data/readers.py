@@ -65,3 +65,14 @@ def read_table(path: str | os.PathLike[str]) -> pd.DataFrame:
         return TABLE_READERS.get(suffix)(path)
     except (ValueError, OSError) as exc:  # parser errors of pandas/pyarrow
         raise SchemaError(f"cannot parse {str(path)!r} as {suffix}: {exc}") from exc
+
+
+def read_user_attributes(path: str | os.PathLike[str]) -> pd.DataFrame:
+    """A user-attribute table (CSV, TSV, Parquet, JSON Lines) with a ``user`` or ``user_id`` column."""
+    frame = read_table(path)
+    if "user" not in frame.columns and "user_id" in frame.columns:
+        frame = frame.rename(columns={"user_id": "user"})
+    if "user" not in frame.columns:
+        raise SchemaError(f"{path}: a user-attribute table needs a `user` (or `user_id`) column; it has "
+                          f"{list(frame.columns)}.")
+    return frame

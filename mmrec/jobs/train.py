@@ -4,6 +4,7 @@ A config (YAML or TOML) names the data and the two config dataclasses' fields::
 
     events: events.csv            # behaviour log (required)
     items: vectors/               # ItemVectors folder from `mmrec encode` (omit: id-only model)
+    users: users.csv              # user attributes: a `user` (or `user_id`) column + attribute columns
     out: run/                     # model/, checkpoint/, item_vectors/, metrics.json go here
     split: {kind: leave_last_out, n_test: 1, n_valid: 1}   # or {kind: time_split, test_fraction: 0.1}
     model: {fusion: gated, user_tower: transformer, dim: 64}
@@ -24,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.readers import read_user_attributes
 from mmrec.data.splits import SPLITS, make_split
 from mmrec.errors import ConfigError
 from mmrec.models.config import TrainConfig, TwoTowerConfig
@@ -43,6 +45,7 @@ class TrainJob:
     events: str
     out: str = "run"
     items: str | None = None
+    users: str | None = None
     split: dict[str, Any] = field(default_factory=lambda: {"kind": "leave_last_out"})
     model: dict[str, Any] = field(default_factory=dict)
     training: dict[str, Any] = field(default_factory=dict)
@@ -76,7 +79,7 @@ def load_train_job(path: str | os.PathLike[str], **overrides: Any) -> TrainJob:
         return None if value is None else str((base / value).resolve())
 
     return TrainJob(**{**job.__dict__, "events": resolve(job.events), "out": resolve(job.out),
-                       "items": resolve(job.items), "ks": tuple(job.ks)})
+                       "items": resolve(job.items), "users": resolve(job.users), "ks": tuple(job.ks)})
 
 
 def run_train_job(job: TrainJob) -> dict[str, Any]:
@@ -97,7 +100,8 @@ def run_train_job(job: TrainJob) -> dict[str, Any]:
     model = TwoTower(config_from_dict(TwoTowerConfig, job.model, where="model"),
                      training=config_from_dict(TrainConfig, job.training, where="training"),
                      event_weights=weights)
-    model.fit(items, split.train, valid=split.valid if len(split.valid) else None,
+    users = read_user_attributes(job.users) if job.users else None
+    model.fit(items, split.train, valid=split.valid if len(split.valid) else None, users=users,
               checkpoint_dir=out / "checkpoint")
     assert model.history_ is not None
     if model.rank_ != 0:

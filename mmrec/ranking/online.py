@@ -332,6 +332,9 @@ class OnlineRecommender(LiveHistory):
         labels = self.index.positions([i for i, ok in zip(items, known, strict=True) if ok])
         self.fallback.forget(user, labels)
         self._states.pop(user, None)
+        table = getattr(self.model, "user_attributes_", None)
+        if table is not None and user in table.index:  # who they were goes too
+            self.model.user_attributes_ = table.drop(index=user)
         return removed
 
     def users(self) -> Sequence[str]:

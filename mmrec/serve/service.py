@@ -29,12 +29,14 @@ import pandas as pd
 
 from mmrec.data.catalog import Catalog
 from mmrec.data.interactions import Interactions
+from mmrec.data.readers import read_user_attributes
 from mmrec.data.validation import is_finite_number
 from mmrec.encode.new_items import NewItemEncoder, append_items
 from mmrec.errors import ConfigError, MmrecError, SchemaError
 from mmrec.evaluation.registry import load_model
 from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
+from mmrec.models.user_features import as_attribute_table
 from mmrec.ranking.explain import Explainer
 from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
 from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, forget_user, open_store
@@ -121,12 +123,16 @@ class Service:
         Built from ``model.encode_items(items)``; default: built here (exact up to 100k items).
     history : Interactions, optional
         Behaviour so far.
+    users : DataFrame, optional
+        User attributes (a ``user`` column or index): a two-tower fitted with attributes reads
+        them (users with no event are served from them), and the popularity fallback ranks by
+        the user's segments.
     """
 
     def __init__(self, model, catalog: Catalog, *, items: ItemVectors | None = None,
                  index: ItemIndex | None = None, history: Interactions | None = None,
                  config: ServeConfig | None = None, store: ServeStore | None = None,
-                 events_file: str | Path | None = None) -> None:
+                 events_file: str | Path | None = None, users: pd.DataFrame | None = None) -> None:
         self.config = config or ServeConfig()
         self.store, self.events_file = store, (Path(events_file) if events_file is not None else None)
         deferred, added_items = None, []
@@ -147,13 +153,16 @@ class Service:
         self.index: ItemIndex | None = None
         self._new_items: NewItemEncoder | None = None
         if isinstance(model, TwoTower):
+            if users is not None and model.user_schema_ is not None:
+                model.set_user_attributes(users)
             learned = model.encode_items(items)  # content + learned vectors of every item
             self.items = learned if items is not None else None
             self.index = index if index is not None else build_index(learned, attributes=catalog)
             self.online: OnlineRecommender | ScoredOnline = OnlineRecommender(
                 model, self.index, history=history, alpha=self.config.alpha,
                 half_life=self.config.half_life, new_user_events=self.config.new_user_events,
-                diversify_by=self.config.diversify_by)
+                diversify_by=self.config.diversify_by,
+                user_attributes=as_attribute_table(users, where="serve users") if users is not None else None)
             self._new_items = NewItemEncoder(items, catalog) if items is not None else None
         else:
             if items is not None or index is not None:
@@ -251,12 +260,13 @@ class Service:
     def from_paths(cls, model: str | Path, catalog: str | Path, *, index: str | Path | None = None,
                    items: str | Path | None = None, events: str | Path | None = None,
                    config: ServeConfig | None = None, state: str | Path | None = None,
-                   db: str | None = None) -> Service:
+                   db: str | None = None, users: str | Path | None = None) -> Service:
         """Load a run: ``model`` is the ``mmrec train`` output folder (``model/``,
         ``item_vectors/``) or any saved model's folder; ``items`` defaults to the run's
         ``item_vectors`` (for a two-tower model). With ``state`` (a folder: SQLite) or ``db`` (a
         PostgreSQL URL) the served state is durable (:mod:`mmrec.serve.store`): ``events`` is
-        imported into it once, and the history is what the store holds."""
+        imported into it once, and the history is what the store holds. ``users`` is a table of
+        user attributes (see :func:`mmrec.data.readers.read_user_attributes`)."""
         model, run = Path(model), None
         if (model / "model").is_dir():
             run, model = model, model / "model"
@@ -277,7 +287,8 @@ class Service:
         return cls(loaded, Catalog.from_path(catalog),
                    items=ItemVectors.load(items) if items is not None else None,
                    index=ItemIndex.load(index) if index is not None else None,
-                   history=history, config=config, store=store, events_file=events)
+                   history=history, config=config, store=store, events_file=events,
+                   users=read_user_attributes(users) if users is not None else None)
 
     # ----------------------------------------------------------------------------- items
     def _register(self, catalog: Catalog) -> None:
