@@ -195,7 +195,7 @@ def test_new_items_are_encoded_from_content_and_id_only_models_refuse_them(demo_
     model = mmrec.TwoTower(user_tower="mean", epochs=1, **TINY)
     model.fit(demo_items, split.train.restrict_to_items(demo_items.ids[known]), show_progress=False)
     encoded = model.encode_items(demo_items)
-    assert encoded.fused.shape == (len(demo_items), 16)
+    assert encoded.fused.shape == (len(demo_items), model.vector_dim)
     assert np.isfinite(encoded.fused).all()
     id_only = mmrec.TwoTower(user_tower="mean", epochs=1, **TINY).fit(None, split.train, show_progress=False)
     assert id_only.modality_weights().columns.tolist() == ["id"]

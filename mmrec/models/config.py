@@ -78,6 +78,7 @@ class TrainConfig:
     id_dropout: float = 0.2             # share of each step's candidates scored by their content-only vector
     user_attribute_weight: float = 0.5  # loss of the attribute vector alone predicting the user's events
     prior_users: int = 500              # users held out to fit the fading popularity prior (0: no prior)
+    content_blend: bool = True          # cold items: + raw content similarity, calibrated (content models)
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -49,15 +49,16 @@ class PopularityPrior:
                          np.asarray(self.weights, dtype=np.float64))
 
     def for_ids(self, ids: Sequence[Any]) -> np.ndarray:
-        """Log-popularity of arbitrary item ids; items the model never counted get the floor
-        (the log-popularity of an item nobody touched)."""
+        """Log-popularity of arbitrary item ids; items the model has no count for (new ones) get
+        :attr:`unknown`."""
         rows = self.item_ids.get_indexer(pd.Index(np.asarray(ids, dtype=object)))
-        return np.where(rows >= 0, self.log_popularity[np.maximum(rows, 0)], self.floor).astype(np.float32)
+        return np.where(rows >= 0, self.log_popularity[np.maximum(rows, 0)], self.unknown).astype(np.float32)
 
     @property
-    def floor(self) -> float:
-        """The log-popularity of an item with no event."""
-        return float(self.log_popularity.min(initial=0.0)) if self.log_popularity.size else 0.0
+    def unknown(self) -> float:
+        """The log-popularity an item without a count gets: the median item's (a new item is
+        neither buried by the prior nor pushed by it)."""
+        return float(np.median(self.log_popularity)) if self.log_popularity.size else 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return {"steps": list(self.steps), "weights": list(self.weights), "valid": self.valid}

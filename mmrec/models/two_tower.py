@@ -27,6 +27,7 @@ from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.models.config import TrainConfig, TwoTowerConfig
+from mmrec.models.content_blend import ContentBlend, fit_content_blend
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
@@ -115,6 +116,7 @@ class TwoTower:
         self.user_schema_: UserFeatureSchema | None = None
         self.user_attributes_: pd.DataFrame | None = None  # in memory only: never saved with the model
         self.prior_: PopularityPrior | None = None
+        self.blend_: ContentBlend | None = None
         self.rank_ = 0  # this process's rank in the data-parallel run that fitted it (0: it saves)
 
     def __repr__(self) -> str:
@@ -193,7 +195,7 @@ class TwoTower:
         popularity = np.bincount(histories.item_idx, weights=histories.weights,
                                  minlength=len(self.item_ids_)).astype(np.float64)
         validate = self._validator(events, valid, training) if len(valid) else None
-        self.prior_ = None
+        self.prior_ = self.blend_ = None
         with torch_seeded(training.seed):
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
@@ -201,9 +203,51 @@ class TwoTower:
                                   user_codes=self._codes(histories.user_ids))
         self.rank_ = group.rank
         self.net_.cpu()
+        if training.content_blend and self.net_.modalities and self.config.item_ids and len(valid):
+            self.blend_ = self._fit_blend(events, valid, training)
         if held.size:
             self.prior_ = self._fit_prior(heldout, train_events=events, counted=counted)
         return self
+
+    def _fit_blend(self, events: Interactions, valid: Interactions, training: TrainConfig
+                   ) -> ContentBlend | None:
+        """Fit the cold items' content blend on pseudo-cold items and the validation users (see
+        :mod:`mmrec.models.content_blend`); ``None`` when there is too little to fit on."""
+        net = self._fitted()
+        assert self.item_ids_ is not None
+        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
+        limit = int(max(20, min(2000, 2e7 // max(net.n_items, 1))))  # (users × items) scores in memory
+        if len(users) > limit:
+            users = users[np.sort(np.random.default_rng([training.seed, 13]).choice(len(users), limit,
+                                                                                      replace=False))]
+        histories = self.histories(events, users)
+        learned_users = self._learned_users(histories, torch.device("cpu"))
+        with torch.no_grad():
+            content_only = F.normalize(net.item_vectors(content_only=True)[0].float(), dim=-1).numpy()
+        rows = pd.Index(users).get_indexer(valid.frame["user"])
+        columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
+        keep = (rows >= 0) & (columns >= 0)
+        targets = [np.unique(columns[keep][rows[keep] == r]) for r in range(len(users))]
+        blend = fit_content_blend(self._raw_content(None), net.trained.numpy(), learned=self._fused(None)[1],
+                                  content_only=content_only, users=learned_users,
+                                  history=_history_matrix(histories, net.n_items), targets=targets,
+                                  k=self.config.dim, seed=training.seed)
+        if blend is not None:
+            logger.info("cold-item content blend: weight %.2f, offset %.3f (%s)", blend.weight, blend.offset,
+                        blend.valid)
+        return blend
+
+    def _raw_content(self, items: ItemVectors | None) -> np.ndarray:
+        """The items' normalised content, modalities side by side (zeros where absent)."""
+        _, content, present, _ = self._item_inputs(items)
+        parts = [c.numpy() * present[:, i : i + 1].numpy() for i, c in enumerate(content)]
+        return np.hstack(parts).astype(np.float32) if parts else np.zeros((len(present), 0), np.float32)
+
+    @property
+    def vector_dim(self) -> int:
+        """Width of :meth:`encode_items` / :meth:`encode_users` vectors: ``dim``, plus the cold
+        items' content blend when the model has one."""
+        return self.config.dim + (self.blend_.width if self.blend_ is not None else 0)
 
     def _prior_users(self, events: Interactions, training: TrainConfig) -> np.ndarray:
         """Users held out of training to fit the popularity prior on: ``prior_users`` (at most a
@@ -235,11 +279,12 @@ class TwoTower:
             targets = [np.unique(histories.item_idx[offsets[r] + n : offsets[r + 1]]) for r in rows]
             return scores, given, targets
 
-        weights, valid = fit_prior_weights(cosines, fitting_pop)
+        trained = self._fitted().trained.numpy()
+        weights, valid = fit_prior_weights(cosines, _neutral_cold(fitting_pop, trained))
         logger.info("popularity prior: weights %s at %s events (held-out recall %s)", weights,
                     valid["steps"], valid)
-        return PopularityPrior(self.item_ids_, log_popularity(self._distinct_users(counted)),
-                               tuple(valid["steps"]), weights, valid)
+        return PopularityPrior(self.item_ids_, _neutral_cold(log_popularity(self._distinct_users(counted)),
+                                                             trained), tuple(valid["steps"]), weights, valid)
 
     def _distinct_users(self, events: Interactions) -> np.ndarray:
         assert self.item_ids_ is not None
@@ -351,6 +396,24 @@ class TwoTower:
                 final = torch.where(batch.mask[:, -1:], final, profile.to(final.dtype))
             yield rows, final, batch, x
 
+    def _cold_part(self, histories: Histories):
+        """``rows -> (len(rows), n_items)`` what the content blend adds to the cosines of the table's
+        cold items (zero elsewhere); ``None`` without a blend or without cold items."""
+        net = self._fitted()
+        cold = np.flatnonzero(~net.trained.numpy())
+        if self.blend_ is None or not cold.size:
+            return None
+        coords = self.blend_.project(self._raw_content(None))
+        profiles = self.blend_.profile(_history_matrix(histories, net.n_items), coords)
+        blend = self.blend_
+
+        def part(rows: np.ndarray) -> np.ndarray:
+            out = np.zeros((len(rows), net.n_items), dtype=np.float32)
+            out[:, cold] = blend.cold_scores(profiles[rows], coords[cold])
+            return out
+
+        return part
+
     def _has_signal(self, histories: Histories, codes: UserCodes | None) -> np.ndarray:
         """Users with a vector: a known event, or an attribute row."""
         return (histories.lengths > 0) | (codes.known if codes is not None else False)
@@ -363,8 +426,11 @@ class TwoTower:
         with _placed(net, torch.device("cpu")):
             table = F.normalize(net.item_vectors()[0].float(), dim=-1)
             out = np.zeros((len(histories), net.n_items), dtype=np.float32)
+            cold_part = self._cold_part(histories)
             for rows, final, _, _ in self._user_chunks(histories, torch.device("cpu"), table, codes):
                 out[rows] = (F.normalize(final.float(), dim=-1) @ table.T).numpy()
+                if cold_part is not None:
+                    out[rows] += cold_part(rows)
         out[~self._has_signal(histories, codes)] = 0.0
         return out
 
@@ -377,16 +443,25 @@ class TwoTower:
         attribute vector (:meth:`set_user_attributes`), or, without attributes either, a zero
         vector and ``has_signal=False`` (serve them a fallback, e.g. popular items).
         """
-        torch_device = resolve_device(device or "cpu")
         histories = self.histories(events, users)
-        codes = self._codes(histories.user_ids)
-        vectors = np.zeros((len(histories), self.config.dim), dtype=np.float32)
-        with _placed(self._fitted(), torch_device):
-            for rows, final, _, _ in self._user_chunks(histories, torch_device, codes=codes):
-                vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
-        has_signal = self._has_signal(histories, codes)
+        vectors = self._learned_users(histories, resolve_device(device or "cpu"))
+        has_signal = self._has_signal(histories, self._codes(histories.user_ids))
+        if self.blend_ is not None:
+            profiles = self.blend_.profile(_history_matrix(histories, self._fitted().n_items),
+                                           self.blend_.project(self._raw_content(None)))
+            vectors = self.blend_.user_vectors(vectors, profiles, has_signal)
         vectors[~has_signal] = 0.0
         return UserVectors(histories.user_ids, vectors, has_signal)
+
+    def _learned_users(self, histories: Histories, device: torch.device) -> np.ndarray:
+        """The user tower's unit vectors ``(users, dim)`` (zeros for users without signal)."""
+        codes = self._codes(histories.user_ids)
+        vectors = np.zeros((len(histories), self.config.dim), dtype=np.float32)
+        with _placed(self._fitted(), device):
+            for rows, final, _, _ in self._user_chunks(histories, device, codes=codes):
+                vectors[rows] = F.normalize(final.float(), dim=-1).cpu().numpy()
+        vectors[~self._has_signal(histories, codes)] = 0.0
+        return vectors
 
     def history_lengths(self, events: Interactions, users: Sequence[str] | None = None) -> np.ndarray:
         """Known events per user (rows: ``users``): what the popularity prior's weight reads."""
@@ -436,6 +511,9 @@ class TwoTower:
         ids, fused, _ = self._fused(items)
         known = (pd.Index(ids).isin(self.item_ids_) if self.config.item_ids
                  else np.zeros(len(ids), dtype=bool))
+        if self.blend_ is not None:  # cold items: + the content-neighbour part and the calibration
+            cold = (self._item_inputs(items)[3] < 0).numpy()
+            fused = self.blend_.item_vectors(fused, self.blend_.project(self._raw_content(items)), cold)
         if items is not None and (~known).any() and not self._fitted().modalities:
             raise SchemaError(f"{int((~known).sum())} item(s) (e.g. {ids[~known][0]!r}) are unknown to "
                               "this id-only model; it has no content to encode them from.")
@@ -461,6 +539,7 @@ class TwoTower:
         net = self._fitted()
         codes = self._codes(histories.user_ids)
         prior = None
+        cold_part = self._cold_part(histories)
         if self.prior_ is not None:
             weights = torch.from_numpy(self.prior_.weight(histories.lengths)).float().to(device)
             log_pop = torch.from_numpy(self.prior_.for_ids(self.item_ids_)).to(device)
@@ -469,6 +548,9 @@ class TwoTower:
             for rows, final, batch, x in self._user_chunks(histories, device, table, codes):
                 if self.prior_ is not None:
                     prior = weights[torch.from_numpy(rows).to(device)].unsqueeze(1) * log_pop * net.scale
+                if cold_part is not None:
+                    added = torch.from_numpy(cold_part(rows)).to(device) * net.scale
+                    prior = added if prior is None else prior + added
                 if candidate_aware and net.has_candidate_scores:
                     parts = torch.arange(net.n_items, device=device).split(1024)
                     logits = torch.cat([net.candidate_logits(x, batch.mask, table[part],
@@ -497,7 +579,7 @@ class TwoTower:
         their inner products rank as :meth:`score_items` does (towers that attend to the candidate
         aside), so an ANN index over the item vectors serves the same ranking."""
         profile = self.encode_users(events, users=users)
-        return profile.vectors, self._fused(None)[1].astype(np.float32)
+        return profile.vectors, self.encode_items().fused.astype(np.float32)
 
     @torch.no_grad()
     def predict_ratings(self, history: Interactions, pairs: pd.DataFrame) -> np.ndarray:
@@ -592,6 +674,9 @@ class TwoTower:
             tensors[f"scaler.{modality}"] = torch.from_numpy(np.stack([scaler.mean, scaler.scale]))
         if self.prior_ is not None:
             tensors["prior.log_popularity"] = torch.from_numpy(self.prior_.log_popularity.astype(np.float32))
+        if self.blend_ is not None:
+            tensors["blend.mean"] = torch.from_numpy(self.blend_.mean)
+            tensors["blend.directions"] = torch.from_numpy(self.blend_.directions)
         with atomic_directory(path) as tmp:
             save_file(tensors, tmp / "model.safetensors")
             (tmp / "item_ids.json").write_text(json.dumps(self.item_ids_.tolist()), "utf-8")
@@ -606,6 +691,7 @@ class TwoTower:
                 "history": self.history_.to_dict() if self.history_ else None,
                 "user_schema": self.user_schema_.to_dict() if self.user_schema_ else None,
                 "prior": self.prior_.to_dict() if self.prior_ else None,
+                "blend": self.blend_.to_dict() if self.blend_ else None,
             }, files=["model.safetensors", "item_ids.json"])
         return path
 
@@ -637,12 +723,23 @@ class TwoTower:
                 saved = manifest["prior"]
                 prior = PopularityPrior(pd.Index(ids), log_pop, tuple(int(n) for n in saved["steps"]),
                                         tuple(float(w) for w in saved["weights"]), saved.get("valid"))
+            blend = None
+            if manifest.get("blend"):
+                mean, directions = tensors.pop("blend.mean").numpy(), tensors.pop("blend.directions").numpy()
+                width = sum(tensor_shapes(path / "model.safetensors")[f"net.content_{i}"][1]
+                            for i in range(len(modalities)))
+                if mean.shape != (width,) or directions.ndim != 2 or directions.shape[1] != width:
+                    raise ValueError(f"the content blend has shapes {mean.shape} / {directions.shape}, the "
+                                     f"content is {width} wide")
+                saved = manifest["blend"]
+                blend = ContentBlend(mean, directions, float(saved["weight"]), float(saved["offset"]),
+                                     saved.get("valid") or {})
         except (KeyError, OSError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path.name}: the model cannot be read ({exc}).") from exc
         model = cls(config, training=training, event_weights=event_weights)
         model.item_ids_ = pd.Index(ids)
         model.vocabulary_ = vocabulary
-        model.user_schema_, model.prior_ = schema, prior
+        model.user_schema_, model.prior_, model.blend_ = schema, prior, blend
         model.scalers_ = {m: ModalityScaler(*tensors[f"scaler.{m}"].numpy()) for m in modalities}
         content = {m: tensors[f"net.content_{i}"] for i, m in enumerate(modalities)}
         present = tensors["net.present"]
@@ -659,6 +756,24 @@ class TwoTower:
         if manifest.get("history"):
             model.history_ = TrainingHistory(**manifest["history"])
         return model
+
+
+def _neutral_cold(log_pop: np.ndarray, trained: np.ndarray) -> np.ndarray:
+    """``log_pop`` with the items that had no training event (cold) at the trained items' median:
+    their popularity is unknown, not zero."""
+    out = log_pop.copy()
+    if trained.any() and (~trained).any():
+        out[~trained] = np.median(log_pop[trained])
+    return out
+
+
+def _history_matrix(histories: Histories, n_items: int) -> Any:
+    """``(users, items)`` sparse matrix of the histories' event weights (positive weights only)."""
+    from scipy.sparse import csr_matrix
+
+    rows = np.repeat(np.arange(len(histories)), histories.lengths)
+    weights = np.maximum(histories.weights, 0.0).astype(np.float32)
+    return csr_matrix((weights, (rows, histories.item_idx)), shape=(len(histories), n_items))
 
 
 def _check_shapes(path: Path, config: TwoTowerConfig, *, n_items: int, n_events: int,

@@ -171,8 +171,9 @@ class OnlineRecommender(LiveHistory):
                               f"refresh_every >= 1, new_user_events >= 0 and max_events_per_user >= "
                               f"max(1, new_user_events); got {alpha}, {half_life}, {refresh_every}, "
                               f"{new_user_events}, {window}.")
-        if model.config.dim != index.dim:
-            raise ConfigError(f"the model's vectors have {model.config.dim} dimensions, the index "
+        width = getattr(model, "vector_dim", model.config.dim)
+        if width != index.dim:
+            raise ConfigError(f"the model's vectors have {width} dimensions, the index "
                               f"{index.dim}; build the index from model.encode_items(...).")
         self.model, self.index = model, index
         self.alpha, self.half_life, self.refresh_every = alpha, half_life, refresh_every
@@ -242,19 +243,26 @@ class OnlineRecommender(LiveHistory):
         state = self._state(user)
         if state.long is None and state.new_events == 0 and user in self._base_rows:
             self.refresh(user)
+        # the learned part mixes long- and short-term interest; what a model appends to it (the cold
+        # items' content blend) comes from the tower's last run over the history
+        d = self.model.config.dim
         parts = []
         if state.long is not None:
-            parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long)
-        peak = float(np.abs(state.short).max()) if state.short is not None else 0.0
+            parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long[:d])
+        short = state.short[:d] if state.short is not None else None
+        peak = float(np.abs(short).max()) if short is not None else 0.0
         if peak > 0:  # scaled by the peak first: the norm of huge (finite) values does not overflow
-            short = state.short / peak
+            short = short / peak
             short = short / np.linalg.norm(short)
             parts.append((self.alpha if state.long is not None else 1.0) * short)
         if not parts:
             return None
         combined = np.sum(parts, axis=0)
         norm = np.linalg.norm(combined)
-        return (combined / norm).astype(np.float32) if norm > 0 else None
+        if not norm > 0:
+            return None
+        tail = state.long[d:] if state.long is not None else np.zeros(self.index.dim - d, np.float32)
+        return np.concatenate([combined / norm, tail]).astype(np.float32)
 
     def _attribute_vector(self, user: str) -> np.ndarray | None:
         """The model's vector of a user without events, from their attributes (None without)."""

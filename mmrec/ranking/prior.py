@@ -24,7 +24,7 @@ PRIOR_DEPTH = 4  # candidates from each source: depth × k
 
 
 def label_log_popularity(index: ServingIndex, prior: Any) -> np.ndarray:
-    """The prior's log-popularity per index label (items the model never counted: its floor)."""
+    """The prior's log-popularity per index label (items the model never counted: its ``unknown`` value)."""
     return prior.for_ids(index.ids)
 
 

@@ -86,8 +86,9 @@ def user_vectors(
 
 def check_model_fits(index: ServingIndex, model: Any) -> None:
     """A :class:`ConfigError` unless ``model`` (if any) makes vectors of the index's width."""
-    if model is not None and model.config.dim != index.dim:
-        raise ConfigError(f"the model's vectors have {model.config.dim} dimensions but the index "
+    width = None if model is None else getattr(model, "vector_dim", model.config.dim)
+    if width is not None and width != index.dim:
+        raise ConfigError(f"the model's vectors have {width} dimensions but the index "
                           f"{index.dim}; build the index from model.encode_items(...).")
 
 
