@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 import mmrec
@@ -80,3 +81,29 @@ def test_projection_keeps_missing_content_at_zero():
     blend = ContentBlend(mean, directions, 0.5, -0.1, {})
     coords = blend.project(np.vstack([raw[:2], np.zeros((1, 6), np.float32)]))
     assert np.allclose(np.linalg.norm(coords[:2], axis=1), 1) and np.all(coords[2] == 0)
+
+
+def test_catalog_attributes_become_a_modality_and_new_items_are_read_alike():
+    from mmrec.encode.attributes import ATTRIBUTES, add_attribute_modality, encode_attributes
+    from mmrec.errors import SchemaError
+
+    frame = pd.DataFrame({"item_id": [f"m{j}" for j in range(12)], "title": [f"movie {j}" for j in range(12)],
+                          "genres": ["Drama|Comedy", "Drama", "Horror", "Comedy"] * 3,
+                          "year": [1990.0 + j for j in range(11)] + [np.nan]})
+    schema = mmrec.CatalogSchema(id="item_id", text=("title",), categorical=("genres",), numeric=("year",))
+    catalog = mmrec.Catalog.from_frame(frame, schema=schema)
+    ids = catalog.ids
+    base = mmrec.ItemVectors(ids, {"text": np.eye(12, dtype=np.float32)}, {"text": np.ones(12, bool)})
+    items = add_attribute_modality(base, catalog, columns=["genres", "year"], bins=4)
+    matrix = items.vectors[ATTRIBUTES]
+    spec = items.encoders[ATTRIBUTES]["spec"]
+    assert spec["blocks"][0]["vocabulary"] == ["drama", "comedy", "horror"]
+    assert matrix.shape == (12, 3 + 4 + 1)
+    assert matrix[0, :3].tolist() == [1, 1, 0] and matrix[11, -1] == 1  # tokens; a missing year
+    assert np.all(matrix[:11, 3:].sum(axis=1) == 1)  # one quantile bin each
+    new = mmrec.Catalog.from_frame(frame.iloc[[2]].assign(item_id="new"), schema=catalog.schema)
+    again, mask = encode_attributes(new, spec)
+    np.testing.assert_array_equal(again[0], matrix[2])
+    assert mask.tolist() == [True]
+    with pytest.raises(SchemaError, match="brand"):
+        add_attribute_modality(base, catalog, columns=["brand"])

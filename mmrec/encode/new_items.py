@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmrec.data.catalog import Catalog
+from mmrec.encode.attributes import ATTRIBUTES, encode_attributes
 from mmrec.encode.batches import MODALITY_SOURCES, fit_on_corpus, record_modality
 from mmrec.encode.local import encode_modality
 from mmrec.encoders.base import Encoder
@@ -61,7 +62,11 @@ class NewItemEncoder:
         vectors, masks, report = {}, {}, EncodeReport()
         for modality in self.reference.modalities:
             raws = MODALITY_SOURCES.get(modality)(items) if modality in MODALITY_SOURCES else None
-            if raws is None:
+            spec = (self.reference.encoders.get(modality) or {}).get("spec")
+            if modality == ATTRIBUTES and spec is not None:  # catalog columns, read as at encode time
+                matrix, mask = encode_attributes(items, spec)
+                issues = []
+            elif raws is None:
                 width = self.reference.vectors[modality].shape[1]
                 matrix, mask, issues = np.zeros((len(ids), width), np.float32), np.zeros(len(ids), bool), []
             else:
