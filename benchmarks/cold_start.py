@@ -114,7 +114,7 @@ def cold_items(args: argparse.Namespace, data, items, tower_items) -> None:
                                                          seed=args.seed).fit(items, split.train)))
         except ImportError as exc:
             print(f"LightFM row skipped: {exc}")
-    for rate in (float(r) for r in args.id_dropouts.split(",")):
+    for rate in (float(r) for r in args.id_dropouts.split(",") if r):
         extra = " + " + "/".join(args.attribute_columns.split(",")) if args.attribute_columns else ""
         label = f"two-tower ids + MiniLM{extra}, {args.epochs} epochs, id dropout {rate:g}"
         model = timed(label, lambda rate=rate: mmrec.TwoTower(
@@ -173,7 +173,8 @@ def main() -> None:
     parser.add_argument("--fraction", type=float, default=0.2, help="share of the items held out (cold)")
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--tower", default="transformer")
-    parser.add_argument("--id-dropouts", default="0.5", help="id dropout of the two-towers (one row each)")
+    parser.add_argument("--id-dropouts", default="0.5",
+                        help="id dropout of the two-towers (one row each; '' : no two-tower)")
     parser.add_argument("--attribute-columns", default="genres,year",
                         help="catalog columns the two-tower also reads as an attributes modality ('': none)")
     parser.add_argument("--lightfm-epochs", type=int, default=30)

@@ -41,7 +41,8 @@ def test_the_blend_is_fitted_and_lives_in_the_vectors(model, split):
     cold = ~np.isin(encoded.ids, split.train.frame["item"].unique())
     assert np.all(encoded.fused[~cold, 16:] == 0)  # warm items: their learned vector alone
     assert np.allclose(encoded.fused[cold, -1], model.blend_.offset)
-    users = list(split.train.users[:20])
+    users = list(split.train.users)  # more than one scoring chunk (256 users)
+    assert len(users) > 256
     vectors = model.encode_users(split.train, users=users).vectors
     scores = model.score_items(split.train, users=users)
     rows = model.item_ids_.get_indexer(encoded.ids)  # score columns: the model's item table

@@ -170,3 +170,19 @@ def test_train_job_reads_a_user_attribute_table(world, tmp_path):
 
     with pytest.raises(SchemaError, match="user_id"):
         read_user_attributes(tmp_path / "bad.csv")
+
+
+def test_segment_popularity_ranks_by_the_users_segments(world, tmp_path):
+    from mmrec.baselines import SegmentPopularity
+
+    model = SegmentPopularity().fit(None, world, users=attributes())
+    new = [f"u{N_USERS + i}" for i in range(4)] + ["stranger"]
+    scores = model.score_items(NO_EVENTS, users=new)
+    top = np.argsort(-scores, axis=1)[:, :5]
+    for row in range(4):
+        assert np.mean(np.array(group_of(model.item_ids_[top[row]])) == row) >= 0.8
+    np.testing.assert_allclose(scores[4], model.counts_)  # no attributes: overall popularity
+    model.save(tmp_path / "segments")
+    loaded = SegmentPopularity.load(tmp_path / "segments")
+    loaded.set_user_attributes(attributes())
+    np.testing.assert_allclose(loaded.score_items(NO_EVENTS, users=new), scores)

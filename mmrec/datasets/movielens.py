@@ -42,6 +42,7 @@ class MovieLens:
     catalog: Catalog
     events: Interactions
     name: str
+    users: pd.DataFrame | None = None  # indexed by user id: age (number), gender, occupation, zip_code
 
 
 def _package_folder(name: str) -> Path:
@@ -92,4 +93,19 @@ def load_movielens(name: str = "ml-1m", *, path: str | os.PathLike[str] | None =
     events = events.sort_values(["user", "timestamp", "movie"], kind="stable").drop(columns="movie")
     interactions = Interactions.from_frame(events, schema=InteractionSchema(
         user="user", item="item", timestamp="timestamp", value="rating"))
-    return MovieLens(catalog, interactions.restrict_to_items(frame["item_id"]), name)
+    return MovieLens(catalog, interactions.restrict_to_items(frame["item_id"]), name,
+                     users=_read_users(folder / f"{name}.user"))
+
+
+def _read_users(path: Path) -> pd.DataFrame | None:
+    """The user file's attributes (None without one): ``age`` as a number (ML-1M: the lower bound
+    of the age band), every other column as text (ML-1M codes occupations as numbers: a category)."""
+    if not path.is_file():
+        return None
+    frame = _read_atomic(path).set_index("user_id")
+    frame.index = frame.index.astype(str)
+    frame.index.name = "user"
+    frame = frame.replace("", np.nan)
+    if "age" in frame.columns:
+        frame["age"] = pd.to_numeric(frame["age"], errors="coerce")
+    return frame

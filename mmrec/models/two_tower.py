@@ -538,7 +538,6 @@ class TwoTower:
         (with the fading popularity prior, when the model has one)."""
         net = self._fitted()
         codes = self._codes(histories.user_ids)
-        prior = None
         cold_part = self._cold_part(histories)
         if self.prior_ is not None:
             weights = torch.from_numpy(self.prior_.weight(histories.lengths)).float().to(device)
@@ -546,6 +545,7 @@ class TwoTower:
         with _placed(net, device):
             table, _ = net.item_vectors()
             for rows, final, batch, x in self._user_chunks(histories, device, table, codes):
+                prior = None  # what the prior and the cold items' blend add to this chunk's logits
                 if self.prior_ is not None:
                     prior = weights[torch.from_numpy(rows).to(device)].unsqueeze(1) * log_pop * net.scale
                 if cold_part is not None:
