@@ -34,6 +34,7 @@ from mmrec.errors import (
     NotFittedError,
     SchemaError,
 )
+from mmrec.evaluation.tune import SearchSpace, TuneResult, tune
 from mmrec.index import ItemIndex, build_index
 from mmrec.index.sharded import ShardedIndex, build_sharded_index
 from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
@@ -77,6 +78,9 @@ __all__ = [
     "user_vectors",
     "UserVectors",
     "TwoTower",
+    "tune",
+    "SearchSpace",
+    "TuneResult",
     "OnlineRecommender",
     "TwoTowerConfig",
     "TrainConfig",

@@ -15,6 +15,7 @@ from mmrec.baselines import BASELINES, LightGCN
 from mmrec.baselines.base import ARTIFACT_PREFIX
 from mmrec.data.interactions import Interactions
 from mmrec.errors import ArtifactError, ConfigError
+from mmrec.evaluation.tune import ScoreBlend
 from mmrec.models.two_tower import ARTIFACT_KIND as TWO_TOWER_FORMAT
 from mmrec.models.two_tower import TwoTower
 from mmrec.registry import Registry
@@ -29,7 +30,7 @@ for _name in BASELINES.names():
 MODELS.add("two_tower", TwoTower, "twotower", "tower")
 MODELS.add("lightgcn", LightGCN, "graph")
 
-SAVED_FORMATS: dict[str, type] = {TWO_TOWER_FORMAT: TwoTower}
+SAVED_FORMATS: dict[str, type] = {TWO_TOWER_FORMAT: TwoTower, ScoreBlend.artifact_name: ScoreBlend}
 SAVED_FORMATS.update({ARTIFACT_PREFIX + cls.artifact_name: cls
                       for cls in {MODELS.get(name) for name in MODELS.names()} if cls is not TwoTower})
 
