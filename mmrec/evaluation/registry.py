@@ -45,6 +45,9 @@ def load_model(path: str | os.PathLike[str]) -> Any:
     return SAVED_FORMATS[found].load(path)
 
 
+ScoreBlend.load_part = staticmethod(load_model)
+
+
 class WithoutContent:
     """Wraps a model so the harness fits it without item vectors (an id-only comparison)."""
 

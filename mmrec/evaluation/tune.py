@@ -100,6 +100,8 @@ class ScoreBlend:
     the user's mean)."""
 
     artifact_name = "score_blend"
+    # reads a saved part by its manifest: set by mmrec.evaluation.registry (which imports this module)
+    load_part: Any = None
 
     def __init__(self, first: Any, second: Any, weight: float) -> None:
         if not 0 <= weight <= 1:
@@ -139,15 +141,13 @@ class ScoreBlend:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> ScoreBlend:
-        from mmrec.evaluation.registry import load_model  # the registry imports this module
-
         path = Path(path)
         read_manifest(path, cls.artifact_name, require=["blend.json"])
         try:
             weight = float(json.loads((path / "blend.json").read_text("utf-8"))["weight"])
         except (KeyError, ValueError, TypeError) as exc:
             raise ArtifactError(f"{path.name}/blend.json cannot be read ({exc}).") from exc
-        return cls(load_model(path / "first"), load_model(path / "second"), weight)
+        return cls(cls.load_part(path / "first"), cls.load_part(path / "second"), weight)
 
 
 def _recall(model: Any, history: Interactions, valid: Interactions, users: np.ndarray, k: int
