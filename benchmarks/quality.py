@@ -3,6 +3,7 @@
     python benchmarks/quality.py                          # MovieLens-1M, every model (≈ 40 min on 2 cores)
     python benchmarks/quality.py --dataset ml-100k --epochs 20
     python benchmarks/quality.py --models popularity,item_knn,ease,bpr --ann-spec HNSW32
+    python benchmarks/quality.py --dataset ml-100k --models popularity,ease,transformer_ids_content,tuned
 
 Protocol (the same for every row, and the one RecBole's published MovieLens numbers use): temporal
 leave-one-out per user (last event = test, second-to-last = validation for early stopping), every
@@ -32,6 +33,22 @@ RECBOLE = {"ml-1m": [("RecBole 1.2.1 popularity", 0.064, None), ("RecBole 1.2.1 
                      ("RecBole 1.2.1 SASRec (1 epoch)", 0.280, 0.131)]}
 
 
+class Tuned:
+    """``mmrec.tune`` as one harness row: tuned on the split's validation events, then scored."""
+
+    def __init__(self, budget_s: float, seed: int = 0) -> None:
+        self.budget_s, self.seed = budget_s, seed
+
+    def fit(self, items, events, *, valid=None) -> Tuned:
+        self.result = mmrec.tune(items, events, valid=valid, budget_s=self.budget_s, seed=self.seed)
+        print(self.result.to_markdown(), flush=True)
+        self.item_ids_ = self.result.model.item_ids_
+        return self
+
+    def score_items(self, events, *, users=None):
+        return self.result.model.score_items(events, users=users)
+
+
 def models(names: list[str], args: argparse.Namespace) -> dict:
     tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
                  patience=2, batch_size=32, seed=args.seed)
@@ -47,6 +64,7 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
         "lightgcn_content": lambda: LightGCN(**graph),
         "transformer_ids": lambda: WithoutContent(mmrec.TwoTower(**tower)),
         "transformer_ids_content": lambda: mmrec.TwoTower(**tower),
+        "tuned": lambda: Tuned(args.tune_budget, seed=args.seed),
     }
     unknown = sorted(set(names) - set(factories))
     if unknown:
@@ -62,6 +80,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=10,
                         help="two-tower epochs (early stopping, patience 2)")
     parser.add_argument("--bpr-epochs", type=int, default=30)
+    parser.add_argument("--tune-budget", type=float, default=600.0, help="seconds for the `tuned` row")
     parser.add_argument("--graph-epochs", type=int, default=20)
     parser.add_argument("--graph-layers", type=int, default=3)
     parser.add_argument("--graph-negatives", type=int, default=4, help="LightGCN negatives per positive")
@@ -80,7 +99,8 @@ def main() -> None:
     data = load_dataset(args.dataset)
     chosen = models(args.models.split(","), args)
     items = None
-    if any(name in chosen for name in ("content_mean", "lightgcn_content", "transformer_ids_content")):
+    content_models = ("content_mean", "lightgcn_content", "transformer_ids_content", "tuned")
+    if any(name in chosen for name in content_models):
         started = time.perf_counter()
         items = mmrec.encode_items(data.catalog.subset(data.events.frame["item"].unique()),
                                    encoders={"text": "text-minilm-l6", "image": None, "audio": None},
