@@ -121,8 +121,10 @@ def main() -> None:
         def recommend(given, users):
             model.prior_ = prior if use_prior else None
             model.set_user_attributes(attributes if use_attributes else None)
+            # the log a deployment holds: everyone's training events and the new users' first n
+            log = mmrec.Interactions(pd.concat([train.frame, given.frame], ignore_index=True))
             try:
-                return mmrec.recommend(index, given, users=list(users), model=model, k=args.k)
+                return mmrec.recommend(index, log, users=list(users), model=model, k=args.k)
             finally:
                 model.prior_ = prior
                 model.set_user_attributes(attributes)
