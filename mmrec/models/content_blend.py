@@ -9,7 +9,9 @@ make that placement better (measured in ``benchmarks/cold_start.py``):
   title-level detail (a sequel, a director's style) that the tower's narrow projection loses.
 - **calibration**: a constant ``offset`` so that items scored this way get the exposure they
   would get as warm items. Both are fitted after training on *pseudo-cold* items — a seeded share
-  of the trained items scored through the cold path — and the validation users: the weight that
+  of the trained items that training never scores content-only (id dropout skips them, so their
+  content-only vectors generalise to them as to a new item), scored through the cold path — and
+  the validation users: the weight that
   ranks the pseudo-cold targets best among pseudo-cold items, then the offset at which the
   pseudo-cold items' share of every user's top-``k`` equals their share when scored as warm items.
 
@@ -26,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ContentBlend", "fit_content_blend", "BLEND_GRID", "PSEUDO_COLD_SHARE"]
+__all__ = ["ContentBlend", "fit_content_blend", "pseudo_cold_items", "BLEND_GRID", "PSEUDO_COLD_SHARE"]
 
 BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)  # weights of the content-neighbour cosine tried
 PSEUDO_COLD_SHARE = 0.2  # trained items scored through the cold path while fitting
@@ -107,17 +109,29 @@ def _share(scores: np.ndarray, columns: np.ndarray, k: int = TOP_K) -> float:
     return float(np.isin(top, columns).mean())
 
 
+def pseudo_cold_items(trained: np.ndarray, seed: int = 0) -> np.ndarray:
+    """A seeded ``PSEUDO_COLD_SHARE`` of the trained items (a bool mask over the table): training
+    never scores them content-only (no id dropout), so their content-only vectors are as
+    untrained for them as for a real cold item, and the blend is fitted on them."""
+    rows = np.flatnonzero(trained)
+    mask = np.zeros(len(trained), dtype=bool)
+    if len(rows):
+        count = max(1, int(PSEUDO_COLD_SHARE * len(rows)))
+        mask[np.random.default_rng([seed, 11]).choice(rows, count, replace=False)] = True
+    return mask
+
+
 def fit_content_blend(raw: np.ndarray, trained: np.ndarray, *, learned: np.ndarray, content_only: np.ndarray,
                       users: np.ndarray, history: Any, targets: list[np.ndarray], k: int,
-                      seed: int = 0) -> ContentBlend | None:
+                      pseudo_cold: np.ndarray, seed: int = 0) -> ContentBlend | None:
     """Fit the blend (see the module doc) from:
 
     ``raw`` ``(n_items, D)`` content rows; ``trained`` which items had training events; ``learned``
     and ``content_only`` ``(n_items, d)`` unit vectors through the warm and the cold path;
     ``users`` ``(m, d)`` unit user vectors, ``history`` their ``(m, n_items)`` sparse event weights
-    (their items are never recommended back) and ``targets`` their held-out item rows. ``None``
+    (their items are never recommended back) and ``targets`` their held-out item rows;
+    ``pseudo_cold`` the items (mask) the blend is fitted on (:func:`pseudo_cold_items`). ``None``
     when there is too little to fit on."""
-    rng = np.random.default_rng([seed, 11])
     trained_rows = np.flatnonzero(trained)
     if len(trained_rows) < 50 or len(users) < 20 or raw.shape[1] == 0:
         return None
@@ -127,8 +141,7 @@ def fit_content_blend(raw: np.ndarray, trained: np.ndarray, *, learned: np.ndarr
     coords = ContentBlend(mean, directions, 0.0, 0.0, {}).project(raw)
     profiles = _unit(np.asarray(history @ coords, dtype=np.float32))
     seen = np.asarray((history != 0).toarray())
-    pseudo = np.sort(rng.choice(trained_rows, max(1, int(PSEUDO_COLD_SHARE * len(trained_rows))),
-                                replace=False))
+    pseudo = np.flatnonzero(pseudo_cold & trained)
     warm_scores = np.where(seen, -np.inf, users @ learned.T).astype(np.float32)
     seen_pseudo = seen[:, pseudo]
     learned_cold = users @ content_only[pseudo].T

@@ -78,7 +78,7 @@ class _Batcher:
 
     def __init__(self, net: TwoTowerNet, config: TrainConfig, popularity: np.ndarray,
                  device: torch.device, group: Collective | None = None,
-                 user_codes: UserCodes | None = None) -> None:
+                 user_codes: UserCodes | None = None, keep_ids: np.ndarray | None = None) -> None:
         self.net, self.config, self.device = net, config, device
         # attribute codes of every history's user (rows of the Histories), when the model reads them
         self.codes = (user_codes.tensors(device) + (torch.from_numpy(user_codes.known).to(device),)
@@ -97,6 +97,9 @@ class _Batcher:
         # ML-1M at a rate of 0.5, and 0.016 at 0.2 on ML-100K, for no better cold ranking)
         has_both = net.id_embedding is not None and bool(net.modalities)
         self.id_dropout = config.id_dropout if has_both else 0.0
+        # items whose content-only path is never trained directly: held back to fit the cold blend on
+        self.keep_ids = (None if keep_ids is None
+                         else torch.as_tensor(keep_ids, dtype=torch.bool, device=device))
 
     def _with_dropped_ids(self, vectors: torch.Tensor, rows: torch.Tensor | None,
                           generator: torch.Generator) -> torch.Tensor:
@@ -105,6 +108,8 @@ class _Batcher:
         if self.id_dropout <= 0:
             return vectors
         drop = torch.rand(len(vectors), generator=generator, device=self.device) < self.id_dropout
+        if self.keep_ids is not None:
+            drop &= ~self.keep_ids[rows if rows is not None else slice(None)]
         picked = torch.nonzero(drop).squeeze(1)
         source = picked if rows is None else rows[picked]
         alone, _ = self.net.item_vectors(source, content_only=True)
@@ -317,12 +322,14 @@ def train(
     show_progress: bool | None = None,
     group: Collective | None = None,
     user_codes: UserCodes | None = None,
+    keep_ids: np.ndarray | None = None,
 ) -> TrainingHistory:
     """Train ``net`` in place on ``histories``; on return it holds the best validated weights.
 
     ``group`` is the process group of a data-parallel run (default: this process alone); every
     process passes the same histories, configuration and checkpoint folder. ``user_codes`` are
-    the attribute codes of the histories' users (rows of ``histories``), for a model that reads them.
+    the attribute codes of the histories' users (rows of ``histories``), for a model that reads them;
+    ``keep_ids`` marks items never scored content-only (id dropout skips them).
     """
     group = group or SingleProcess()
     spans = histories.windows(net.config.max_len)
@@ -338,8 +345,8 @@ def train(
         # the untrained model is a candidate too: training must beat it on validation to count
         record.best_metric, record.best_epoch = validated(), 0
         logger.info("before training: valid %.4f", record.best_metric)
-    step_loss = _data_parallel(_StepLoss(_Batcher(net, config, popularity, device, group, user_codes)),
-                               group, device)
+    batcher = _Batcher(net, config, popularity, device, group, user_codes, keep_ids)
+    step_loss = _data_parallel(_StepLoss(batcher), group, device)
     for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
         total_loss, total_targets = _run_epoch(step_loss, optimizer, net, histories, spans, epoch=epoch,

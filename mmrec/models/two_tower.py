@@ -27,7 +27,7 @@ from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.models.config import TrainConfig, TwoTowerConfig
-from mmrec.models.content_blend import ContentBlend, fit_content_blend
+from mmrec.models.content_blend import ContentBlend, fit_content_blend, pseudo_cold_items
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
@@ -196,21 +196,24 @@ class TwoTower:
                                  minlength=len(self.item_ids_)).astype(np.float64)
         validate = self._validator(events, valid, training) if len(valid) else None
         self.prior_ = self.blend_ = None
+        blending = bool(training.content_blend and self.net_.modalities and self.config.item_ids
+                        and len(valid))
+        pseudo_cold = pseudo_cold_items(self.net_.trained.numpy(), training.seed) if blending else None
         with torch_seeded(training.seed):
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
                                   show_progress=show_progress, group=group,
-                                  user_codes=self._codes(histories.user_ids))
+                                  user_codes=self._codes(histories.user_ids), keep_ids=pseudo_cold)
         self.rank_ = group.rank
         self.net_.cpu()
-        if training.content_blend and self.net_.modalities and self.config.item_ids and len(valid):
-            self.blend_ = self._fit_blend(events, valid, training)
+        if pseudo_cold is not None:
+            self.blend_ = self._fit_blend(events, valid, training, pseudo_cold)
         if held.size:
             self.prior_ = self._fit_prior(heldout, train_events=events, counted=counted)
         return self
 
-    def _fit_blend(self, events: Interactions, valid: Interactions, training: TrainConfig
-                   ) -> ContentBlend | None:
+    def _fit_blend(self, events: Interactions, valid: Interactions, training: TrainConfig,
+                   pseudo_cold: np.ndarray) -> ContentBlend | None:
         """Fit the cold items' content blend on pseudo-cold items and the validation users (see
         :mod:`mmrec.models.content_blend`); ``None`` when there is too little to fit on."""
         net = self._fitted()
@@ -231,7 +234,7 @@ class TwoTower:
         blend = fit_content_blend(self._raw_content(None), net.trained.numpy(), learned=self._fused(None)[1],
                                   content_only=content_only, users=learned_users,
                                   history=_history_matrix(histories, net.n_items), targets=targets,
-                                  k=self.config.dim, seed=training.seed)
+                                  k=self.config.dim, pseudo_cold=pseudo_cold, seed=training.seed)
         if blend is not None:
             logger.info("cold-item content blend: weight %.2f, offset %.3f (%s)", blend.weight, blend.offset,
                         blend.valid)
