@@ -123,8 +123,8 @@ def cold_items(args: argparse.Namespace, data, items, tower_items) -> None:
         blend, prior = model.blend_, model.prior_
         model.prior_ = None  # these users have long histories; the prior is measured in new_users.py
         model.blend_ = None
-        scored(f"{label}: learned content path alone", model)
         fit_s[f"{label}: learned content path alone"] = fit_s[label]
+        scored(f"{label}: learned content path alone", model)
         learned = model.encode_items(tower_items)
         text = items.vectors["text"]
         ids = pd.Index(learned.ids)

@@ -7,9 +7,19 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.baselines import BASELINES, BPRMF, EASE, BiasBaseline, ContentMean, ItemKNN, Popularity
+from mmrec.baselines import (
+    BASELINES,
+    BPRMF,
+    EASE,
+    BiasBaseline,
+    ContentMean,
+    ItemKNN,
+    Popularity,
+    SegmentPopularity,
+)
 from mmrec.data.matrix import interaction_matrix
-from mmrec.errors import ConfigError, NotFittedError
+from mmrec.data.segments import summed_shares
+from mmrec.errors import ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.protocol import Recommender
 from mmrec.testing.worlds import clustered_world, in_group_share
 
@@ -115,3 +125,69 @@ def test_every_baseline_is_registered_fits_and_refuses_to_score_unfitted():
         assert isinstance(model, Recommender)
         with pytest.raises(NotFittedError):
             model.score_items(clustered_world())
+
+
+def _attributes(users) -> pd.DataFrame:
+    """Per user ``u<n>``: the taste group of :func:`clustered_world`, an age (many values), a band
+    (three values) and a zip code (one user each)."""
+    numbers = np.array([int(u[1:]) for u in users])
+    return pd.DataFrame({"group": [f"g{n % 4}" for n in numbers],
+                         "age": (numbers * 7 % 100).astype(np.float64),
+                         "band": (numbers % 3).astype(np.int64), "zip": [f"z{n}" for n in numbers]},
+                        index=pd.Index(list(users), dtype=object))
+
+
+def test_segment_popularity_scores_like_the_serving_fallback():
+    from mmrec.ranking.popularity import PopularityFallback
+
+    world = clustered_world(n_users=40, n_items=40)
+    table = _attributes(world.users)[["group", "band"]]
+    model = SegmentPopularity(min_users=1).fit(None, world, users=table)
+    index = mmrec.build_index(np.eye(len(model.item_ids_), dtype=np.float32), ids=list(model.item_ids_),
+                              spec="Flat")
+    fallback = PopularityFallback(index, world, user_attributes=table)
+    columns = index.positions(list(model.item_ids_))
+    users = ["u0", "u1", "u7"]
+    scores = model.score_items(world, users=users)
+    for row, user in enumerate(users):
+        expected = fallback.scores(table.loc[user].to_dict())[columns]
+        np.testing.assert_allclose(scores[row], expected, rtol=1e-6)
+    assert (summed_shares(model.counts_, np.zeros((0, 40)), np.zeros(0)) == model.counts_).all()
+    with pytest.raises(SchemaError, match="2 segment count row"):
+        summed_shares(model.counts_, np.zeros((2, 40)), np.ones(3))
+
+
+def test_segment_popularity_bins_many_valued_numbers_and_drops_small_segments(tmp_path):
+    world = clustered_world(n_users=60, n_items=40)
+    newcomers = ["u200", "u201"]
+    table = _attributes([*world.users, *newcomers])
+    model = SegmentPopularity(n_bins=4, min_users=5).fit(None, world, users=table)
+    segments = list(model.segments_)
+    assert sum(s.startswith("age in [") for s in segments) == 4  # quantile bins of the age
+    assert {"band=0", "band=1", "band=2"} <= set(segments)        # few values: one segment each
+    assert not any(s.startswith("zip=") for s in segments)        # one user per zip: dropped
+    for prefix in ("group=", "band=", "age in ["):                # members: the training users
+        assert sum(n for s, n in zip(segments, model.segment_users_, strict=True)
+                   if s.startswith(prefix)) == len(world.users)
+    empty = world.for_users([])
+    scores = model.score_items(empty, users=[*newcomers, "stranger"])
+    np.testing.assert_allclose(scores[2], model.counts_)  # no attributes: overall popularity
+    group = np.array([int(i[1:]) % 4 for i in model.item_ids_])
+    assert (group[np.argsort(-scores[0])[:5]] == 200 % 4).mean() >= 0.8  # u200 is in g0
+    model.save(tmp_path / "segments")
+    loaded = SegmentPopularity.load(tmp_path / "segments")
+    assert (loaded.n_bins, loaded.min_users) == (4, 5)
+    loaded.set_user_attributes(table)
+    np.testing.assert_allclose(loaded.score_items(empty, users=[*newcomers, "stranger"]), scores)
+    bad = table.astype({"age": object})
+    bad.loc["u200", "age"] = "old"
+    with pytest.raises(SchemaError, match="'age'.*'u200' has 'old'"):
+        loaded.set_user_attributes(bad)
+    with pytest.raises(SchemaError, match="DataFrame"):
+        SegmentPopularity().fit(None, world, users={"u1": "g1"})
+    plain = SegmentPopularity().fit(None, world)  # no table: overall popularity for everyone
+    plain.save(tmp_path / "plain")
+    reloaded = SegmentPopularity.load(tmp_path / "plain")
+    np.testing.assert_allclose(reloaded.score_items(world)[0], plain.counts_)
+    with pytest.raises(ConfigError, match="min_users"):
+        SegmentPopularity(min_users=0)

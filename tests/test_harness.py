@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.baselines import BiasBaseline, ContentMean, ItemKNN, Popularity
+from mmrec.baselines import BiasBaseline, ContentMean, ItemKNN, Popularity, SegmentPopularity
 from mmrec.cli import main
 from mmrec.evaluation import EvalConfig, evaluate_model, evaluate_models, item_universe
 from mmrec.testing.worlds import clustered_world
@@ -32,6 +32,14 @@ class FixedScores:
     def score_items(self, events: mmrec.Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
         self.scored_with.append(events)
         return self.table.reindex(list(users)).fillna(0.0).to_numpy(np.float32)
+
+
+class AttributeAware(FixedScores):
+    """A :class:`FixedScores` whose ``fit`` takes user attributes (records them)."""
+
+    def fit(self, items, events, *, valid=None, users=None):
+        self.users = users
+        return super().fit(items, events, valid=valid)
 
 
 def _random_table(split: mmrec.Split, seed: int = 0) -> pd.DataFrame:
@@ -176,3 +184,21 @@ def test_evaluate_command_writes_the_table(tmp_path, capsys):
     (tmp_path / "bad.yaml").write_text("events: events.csv\nmodels: {x: {kind: nope}}\n")
     assert main(["evaluate", "--config", str(tmp_path / "bad.yaml")]) == 2
     assert "unknown model 'nope'" in capsys.readouterr().err
+
+
+def test_user_attributes_reach_only_the_models_whose_fit_takes_them():
+    split = mmrec.leave_last_out(clustered_world())
+    table = _random_table(split)
+    users = pd.DataFrame({"user": split.history.users,
+                          "group": [f"g{int(u[1:]) % 4}" for u in split.history.users]})
+    plain, aware = FixedScores(table), AttributeAware(table)
+    evaluate_models({"plain": plain, "aware": aware}, split, users=users)
+    assert aware.users is users and len(plain.fitted_on) == len(split.train)
+    alone = AttributeAware(table)
+    evaluate_model(alone, split)
+    assert alone.users is None  # no table: fitted as before
+    # the demographic baseline reads the users' taste group from the table: it beats popularity
+    report = evaluate_models({"pop": Popularity(), "segments": SegmentPopularity()}, split, users=users,
+                             config=EvalConfig(ks=(10,)))
+    recall = {row["model"]: row["recall@10"] for row in report.rows}
+    assert recall["segments"] > recall["pop"] + 0.2

@@ -7,10 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from mmrec.baselines.base import FittedItems, check_rows, user_rows
 from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
+from mmrec.data.segments import SegmentRule, summed_shares
+from mmrec.errors import ConfigError
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Popularity", "SegmentPopularity"]
@@ -47,10 +50,15 @@ class Popularity(FittedItems):
 
 
 class SegmentPopularity(FittedItems):
-    """Demographic popularity: a user with attributes (``age``, ``gender``, ``country`` …) gets the
-    items most popular among users who share them — per item, the summed share of each of their
-    segments' users who touched it (every attribute value, numbers included, is a segment);
-    users without attributes get overall popularity.
+    """Demographic popularity: a user with attributes (``age``, ``gender``, ``occupation`` …) gets
+    the items most popular among the training users who share them — per item, the summed share
+    of each of their segments' users who touched it (:func:`mmrec.data.segments.summed_shares`,
+    the rule of the serving fallback); users without attributes get overall popularity.
+
+    Segments (:class:`mmrec.data.segments.SegmentRule`): every value of every column; a numeric
+    column with more than ``max_values`` distinct values is cut into ``n_bins`` quantile bins of
+    the fit table (edges saved). A segment's users are the *training* users in it; segments with
+    fewer than ``min_users`` of them (one zip code) are dropped as noise.
 
     The attribute table given to :meth:`fit` (a ``user`` column or index) stays in memory only;
     after :meth:`load` give it again with :meth:`set_user_attributes`.
@@ -58,67 +66,96 @@ class SegmentPopularity(FittedItems):
 
     artifact_name = "segment_popularity"
 
-    def __init__(self) -> None:
+    def __init__(self, n_bins: int = 5, max_values: int = 10, min_users: int = 10) -> None:
+        if min_users < 1:
+            raise ConfigError(f"SegmentPopularity: min_users must be >= 1, got {min_users}.")
+        self.n_bins, self.max_values, self.min_users = n_bins, max_values, min_users
         self.counts_: np.ndarray | None = None
-        self.segments_: pd.Index | None = None          # "column=value"
-        self.segment_counts_: np.ndarray | None = None  # (segments, items) distinct users
-        self.segment_users_: np.ndarray | None = None   # users per segment
-        self.user_segments: dict[str, list[int]] = {}
+        self.segments_: pd.Index | None = None          # segment keys, "column=value"
+        self.segment_counts_: np.ndarray | None = None  # (segments, items) distinct training users
+        self.segment_users_: np.ndarray | None = None   # training users per segment
+        self.bin_edges_: pd.Series | None = None        # quantile edges, indexed by column name
+        self.user_segments: dict[str, np.ndarray] = {}  # user -> segment rows (not saved)
 
     def restore_state(self, state: dict, path: Path) -> None:
         super().restore_state(state, path)
         check_rows(path, "counts_", self.counts_, len(self._items()))
         check_rows(path, "segment_counts_", self.segment_counts_, len(self._items()), axis=1)
+        check_rows(path, "segment_users_", self.segment_users_, self.segment_counts_.shape[0])
 
     def fit(self, items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
             valid: Interactions | None = None, users: pd.DataFrame | None = None) -> SegmentPopularity:
         events = as_interactions(events, caller="SegmentPopularity.fit")
         self.item_ids_ = self._universe(items, events)
-        frame = events.frame.drop_duplicates(["user", "item"])
+        frame = events.frame
         labels = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))
-        user_codes = pd.factorize(frame["user"].to_numpy(dtype=object))[0]
-        self.counts_ = distinct_user_counts(user_codes, labels, len(self.item_ids_)).astype(np.float32)
-        keys = self._segment_keys(users)
-        self.segments_ = pd.Index(sorted({key for row in keys.values() for key in row}), dtype=object)
-        counts = np.zeros((len(self.segments_), len(self.item_ids_)), dtype=np.float32)
-        members = np.zeros(len(self.segments_), dtype=np.float32)
-        position = {key: i for i, key in enumerate(self.segments_)}
-        for row in keys.values():
-            for key in row:
-                members[position[key]] += 1
-        user_of = frame["user"].to_numpy(dtype=object)
-        for user, label in zip(user_of, labels, strict=True):
-            for key in keys.get(str(user), ()):
-                counts[position[key], label] += 1
-        self.segment_counts_, self.segment_users_ = counts, members
-        self.user_segments = {user: [position[k] for k in row] for user, row in keys.items()}
+        codes, trained = pd.factorize(frame["user"].to_numpy(dtype=object))
+        self.counts_ = distinct_user_counts(codes, labels, len(self.item_ids_)).astype(np.float32)
+        table = _attribute_table(users)
+        rule = (SegmentRule.fit(table, n_bins=self.n_bins, max_values=self.max_values)
+                if table is not None else SegmentRule({}))
+        self.bin_edges_ = pd.Series([e for edges in rule.edges.values() for e in edges], dtype=np.float64,
+                                    index=[c for c, edges in rule.edges.items() for _ in edges])
+        known = table.reindex(table.index.intersection(pd.Index(trained))) if table is not None else None
+        keys = rule.keys(known) if known is not None else {}
+        members = pd.Series([k for row in keys.values() for k in row], dtype=object).value_counts()
+        self.segments_ = pd.Index(sorted(members.index[members >= self.min_users]), dtype=object)
+        self.segment_users_ = members.reindex(self.segments_).to_numpy(np.float32)
+        membership = _membership(_positions(keys, self.segments_), pd.Index(trained), len(self.segments_))
+        seen = sp.csr_matrix((np.ones(len(codes), np.float32), (codes, labels)),
+                             shape=(len(trained), len(self.item_ids_)))
+        seen.sum_duplicates()
+        seen.data[:] = 1.0
+        self.segment_counts_ = np.asarray((membership.T @ seen).todense(), dtype=np.float32)
+        self.user_segments = _positions(rule.keys(table), self.segments_) if table is not None else {}
         return self
 
-    @staticmethod
-    def _segment_keys(users: pd.DataFrame | None) -> dict[str, list[str]]:
-        if users is None:
-            return {}
-        from mmrec.models.user_features import as_attribute_table
-
-        table = as_attribute_table(users, where="SegmentPopularity (users=)")
-        return {user: [f"{column}={value}" for column, value in row.items() if pd.notna(value)]
-                for user, row in zip(table.index, table.to_dict("records"), strict=True)}
+    def _rule(self) -> SegmentRule:
+        edges = self.bin_edges_ if self.bin_edges_ is not None else pd.Series(dtype=np.float64)
+        return SegmentRule({str(c): [float(e) for e in edges[edges.index == c]]
+                            for c in pd.unique(edges.index.to_numpy(dtype=object))})
 
     def set_user_attributes(self, users: pd.DataFrame) -> None:
-        """The attribute table of the users to score (after :meth:`load`)."""
+        """The attribute table of the users to score (after :meth:`load`); numbers are cut at the
+        fitted quantile edges."""
+        self._items()
         assert self.segments_ is not None
-        position = {key: i for i, key in enumerate(self.segments_)}
-        self.user_segments = {user: [position[k] for k in row if k in position]
-                              for user, row in self._segment_keys(users).items()}
+        table = _attribute_table(users)
+        self.user_segments = _positions(self._rule().keys(table), self.segments_) if table is not None else {}
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
         self._items()
         assert self.counts_ is not None and self.segment_counts_ is not None
         assert self.segment_users_ is not None
         ids = user_rows(events, users)
-        shares = self.segment_counts_ / np.maximum(self.segment_users_, 1.0)[:, None]
         scores = np.empty((len(ids), len(self.counts_)), dtype=np.float32)
+        none = np.empty(0, dtype=np.int64)
         for row, user in enumerate(ids):
-            segments = self.user_segments.get(str(user))
-            scores[row] = shares[segments].sum(axis=0) if segments else self.counts_
+            rows = self.user_segments.get(str(user), none)
+            scores[row] = summed_shares(self.counts_, self.segment_counts_[rows], self.segment_users_[rows])
         return scores
+
+
+def _attribute_table(users: pd.DataFrame | None) -> pd.DataFrame | None:
+    if users is None:
+        return None
+    from mmrec.models.user_features import as_attribute_table
+
+    return as_attribute_table(users, where="SegmentPopularity (users=)")
+
+
+def _positions(keys: dict[str, list[str]], segments: pd.Index) -> dict[str, np.ndarray]:
+    """User → the rows of ``segments`` their keys name (keys of dropped segments left out)."""
+    positions = {}
+    for user, row in keys.items():
+        hits = segments.get_indexer(pd.Index(row, dtype=object))
+        positions[user] = np.unique(hits[hits >= 0]).astype(np.int64)
+    return positions
+
+
+def _membership(positions: dict[str, np.ndarray], users: pd.Index, n_segments: int) -> sp.csr_matrix:
+    """``(len(users), n_segments)`` 0/1: which segments each of ``users`` is in."""
+    rows = np.concatenate([np.full(len(p), users.get_loc(u), dtype=np.int64) for u, p in positions.items()]
+                          + [np.empty(0, dtype=np.int64)])
+    cols = np.concatenate([*positions.values(), np.empty(0, dtype=np.int64)])
+    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), n_segments))

@@ -37,12 +37,16 @@ MOVIELENS = {
 
 @dataclass(frozen=True)
 class MovieLens:
-    """A MovieLens catalog (title, genres, year) and its ratings as ``rating`` events."""
+    """A MovieLens catalog (title, genres, year), its ratings as ``rating`` events, and the users'
+    attributes from ``<name>.user``: ``users`` is indexed by the events' user ids (str) with
+    columns ``age`` (a number: years in ML-100K, the lower bound of the age band in ML-1M),
+    ``gender``, ``occupation`` (ML-1M: its code, as text) and ``zip_code`` (text); a missing
+    value is NaN. ``users`` is ``None`` when the folder has no user file."""
 
     catalog: Catalog
     events: Interactions
     name: str
-    users: pd.DataFrame | None = None  # indexed by user id: age (number), gender, occupation, zip_code
+    users: pd.DataFrame | None = None
 
 
 def _package_folder(name: str) -> Path:
@@ -102,10 +106,21 @@ def _read_users(path: Path) -> pd.DataFrame | None:
     of the age band), every other column as text (ML-1M codes occupations as numbers: a category)."""
     if not path.is_file():
         return None
-    frame = _read_atomic(path).set_index("user_id")
+    frame = _read_atomic(path)
+    if "user_id" not in frame.columns:
+        raise SchemaError(f"MovieLens: {path} has no user_id column (columns: {list(frame.columns)}).")
+    repeated = frame["user_id"][frame["user_id"].duplicated()]
+    if len(repeated):
+        raise SchemaError(f"MovieLens: {path} has several rows for user {repeated.iloc[0]!r}.")
+    frame = frame.set_index("user_id")
     frame.index = frame.index.astype(str)
     frame.index.name = "user"
     frame = frame.replace("", np.nan)
     if "age" in frame.columns:
-        frame["age"] = pd.to_numeric(frame["age"], errors="coerce")
+        age = pd.to_numeric(frame["age"], errors="coerce")
+        bad = age.isna() & frame["age"].notna()
+        if bad.any():
+            raise SchemaError(f"MovieLens: {path}: user {age.index[bad.to_numpy()][0]!r} has age "
+                              f"{frame['age'][bad].iloc[0]!r}, not a number.")
+        frame["age"] = age
     return frame

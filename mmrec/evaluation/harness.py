@@ -11,6 +11,7 @@ through a FAISS index, so the recall lost to approximate search is measured, not
 
 from __future__ import annotations
 
+import inspect
 import logging
 import time
 from collections.abc import Mapping, Sequence
@@ -370,24 +371,40 @@ def _rating_metrics(model: RatingPredictor, context: _Context, config: EvalConfi
 def evaluate_model(model: Recommender, split: Split, *, name: str | None = None,
                    items: ItemVectors | None = None, config: EvalConfig | None = None,
                    catalog_ids: Sequence[str] | None = None, fit: bool = True,
-                   categories: Mapping[str, Any] | None = None) -> dict[str, Any]:
+                   categories: Mapping[str, Any] | None = None,
+                   users: pd.DataFrame | None = None) -> dict[str, Any]:
     """Fit ``model`` on ``split.train`` (unless ``fit=False``) and return one row of metrics
-    (:func:`evaluate_models` gives one row per λ when ``config.diversify`` has several)."""
+    (:func:`evaluate_models` gives one row per λ when ``config.diversify`` has several);
+    ``users`` (a user attribute table) goes to a ``fit`` that takes a ``users`` keyword."""
     config = config or EvalConfig()
     if len(config.diversify) > 1:
         raise ConfigError("evaluate_model gives one row; with several diversify values use evaluate_models.")
     context = _Context.build(split, item_universe(split, items, catalog_ids), config, items=items,
                              categories=categories)
-    return _evaluate(model, split, name or type(model).__name__, items, config, fit, context)[0]
+    return _evaluate(model, split, name or type(model).__name__, items, config, fit, context, users)[0]
+
+
+def _fit_options(model: Recommender, users: pd.DataFrame | None) -> dict[str, Any]:
+    """``{"users": users}`` for a ``fit`` with a ``users`` keyword, else nothing (logged)."""
+    if users is None:
+        return {}
+    try:
+        accepts = "users" in inspect.signature(model.fit).parameters
+    except (TypeError, ValueError):  # a fit without a readable signature (a C extension)
+        accepts = False
+    if not accepts:
+        logger.info("%s.fit takes no users=; fitted without the user attributes", type(model).__name__)
+    return {"users": users} if accepts else {}
 
 
 def _evaluate(model: Recommender, split: Split, name: str, items: ItemVectors | None, config: EvalConfig,
-              fit: bool, context: _Context) -> list[dict[str, Any]]:
+              fit: bool, context: _Context, users: pd.DataFrame | None = None) -> list[dict[str, Any]]:
     """Fit and score one model: a row per λ of ``config.diversify``."""
     row: dict[str, Any] = {"model": name, "protocol": config.protocol, "split": split.kind}
     started = time.perf_counter()
     if fit:
-        model.fit(items, split.train, valid=split.valid if len(split.valid) else None)
+        model.fit(items, split.train, valid=split.valid if len(split.valid) else None,
+                  **_fit_options(model, users))
     row["fit_s"] = time.perf_counter() - started
     started = time.perf_counter()
     top, _ = _rank_model(model, context, config)
@@ -407,16 +424,20 @@ def _evaluate(model: Recommender, split: Split, name: str, items: ItemVectors | 
 def evaluate_models(models: Mapping[str, Recommender], split: Split, *,
                     items: ItemVectors | None = None, config: EvalConfig | None = None,
                     catalog_ids: Sequence[str] | None = None, fit: bool = True,
-                    categories: Mapping[str, Any] | None = None) -> EvaluationReport:
+                    categories: Mapping[str, Any] | None = None,
+                    users: pd.DataFrame | None = None) -> EvaluationReport:
     """Every model fitted and scored the same way on the same split and universe: one table.
 
     ``categories`` (item id → label, ``"A|B"`` for several) adds category diversity and
-    miscalibration; ``items`` adds content diversity. With ``config.diversify`` = several λ each
-    model gets one row per λ: its top candidates re-ranked for variety (``config.rerank``)."""
+    miscalibration; ``items`` adds content diversity. ``users`` (a user attribute table: a
+    ``user`` column or index) is given to every model whose ``fit`` takes a ``users`` keyword
+    (``fit(items, train, valid=..., users=users)``); the others are fitted as before. With
+    ``config.diversify`` = several λ each model gets one row per λ: its top candidates re-ranked
+    for variety (``config.rerank``)."""
     config = config or EvalConfig()
     context = _Context.build(split, item_universe(split, items, catalog_ids), config, items=items,
                              categories=categories)
     rows = [row for name, model in models.items()
-            for row in _evaluate(model, split, name, items, config, fit, context)]
+            for row in _evaluate(model, split, name, items, config, fit, context, users)]
     return EvaluationReport(rows, ks=config.ks, metrics=config.metrics, protocol=config.protocol,
                             split=split.kind, n_users=len(context.users), n_items=len(context.universe))
