@@ -21,6 +21,7 @@ import pandas as pd
 
 from mmrec.data.interactions import Interactions
 from mmrec.data.matrix import distinct_user_counts
+from mmrec.data.segments import summed_shares
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.index.protocol import ServingIndex
@@ -128,15 +129,14 @@ class PopularityFallback:
         self._grow()
         if not segment:
             return self.counts
-        total = np.zeros(self.index.n_labels)
-        for column, value in segment.items():
+        for column in segment:
             if column not in self.user_attributes.columns:
                 raise SchemaError(f"segment attribute {column!r} is unknown; user attributes: "
                                   f"{list(self.user_attributes.columns)}.")
-            key = (column, value)
-            if key in self.segments:
-                total += self.segments[key] / max(self.segment_users.get(key, 1), 1)
-        return total if total.any() else self.counts  # an empty segment: fall back to everyone
+        keys = [key for key in segment.items() if key in self.segments]
+        counts = np.stack([self.segments[key] for key in keys]) if keys else np.zeros((0, len(self.counts)))
+        # an empty segment falls back to everyone
+        return summed_shares(self.counts, counts, [self.segment_users.get(key, 1) for key in keys])
 
     def rank(self, k: int, *, seen: set[int] = frozenset(), allowed: np.ndarray | None = None,
              user: str | None = None, segment: Mapping[str, Any] | None = None
