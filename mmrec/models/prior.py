@@ -4,9 +4,10 @@ With a handful of events a user's interest vector is a guess; what most users go
 popular. :class:`PopularityPrior` adds ``weight(n) · log_popularity(item)`` to the cosine score of a
 user with ``n`` events: ``weight`` is fitted per history length on users held out of training
 (:func:`fit_prior_weights`: their first ``n`` events given, every later event a target, the weight
-on a grid that maximises Recall@``k``), then made non-increasing in ``n`` — the prior fades as the
-history grows. Between fitted lengths the weight is interpolated in ``log(1 + n)``; past the
-longest, the last weight holds.
+on a grid that maximises Recall@``k``), then made non-increasing in ``n`` from the first event on —
+the prior fades as the history grows (``n = 0``, attributes alone, keeps its own weight).
+Between fitted lengths the weight is interpolated in ``log(1 + n)``; past the longest, the last
+weight holds.
 """
 
 from __future__ import annotations
@@ -94,5 +95,8 @@ def fit_prior_weights(cosines: Callable[[int], tuple[np.ndarray, list[np.ndarray
         fitted.append(float(grid[best]))
         with_prior.append(recalls[best])
         without.append(recalls[0])
-    weights = tuple(float(w) for w in np.minimum.accumulate(fitted))  # fades, never grows
+    # fades as events arrive, never grows: from the first event on (a user with no event is ranked
+    # by attributes alone, a regime of its own: capping every later weight by its weight would keep
+    # the prior too weak exactly where one noisy event needs it most)
+    weights = tuple(float(w) for w in (fitted[:1] + list(np.minimum.accumulate(fitted[1:]))))
     return weights, {"steps": list(steps), f"recall@{k}": with_prior, f"recall@{k} without prior": without}
