@@ -41,7 +41,7 @@ class Tuned:
 
     def fit(self, items, events, *, valid=None) -> Tuned:
         self.result = mmrec.tune(items, events, valid=valid, budget_s=self.budget_s, seed=self.seed)
-        print(self.result.to_markdown(), flush=True)
+        print(f"mmrec.tune chose {self.result.name!r}:\n{self.result.to_markdown()}", flush=True)
         self.item_ids_ = self.result.model.item_ids_
         return self
 
@@ -69,7 +69,8 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
     unknown = sorted(set(names) - set(factories))
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {sorted(factories)}")
-    return {name: factories[name]() for name in names}
+    labels = {"tuned": f"mmrec.tune (budget {args.tune_budget:g} s)"}
+    return {labels.get(name, name): factories[name]() for name in names}
 
 
 def main() -> None:
@@ -97,10 +98,11 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     data = load_dataset(args.dataset)
-    chosen = models(args.models.split(","), args)
+    names = args.models.split(",")
+    chosen = models(names, args)
     items = None
     content_models = ("content_mean", "lightgcn_content", "transformer_ids_content", "tuned")
-    if any(name in chosen for name in content_models):
+    if any(name in names for name in content_models):
         started = time.perf_counter()
         items = mmrec.encode_items(data.catalog.subset(data.events.frame["item"].unique()),
                                    encoders={"text": "text-minilm-l6", "image": None, "audio": None},

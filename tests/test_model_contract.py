@@ -11,11 +11,21 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.baselines import BPRMF, EASE, BiasBaseline, ContentMean, ItemKNN, LightGCN, Popularity
+from mmrec.baselines import (
+    BPRMF,
+    EASE,
+    BiasBaseline,
+    ContentMean,
+    ItemKNN,
+    LightGCN,
+    Popularity,
+    SegmentPopularity,
+)
 from mmrec.cli import main
 from mmrec.errors import ArtifactError, SchemaError
 from mmrec.evaluation.protocol import Recommender
 from mmrec.evaluation.registry import SAVED_FORMATS, load_model, make_model
+from mmrec.evaluation.tune import ScoreBlend
 from mmrec.ranking.online import ScoredOnline
 from mmrec.ranking.scored import COLUMNS
 
@@ -30,6 +40,8 @@ FACTORIES = {
     "bias": BiasBaseline,
     "lightgcn": lambda: LightGCN(dim=8, layers=1, epochs=1, seed=0),
     "two_tower": lambda: mmrec.TwoTower(**TINY_TOWER),
+    "segment_popularity": SegmentPopularity,
+    "score_blend": lambda: ScoreBlend(ItemKNN(neighbours=20), EASE(l2=5.0), 0.6, "rank"),
 }
 
 
@@ -45,7 +57,8 @@ def fitted(demo_items, demo_events):
 
 def test_every_registered_model_has_a_saved_format():
     assert {cls.__name__ for cls in SAVED_FORMATS.values()} == {
-        "TwoTower", "Popularity", "ItemKNN", "EASE", "BPRMF", "ContentMean", "BiasBaseline", "LightGCN"}
+        "TwoTower", "Popularity", "ItemKNN", "EASE", "BPRMF", "ContentMean", "BiasBaseline", "LightGCN",
+        "SegmentPopularity", "ScoreBlend"}
     assert {type(f()).__name__ for f in FACTORIES.values()} == {
         cls.__name__ for cls in SAVED_FORMATS.values()}
 

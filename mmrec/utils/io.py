@@ -83,12 +83,13 @@ def _remove(path: Path) -> None:
             path.unlink()
 
 
-def _fsync(path: Path) -> None:
-    """Flush a file, or a folder's files and the folder itself, to stable storage."""
-    if path.is_dir():
+def _fsync(path: Path, *, recursive: bool = True) -> None:
+    """Flush a file, or a folder (its entries; with ``recursive`` every file and folder below it
+    too), to stable storage. The parent of a renamed artifact is flushed with ``recursive=False``:
+    only its entry list changed (a recursive flush of, say, /tmp touched every file there)."""
+    if recursive and path.is_dir():
         for child in path.rglob("*"):
-            if child.is_file():
-                _fsync(child)
+            _fsync(child, recursive=False)
     flags = os.O_RDONLY | getattr(os, "O_DIRECTORY", 0) if path.is_dir() else os.O_RDONLY
     try:
         fd = os.open(path, flags)
@@ -122,7 +123,7 @@ def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
         yield tmp
         _fsync(tmp)
         os.replace(tmp, target)
-        _fsync(target.parent)
+        _fsync(target.parent, recursive=False)
     except BaseException:
         _remove(tmp)
         raise
@@ -156,7 +157,7 @@ def atomic_directory(target: str | os.PathLike[str]) -> Iterator[Path]:
             backup.rmdir()  # a unique free name: the old folder is renamed to it
             os.replace(target, backup)
         os.replace(tmp, target)
-        _fsync(target.parent)
+        _fsync(target.parent, recursive=False)
     except BaseException:
         if backup is not None and not target.exists():
             os.replace(backup, target)
