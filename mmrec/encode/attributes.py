@@ -60,8 +60,9 @@ def fit_attribute_spec(frame: pd.DataFrame, columns: Sequence[str], *, bins: int
             blocks.append({"column": column, "kind": "numeric", "edges": [float(e) for e in edges]})
         else:
             counts = pd.Series([t for row in _tokens(values) for t in set(row)], dtype=object).value_counts()
+            kept = sorted(((-int(n), str(t)) for t, n in counts.items() if n >= min_count))  # ties by token
             blocks.append({"column": column, "kind": "tokens",
-                           "vocabulary": [str(t) for t in counts[counts >= min_count].index[:max_tokens]]})
+                           "vocabulary": [t for _, t in kept[:max_tokens]]})
     return {"columns": list(columns), "blocks": blocks}
 
 
