@@ -11,7 +11,7 @@ import pytest
 
 import mmrec
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.models.prior import PopularityPrior, fit_prior_weights
+from mmrec.models.prior import PopularityPrior, fit_prior_weights, step_buckets
 from mmrec.models.user_features import UserFeatureSchema, as_attribute_table
 from mmrec.ranking.prior import search_with_prior
 from mmrec.testing.worlds import clustered_world
@@ -135,6 +135,36 @@ def test_prior_weights_fade_and_follow_the_held_out_users():
     prior = PopularityPrior(pd.Index([f"i{j}" for j in range(n_items)]), log_pop, (0, 1, 10, 50), weights)
     assert prior.weight([0])[0] == weights[0] and prior.weight([1000])[0] == weights[-1]
     assert prior.for_ids(["i0", "new"]).tolist() == [log_pop[0], np.float32(np.median(log_pop))]
+
+
+def test_prior_weight_is_capped_where_the_warm_users_next_events_are_unpopular():
+    n_items, users = 60, 120
+    log_pop = np.log(np.linspace(1.0, 0.01, n_items)).astype(np.float32)
+    popular = np.exp(log_pop) / np.exp(log_pop).sum()
+
+    def fold(pick, seed):  # noisy cosines, a weak hint on the truth
+        rng = np.random.default_rng(seed)
+        truth = [pick(rng) for _ in range(users)]
+        scores = rng.normal(size=(users, n_items)).astype(np.float32)
+        for row, items in enumerate(truth):
+            scores[row, items] += 1.5
+        return scores, [np.empty(0, np.int64)] * users, truth
+
+    def later_events(n):  # a new user's later events: the popular items
+        return fold(lambda rng: rng.choice(n_items, 5, replace=False, p=popular), n)
+
+    def next_event(n):  # a warm user's next event: a niche item (long histories only)
+        if n < 20:
+            return np.zeros((0, n_items), np.float32), [], []
+        return fold(lambda rng: rng.choice(np.arange(30, n_items), 1), 100 + n)
+
+    steps = (0, 1, 20, 50)
+    free, _ = fit_prior_weights(later_events, log_pop, steps=steps)
+    capped, valid = fit_prior_weights(later_events, log_pop, steps=steps, warm=next_event)
+    assert capped[2] <= free[2] / 4 and capped[3] <= capped[2]  # the warm users' cap holds it down
+    assert capped[:2] == free[:2]  # short histories: no warm user near them, the held-out fit stands
+    assert valid["warm weight"][2] == capped[2] and np.isnan(valid["warm weight"][0])
+    assert step_buckets([0, 1, 2, 12, 20, 40, 500], steps).tolist() == [0, 1, 1, 2, 2, 3, 3]
 
 
 def test_search_with_prior_mixes_popular_items_in_and_honours_exclusions():

@@ -11,9 +11,10 @@ make that placement better (measured in ``benchmarks/cold_start.py``):
   would get as warm items. Both are fitted after training on *pseudo-cold* items — a seeded share
   of the trained items that training never scores content-only (id dropout skips them, so their
   content-only vectors generalise to them as to a new item), scored through the cold path — and
-  the validation users: the weight that
-  ranks the pseudo-cold targets best among pseudo-cold items, then the offset at which the
-  pseudo-cold items' share of every user's top-``k`` equals their share when scored as warm items.
+  users: the weight that ranks each user's pseudo-cold items best among the pseudo-cold items
+  from the rest of their history (user vector and content profile recomputed without them: the
+  cold-item view, on items whose answer is known), then the offset at which the pseudo-cold
+  items' share of every user's top-``k`` equals their share when scored as warm items.
 
 Warm items keep their learned cosine: warm quality cannot change. The blend lives in the vectors
 (:meth:`ContentBlend.item_vectors`, :meth:`ContentBlend.user_vectors`): item ``[v, √w·p·cold,
@@ -28,9 +29,11 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ContentBlend", "fit_content_blend", "pseudo_cold_items", "BLEND_GRID", "PSEUDO_COLD_SHARE"]
+__all__ = ["ColdView", "ContentBlend", "fit_content_blend", "pseudo_cold_items", "BLEND_GRID",
+           "PSEUDO_COLD_SHARE"]
 
-BLEND_GRID = (0.0, 0.1, 0.2, 0.3, 0.5, 0.8, 1.2)  # weights of the content-neighbour cosine tried
+# weights of the content-neighbour cosine tried
+BLEND_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2)
 PSEUDO_COLD_SHARE = 0.2  # trained items scored through the cold path while fitting
 TOP_K = 20
 
@@ -88,6 +91,17 @@ class ContentBlend:
                 "valid": self.valid}
 
 
+@dataclass(frozen=True)
+class ColdView:
+    """Users as the weight's fit sees them: ``users`` ``(m, d)`` unit vectors and ``history``
+    ``(m, n_items)`` sparse event weights, both from their events on trained items other than the
+    pseudo-cold ones; ``targets`` the item rows each touched (the pseudo-cold ones are the answers)."""
+
+    users: np.ndarray
+    history: Any
+    targets: list[np.ndarray]
+
+
 def principal_subspace(raw: np.ndarray, k: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """Mean and top-``k`` principal directions of ``raw`` rows (a 20,000-row sample at most)."""
     rng = np.random.default_rng(seed)
@@ -122,42 +136,44 @@ def pseudo_cold_items(trained: np.ndarray, seed: int = 0) -> np.ndarray:
 
 
 def fit_content_blend(raw: np.ndarray, trained: np.ndarray, *, learned: np.ndarray, content_only: np.ndarray,
-                      users: np.ndarray, history: Any, targets: list[np.ndarray], k: int,
+                      users: np.ndarray, history: Any, cold_view: ColdView, k: int,
                       pseudo_cold: np.ndarray, seed: int = 0) -> ContentBlend | None:
     """Fit the blend (see the module doc) from:
 
     ``raw`` ``(n_items, D)`` content rows; ``trained`` which items had training events; ``learned``
     and ``content_only`` ``(n_items, d)`` unit vectors through the warm and the cold path;
-    ``users`` ``(m, d)`` unit user vectors, ``history`` their ``(m, n_items)`` sparse event weights
-    (their items are never recommended back) and ``targets`` their held-out item rows;
-    ``pseudo_cold`` the items (mask) the blend is fitted on (:func:`pseudo_cold_items`). ``None``
-    when there is too little to fit on."""
+    ``users`` ``(m, d)`` unit user vectors and ``history`` their ``(m, n_items)`` sparse event
+    weights (the offset's users: their items are never recommended back); ``cold_view`` the
+    weight's users, as if the pseudo-cold items were new; ``pseudo_cold`` the items (mask) the blend
+    is fitted on (:func:`pseudo_cold_items`). ``None`` when there is too little to fit on."""
     trained_rows = np.flatnonzero(trained)
     if len(trained_rows) < 50 or len(users) < 20 or raw.shape[1] == 0:
         return None
     mean, directions = principal_subspace(raw[trained_rows], k, seed)
     if not len(directions):
         return None
-    coords = ContentBlend(mean, directions, 0.0, 0.0, {}).project(raw)
-    profiles = _unit(np.asarray(history @ coords, dtype=np.float32))
-    seen = np.asarray((history != 0).toarray())
+    blank = ContentBlend(mean, directions, 0.0, 0.0, {})
+    coords = blank.project(raw)
     pseudo = np.flatnonzero(pseudo_cold & trained)
+    # the weight: each user's pseudo-cold items ranked among the pseudo-cold items, from the rest
+    # of the history (the benchmark's cold-item view, on items whose answer is known)
+    column = np.full(len(raw), -1)
+    column[pseudo] = np.arange(len(pseudo))
+    wanted = [column[t][column[t] >= 0] for t in cold_view.targets]
+    rows = np.array([i for i, t in enumerate(wanted) if len(t) and cold_view.users[i].any()], dtype=np.int64)
+    if len(rows) < 10:
+        return None
+    learned_view = cold_view.users[rows] @ content_only[pseudo].T
+    content_view = blank.profile(cold_view.history[rows], coords) @ coords[pseudo].T
+    answers = [wanted[i] for i in rows]
+    recalls = [_recall(learned_view + weight * content_view, answers) for weight in BLEND_GRID]
+    weight = float(BLEND_GRID[int(np.argmax(recalls))])
+    profiles = blank.profile(history, coords)
+    seen = np.asarray((history != 0).toarray())
     warm_scores = np.where(seen, -np.inf, users @ learned.T).astype(np.float32)
     seen_pseudo = seen[:, pseudo]
     learned_cold = users @ content_only[pseudo].T
     content_cold = profiles @ coords[pseudo].T
-    # the weight: pseudo-cold targets ranked among the pseudo-cold items only
-    column = np.full(len(raw), -1)
-    column[pseudo] = np.arange(len(pseudo))
-    wanted = [column[t][column[t] >= 0] for t in targets]
-    rows = [i for i, t in enumerate(wanted) if len(t)]
-    if len(rows) < 10:
-        return None
-    recalls = []
-    for weight in BLEND_GRID:
-        scores = np.where(seen_pseudo, -np.inf, learned_cold + weight * content_cold)[rows]
-        recalls.append(_recall(scores, [wanted[i] for i in rows]))
-    weight = float(BLEND_GRID[int(np.argmax(recalls))])
     # the offset: pseudo-cold items get the exposure they have as warm items
     wanted_share = _share(warm_scores, pseudo)
     cold_scores = np.where(seen_pseudo, -np.inf, learned_cold + weight * content_cold)
@@ -173,7 +189,7 @@ def fit_content_blend(raw: np.ndarray, trained: np.ndarray, *, learned: np.ndarr
         low, high = (middle, high) if share_at(middle) < wanted_share else (low, middle)
     offset = (low + high) / 2
     valid = {"weights": list(BLEND_GRID), "pseudo_cold_recall@20": recalls,
-             "pseudo_cold_items": len(pseudo),
-             "users": len(users), "target_users": len(rows), "warm_share@20": wanted_share,
+             "pseudo_cold_items": len(pseudo), "users": len(users), "target_users": len(rows),
+             "targets": int(sum(len(wanted[i]) for i in rows)), "warm_share@20": wanted_share,
              "calibrated_share@20": share_at(offset)}
     return ContentBlend(mean, directions, weight, float(offset), valid)

@@ -11,7 +11,7 @@ import dataclasses
 import json
 import logging
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -27,11 +27,11 @@ from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
 from mmrec.models.config import TrainConfig, TwoTowerConfig
-from mmrec.models.content_blend import ContentBlend, fit_content_blend, pseudo_cold_items
+from mmrec.models.content_blend import ColdView, ContentBlend, fit_content_blend, pseudo_cold_items
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
-from mmrec.models.prior import PopularityPrior, fit_prior_weights, log_popularity
+from mmrec.models.prior import PRIOR_STEPS, PopularityPrior, fit_prior_weights, log_popularity, step_buckets
 from mmrec.models.training import TrainingHistory, train
 from mmrec.models.user_features import UserCodes, UserFeatureSchema, as_attribute_table
 from mmrec.ranking.scored import recommend_by_scores
@@ -209,7 +209,8 @@ class TwoTower:
         if pseudo_cold is not None:
             self.blend_ = self._fit_blend(events, valid, training, pseudo_cold)
         if held.size:
-            self.prior_ = self._fit_prior(heldout, train_events=events, counted=counted)
+            self.prior_ = self._fit_prior(heldout, train_events=events, counted=counted, valid=valid,
+                                          seed=training.seed)
         return self
 
     def _fit_blend(self, events: Interactions, valid: Interactions, training: TrainConfig,
@@ -219,7 +220,7 @@ class TwoTower:
         net = self._fitted()
         assert self.item_ids_ is not None
         users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
-        limit = int(max(20, min(2000, 2e7 // max(net.n_items, 1))))  # (users × items) scores in memory
+        limit = int(max(20, min(10_000, 2e7 // max(net.n_items, 1))))  # (users × items) scores in memory
         if len(users) > limit:
             users = users[np.sort(np.random.default_rng([training.seed, 13]).choice(len(users), limit,
                                                                                       replace=False))]
@@ -230,10 +231,19 @@ class TwoTower:
         rows = pd.Index(users).get_indexer(valid.frame["user"])
         columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
         keep = (rows >= 0) & (columns >= 0)
-        targets = [np.unique(columns[keep][rows[keep] == r]) for r in range(len(users))]
+        later = pd.Series(columns[keep]).groupby(rows[keep]).agg(list).to_dict()
+        offsets = histories.offsets
+        touched = [np.unique(np.concatenate([histories.item_idx[offsets[r] : offsets[r + 1]],
+                                             np.asarray(later.get(r, []), dtype=np.int64)]))
+                   for r in range(len(users))]
+        # the weight's view: every user as if the pseudo-cold items were new (their events dropped)
+        others = events.frame.loc[~events.frame["item"].isin(set(self.item_ids_[pseudo_cold]))]
+        without = self.histories(Interactions(others.reset_index(drop=True)), users)
+        cold_view = ColdView(self._learned_users(without, torch.device("cpu")),
+                             _history_matrix(without, net.n_items), touched)
         blend = fit_content_blend(self._raw_content(None), net.trained.numpy(), learned=self._fused(None)[1],
                                   content_only=content_only, users=learned_users,
-                                  history=_history_matrix(histories, net.n_items), targets=targets,
+                                  history=_history_matrix(histories, net.n_items), cold_view=cold_view,
                                   k=self.config.dim, pseudo_cold=pseudo_cold, seed=training.seed)
         if blend is not None:
             logger.info("cold-item content blend: weight %.2f, offset %.3f (%s)", blend.weight, blend.offset,
@@ -265,10 +275,11 @@ class TwoTower:
         rng = np.random.default_rng([training.seed, 7])
         return eligible[np.sort(rng.choice(len(eligible), min(n, len(eligible)), replace=False))]
 
-    def _fit_prior(self, heldout: Interactions, *, train_events: Interactions,
-                   counted: Interactions) -> PopularityPrior:
-        """Fit the fading weights on the held-out users (popularity of the training events), then
-        keep the log-popularity of every event given to :meth:`fit`."""
+    def _fit_prior(self, heldout: Interactions, *, train_events: Interactions, counted: Interactions,
+                   valid: Interactions, seed: int) -> PopularityPrior:
+        """Fit the fading weights on the held-out users (popularity of the training events), capped
+        per history length by the validation users' next events; then keep the log-popularity of
+        every event given to :meth:`fit`."""
         assert self.item_ids_ is not None
         fitting_pop = log_popularity(self._distinct_users(train_events))
         histories = self.histories(heldout)
@@ -283,11 +294,40 @@ class TwoTower:
             return scores, given, targets
 
         trained = self._fitted().trained.numpy()
-        weights, valid = fit_prior_weights(cosines, _neutral_cold(fitting_pop, trained))
+        weights, valid_recall = fit_prior_weights(cosines, _neutral_cold(fitting_pop, trained),
+                                                  warm=self._warm_folds(train_events, valid, seed))
         logger.info("popularity prior: weights %s at %s events (held-out recall %s)", weights,
-                    valid["steps"], valid)
+                    valid_recall["steps"], valid_recall)
         return PopularityPrior(self.item_ids_, _neutral_cold(log_popularity(self._distinct_users(counted)),
-                                                             trained), tuple(valid["steps"]), weights, valid)
+                                                             trained), tuple(valid_recall["steps"]), weights,
+                               valid_recall)
+
+    def _warm_folds(self, events: Interactions, valid: Interactions, seed: int
+                    ) -> Callable[[int], tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]]:
+        """For the prior's fit: ``warm(n)`` gives the validation users whose training history is
+        nearest ``n`` events long — their cosines, their history (masked), their validation items."""
+        assert self.item_ids_ is not None
+        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
+        limit = int(max(20, min(5000, 2e7 // max(len(self.item_ids_), 1))))  # (users × items) in memory
+        if len(users) > limit:
+            users = users[np.sort(np.random.default_rng([seed, 17]).choice(len(users), limit, replace=False))]
+        histories = self.histories(events, users)
+        codes = self._codes(histories.user_ids)
+        scores = self._cosines(histories, codes)
+        rows = pd.Index(users).get_indexer(valid.frame["user"])
+        columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
+        keep = (rows >= 0) & (columns >= 0)
+        targets = [np.unique(columns[keep][rows[keep] == r]) for r in range(len(users))]
+        offsets = histories.offsets
+        bucket = step_buckets(histories.lengths, PRIOR_STEPS)
+
+        def warm(n: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+            picked = np.flatnonzero((bucket == PRIOR_STEPS.index(n)) & (histories.lengths > 0)
+                                    & np.array([len(t) > 0 for t in targets], dtype=bool))
+            return (scores[picked].copy(), [histories.item_idx[offsets[r] : offsets[r + 1]] for r in picked],
+                    [targets[r] for r in picked])
+
+        return warm
 
     def _distinct_users(self, events: Interactions) -> np.ndarray:
         assert self.item_ids_ is not None
