@@ -39,8 +39,11 @@ def test_the_blend_is_fitted_and_lives_in_the_vectors(model, split):
     encoded = model.encode_items(content())
     assert encoded.fused.shape == (N_ITEMS, model.vector_dim)
     cold = ~np.isin(encoded.ids, split.train.frame["item"].unique())
-    assert np.all(encoded.fused[~cold, 16:] == 0)  # warm items: their learned vector alone
-    assert np.allclose(encoded.fused[cold, -1], model.blend_.offset)
+    assert np.all(encoded.fused[~cold, 16:-1] == 0)  # warm items: their learned vector alone
+    radius = model.blend_.radius
+    assert np.allclose(encoded.fused[cold, -2] * radius, model.blend_.offset)
+    # unit rows: an index that normalises what it stores keeps them as they are
+    assert np.allclose(np.linalg.norm(encoded.fused, axis=1), 1.0, atol=1e-5)
     users = list(split.train.users)  # more than one scoring chunk (256 users)
     assert len(users) > 256
     vectors = model.encode_users(split.train, users=users).vectors

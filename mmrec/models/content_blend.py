@@ -18,8 +18,10 @@ make that placement better (measured in ``benchmarks/cold_start.py``):
 
 Warm items keep their learned cosine: warm quality cannot change. The blend lives in the vectors
 (:meth:`ContentBlend.item_vectors`, :meth:`ContentBlend.user_vectors`): item ``[v, √w·p·cold,
-δ·cold]``, user ``[u, √w·p_u, 1]``, so the inner product an ANN index computes is the blended
-score.
+δ·cold, pad] / R``, user ``R · [u, √w·p_u, 1, 0]``, so the inner product an ANN index computes is
+the blended score; ``pad`` brings every item row to the norm ``R`` (:attr:`ContentBlend.radius`),
+so the item rows are unit vectors and an index that normalises what it stores (``build_index``,
+``ItemIndex.add``) leaves the calibration as it was fitted.
 """
 
 from __future__ import annotations
@@ -56,8 +58,15 @@ class ContentBlend:
 
     @property
     def width(self) -> int:
-        """Coordinates the blend adds to a vector (content part + the calibration coordinate)."""
-        return int(self.directions.shape[0]) + 1
+        """Coordinates the blend adds to a vector: the content part, the calibration coordinate and
+        a padding coordinate that gives every item vector the same norm."""
+        return int(self.directions.shape[0]) + 2
+
+    @property
+    def radius(self) -> float:
+        """The largest norm of an item's blended row ``[v, √w·p, δ]`` (unit ``v`` and ``p``): every
+        item row is padded to it and divided by it, every user vector multiplied by it."""
+        return float(np.sqrt(1.0 + self.weight + self.offset**2))
 
     def project(self, raw: np.ndarray) -> np.ndarray:
         """Unit-length content coordinates ``(n, k)`` of raw content rows (zeros stay zero)."""
@@ -72,15 +81,20 @@ class ContentBlend:
         return _unit(np.asarray(history @ coords, dtype=np.float32))
 
     def item_vectors(self, learned: np.ndarray, coords: np.ndarray, cold: np.ndarray) -> np.ndarray:
-        """``[v, √w·p·cold, δ·cold]``: warm items keep their learned vector alone."""
+        """``[v, √w·p·cold, δ·cold, pad] / R`` — unit rows (an index that normalises its vectors
+        changes nothing), warm items keep their learned vector alone (``pad`` fills the norm)."""
         cold = np.asarray(cold, dtype=np.float32)[:, None]
-        parts = [learned, np.sqrt(self.weight) * coords * cold, self.offset * cold]
-        return np.hstack(parts).astype(np.float32)
+        body = np.hstack([learned, np.sqrt(self.weight) * coords * cold, self.offset * cold])
+        body = body.astype(np.float64)
+        pad = np.sqrt(np.clip(self.radius**2 - (body**2).sum(axis=1), 0.0, None))
+        return (np.hstack([body, pad[:, None]]) / self.radius).astype(np.float32)
 
     def user_vectors(self, learned: np.ndarray, profiles: np.ndarray, has_signal: np.ndarray) -> np.ndarray:
-        """``[u, √w·p_u, 1]`` (zeros for users without signal)."""
+        """``R · [u, √w·p_u, 1, 0]`` (zeros for users without signal): its inner product with an item
+        row is the blended score ``u·v + cold · (w·p_u·p + δ)``."""
         ones = np.asarray(has_signal, dtype=np.float32)[:, None]
-        return np.hstack([learned, np.sqrt(self.weight) * profiles, ones]).astype(np.float32)
+        parts = [learned, np.sqrt(self.weight) * profiles, ones, np.zeros_like(ones)]
+        return (self.radius * np.hstack(parts)).astype(np.float32)
 
     def cold_scores(self, profiles: np.ndarray, coords: np.ndarray) -> np.ndarray:
         """What the blend adds to the learned cosine of cold items: ``w·p_u·p + δ``."""

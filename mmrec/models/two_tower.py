@@ -262,6 +262,12 @@ class TwoTower:
         items' content blend when the model has one."""
         return self.config.dim + (self.blend_.width if self.blend_ is not None else 0)
 
+    @property
+    def vector_scale(self) -> float:
+        """Norm of the learned part of a user vector from :meth:`encode_users`: 1, or the blend's
+        radius (item rows are unit vectors, so user vectors carry the scale of the scores)."""
+        return self.blend_.radius if self.blend_ is not None else 1.0
+
     def _prior_users(self, events: Interactions, training: TrainConfig) -> np.ndarray:
         """Users held out of training to fit the popularity prior on: ``prior_users`` (at most a
         tenth of the users with 3+ events), seeded; none when fewer than 20 would be left."""

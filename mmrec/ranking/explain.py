@@ -65,7 +65,9 @@ class Explainer:
         self.items, self.temperature = items, temperature
         learned = model.encode_items(items)
         self.ids = pd.Index(learned.ids)
-        self.learned = _unit(np.asarray(learned.fused, dtype=np.float64))
+        fused = np.asarray(learned.fused, dtype=np.float64)
+        width = getattr(getattr(model, "config", None), "dim", None)  # the learned part, not a cold blend
+        self.learned = _unit(fused[:, :width] if width else fused)
         self.weights = model.modality_weights(items)
 
     def explain(self, user: str, item: str, history_items: np.ndarray, top: int) -> Explanation:

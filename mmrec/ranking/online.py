@@ -236,7 +236,8 @@ class OnlineRecommender(LiveHistory):
             self.refresh(user)
 
     def user_vector(self, user: str) -> np.ndarray | None:
-        """The current interest vector (L2-normalised), or None for a user with no signal."""
+        """The current interest vector (its learned part L2-normalised, times the model's
+        ``vector_scale``), or None for a user with no signal."""
         user = str(user)
         if user not in self._states and user not in self._base_rows:
             return self._attribute_vector(user)  # no event: who they are, if the model reads it
@@ -246,9 +247,10 @@ class OnlineRecommender(LiveHistory):
         # the learned part mixes long- and short-term interest; what a model appends to it (the cold
         # items' content blend) comes from the tower's last run over the history
         d = self.model.config.dim
+        scale = float(getattr(self.model, "vector_scale", 1.0))  # the model's user vectors carry it
         parts = []
-        if state.long is not None:
-            parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long[:d])
+        if state.long is not None:  # back to unit length before it is mixed with the short-term part
+            parts.append((1 - self.alpha if state.short is not None else 1.0) * state.long[:d] / scale)
         short = state.short[:d] if state.short is not None else None
         peak = float(np.abs(short).max()) if short is not None else 0.0
         if peak > 0:  # scaled by the peak first: the norm of huge (finite) values does not overflow
@@ -262,7 +264,7 @@ class OnlineRecommender(LiveHistory):
         if not norm > 0:
             return None
         tail = state.long[d:] if state.long is not None else np.zeros(self.index.dim - d, np.float32)
-        return np.concatenate([combined / norm, tail]).astype(np.float32)
+        return np.concatenate([combined / norm * scale, tail]).astype(np.float32)
 
     def _attribute_vector(self, user: str) -> np.ndarray | None:
         """The model's vector of a user without events, from their attributes (None without)."""
