@@ -51,7 +51,8 @@ class Tuned:
 
 def models(names: list[str], args: argparse.Namespace) -> dict:
     tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
-                 patience=2, batch_size=32, seed=args.seed)
+                 patience=2, batch_size=32, seed=args.seed,
+                 **({} if args.prior_users is None else {"prior_users": args.prior_users}))
     graph = dict(epochs=args.graph_epochs, batch_size=args.graph_batch, lr=args.graph_lr,
                  layers=args.graph_layers, negatives=args.graph_negatives, seed=args.seed)
     factories = {
@@ -80,6 +81,9 @@ def main() -> None:
                         "lightgcn_content,transformer_ids,transformer_ids_content")
     parser.add_argument("--epochs", type=int, default=10,
                         help="two-tower epochs (early stopping, patience 2)")
+    parser.add_argument("--prior-users", type=int, default=None,
+                        help="two-tower: users held out to fit the popularity prior (default: the library's; "
+                        "0 switches the prior off)")
     parser.add_argument("--bpr-epochs", type=int, default=30)
     parser.add_argument("--tune-budget", type=float, default=600.0, help="seconds for the `tuned` row")
     parser.add_argument("--graph-epochs", type=int, default=20)
