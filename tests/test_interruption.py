@@ -44,12 +44,19 @@ def run_to_end(command: list[str], cwd: Path) -> subprocess.CompletedProcess:
     return done
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def interrupt_when(command: list[str], cwd: Path, signum: int, ready) -> tuple[int, str, int]:
     """Start ``command``, send ``signum`` as soon as ``ready()`` returns a number > 0 (the committed
     progress), return ``(exit code, stderr, progress when signalled)``."""
     log = cwd / f"stderr-{signal.Signals(signum).name}-{time.monotonic_ns()}.txt"
     with open(log, "w") as err:
-        process = subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=err)
+        # the default SIGINT action in the child, whatever this process inherited (a shell starts
+        # background jobs with SIGINT ignored, and a child would inherit that and never stop)
+        process = subprocess.Popen(command, cwd=cwd, env=ENV, stdout=subprocess.DEVNULL, stderr=err,
+                                   preexec_fn=_default_sigint)
         deadline = time.monotonic() + 90
         progress = 0
         try:
