@@ -219,22 +219,13 @@ class TwoTower:
         :mod:`mmrec.models.content_blend`); ``None`` when there is too little to fit on."""
         net = self._fitted()
         assert self.item_ids_ is not None
-        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
-        limit = int(max(20, min(10_000, 2e7 // max(net.n_items, 1))))  # (users × items) scores in memory
-        if len(users) > limit:
-            users = users[np.sort(np.random.default_rng([training.seed, 13]).choice(len(users), limit,
-                                                                                      replace=False))]
+        users, later = self._validation_sample(valid, seed=training.seed, salt=13, cap=10_000)
         histories = self.histories(events, users)
         learned_users = self._learned_users(histories, torch.device("cpu"))
         with torch.no_grad():
             content_only = F.normalize(net.item_vectors(content_only=True)[0].float(), dim=-1).numpy()
-        rows = pd.Index(users).get_indexer(valid.frame["user"])
-        columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
-        keep = (rows >= 0) & (columns >= 0)
-        later = pd.Series(columns[keep]).groupby(rows[keep]).agg(list).to_dict()
         offsets = histories.offsets
-        touched = [np.unique(np.concatenate([histories.item_idx[offsets[r] : offsets[r + 1]],
-                                             np.asarray(later.get(r, []), dtype=np.int64)]))
+        touched = [np.unique(np.concatenate([histories.item_idx[offsets[r] : offsets[r + 1]], later[r]]))
                    for r in range(len(users))]
         # the weight's view: every user as if the pseudo-cold items were new (their events dropped)
         others = events.frame.loc[~events.frame["item"].isin(set(self.item_ids_[pseudo_cold]))]
@@ -312,28 +303,34 @@ class TwoTower:
                     ) -> Callable[[int], tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]]:
         """For the prior's fit: ``warm(n)`` gives the validation users whose training history is
         nearest ``n`` events long — their cosines, their history (masked), their validation items."""
-        assert self.item_ids_ is not None
-        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
-        limit = int(max(20, min(5000, 2e7 // max(len(self.item_ids_), 1))))  # (users × items) in memory
-        if len(users) > limit:
-            users = users[np.sort(np.random.default_rng([seed, 17]).choice(len(users), limit, replace=False))]
+        users, targets = self._validation_sample(valid, seed=seed, salt=17, cap=5000)
         histories = self.histories(events, users)
-        codes = self._codes(histories.user_ids)
-        scores = self._cosines(histories, codes)
-        rows = pd.Index(users).get_indexer(valid.frame["user"])
-        columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
-        keep = (rows >= 0) & (columns >= 0)
-        targets = [np.unique(columns[keep][rows[keep] == r]) for r in range(len(users))]
+        scores = self._cosines(histories, self._codes(histories.user_ids))
         offsets = histories.offsets
         bucket = step_buckets(histories.lengths, PRIOR_STEPS)
+        usable = (histories.lengths > 0) & np.array([len(t) > 0 for t in targets], dtype=bool)
 
         def warm(n: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
-            picked = np.flatnonzero((bucket == PRIOR_STEPS.index(n)) & (histories.lengths > 0)
-                                    & np.array([len(t) > 0 for t in targets], dtype=bool))
+            picked = np.flatnonzero((bucket == PRIOR_STEPS.index(n)) & usable)
             return (scores[picked].copy(), [histories.item_idx[offsets[r] : offsets[r + 1]] for r in picked],
                     [targets[r] for r in picked])
 
         return warm
+
+    def _validation_sample(self, valid: Interactions, *, seed: int, salt: int, cap: int
+                           ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """Up to ``cap`` validation users (a seeded sample; fewer on a large catalog, so that their
+        ``(users × items)`` scores fit in memory) and each one's validation item rows."""
+        assert self.item_ids_ is not None
+        users = pd.unique(valid.frame["user"].to_numpy(dtype=object))
+        limit = int(max(20, min(cap, 2e7 // max(len(self.item_ids_), 1))))
+        if len(users) > limit:
+            picked = np.random.default_rng([seed, salt]).choice(len(users), limit, replace=False)
+            users = users[np.sort(picked)]
+        rows = pd.Index(users).get_indexer(valid.frame["user"])
+        columns = self.item_ids_.get_indexer(valid.frame["item"].to_numpy(dtype=object))
+        keep = (rows >= 0) & (columns >= 0)
+        return users, targets_per_user(rows[keep], columns[keep], len(users))
 
     def _distinct_users(self, events: Interactions) -> np.ndarray:
         assert self.item_ids_ is not None
