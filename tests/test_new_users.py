@@ -3,6 +3,8 @@ paths users call (TwoTower, mmrec.recommend, OnlineRecommender)."""
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import logging
 
 import numpy as np
@@ -182,6 +184,60 @@ def test_search_with_prior_mixes_popular_items_in_and_honours_exclusions():
     assert set(labels[0, :2]) == {7, 8}
     _, labels = search_with_prior(index, query, np.array([10.0]), log_pop, 5, exclude_idx=[np.array([7])])
     assert labels[0, 0] == 8 and 7 not in labels[0]
+
+
+def test_the_prior_is_segment_aware_in_every_path_and_survives_save_and_load(fitted, tmp_path):
+    prior = fitted.prior_
+    assert prior is not None and prior.segments is not None
+    assert "segment=s1" in set(prior.segments.keys)
+    users = [f"u{N_USERS + i}" for i in range(4)]  # new users, segments s0..s3
+    own = prior.for_users(fitted.prior_segments(users))
+    for row in range(4):  # each user's popular items: those of their own taste group
+        top = fitted.item_ids_[np.argsort(-own[row], kind="stable")[:5]]
+        assert np.mean(np.array(group_of(top)) == row) >= 0.8
+    assert (prior.for_users([np.empty(0, np.int64)]) == prior.log_popularity).all()  # no segment: overall
+    assert fitted.prior_segments(["stranger"])[0].size == 0
+    # one event each, a strong prior: the model's scores, mmrec.recommend and the online path agree
+    fitted = copy.copy(fitted)
+    fitted.prior_ = prior = dataclasses.replace(prior, weights=(0.3,) * len(prior.steps))
+    given = mmrec.Interactions(pd.DataFrame({"user": users, "item": [f"i{4 * r + 1}" for r in range(4)],
+                                             "timestamp": np.arange(4.0), "event": "rating", "value": 5.0}))
+    index = mmrec.build_index(fitted.encode_items(), spec="Flat")
+    scores = fitted.score_items(given, users=users)
+    recs = mmrec.recommend(index, given, users=users, model=fitted, k=5)
+    online = mmrec.OnlineRecommender(fitted, index, history=given)
+    for row, user in enumerate(users):
+        masked = scores[row].copy()
+        masked[fitted.item_ids_.get_loc(f"i{4 * row + 1}")] = -np.inf
+        expected = fitted.item_ids_[np.argsort(-masked, kind="stable")[:5]].tolist()
+        assert recs.loc[recs["user"] == user, "item"].tolist() == expected
+        assert online.recommend(user, k=5)["item"].tolist() == expected
+    fitted.save(tmp_path / "segmented")
+    loaded = mmrec.TwoTower.load(tmp_path / "segmented")
+    assert loaded.prior_segments(users) is None  # no attribute table given yet: the overall prior
+    loaded.set_user_attributes(attributes())
+    np.testing.assert_array_equal(loaded.prior_.segments.counts, prior.segments.counts)
+    np.testing.assert_allclose(loaded.score_items(given, users=users), scores, atol=1e-5)
+    loaded.set_user_attributes(None)  # forgotten attributes: neither the tower nor the prior reads them
+    assert not np.allclose(loaded.score_items(given, users=users), scores, atol=1e-3)
+
+
+def test_search_with_prior_gives_each_user_their_own_popular_items():
+    rng = np.random.default_rng(2)
+    vectors = rng.normal(size=(80, 8)).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    index = mmrec.build_index(vectors, ids=[f"i{j}" for j in range(80)], spec="Flat")
+    queries = rng.normal(size=(3, 8)).astype(np.float32)
+    own = rng.normal(size=(3, 80)).astype(np.float32)  # each row's own log-popularity
+    own[0, 11] = own[1, 12] = own[2, 13] = 5.0
+    weights = np.array([1.0, 0.0, 3.0])
+    _, labels = search_with_prior(index, queries, weights, lambda rows: own[rows], 6,
+                                  exclude_idx=[np.array([3]), np.empty(0, np.int64), np.array([13])])
+    for row in range(3):
+        total = queries[row] @ vectors.T + weights[row] * own[row]
+        total[[3] if row == 0 else [13] if row == 2 else []] = -np.inf
+        assert labels[row].tolist() == np.argsort(-total, kind="stable")[:6].tolist()
+    assert labels[0, 0] == 11 and 13 not in labels[2]
 
 
 def test_train_job_reads_a_user_attribute_table(world, tmp_path):

@@ -7,12 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-import scipy.sparse as sp
 
 from mmrec.baselines.base import FittedItems, check_rows, user_rows
 from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
-from mmrec.data.segments import SegmentRule, summed_shares
+from mmrec.data.segments import SegmentRule, count_segments, segment_positions, summed_shares
 from mmrec.errors import ConfigError
 from mmrec.vectors.item_vectors import ItemVectors
 
@@ -96,18 +95,12 @@ class SegmentPopularity(FittedItems):
                 if table is not None else SegmentRule({}))
         self.bin_edges_ = pd.Series([e for edges in rule.edges.values() for e in edges], dtype=np.float64,
                                     index=[c for c, edges in rule.edges.items() for _ in edges])
-        known = table.reindex(table.index.intersection(pd.Index(trained))) if table is not None else None
-        keys = rule.keys(known) if known is not None else {}
-        members = pd.Series([k for row in keys.values() for k in row], dtype=object).value_counts()
-        self.segments_ = pd.Index(sorted(members.index[members >= self.min_users]), dtype=object)
-        self.segment_users_ = members.reindex(self.segments_).to_numpy(np.float32)
-        membership = _membership(_positions(keys, self.segments_), pd.Index(trained), len(self.segments_))
-        seen = sp.csr_matrix((np.ones(len(codes), np.float32), (codes, labels)),
-                             shape=(len(trained), len(self.item_ids_)))
-        seen.sum_duplicates()
-        seen.data[:] = 1.0
-        self.segment_counts_ = np.asarray((membership.T @ seen).todense(), dtype=np.float32)
-        self.user_segments = _positions(rule.keys(table), self.segments_) if table is not None else {}
+        keys = rule.keys(table) if table is not None else {}
+        counted = count_segments(keys, codes, pd.Index(trained).astype(str), labels, len(self.item_ids_),
+                                 min_users=self.min_users)
+        self.segments_, self.segment_counts_, self.segment_users_ = (counted.keys, counted.counts,
+                                                                     counted.members)
+        self.user_segments = segment_positions(keys, self.segments_) if table is not None else {}
         return self
 
     def _rule(self) -> SegmentRule:
@@ -121,7 +114,8 @@ class SegmentPopularity(FittedItems):
         self._items()
         assert self.segments_ is not None
         table = _attribute_table(users)
-        self.user_segments = _positions(self._rule().keys(table), self.segments_) if table is not None else {}
+        self.user_segments = (segment_positions(self._rule().keys(table), self.segments_) if table is not None
+                              else {})
 
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
         self._items()
@@ -143,19 +137,3 @@ def _attribute_table(users: pd.DataFrame | None) -> pd.DataFrame | None:
 
     return as_attribute_table(users, where="SegmentPopularity (users=)")
 
-
-def _positions(keys: dict[str, list[str]], segments: pd.Index) -> dict[str, np.ndarray]:
-    """User → the rows of ``segments`` their keys name (keys of dropped segments left out)."""
-    positions = {}
-    for user, row in keys.items():
-        hits = segments.get_indexer(pd.Index(row, dtype=object))
-        positions[user] = np.unique(hits[hits >= 0]).astype(np.int64)
-    return positions
-
-
-def _membership(positions: dict[str, np.ndarray], users: pd.Index, n_segments: int) -> sp.csr_matrix:
-    """``(len(users), n_segments)`` 0/1: which segments each of ``users`` is in."""
-    rows = np.concatenate([np.full(len(p), users.get_loc(u), dtype=np.int64) for u, p in positions.items()]
-                          + [np.empty(0, dtype=np.int64)])
-    cols = np.concatenate([*positions.values(), np.empty(0, dtype=np.int64)])
-    return sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), n_segments))

@@ -7,6 +7,7 @@ A numeric column with few values (MovieLens-1M's seven age bands) keeps one segm
 
 :func:`summed_shares` is the one scoring rule of demographic popularity: per item, the summed
 share of each segment's users who touched it, or overall popularity when that sums to zero.
+:func:`count_segments` counts, per kept segment, its training users and the distinct ones per item.
 """
 
 from __future__ import annotations
@@ -15,10 +16,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from mmrec.errors import ConfigError, SchemaError
 
-__all__ = ["SegmentRule", "summed_shares"]
+__all__ = ["SegmentRule", "SegmentCounts", "count_segments", "segment_positions", "summed_shares"]
 
 
 def summed_shares(overall: np.ndarray, counts: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -96,3 +98,45 @@ class SegmentRule:
         where = np.searchsorted(np.asarray(self.edges[name], dtype=np.float64), values, side="right")
         return pd.Series(np.where(np.isnan(values), np.nan, np.asarray(labels, dtype=object)[where]),
                          index=column.index, dtype=object)
+
+
+@dataclass(frozen=True)
+class SegmentCounts:
+    """Kept segments (``keys``, sorted), their training users (``members``) and the distinct ones
+    who touched each item (``counts``, ``(segments, items)``)."""
+
+    keys: pd.Index
+    counts: np.ndarray
+    members: np.ndarray
+
+
+def segment_positions(keys: dict[str, list[str]], segments: pd.Index) -> dict[str, np.ndarray]:
+    """User → the rows of ``segments`` their keys name (keys of dropped segments left out)."""
+    positions = {}
+    for user, row in keys.items():
+        hits = segments.get_indexer(pd.Index(row, dtype=object))
+        positions[user] = np.unique(hits[hits >= 0]).astype(np.int64)
+    return positions
+
+
+def count_segments(keys: dict[str, list[str]], user_codes: np.ndarray, users: pd.Index,
+                   item_rows: np.ndarray, n_items: int, *, min_users: int = 10) -> SegmentCounts:
+    """Per segment with at least ``min_users`` of ``users`` (``keys``: their segment keys): its
+    users and, per item, the distinct ones among them with an event on it (events as
+    ``user_codes`` into ``users`` and ``item_rows``; rows < 0 are skipped)."""
+    known = {user: row for user, row in keys.items() if user in users}
+    members = pd.Series([k for row in known.values() for k in row], dtype=object).value_counts()
+    kept = pd.Index(sorted(members.index[members >= min_users]), dtype=object)
+    positions = segment_positions(known, kept)
+    rows = np.concatenate([np.full(len(p), users.get_loc(u), dtype=np.int64) for u, p in positions.items()]
+                          + [np.empty(0, dtype=np.int64)])
+    cols = np.concatenate([*positions.values(), np.empty(0, dtype=np.int64)])
+    membership = sp.csr_matrix((np.ones(len(rows), np.float32), (rows, cols)), shape=(len(users), len(kept)))
+    valid = np.asarray(item_rows) >= 0
+    seen = sp.csr_matrix((np.ones(int(valid.sum()), np.float32),
+                          (np.asarray(user_codes)[valid], np.asarray(item_rows)[valid])),
+                         shape=(len(users), n_items))
+    seen.sum_duplicates()
+    seen.data[:] = 1.0
+    counts = np.asarray((membership.T @ seen).todense(), dtype=np.float32).reshape(len(kept), n_items)
+    return SegmentCounts(kept, np.ascontiguousarray(counts), members.reindex(kept).to_numpy(np.float32))

@@ -11,6 +11,12 @@ items), then made non-increasing in ``n`` from the first event on — the prior 
 history grows (``n = 0``, attributes alone, keeps its own weight).
 Between fitted lengths the weight is interpolated in ``log(1 + n)``; past the longest, the last
 weight holds.
+
+With user attributes the prior is **segment-aware** (:class:`SegmentPrior`): a user's
+log-popularity is that of the items among the training users who share their segments
+(``gender=F``, ``age=25``, ``occupation=writer``: the mean share of each segment's users who
+touched the item, on the scale of counts), the rule of demographic popularity
+(:class:`mmrec.baselines.SegmentPopularity`); a user with no known segment gets the overall one.
 """
 
 from __future__ import annotations
@@ -22,15 +28,20 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-__all__ = ["PopularityPrior", "fit_prior_weights", "log_popularity", "step_buckets", "PRIOR_STEPS",
-           "PRIOR_GRID", "MIN_WARM_USERS"]
+from mmrec.data.interactions import Interactions
+from mmrec.data.segments import SegmentRule, count_segments, segment_positions
+
+__all__ = ["PopularityPrior", "SegmentPrior", "fit_prior_weights", "log_popularity", "step_buckets",
+           "neutral_unknown", "PRIOR_STEPS", "PRIOR_GRID", "MIN_WARM_USERS"]
 
 PRIOR_STEPS = (0, 1, 2, 3, 5, 10, 20, 50)  # history lengths the weights are fitted at
 # weights tried, in cosine units per unit of log-popularity (the last: popularity decides)
 PRIOR_GRID = (0.0, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 10.0)
 MIN_WARM_USERS = 30  # validation users near a step needed before their fit caps the step's weight
+MIN_SEGMENT_USERS = 10  # training users a segment needs to count (one zip code is noise)
 
-Fold = tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]  # scores (users, items), given rows, targets
+# scores (users, items), given rows, targets, and optionally each user's log-popularity (users, items)
+Fold = tuple[np.ndarray, ...] | tuple[Any, ...]
 
 
 def log_popularity(counts: np.ndarray) -> np.ndarray:
@@ -39,16 +50,78 @@ def log_popularity(counts: np.ndarray) -> np.ndarray:
     return (np.log1p(counts) - np.log1p(counts.max(initial=0.0))).astype(np.float32)
 
 
+def neutral_unknown(log_pop: np.ndarray, unknown: np.ndarray | None) -> np.ndarray:
+    """``log_pop`` (one row per user, or one row) with the ``unknown`` items (no training event:
+    their popularity is unknown, not zero) at the median of the others in their row."""
+    if unknown is None or not unknown.any() or unknown.all():
+        return log_pop
+    out = log_pop.copy()
+    known = out[..., ~unknown]
+    out[..., unknown] = np.median(known, axis=-1, keepdims=True)
+    return out
+
+
+@dataclass(frozen=True)
+class SegmentPrior:
+    """Per kept user segment: its training users (``members``) and the distinct ones per model item
+    (``counts``, ``(segments, items)``); ``rule`` cuts numeric attributes as at fit; ``n_users``
+    training users in all (the scale a segment's share is put back on)."""
+
+    rule: SegmentRule
+    keys: pd.Index
+    counts: np.ndarray
+    members: np.ndarray
+    n_users: int
+
+    @classmethod
+    def fit(cls, table: pd.DataFrame, events: Interactions, item_ids: pd.Index, *,
+            min_users: int = MIN_SEGMENT_USERS) -> SegmentPrior | None:
+        """Segments of ``table``'s attributes counted over ``events`` (items as rows of ``item_ids``);
+        ``None`` when no segment has ``min_users`` training users."""
+        frame = events.frame
+        codes, users = pd.factorize(frame["user"].to_numpy(dtype=object))
+        rule = SegmentRule.fit(table)
+        counted = count_segments(rule.keys(table), codes, pd.Index(users).astype(str),
+                                 item_ids.get_indexer(frame["item"].to_numpy(dtype=object)), len(item_ids),
+                                 min_users=min_users)
+        if not len(counted.keys):
+            return None
+        return cls(rule, counted.keys, counted.counts, counted.members, len(users))
+
+    def rows(self, table: pd.DataFrame | None, users: Sequence[Any]) -> list[np.ndarray]:
+        """Each user's segment rows (empty without an attribute row or a kept segment)."""
+        none = np.empty(0, dtype=np.int64)
+        if table is None:
+            return [none] * len(users)
+        names = [str(u) for u in users]
+        present = table.reindex(pd.Index([u for u in dict.fromkeys(names) if u in table.index], dtype=object))
+        positions = segment_positions(self.rule.keys(present), self.keys)
+        return [positions.get(u, none) for u in names]
+
+    def log_popularity(self, rows: np.ndarray) -> np.ndarray | None:
+        """:func:`log_popularity` of the mean share of the segments' users per item, on the scale
+        of counts (``None`` when the segments' users touched nothing)."""
+        shares = (self.counts[rows] / np.maximum(self.members[rows], 1.0)[:, None]).mean(axis=0)
+        return log_popularity(shares * self.n_users) if shares.any() else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"keys": [str(k) for k in self.keys], "edges": self.rule.edges, "n_users": self.n_users}
+
+
 @dataclass(frozen=True)
 class PopularityPrior:
     """``log_popularity`` per model item (rows of ``item_ids``) and the fitted fading ``weights``
-    at history lengths ``steps``; ``valid`` holds the held-out recall per step with and without it."""
+    at history lengths ``steps``; ``valid`` holds the held-out recall per step with and without it.
+    ``unknown_items`` marks the items without a training count (their log-popularity: the median's);
+    ``segments`` (optional) makes it per user (:meth:`for_users`)."""
 
     item_ids: pd.Index
     log_popularity: np.ndarray
     steps: tuple[int, ...]
     weights: tuple[float, ...]
     valid: dict[str, list[float]] | None = None
+    segments: SegmentPrior | None = None
+    unknown_items: np.ndarray | None = None
 
     def weight(self, n_events: np.ndarray | Sequence[int]) -> np.ndarray:
         """The prior's weight for users with ``n_events`` events each."""
@@ -59,8 +132,44 @@ class PopularityPrior:
     def for_ids(self, ids: Sequence[Any]) -> np.ndarray:
         """Log-popularity of arbitrary item ids; items the model has no count for (new ones) get
         :attr:`unknown`."""
-        rows = self.item_ids.get_indexer(pd.Index(np.asarray(ids, dtype=object)))
-        return np.where(rows >= 0, self.log_popularity[np.maximum(rows, 0)], self.unknown).astype(np.float32)
+        return self.at(self.rows_of(ids))
+
+    def rows_of(self, ids: Sequence[Any]) -> np.ndarray:
+        """Rows of ``item_ids`` for ``ids`` (-1: an item the model has no count for)."""
+        return self.item_ids.get_indexer(pd.Index(np.asarray(ids, dtype=object)))
+
+    def at(self, rows: np.ndarray, segment_rows: Sequence[np.ndarray] | None = None) -> np.ndarray:
+        """Log-popularity at item ``rows`` (-1: the row's median): one row overall, or one per user
+        of ``segment_rows`` (:meth:`SegmentPrior.rows`) when given."""
+        if segment_rows is None:
+            picked = self.log_popularity[np.maximum(rows, 0)]
+            return np.where(rows >= 0, picked, self.unknown).astype(np.float32)
+        table = self.for_users(segment_rows)
+        picked = table[:, np.maximum(rows, 0)]
+        return np.where(rows >= 0, picked, np.median(table, axis=1, keepdims=True)).astype(np.float32)
+
+    def for_users(self, segment_rows: Sequence[np.ndarray]) -> np.ndarray:
+        """``(users, items)`` log-popularity: each user's segments' (:class:`SegmentPrior`), the
+        overall one for a user without a segment."""
+        out = np.broadcast_to(self.log_popularity, (len(segment_rows), len(self.log_popularity))).copy()
+        if self.segments is None:
+            return out
+        by_key: dict[tuple[int, ...], np.ndarray | None] = {}
+        for row, segs in enumerate(segment_rows):
+            if len(segs):
+                key = tuple(int(s) for s in segs)
+                if key not in by_key:
+                    by_key[key] = self.segments.log_popularity(np.asarray(key, dtype=np.int64))
+                if by_key[key] is not None:
+                    out[row] = by_key[key]
+        return neutral_unknown(out, self.unknown_items)
+
+    def segment_rows(self, table: pd.DataFrame | None, users: Sequence[Any]) -> list[np.ndarray] | None:
+        """Each user's segment rows from an attribute ``table``; ``None`` when the prior is not
+        segment-aware or no table is given (everyone gets the overall log-popularity)."""
+        if self.segments is None or table is None:
+            return None
+        return self.segments.rows(table, users)
 
     @property
     def unknown(self) -> float:
@@ -69,7 +178,8 @@ class PopularityPrior:
         return float(np.median(self.log_popularity)) if self.log_popularity.size else 0.0
 
     def to_dict(self) -> dict[str, Any]:
-        return {"steps": list(self.steps), "weights": list(self.weights), "valid": self.valid}
+        return {"steps": list(self.steps), "weights": list(self.weights), "valid": self.valid,
+                "segments": self.segments.to_dict() if self.segments is not None else None}
 
 
 def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int) -> float:
@@ -87,8 +197,11 @@ def step_buckets(lengths: np.ndarray, steps: Sequence[int]) -> np.ndarray:
 
 def _best_weight(fold: Fold, log_pop: np.ndarray, grid: Sequence[float],
                  k: int) -> tuple[float, float, float]:
-    """(weight, recall with it, recall without any prior) on one fold; ties go to the smaller weight."""
-    scores, given, targets = fold
+    """(weight, recall with it, recall without any prior) on one fold; ties go to the smaller weight.
+    A fold's fourth element, when there, is each user's own log-popularity (in place of ``log_pop``)."""
+    scores, given, targets = fold[:3]
+    if len(fold) > 3 and fold[3] is not None:
+        log_pop = fold[3]
     for row, seen in enumerate(given):
         scores[row, seen] = -np.inf
     recalls = [_recall(scores + w * log_pop, targets, k) for w in grid]

@@ -23,6 +23,7 @@ from safetensors.torch import load_file, save_file
 
 from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
+from mmrec.data.segments import SegmentRule
 from mmrec.data.splits import leave_last_out
 from mmrec.errors import ArtifactError, ConfigError, NotFittedError, SchemaError
 from mmrec.evaluation.metrics import ranking_metrics, targets_per_user
@@ -31,7 +32,15 @@ from mmrec.models.content_blend import ColdView, ContentBlend, fit_content_blend
 from mmrec.models.distributed import collective, is_main_process, local_device, process_group_from_env
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
-from mmrec.models.prior import PRIOR_STEPS, PopularityPrior, fit_prior_weights, log_popularity, step_buckets
+from mmrec.models.prior import (
+    PRIOR_STEPS,
+    PopularityPrior,
+    SegmentPrior,
+    fit_prior_weights,
+    log_popularity,
+    neutral_unknown,
+    step_buckets,
+)
 from mmrec.models.training import TrainingHistory, train
 from mmrec.models.user_features import UserCodes, UserFeatureSchema, as_attribute_table
 from mmrec.ranking.scored import recommend_by_scores
@@ -276,44 +285,59 @@ class TwoTower:
                    valid: Interactions, seed: int) -> PopularityPrior:
         """Fit the fading weights on the held-out users (popularity of the training events), capped
         per history length by the validation users' next events; then keep the log-popularity of
-        every event given to :meth:`fit`."""
+        every event given to :meth:`fit`. With user attributes the prior is segment-aware (each
+        user's log-popularity among the users who share their segments, :class:`SegmentPrior`)."""
         assert self.item_ids_ is not None
-        fitting_pop = log_popularity(self._distinct_users(train_events))
+        unknown = ~self._fitted().trained.numpy()
+        table = self.user_attributes_
+        fitting_pop = neutral_unknown(log_popularity(self._distinct_users(train_events)), unknown)
+        fitting = PopularityPrior(self.item_ids_, fitting_pop, (0,), (0.0,), unknown_items=unknown,
+                                  segments=SegmentPrior.fit(table, train_events, self.item_ids_)
+                                  if table is not None else None)
+
+        def own_log_pop(user_ids: np.ndarray) -> np.ndarray | None:
+            segment_rows = fitting.segment_rows(table, user_ids)
+            return None if segment_rows is None else fitting.for_users(segment_rows)
+
         histories = self.histories(heldout)
         codes = self._codes(histories.user_ids)
 
-        def cosines(n: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        def cosines(n: int) -> tuple[Any, ...]:
             rows = np.flatnonzero(histories.lengths > n)
             offsets = histories.offsets
             scores = self._cosines(histories.prefixes(rows, n), None if codes is None else codes.rows(rows))
             given = [histories.item_idx[offsets[r] : offsets[r] + n] for r in rows]
             targets = [np.unique(histories.item_idx[offsets[r] + n : offsets[r + 1]]) for r in rows]
-            return scores, given, targets
+            return scores, given, targets, own_log_pop(histories.user_ids[rows])
 
-        trained = self._fitted().trained.numpy()
-        weights, valid_recall = fit_prior_weights(cosines, _neutral_cold(fitting_pop, trained),
-                                                  warm=self._warm_folds(train_events, valid, seed))
+        warm = self._warm_folds(train_events, valid, seed, own_log_pop)
+        weights, valid_recall = fit_prior_weights(cosines, fitting_pop, warm=warm)
         logger.info("popularity prior: weights %s at %s events (held-out recall %s)", weights,
                     valid_recall["steps"], valid_recall)
-        return PopularityPrior(self.item_ids_, _neutral_cold(log_popularity(self._distinct_users(counted)),
-                                                             trained), tuple(valid_recall["steps"]), weights,
-                               valid_recall)
+        return PopularityPrior(self.item_ids_,
+                               neutral_unknown(log_popularity(self._distinct_users(counted)), unknown),
+                               tuple(valid_recall["steps"]), weights, valid_recall,
+                               segments=SegmentPrior.fit(table, counted, self.item_ids_) if table is not None
+                               else None, unknown_items=unknown)
 
-    def _warm_folds(self, events: Interactions, valid: Interactions, seed: int
-                    ) -> Callable[[int], tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]]:
+    def _warm_folds(self, events: Interactions, valid: Interactions, seed: int,
+                    own_log_pop: Callable[[np.ndarray], np.ndarray | None]
+                    ) -> Callable[[int], tuple[Any, ...]]:
         """For the prior's fit: ``warm(n)`` gives the validation users whose training history is
-        nearest ``n`` events long — their cosines, their history (masked), their validation items."""
+        nearest ``n`` events long — their cosines, their history (masked), their validation items
+        and (segment-aware) their own log-popularity."""
         users, targets = self._validation_sample(valid, seed=seed, salt=17, cap=5000)
         histories = self.histories(events, users)
         scores = self._cosines(histories, self._codes(histories.user_ids))
+        log_pops = own_log_pop(histories.user_ids)
         offsets = histories.offsets
         bucket = step_buckets(histories.lengths, PRIOR_STEPS)
         usable = (histories.lengths > 0) & np.array([len(t) > 0 for t in targets], dtype=bool)
 
-        def warm(n: int) -> tuple[np.ndarray, list[np.ndarray], list[np.ndarray]]:
+        def warm(n: int) -> tuple[Any, ...]:
             picked = np.flatnonzero((bucket == PRIOR_STEPS.index(n)) & usable)
             return (scores[picked].copy(), [histories.item_idx[offsets[r] : offsets[r + 1]] for r in picked],
-                    [targets[r] for r in picked])
+                    [targets[r] for r in picked], None if log_pops is None else log_pops[picked])
 
         return warm
 
@@ -509,6 +533,11 @@ class TwoTower:
         vectors[~self._has_signal(histories, codes)] = 0.0
         return vectors
 
+    def prior_segments(self, users: Sequence[str]) -> list[np.ndarray] | None:
+        """Each user's segment rows for a segment-aware prior (their attributes from
+        :meth:`set_user_attributes`); ``None`` when everyone gets the overall popularity."""
+        return self.prior_.segment_rows(self.user_attributes_, users) if self.prior_ is not None else None
+
     def history_lengths(self, events: Interactions, users: Sequence[str] | None = None) -> np.ndarray:
         """Known events per user (rows: ``users``): what the popularity prior's weight reads."""
         return self.histories(events, users).lengths
@@ -587,13 +616,16 @@ class TwoTower:
         cold_part = self._cold_part(histories)
         if self.prior_ is not None:
             weights = torch.from_numpy(self.prior_.weight(histories.lengths)).float().to(device)
-            log_pop = torch.from_numpy(self.prior_.for_ids(self.item_ids_)).to(device)
+            log_pop = torch.from_numpy(self.prior_.log_popularity.astype(np.float32)).to(device)
+            segment_rows = self.prior_segments(histories.user_ids)
         with _placed(net, device):
             table, _ = net.item_vectors()
             for rows, final, batch, x in self._user_chunks(histories, device, table, codes):
                 prior = None  # what the prior and the cold items' blend add to this chunk's logits
                 if self.prior_ is not None:
-                    prior = weights[torch.from_numpy(rows).to(device)].unsqueeze(1) * log_pop * net.scale
+                    own = log_pop if segment_rows is None else torch.from_numpy(
+                        self.prior_.for_users([segment_rows[r] for r in rows])).to(device)
+                    prior = weights[torch.from_numpy(rows).to(device)].unsqueeze(1) * own * net.scale
                 if cold_part is not None:
                     added = torch.from_numpy(cold_part(rows)).to(device) * net.scale
                     prior = added if prior is None else prior + added
@@ -719,7 +751,7 @@ class TwoTower:
         for modality, scaler in self.scalers_.items():
             tensors[f"scaler.{modality}"] = torch.from_numpy(np.stack([scaler.mean, scaler.scale]))
         if self.prior_ is not None:
-            tensors["prior.log_popularity"] = torch.from_numpy(self.prior_.log_popularity.astype(np.float32))
+            tensors.update(_prior_tensors(self.prior_))
         if self.blend_ is not None:
             tensors["blend.mean"] = torch.from_numpy(self.blend_.mean)
             tensors["blend.directions"] = torch.from_numpy(self.blend_.directions)
@@ -761,14 +793,7 @@ class TwoTower:
             _check_shapes(path, config, n_items=len(ids), n_events=len(vocabulary), modalities=modalities,
                           user_schema=schema)
             tensors = load_file(path / "model.safetensors")
-            prior = None
-            if manifest.get("prior"):
-                log_pop = tensors.pop("prior.log_popularity").numpy()
-                if log_pop.shape != (len(ids),):
-                    raise ValueError(f"the prior's popularity has shape {log_pop.shape}, not ({len(ids)},)")
-                saved = manifest["prior"]
-                prior = PopularityPrior(pd.Index(ids), log_pop, tuple(int(n) for n in saved["steps"]),
-                                        tuple(float(w) for w in saved["weights"]), saved.get("valid"))
+            prior = _load_prior(manifest["prior"], tensors, pd.Index(ids)) if manifest.get("prior") else None
             blend = None
             if manifest.get("blend"):
                 mean, directions = tensors.pop("blend.mean").numpy(), tensors.pop("blend.directions").numpy()
@@ -804,13 +829,39 @@ class TwoTower:
         return model
 
 
-def _neutral_cold(log_pop: np.ndarray, trained: np.ndarray) -> np.ndarray:
-    """``log_pop`` with the items that had no training event (cold) at the trained items' median:
-    their popularity is unknown, not zero."""
-    out = log_pop.copy()
-    if trained.any() and (~trained).any():
-        out[~trained] = np.median(log_pop[trained])
-    return out
+def _prior_tensors(prior: PopularityPrior) -> dict[str, torch.Tensor]:
+    """The prior's arrays, for safetensors."""
+    tensors = {"prior.log_popularity": torch.from_numpy(prior.log_popularity.astype(np.float32))}
+    if prior.unknown_items is not None:
+        tensors["prior.unknown_items"] = torch.from_numpy(prior.unknown_items.astype(np.uint8))
+    if prior.segments is not None:
+        counts = np.ascontiguousarray(prior.segments.counts, dtype=np.float32)
+        tensors["prior.segment_counts"] = torch.from_numpy(counts)
+        tensors["prior.segment_members"] = torch.from_numpy(prior.segments.members.astype(np.float32))
+    return tensors
+
+
+def _load_prior(saved: Mapping[str, Any], tensors: dict[str, torch.Tensor], ids: pd.Index) -> PopularityPrior:
+    """The prior :func:`_prior_tensors` and ``PopularityPrior.to_dict`` wrote (shapes checked)."""
+    log_pop = tensors.pop("prior.log_popularity").numpy()
+    if log_pop.shape != (len(ids),):
+        raise ValueError(f"the prior's popularity has shape {log_pop.shape}, not ({len(ids)},)")
+    unknown = tensors.pop("prior.unknown_items", None)
+    if unknown is not None and tuple(unknown.shape) != (len(ids),):
+        raise ValueError(f"the prior's unknown items have shape {tuple(unknown.shape)}, not ({len(ids)},)")
+    segments = None
+    if saved.get("segments"):
+        keys = pd.Index(saved["segments"]["keys"], dtype=object)
+        counts = tensors.pop("prior.segment_counts").numpy()
+        members = tensors.pop("prior.segment_members").numpy()
+        if counts.shape != (len(keys), len(ids)) or members.shape != (len(keys),):
+            raise ValueError(f"the prior's segment counts have shapes {counts.shape} / {members.shape}, not "
+                             f"({len(keys)}, {len(ids)}) / ({len(keys)},)")
+        edges = {str(c): [float(e) for e in v] for c, v in saved["segments"]["edges"].items()}
+        segments = SegmentPrior(SegmentRule(edges), keys, counts, members, int(saved["segments"]["n_users"]))
+    return PopularityPrior(ids, log_pop, tuple(int(n) for n in saved["steps"]),
+                           tuple(float(w) for w in saved["weights"]), saved.get("valid"), segments=segments,
+                           unknown_items=None if unknown is None else unknown.numpy().astype(bool))
 
 
 def _history_matrix(histories: Histories, n_items: int) -> Any:

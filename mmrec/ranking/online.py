@@ -182,6 +182,7 @@ class OnlineRecommender(LiveHistory):
         super().__init__(history, window)
         self._states: dict[str, UserState] = {}
         self._log_pop: np.ndarray | None = None  # the model's prior per index label, when it has one
+        self._prior_rows: np.ndarray | None = None  # each index label's row in the model's prior
         self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
                                            diversify_by=diversify_by)
 
@@ -316,10 +317,14 @@ class OnlineRecommender(LiveHistory):
         if vector is not None:
             prior = getattr(self.model, "prior_", None)
             if prior is not None:  # fades with the user's events: seen items, training history included
-                if self._log_pop is None or len(self._log_pop) != self.index.n_labels:
-                    self._log_pop = label_log_popularity(self.index, prior)
+                if self._prior_rows is None or len(self._prior_rows) != self.index.n_labels:
+                    self._prior_rows = prior.rows_of(self.index.ids)
+                    self._log_pop = prior.at(self._prior_rows)
+                segments = self.model.prior_segments([user])  # a segment-aware prior: the user's own
+                log_pop = self._log_pop if segments is None else label_log_popularity(
+                    self.index, prior, segments, item_rows=self._prior_rows)
                 weight = prior.weight([len(self._items_of.get(user, ()))])
-                scores, labels = search_with_prior(self.index, vector[None, :], weight, self._log_pop, k,
+                scores, labels = search_with_prior(self.index, vector[None, :], weight, log_pop, k,
                                                    exclude_idx=[seen_labels], allowed=allowed)
             else:
                 scores, labels = self.index.search(vector[None, :], k, exclude_idx=[seen_labels],

@@ -186,8 +186,8 @@ def recommend_known(
     prior = getattr(model, "prior_", None)
     if prior is not None:  # a trained model's fading popularity prior: strong for short histories
         weights = prior.weight(model.history_lengths(known, users=profile.user_ids)) * profile.has_signal
-        scores, item_idx = search_with_prior(index, profile.vectors, weights,
-                                             label_log_popularity(index, prior), width,
+        log_pop = label_log_popularity(index, prior, model.prior_segments(profile.user_ids))
+        scores, item_idx = search_with_prior(index, profile.vectors, weights, log_pop, width,
                                              exclude_idx=seen_lists, allowed=allowed)
     else:
         scores, item_idx = index.search(profile.vectors, width, exclude_idx=seen_lists, allowed=allowed)
