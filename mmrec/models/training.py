@@ -268,11 +268,19 @@ def _resume(net: TwoTowerNet, optimizer: torch.optim.Optimizer, config: TrainCon
 
 def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net: TwoTowerNet,
                histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
-               device: torch.device, group: Collective, show_progress: bool | None) -> tuple[float, int]:
-    """One pass over the shuffled windows; returns the summed loss (over all processes) and this
-    process's number of targets."""
+               device: torch.device, group: Collective, show_progress: bool | None,
+               epoch_scale: float = 1.0) -> tuple[float, int]:
+    """One pass over the shuffled windows (``epoch_scale`` > 1: that many passes' worth of steps, the
+    extra windows drawn without replacement); returns the summed loss (over all processes) and
+    this process's number of targets."""
     net.train()
-    order = np.random.default_rng([config.seed, epoch]).permutation(len(spans))
+    rng = np.random.default_rng([config.seed, epoch])
+    order = rng.permutation(len(spans))
+    extra = int(round(len(spans) * (epoch_scale - 1.0)))
+    while extra > 0:
+        more = rng.permutation(len(spans))[: min(extra, len(spans))]
+        order = rng.permutation(np.concatenate([order, more]))
+        extra -= len(more)
     generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     total_loss, total_targets = 0.0, 0
     # a last batch too small to give every process a window is left to the next epoch's shuffle
@@ -323,8 +331,13 @@ def train(
     group: Collective | None = None,
     user_codes: UserCodes | None = None,
     keep_ids: np.ndarray | None = None,
+    epoch_scale: float = 1.0,
 ) -> TrainingHistory:
     """Train ``net`` in place on ``histories``; on return it holds the best validated weights.
+
+    ``epoch_scale`` stretches an epoch to that many passes' worth of steps: a caller that held
+    some of its users out (to fit something on them) keeps the steps an epoch over all of them
+    would take.
 
     ``group`` is the process group of a data-parallel run (default: this process alone); every
     process passes the same histories, configuration and checkpoint folder. ``user_codes`` are
@@ -351,7 +364,7 @@ def train(
         started = time.perf_counter()
         total_loss, total_targets = _run_epoch(step_loss, optimizer, net, histories, spans, epoch=epoch,
                                                config=config, device=device, group=group,
-                                               show_progress=show_progress)
+                                               show_progress=show_progress, epoch_scale=epoch_scale)
         seconds = time.perf_counter() - started
         metric = validated() if validate is not None else -float(total_loss / max(total_targets, 1))
         entry = {"epoch": epoch + 1, "loss": total_loss / max(total_targets, 1), "valid": metric,

@@ -185,8 +185,11 @@ class TwoTower:
         group = collective(device)
         counted = events if valid is None else Interactions(pd.concat([events.frame, valid.frame]))
         held = self._prior_users(events, training)
+        epoch_scale = 1.0
         if held.size:  # users the fading popularity prior is fitted on: out of training altogether
             heldout = events.for_users(held)
+            # an epoch keeps the steps a pass over every user would take: the hold-out costs no training
+            epoch_scale = len(events) / max(len(events) - len(heldout), 1)
             events = Interactions(events.frame.loc[~events.frame["user"].isin(set(held))]
                                   .reset_index(drop=True))
             if valid is not None:
@@ -212,7 +215,8 @@ class TwoTower:
             self.history_ = train(self.net_, histories, config=training, popularity=popularity,
                                   validate=validate, device=device, checkpoint_dir=checkpoint_dir,
                                   show_progress=show_progress, group=group,
-                                  user_codes=self._codes(histories.user_ids), keep_ids=pseudo_cold)
+                                  user_codes=self._codes(histories.user_ids), keep_ids=pseudo_cold,
+                                  epoch_scale=epoch_scale)
         self.rank_ = group.rank
         self.net_.cpu()
         if pseudo_cold is not None:
