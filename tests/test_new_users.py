@@ -169,6 +169,17 @@ def test_prior_weight_is_capped_where_the_warm_users_next_events_are_unpopular()
     assert step_buckets([0, 1, 2, 12, 20, 40, 500], steps).tolist() == [0, 1, 1, 2, 2, 3, 3]
 
 
+def test_the_prior_users_cost_no_training_steps(world):
+    def targets_per_epoch(prior_users: int) -> int:
+        model = mmrec.TwoTower(dim=8, user_tower="mean", epochs=1, batch_size=16, seed=0,
+                               prior_users=prior_users, content_blend=False)
+        model.fit(None, world)
+        return model.history_.epochs[0]["targets"]
+
+    full, held = targets_per_epoch(0), targets_per_epoch(40)
+    assert abs(held - full) <= 0.03 * full  # 40 of 240 users held out (a sixth), the same steps
+
+
 def test_search_with_prior_mixes_popular_items_in_and_honours_exclusions():
     rng = np.random.default_rng(1)
     vectors = rng.normal(size=(60, 8)).astype(np.float32)

@@ -368,7 +368,8 @@ def train(
         seconds = time.perf_counter() - started
         metric = validated() if validate is not None else -float(total_loss / max(total_targets, 1))
         entry = {"epoch": epoch + 1, "loss": total_loss / max(total_targets, 1), "valid": metric,
-                 "seconds": seconds, "targets_per_s": total_targets / max(seconds, 1e-9)}
+                 "seconds": seconds, "targets": total_targets,
+                 "targets_per_s": total_targets / max(seconds, 1e-9)}
         record.epochs.append(entry)
         if metric > record.best_metric:
             record.best_metric, record.best_epoch, state.bad_epochs = metric, epoch + 1, 0
