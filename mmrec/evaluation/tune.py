@@ -228,6 +228,8 @@ class _Validation:
     valid: Interactions
     k: int
     users: np.ndarray = field(init=False)
+    _cache: tuple[pd.Index, tuple[np.ndarray, np.ndarray], list[np.ndarray]] | None = field(
+        init=False, default=None, repr=False)
 
     def __post_init__(self) -> None:
         self.users = pd.unique(self.valid.frame["user"].to_numpy(dtype=object))
@@ -237,18 +239,27 @@ class _Validation:
 
     def recall(self, scores: np.ndarray, item_ids: Any) -> float:
         """Validation Recall@k of ``scores`` (rows: ``users``, columns: ``item_ids``)."""
-        ids, users = pd.Index(item_ids), pd.Index(self.users)
+        (rows, cols), targets = self._positions(pd.Index(item_ids))
         masked = scores.copy()
+        masked[rows, cols] = -np.inf
+        k = min(self.k, masked.shape[1])
+        top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
+        return float(ranking_metrics(top, targets, (k,), ("recall",))[f"recall@{k}"])
+
+    def _positions(self, ids: pd.Index) -> tuple[tuple[np.ndarray, np.ndarray], list[np.ndarray]]:
+        """The history's (row, column) cells and each user's validation columns for the item table
+        ``ids``; kept for the last table (every trial and blend of a run scores the same one)."""
+        if self._cache is not None and self._cache[0].equals(ids):
+            return self._cache[1], self._cache[2]
+        users = pd.Index(self.users)
         rows = users.get_indexer(self.history.frame["user"])
         cols = ids.get_indexer(self.history.frame["item"].to_numpy(dtype=object))
         keep = (rows >= 0) & (cols >= 0)
-        masked[rows[keep], cols[keep]] = -np.inf
-        k = min(self.k, masked.shape[1])
-        top = np.argpartition(-masked, k - 1, axis=1)[:, :k]
         targets = targets_per_user(users.get_indexer(self.valid.frame["user"]),
                                    ids.get_indexer(self.valid.frame["item"].to_numpy(dtype=object)),
                                    len(users))
-        return float(ranking_metrics(top, targets, (k,), ("recall",))[f"recall@{k}"])
+        self._cache = (ids, (rows[keep], cols[keep]), targets)
+        return self._cache[1], self._cache[2]
 
 
 def _inputs(events: Interactions | pd.DataFrame, valid: Interactions | None, budget_s: float
