@@ -1,6 +1,7 @@
 """User towers and fusion modes: full-ranking quality and training speed on the demo or MovieLens.
 
     python benchmarks/towers.py --dataset ml-1m --towers transformer --epochs 20
+    python benchmarks/towers.py --dataset ml-1m --towers transformer --epochs 100 --time-budget 1800
     python benchmarks/towers.py --dataset ml-1m --towers mean,dnn,gru,lstm,attention --epochs 4
     python benchmarks/towers.py --dataset ml-1m --content text-minilm-l6 --fusions gated,concat,attention
     python benchmarks/towers.py --dataset demo --towers mean,dnn,gru,lstm,attention,transformer
@@ -92,6 +93,9 @@ def main() -> None:
                         "id+content, content (content only; new items work)")
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--patience", type=int, default=3)
+    parser.add_argument("--time-budget", type=float, default=None,
+                        help="seconds of training per model (TrainConfig.time_budget_s): no epoch starts "
+                        "that would end past it")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=2e-3)
     parser.add_argument("--id-dropout", type=float, default=0.2,
@@ -121,7 +125,7 @@ def main() -> None:
                                        item_ids=side != "content", max_len=args.max_len,
                                        epochs=args.epochs, patience=args.patience,
                                        batch_size=args.batch_size, lr=args.lr,
-                                       id_dropout=args.id_dropout)
+                                       id_dropout=args.id_dropout, time_budget_s=args.time_budget)
                 started = time.perf_counter()
                 model.fit(None if side == "id" else items, split.train, valid=split.valid,
                           show_progress=False)
@@ -134,6 +138,7 @@ def main() -> None:
                              "epoch_s": epoch_s, "targets_per_s": float(np.mean(
                                  [e["targets_per_s"] for e in epochs])),
                              "epochs": len(epochs), "best_epoch": model.history_.best_epoch,
+                             "out_of_time": model.history_.out_of_time,
                              "fit_s": fit_s})
                 print(json.dumps(rows[-1]), flush=True)
     print()

@@ -339,3 +339,18 @@ def test_fusions_start_from_the_content_geometry(fusion):
     mean = masked.sum(1) / present.sum(1, keepdim=True)
     assert torch.nn.functional.cosine_similarity(fused, mean).min() > 0.99
     assert torch.allclose(weights.sum(1), torch.ones(6), atol=1e-5)
+
+
+def test_a_time_budget_ends_training_between_epochs():
+    from mmrec.testing.worlds import clustered_world
+
+    world = clustered_world(n_users=40)
+    model = mmrec.TwoTower(dim=8, user_tower="mean", epochs=5, patience=5, prior_users=0,
+                           time_budget_s=1e-6).fit(None, world)
+    assert len(model.history_.epochs) == 1  # the first epoch always runs; the next would overrun
+    assert model.history_.out_of_time and not model.history_.stopped_early
+    roomy = mmrec.TwoTower(dim=8, user_tower="mean", epochs=2, patience=5, prior_users=0,
+                           time_budget_s=3600.0).fit(None, world)
+    assert len(roomy.history_.epochs) == 2 and not roomy.history_.out_of_time
+    with pytest.raises(ConfigError, match="time_budget_s"):
+        mmrec.TwoTower(time_budget_s=0.0)

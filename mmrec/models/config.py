@@ -79,6 +79,7 @@ class TrainConfig:
     user_attribute_weight: float = 0.5  # loss of the attribute vector alone predicting the user's events
     prior_users: int = 500              # users held out to fit the fading popularity prior (0: no prior)
     content_blend: bool = True          # cold items: + raw content similarity, calibrated (content models)
+    time_budget_s: float | None = None  # no epoch starts that the mean epoch so far says would end past it
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -92,6 +93,9 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "n_negatives", "valid_k"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")
+        if self.time_budget_s is not None and not self.time_budget_s > 0:
+            raise ConfigError(f"TrainConfig.time_budget_s must be > 0 seconds (or None), got "
+                              f"{self.time_budget_s}.")
         if not self.lr > 0:
             raise ConfigError(f"TrainConfig.lr must be > 0, got {self.lr}.")
         if self.patience < 0 or self.rating_weight < 0:

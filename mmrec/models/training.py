@@ -56,10 +56,11 @@ class TrainingHistory:
     best_epoch: int = -1
     best_metric: float = -math.inf
     stopped_early: bool = False
+    out_of_time: bool = False  # ended by ``TrainConfig.time_budget_s``
 
     def to_dict(self) -> dict[str, Any]:
         return {"epochs": self.epochs, "best_epoch": self.best_epoch, "best_metric": self.best_metric,
-                "stopped_early": self.stopped_early}
+                "stopped_early": self.stopped_early, "out_of_time": self.out_of_time}
 
 
 def uses_full_softmax(config: TrainConfig, n_items: int) -> bool:
@@ -318,6 +319,14 @@ def _checkpoint(checkpoint_dir: str | Path | None, net: TwoTowerNet, optimizer: 
     group.barrier()  # no process reads a checkpoint rank 0 is still writing
 
 
+def _over_budget(config: TrainConfig, record: TrainingHistory, elapsed: float, done: int) -> bool:
+    """Whether another epoch would end past ``config.time_budget_s`` (elapsed this run plus the mean
+    epoch so far, validation included; the first epoch always runs)."""
+    if config.time_budget_s is None or done == 0:
+        return False
+    return elapsed + elapsed / done > config.time_budget_s
+
+
 def train(
     net: TwoTowerNet,
     histories: Histories,
@@ -360,8 +369,13 @@ def train(
         logger.info("before training: valid %.4f", record.best_metric)
     batcher = _Batcher(net, config, popularity, device, group, user_codes, keep_ids)
     step_loss = _data_parallel(_StepLoss(batcher), group, device)
+    began = time.perf_counter()
     for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
+        if _over_budget(config, record, started - began, epoch - state.start_epoch):
+            logger.info("time budget: %d epoch(s) in %.0f s, no room for another", epoch, started - began)
+            record.out_of_time = True
+            break
         total_loss, total_targets = _run_epoch(step_loss, optimizer, net, histories, spans, epoch=epoch,
                                                config=config, device=device, group=group,
                                                show_progress=show_progress, epoch_scale=epoch_scale)
