@@ -36,7 +36,7 @@ __all__ = ["PopularityPrior", "SegmentPrior", "fit_prior_weights", "log_populari
 
 PRIOR_STEPS = (0, 1, 2, 3, 5, 10, 20, 50)  # history lengths the weights are fitted at
 # weights tried, in cosine units per unit of log-popularity (the last: popularity decides)
-PRIOR_GRID = (0.0, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 10.0)
+PRIOR_GRID = (0.0, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 MIN_WARM_USERS = 30  # validation users near a step needed before their fit caps the step's weight
 MIN_SEGMENT_USERS = 10  # training users a segment needs to count (one zip code is noise)
 
