@@ -41,7 +41,7 @@ MIN_WARM_USERS = 30  # validation users near a step needed before their fit caps
 MIN_SEGMENT_USERS = 10  # training users a segment needs to count (one zip code is noise)
 
 # scores (users, items), given rows, targets, and optionally each user's log-popularity (users, items)
-Fold = tuple[np.ndarray, ...] | tuple[Any, ...]
+Fold = tuple[Any, ...]
 
 
 def log_popularity(counts: np.ndarray) -> np.ndarray:
@@ -74,10 +74,12 @@ class SegmentPrior:
     n_users: int
 
     @classmethod
-    def fit(cls, table: pd.DataFrame, events: Interactions, item_ids: pd.Index, *,
+    def fit(cls, table: pd.DataFrame | None, events: Interactions, item_ids: pd.Index, *,
             min_users: int = MIN_SEGMENT_USERS) -> SegmentPrior | None:
         """Segments of ``table``'s attributes counted over ``events`` (items as rows of ``item_ids``);
-        ``None`` when no segment has ``min_users`` training users."""
+        ``None`` without a table or when no segment has ``min_users`` training users."""
+        if table is None:
+            return None
         frame = events.frame
         codes, users = pd.factorize(frame["user"].to_numpy(dtype=object))
         rule = SegmentRule.fit(table)

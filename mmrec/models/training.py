@@ -319,7 +319,7 @@ def _checkpoint(checkpoint_dir: str | Path | None, net: TwoTowerNet, optimizer: 
     group.barrier()  # no process reads a checkpoint rank 0 is still writing
 
 
-def _over_budget(config: TrainConfig, record: TrainingHistory, elapsed: float, done: int) -> bool:
+def _over_budget(config: TrainConfig, elapsed: float, done: int) -> bool:
     """Whether another epoch would end past ``config.time_budget_s`` (elapsed this run plus the mean
     epoch so far, validation included; the first epoch always runs)."""
     if config.time_budget_s is None or done == 0:
@@ -372,7 +372,7 @@ def train(
     began = time.perf_counter()
     for epoch in range(state.start_epoch, config.epochs):
         started = time.perf_counter()
-        if _over_budget(config, record, started - began, epoch - state.start_epoch):
+        if _over_budget(config, started - began, epoch - state.start_epoch):
             logger.info("time budget: %d epoch(s) in %.0f s, no room for another", epoch, started - began)
             record.out_of_time = True
             break

@@ -296,8 +296,7 @@ class TwoTower:
         table = self.user_attributes_
         fitting_pop = neutral_unknown(log_popularity(self._distinct_users(train_events)), unknown)
         fitting = PopularityPrior(self.item_ids_, fitting_pop, (0,), (0.0,), unknown_items=unknown,
-                                  segments=SegmentPrior.fit(table, train_events, self.item_ids_)
-                                  if table is not None else None)
+                                  segments=SegmentPrior.fit(table, train_events, self.item_ids_))
 
         def own_log_pop(user_ids: np.ndarray) -> np.ndarray | None:
             segment_rows = fitting.segment_rows(table, user_ids)
@@ -320,9 +319,8 @@ class TwoTower:
                     valid_recall["steps"], valid_recall)
         return PopularityPrior(self.item_ids_,
                                neutral_unknown(log_popularity(self._distinct_users(counted)), unknown),
-                               tuple(valid_recall["steps"]), weights, valid_recall,
-                               segments=SegmentPrior.fit(table, counted, self.item_ids_) if table is not None
-                               else None, unknown_items=unknown)
+                               tuple(valid_recall["steps"]), weights, valid_recall, unknown_items=unknown,
+                               segments=SegmentPrior.fit(table, counted, self.item_ids_))
 
     def _warm_folds(self, events: Interactions, valid: Interactions, seed: int,
                     own_log_pop: Callable[[np.ndarray], np.ndarray | None]
