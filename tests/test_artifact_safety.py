@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import mmrec
-import mmrec.models.two_tower as two_tower
+import mmrec.models.parts.network as network_part
 from mmrec.errors import ArtifactError
 from mmrec.utils.io import load_npy, sha256_file
 
@@ -28,6 +28,15 @@ def _edit_manifest(folder: Path, change) -> None:
     manifest = json.loads((folder / "manifest.json").read_text())
     change(manifest)
     (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _edit_network_config(model: Path, **change) -> None:
+    """Edit the network part's saved configuration and re-sign the model's manifest with the edited
+    file's checksum (what someone who rewrites both would do)."""
+    _edit_manifest(model / "network", lambda m: m["params"]["config"].update(change))
+    name = "network/manifest.json"
+    _edit_manifest(model, lambda m: (m["files"].update({name: sha256_file(model / name)}),
+                                     m["sizes"].update({name: (model / name).stat().st_size})))
 
 
 @pytest.fixture()
@@ -73,22 +82,22 @@ def test_a_model_whose_manifest_claims_a_larger_network_is_refused_before_alloca
     model = mmrec.TwoTower(user_tower="mean", epochs=1, dim=16, max_len=20, batch_size=32,
                            max_valid_users=None).fit(demo_items, demo_events, show_progress=False)
     model.save(tmp_path / "m")
-    _edit_manifest(tmp_path / "m", lambda m: m["config"].update(dim=4096))
+    _edit_network_config(tmp_path / "m", dim=4096)
     built = []
-    real = two_tower.TwoTowerNet
+    real = network_part.TwoTowerNet
 
     def spy(*args, **kwargs):
         net = real(*args, **kwargs)
         built.append(next(net.buffers()).device.type)
         return net
 
-    monkeypatch.setattr(two_tower, "TwoTowerNet", spy)
+    monkeypatch.setattr(network_part, "TwoTowerNet", spy)
     with pytest.raises(ArtifactError, match="saved configuration needs") as caught:
         mmrec.TwoTower.load(tmp_path / "m")
     assert built == ["meta"]  # only the shape plan was laid out; no real network was allocated
     assert str(tmp_path) not in str(caught.value)  # the message names the artifact, not where it lives
-    monkeypatch.setattr(two_tower, "TwoTowerNet", real)
-    _edit_manifest(tmp_path / "m", lambda m: m["config"].update(dim=16))
+    monkeypatch.setattr(network_part, "TwoTowerNet", real)
+    _edit_network_config(tmp_path / "m", dim=16)
     loaded = mmrec.TwoTower.load(tmp_path / "m")
     np.testing.assert_array_equal(loaded.encode_items(demo_items).fused, model.encode_items(demo_items).fused)
 

@@ -82,7 +82,7 @@ def test_two_processes_end_with_the_single_process_model(runs, demo_events):
     np.testing.assert_allclose(two.encode_items(items).fused, one.encode_items(items).fused, atol=1e-3)
     np.testing.assert_allclose(two.encode_users(demo_events).vectors,
                                one.encode_users(demo_events).vectors, atol=1e-3)
-    weights = load_file(str(tmp_path / "double" / "model" / "model.safetensors"))
+    weights = load_file(str(tmp_path / "double" / "model" / "network" / "state.safetensors"))
     assert not np.allclose(weights["net.log_scale"], np.log(1 / 0.07))  # trained, not the initial
 
 

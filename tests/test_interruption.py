@@ -198,8 +198,8 @@ def test_interrupted_training_resumes_from_its_checkpoint_to_the_same_model(refe
     assert f"resuming from {checkpoint} after epoch {saved}" in done.stderr
     assert f"epoch {saved}: loss" not in done.stderr and f"epoch {saved + 1}: loss" in done.stderr
     straight, resumed = root / "reference-run", root / out
-    ref_weights, weights = load_file(straight / "model" / "model.safetensors"), load_file(
-        resumed / "model" / "model.safetensors")
+    ref_weights, weights = load_file(straight / "model" / "network" / "state.safetensors"), load_file(
+        resumed / "model" / "network" / "state.safetensors")
     assert ref_weights.keys() == weights.keys()
     for name in ref_weights:
         np.testing.assert_allclose(weights[name], ref_weights[name], rtol=0, atol=1e-6, err_msg=name)

@@ -168,11 +168,13 @@ def test_save_load_encode_identical_and_artifact_is_pickle_free(demo_items, spli
     loaded = mmrec.TwoTower.load(tmp_path / "run")
     assert np.array_equal(loaded.encode_items(demo_items).fused, model.encode_items(demo_items).fused)
     assert np.array_equal(loaded.encode_users(split.train).vectors, model.encode_users(split.train).vectors)
-    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == [
-        "item_ids.json", "manifest.json", "model.safetensors"]
-    manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
-    assert manifest["config"]["user_tower"] == "transformer" and manifest["history"]["epochs"]
-    (tmp_path / "run" / "item_ids.json").write_text("[]")
+    assert sorted(p.name for p in (tmp_path / "run").iterdir()) == ["content_blend", "manifest.json", "network"]
+    assert sorted(p.name for p in (tmp_path / "run" / "network").iterdir()) == [
+        "ids.json", "manifest.json", "state.safetensors"]
+    manifest = json.loads((tmp_path / "run" / "network" / "manifest.json").read_text())
+    assert manifest["params"]["config"]["user_tower"] == "transformer"
+    assert manifest["plain"]["history"]["epochs"]
+    (tmp_path / "run" / "network" / "ids.json").write_text("[]")
     with pytest.raises(mmrec.ArtifactError, match="checksum"):
         mmrec.TwoTower.load(tmp_path / "run")
 

@@ -6,7 +6,7 @@ The state is a flat mapping of names to values of a few kinds, each stored witho
 - ``pd.Index`` of ids → a list in ``ids.json``
 - ``pd.Series`` (numbers indexed by ids) → its values as a tensor, its index in ``ids.json``
 - ``scipy.sparse`` CSR matrix → ``data`` / ``indices`` / ``indptr`` tensors and its shape
-- ``int``, ``float``, ``str``, ``bool``, ``None`` and lists of them → the manifest
+- ``int``, ``float``, ``str``, ``bool``, ``None``, lists of them and JSON dicts → the manifest
 
 The manifest records every array's dtype and shape; :func:`load_state` checks them against the
 safetensors header before any array is read, and the file checksums before that
@@ -55,11 +55,17 @@ def _encode(name: str, value: Any, tensors: dict[str, np.ndarray], ids: dict[str
     if isinstance(value, np.ndarray):
         if value.dtype.kind not in "biuf":
             raise ConfigError(f"state entry {name!r}: only numeric arrays can be saved, got {value.dtype}.")
-        tensors[name] = np.ascontiguousarray(value)
+        tensors[name] = value if value.flags.c_contiguous else np.ascontiguousarray(value)  # keeps 0-d
         return {"kind": "array"}
     if isinstance(value, SCALARS) or (isinstance(value, list | tuple)
                                       and all(isinstance(v, SCALARS) for v in value)):
         plain[name] = list(value) if isinstance(value, list | tuple) else value
+        return {"kind": "plain"}
+    if isinstance(value, dict):  # a record (a fitted part's settings): JSON through and through
+        try:
+            plain[name] = json.loads(json.dumps(value))
+        except (TypeError, ValueError) as exc:
+            raise ConfigError(f"state entry {name!r}: a dict is saved as JSON; this one is not ({exc}).") from None
         return {"kind": "plain"}
     raise ConfigError(f"state entry {name!r} of type {type(value).__name__} cannot be saved.")
 
