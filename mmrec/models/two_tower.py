@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -28,9 +28,10 @@ from mmrec.models.distributed import is_main_process, process_group_from_env
 from mmrec.models.histories import Histories
 from mmrec.models.parts import PARTS, FitData, Part
 from mmrec.models.parts.attributes import UserAttributes
-from mmrec.models.parts.base import ScoreTerm
+from mmrec.models.parts.base import PartAttribute, ScoreTerm
 from mmrec.models.parts.legacy import V1_FILES, read_v1
-from mmrec.models.parts.network import Network, has_signal, placed
+from mmrec.models.parts.network import Network, has_signal
+from mmrec.models.scoring import rank_items, score_chunks
 from mmrec.ranking.scored import recommend_by_scores
 from mmrec.utils.device import resolve_device
 from mmrec.utils.io import atomic_directory, read_manifest, require_files, write_manifest
@@ -55,20 +56,6 @@ def _split_overrides(overrides: Mapping[str, Any]) -> tuple[dict[str, Any], dict
             {k: v for k, v in overrides.items() if k in train_keys})
 
 
-class _PartState:
-    """A part's fitted attribute, read (and set) as the model's own: ``model.prior_`` is
-    ``model.parts["prior"].prior_``."""
-
-    def __init__(self, part: str, attribute: str) -> None:
-        self.part, self.attribute = part, attribute
-
-    def __get__(self, model: TwoTower | None, owner: type) -> Any:
-        return self if model is None else getattr(model.parts[self.part], self.attribute)
-
-    def __set__(self, model: TwoTower, value: Any) -> None:
-        setattr(model.parts[self.part], self.attribute, value)
-
-
 class TwoTower:
     """Two-tower recommender: items through a learned fusion, users through an interest tower.
 
@@ -89,16 +76,16 @@ class TwoTower:
     >>> index = mmrec.build_index(model.encode_items(items))                       # doctest: +SKIP
     """
 
-    net_ = _PartState("network", "net_")
-    item_ids_ = _PartState("network", "item_ids_")
-    vocabulary_ = _PartState("network", "vocabulary_")
-    scalers_ = _PartState("network", "scalers_")
-    history_ = _PartState("network", "history_")
-    rank_ = _PartState("network", "rank_")
-    user_schema_ = _PartState("attributes", "schema_")
-    user_attributes_ = _PartState("attributes", "table_")  # in memory only: never saved
-    blend_ = _PartState("content_blend", "blend_")
-    prior_ = _PartState("prior", "prior_")
+    net_ = PartAttribute("network", "net_")
+    item_ids_ = PartAttribute("network", "item_ids_")
+    vocabulary_ = PartAttribute("network", "vocabulary_")
+    scalers_ = PartAttribute("network", "scalers_")
+    history_ = PartAttribute("network", "history_")
+    rank_ = PartAttribute("network", "rank_")
+    user_schema_ = PartAttribute("attributes", "schema_")
+    user_attributes_ = PartAttribute("attributes", "table_")  # in memory only: never saved
+    blend_ = PartAttribute("content_blend", "blend_")
+    prior_ = PartAttribute("prior", "prior_")
 
     def __init__(self, config: TwoTowerConfig | None = None, *, training: TrainConfig | None = None,
                  event_weights: EventWeights | None = None, **overrides: Any) -> None:
@@ -249,30 +236,6 @@ class TwoTower:
         terms = (part.score_term(self, histories, device) for part in self.parts.values())
         return [term for term in terms if term is not None]
 
-    @torch.no_grad()
-    def _score_chunks(self, histories: Histories, *, candidate_aware: bool, device: torch.device
-                      ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
-        """Per chunk of history rows: the rows, their batch and float32 logits over the item table
-        (the network's, plus the parts' terms on the logits' scale)."""
-        net = self.network.net
-        codes = self.attributes.codes(histories.user_ids)
-        terms = self.score_terms(histories, device)
-        with placed(net, device):
-            table, _ = net.item_vectors()
-            for rows, final, batch, x in self.network.user_chunks(histories, device, table, codes):
-                added = None
-                for term in terms:
-                    scaled = term(rows) * net.scale
-                    added = scaled if added is None else added + scaled
-                if candidate_aware and net.has_candidate_scores:
-                    parts = torch.arange(net.n_items, device=device).split(1024)
-                    logits = torch.cat([net.candidate_logits(x, batch.mask, table[part],
-                                                             last_only=True)[:, -1] for part in parts],
-                                       dim=1)
-                else:
-                    logits = net.logits(final, table)
-                yield rows, batch, logits.float() if added is None else (logits + added).float()
-
     def score_items(self, events: Interactions, *, users: Sequence[str] | None = None,
                     candidate_aware: bool = True, device: str | None = None) -> np.ndarray:
         """Scores ``(n_users, n_items)`` float32 of every model item (columns: :attr:`item_ids_`) for
@@ -280,7 +243,7 @@ class TwoTower:
         items are not masked. Users without a known event get the score of an empty history."""
         histories = self.histories(events, users)
         scores = np.empty((len(histories), self.network.net.n_items), dtype=np.float32)
-        for rows, _, logits in self._score_chunks(histories, candidate_aware=candidate_aware,
+        for rows, _, logits in score_chunks(self, histories, candidate_aware=candidate_aware,
                                                   device=resolve_device(device or "cpu")):
             scores[rows] = logits.cpu().numpy()
         return scores
@@ -302,28 +265,6 @@ class TwoTower:
         return self.network.predict_ratings(histories, row_of_user, pairs["item"].to_numpy(dtype=object),
                                             self.attributes.codes(histories.user_ids))
 
-    @torch.no_grad()
-    def _rank(self, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
-              device: torch.device) -> np.ndarray:
-        """Top-``k`` table rows per history row, ranked over the whole item table (-1 pads)."""
-        k = min(k, self.network.net.n_items)
-        top = np.full((len(histories), k), -1, dtype=np.int64)
-        for rows, batch, logits in self._score_chunks(histories, candidate_aware=candidate_aware,
-                                                      device=device):
-            if exclude_seen:
-                seen = batch.items - 1
-                counts = torch.zeros_like(logits).scatter_add_(1, seen.clamp_min(0), (seen >= 0).float())
-                logits = logits.masked_fill(counts > 0, -torch.inf)
-                for row in rows:  # histories longer than max_len: mask the rest too
-                    lo, hi = histories.offsets[row], histories.offsets[row + 1]
-                    if hi - lo > self.config.max_len:
-                        older = torch.from_numpy(histories.item_idx[lo : hi - self.config.max_len])
-                        logits[row - rows[0], older.to(device)] = -torch.inf
-            value, index = logits.topk(k, dim=1)
-            index[~torch.isfinite(value)] = -1
-            top[rows] = index.cpu().numpy()
-        return top
-
     def evaluate(self, history: Interactions, targets: Interactions, *, ks: Sequence[int] = (10, 20),
                  exclude_seen: bool = True, candidate_aware: bool = True,
                  device: str | None = None) -> dict[str, float]:
@@ -336,8 +277,9 @@ class TwoTower:
         frame = targets.frame
         users = pd.unique(frame["user"].to_numpy(dtype=object))
         histories = self.histories(history, users)
-        top = self._rank(histories, max(ks), exclude_seen=exclude_seen, candidate_aware=candidate_aware,
-                         device=resolve_device(device or self.training.device))
+        device_ = resolve_device(device or self.training.device)
+        top = rank_items(self, histories, max(ks), exclude_seen=exclude_seen, candidate_aware=candidate_aware,
+                         device=device_)
         assert self.item_ids_ is not None
         rows = pd.Index(users).get_indexer(frame["user"])
         positions = self.item_ids_.get_indexer(frame["item"].to_numpy(dtype=object))

@@ -65,7 +65,8 @@ def _encode(name: str, value: Any, tensors: dict[str, np.ndarray], ids: dict[str
         try:
             plain[name] = json.loads(json.dumps(value))
         except (TypeError, ValueError) as exc:
-            raise ConfigError(f"state entry {name!r}: a dict is saved as JSON; this one is not ({exc}).") from None
+            message = f"state entry {name!r}: dicts are saved as JSON, this one is not ({exc})."
+            raise ConfigError(message) from None
         return {"kind": "plain"}
     raise ConfigError(f"state entry {name!r} of type {type(value).__name__} cannot be saved.")
 

@@ -32,7 +32,7 @@ from mmrec.vectors.item_vectors import ItemVectors
 if TYPE_CHECKING:
     from mmrec.models.two_tower import TwoTower
 
-__all__ = ["FitData", "Part", "ScoreTerm", "validation_sample"]
+__all__ = ["FitData", "Part", "PartAttribute", "ScoreTerm", "validation_sample"]
 
 PART_FORMAT_VERSION = 1
 ScoreTerm = Callable[[np.ndarray], torch.Tensor]  # history rows -> what a part adds to their scores
@@ -157,6 +157,20 @@ class Part:
         part = cls.from_params(params)
         part.set_state(state)
         return part
+
+
+class PartAttribute:
+    """A part's fitted attribute, read (and set) as the model's own: ``TwoTower.prior_ =
+    PartAttribute("prior", "prior_")`` makes ``model.prior_`` ``model.parts["prior"].prior_``."""
+
+    def __init__(self, part: str, attribute: str) -> None:
+        self.part, self.attribute = part, attribute
+
+    def __get__(self, model: Any, owner: type) -> Any:
+        return self if model is None else getattr(model.parts[self.part], self.attribute)
+
+    def __set__(self, model: Any, value: Any) -> None:
+        setattr(model.parts[self.part], self.attribute, value)
 
 
 def validation_sample(item_ids: pd.Index, valid: Interactions, *, seed: int, salt: int, cap: int
