@@ -40,6 +40,7 @@ from mmrec.index.sharded import ShardedIndex, build_sharded_index
 from mmrec.models import TrainConfig, TwoTower, TwoTowerConfig
 from mmrec.ranking.batch import EventsByUser, recommend_batches, write_recommendations
 from mmrec.ranking.online import OnlineRecommender
+from mmrec.ranking.options import RankingOptions
 from mmrec.ranking.topk import recommend, user_vectors
 from mmrec.vectors.item_vectors import EncodeReport, ItemVectors
 from mmrec.vectors.user_vectors import UserVectors
@@ -72,6 +73,7 @@ __all__ = [
     "build_sharded_index",
     "ShardedIndex",
     "recommend",
+    "RankingOptions",
     "recommend_batches",
     "write_recommendations",
     "EventsByUser",

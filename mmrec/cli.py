@@ -117,28 +117,30 @@ def print_recommendations(
 
 
 def cmd_recommend(args: argparse.Namespace) -> int:
-    from mmrec import Interactions, TwoTower, recommend
+    from mmrec import Interactions, RankingOptions, TwoTower, recommend
     from mmrec.evaluation.registry import load_model
     from mmrec.index.sharded import load_serving_index
 
     if args.batch_size is not None and (not args.out or args.explain):
         raise ConfigError("--batch-size streams to a file: give --out recs.parquet (or .csv), "
                           "without --explain.")
+    options = RankingOptions(k=args.k, exclude_seen=not args.include_seen, where=_parse_where(args.where),
+                             half_life=args.half_life)
     index = (load_serving_index(args.index, resident=not args.shard_at_a_time)
              if args.index is not None else None)
     events = Interactions.from_path(args.events)
-    where = _parse_where(args.where)
     model = load_model(args.model) if args.model else None
     if index is None:
         if model is None:
             raise ConfigError("give --index (content or two-tower recommendations through an index), "
                               "--model (a saved model ranks its items), or both.")
-        unsupported = [flag for flag, given in [("--where", where), ("--half-life", args.half_life),
+        unsupported = [flag for flag, given in [("--where", options.where),
+                                               ("--half-life", options.half_life),
                                                ("--batch-size", args.batch_size)] if given is not None]
         if unsupported:
             raise ConfigError(f"{', '.join(unsupported)} need --index (filters, recency and batches "
                               "run through the index).")
-        recs = model.recommend(events, users=args.users, k=args.k, exclude_seen=not args.include_seen)
+        recs = model.recommend(events, users=args.users, k=options.k, exclude_seen=options.exclude_seen)
     else:
         if model is not None and not isinstance(model, TwoTower):
             raise ConfigError(f"--index serves a two-tower model's user vectors; {type(model).__name__} "
@@ -148,9 +150,8 @@ def cmd_recommend(args: argparse.Namespace) -> int:
 
             grouped = EventsByUser.from_interactions(index, events)
             del events  # the grouped arrays are all the batches read: the log's table is freed
-            return _recommend_in_batches(args, index, grouped, where=where, model=model)
-        recs = recommend(index, events, users=args.users, k=args.k, exclude_seen=not args.include_seen,
-                         half_life=args.half_life, where=where, model=model)
+            return _recommend_in_batches(args, index, grouped, options=options, model=model)
+        recs = recommend(index, events, users=args.users, model=model, options=options)
     titles = _titles(args.catalog)
     if args.explain:
         if not isinstance(model, TwoTower):
@@ -174,15 +175,14 @@ def cmd_recommend(args: argparse.Namespace) -> int:
     return 0
 
 
-def _recommend_in_batches(args: argparse.Namespace, index, grouped, *, where, model) -> int:
+def _recommend_in_batches(args: argparse.Namespace, index, grouped, *, options, model) -> int:
     """``--batch-size``: every user's (or ``--users``') recommendations streamed to ``--out`` one
     batch at a time, from the log grouped once (memory stays that of one batch)."""
     from mmrec.ranking.batch import recommend_batches, write_recommendations
 
     rows, users = write_recommendations(
-        recommend_batches(index, grouped, users=args.users, k=args.k, batch_size=args.batch_size,
-                          exclude_seen=not args.include_seen, half_life=args.half_life, where=where,
-                          model=model), args.out)
+        recommend_batches(index, grouped, users=args.users, batch_size=args.batch_size, model=model,
+                          options=options), args.out)
     print(f"wrote {rows} recommendations for {users} users to {args.out}")
     return 0
 

@@ -16,7 +16,7 @@ import contextlib
 import functools
 import logging
 import os
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,9 @@ from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.validation import id_list, positive_int
 from mmrec.errors import ConfigError
 from mmrec.index import ServingIndex
+from mmrec.ranking.options import RankingOptions, resolve_options
 from mmrec.ranking.popularity import fallback_order
-from mmrec.ranking.rerank import check_diversify
-from mmrec.ranking.topk import check_model_fits, check_serving_index, recommend_known
+from mmrec.ranking.topk import check_model_options, check_serving_index, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
 
@@ -180,38 +180,38 @@ def recommend_batches(
     events: EventsByUser | Interactions | pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
-    k: int = 10,
     batch_size: int = 10_000,
-    exclude_seen: bool = True,
-    event_weights: EventWeights | None = None,
-    half_life: float | None = None,
-    where: Mapping[str, Any] | None = None,
     model: Any = None,
-    diversify: float = 0.0,
-    rerank: str = "mmr",
+    options: RankingOptions | None = None,
+    **overrides: Any,
 ) -> Iterator[pd.DataFrame]:
     """:func:`mmrec.recommend` for many users, ``batch_size`` users at a time.
 
     Each yielded frame (columns ``user, rank, item, score, source``) equals what
-    :func:`mmrec.recommend` gives those users: the popularity fallback counts the whole log, seen
-    items come from each user's own events. Users are taken in order (``users``, or every user of
-    the log in order of first appearance). Pass an :class:`EventsByUser` to group a large log once
-    and free the original table; memory then stays that of one batch whatever the number of users.
+    :func:`mmrec.recommend` gives those users with the same ``model`` and options: the popularity
+    fallback counts the whole log, seen items come from each user's own events. Users are taken in
+    order (``users``, or every user of the log in order of first appearance). Pass an
+    :class:`EventsByUser` to group a large log once and free the original table; memory then stays
+    that of one batch whatever the number of users.
+
+    ``options`` and the keyword ``overrides`` of its fields (``k=20``, ``where=...``) are those of
+    :func:`mmrec.recommend` (see :class:`mmrec.RankingOptions`); the options are checked at the
+    call, the batches computed as they are read.
     """
     check_serving_index(index, "recommend_batches")
-    k, batch_size = positive_int(k, name="k"), positive_int(batch_size, name="batch_size")
-    check_model_fits(index, model)
-    diversify = check_diversify(diversify, rerank)
+    options = resolve_options(options, overrides, caller="recommend_batches")
+    batch_size = positive_int(batch_size, name="batch_size")
+    check_model_options(index, model, options, caller="recommend_batches")
     grouped = _grouped(index, events)
     if model is None:
-        grouped.check_values(event_weights)
+        grouped.check_values(options.event_weights)
     if users is None:
         wanted, rows = grouped.user_ids, np.arange(len(grouped), dtype=np.int64)
     else:
         # a user listed twice is served once, at the first place (as recommend does)
         wanted = pd.unique(np.asarray(id_list(users, name="users"), dtype=object))
         rows = grouped.rows_of(wanted)
-    allowed = index.mask(where) if where else None
+    allowed = index.mask(options.where) if options.where else None
 
     @functools.cache
     def popular() -> tuple[np.ndarray, np.ndarray]:
@@ -223,9 +223,7 @@ def recommend_batches(
         for start in progress(starts, desc="recommend", total=len(starts)):
             stop = start + batch_size
             yield recommend_known(index, grouped.interactions(rows[start:stop]), users=wanted[start:stop],
-                                  k=k, exclude_seen=exclude_seen, event_weights=event_weights,
-                                  half_life=half_life, allowed=allowed, model=model, popular=popular,
-                                  diversify=diversify, rerank=rerank)
+                                  options=options, allowed=allowed, model=model, popular=popular)
 
     return batches()  # the checks above run at the call, the batches as they are read
 

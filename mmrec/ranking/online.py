@@ -35,13 +35,14 @@ import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
-from mmrec.data.validation import is_finite_number, positive_int
+from mmrec.data.validation import is_finite_number
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.index.item_index import attribute_mask
+from mmrec.ranking.options import RankingOptions, reject_options, resolve_options
 from mmrec.ranking.popularity import PopularityFallback
 from mmrec.ranking.prior import label_log_popularity, search_with_prior
-from mmrec.ranking.rerank import candidate_count, check_diversify
+from mmrec.ranking.rerank import candidate_count
 from mmrec.ranking.topk import diversified
 
 __all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
@@ -115,6 +116,18 @@ class LiveHistory:
         """Up to ``limit`` users with the most distinct items, ties by id."""
         ranked = sorted(self._items_of.items(), key=lambda pair: (-len(pair[1]), pair[0]))
         return [user for user, _ in ranked[:limit]]
+
+
+def live_options(options: RankingOptions | None, k: int | None, overrides: Mapping[str, Any], *,
+                 caller: str) -> RankingOptions:
+    """A live request's options: ``options`` with ``k`` (when given) and the keyword ``overrides``
+    replacing its fields. ``event_weights`` and ``half_life`` are refused (a :class:`ConfigError`):
+    the live state folds each event in as it arrives, with the weights and decay it was built with."""
+    options = resolve_options(options, overrides if k is None else {**overrides, "k": k}, caller=caller)
+    reject_options(options, ("event_weights", "half_life"), caller=caller,
+                   why="a live recommender weighs and decays events as they arrive, as it was built to "
+                   "(OnlineRecommender(event_weights=..., half_life=...))")
+    return options
 
 
 def check_event_numbers(user: str, item: str, event: str, value: Any, timestamp: Any) -> None:
@@ -275,34 +288,33 @@ class OnlineRecommender(LiveHistory):
         profile = self.model.encode_users(Interactions(self._base.iloc[:0]), users=[user])
         return profile.vectors[0] if profile.has_signal[0] else None
 
-    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-                  where: Mapping[str, Any] | None = None,
-                  segment: Mapping[str, Any] | None = None, diversify: float = 0.0,
-                  rerank: str = "mmr") -> pd.DataFrame:
+    def recommend(self, user: str, k: int | None = None, *, segment: Mapping[str, Any] | None = None,
+                  options: RankingOptions | None = None, **overrides: Any) -> pd.DataFrame:
         """Top-``k`` for ``user`` now (``user, rank, item, score, source``).
 
-        ``where`` filters on the index's item attributes. Users with no signal get the popularity
-        fallback (``source = "popularity"``): items popular in their ``segment`` (or in the segment
-        their ``user_attributes`` give), interleaved by ``diversify_by`` when set. ``diversify``
-        (λ in [0, 1]) re-ranks the top candidates by their item vectors for variety (``rerank``:
-        ``"mmr"`` or ``"dpp"``)."""
-        items, scores, source = self.ranked(str(user), k, exclude_seen=exclude_seen, where=where,
-                                            segment=segment, diversify=diversify, rerank=rerank)
+        ``options`` (a :class:`mmrec.RankingOptions`) and the keyword ``overrides`` of its fields
+        say how to rank, as for :func:`mmrec.recommend`; ``k`` given here replaces ``options.k``
+        (default 10). ``where`` filters on the index's item attributes; ``diversify`` re-ranks the
+        top candidates by their item vectors. ``event_weights`` and ``half_life`` are refused: the
+        live state weighs and decays events as the recommender was built to. Users with no signal
+        get the popularity fallback (``source = "popularity"``): items popular in their ``segment``
+        (or in the segment their ``user_attributes`` give), interleaved by ``diversify_by`` when set."""
+        items, scores, source = self.ranked(str(user), k, segment=segment, options=options, **overrides)
         return pd.DataFrame({"user": str(user), "rank": np.arange(1, len(items) + 1), "item": items,
                              "score": scores, "source": source})
 
-    def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None,
-               diversify: float = 0.0, rerank: str = "mmr") -> tuple[np.ndarray, np.ndarray, str]:
+    def ranked(self, user: str, k: int | None = None, *, segment: Mapping[str, Any] | None = None,
+               options: RankingOptions | None = None,
+               **overrides: Any) -> tuple[np.ndarray, np.ndarray, str]:
         """What :meth:`recommend` returns, as arrays: item ids, scores (float64) and the source."""
-        k = positive_int(k, name="k")
-        diversify = check_diversify(diversify, rerank)
+        options = live_options(options, k, overrides, caller=f"{type(self).__name__}.recommend")
+        k, diversify = options.k, options.diversify
         width = candidate_count(k, self.index.n_labels) if diversify > 0 else k
-        labels, scores, source = self._candidates(user, width, exclude_seen=exclude_seen, where=where,
-                                                  segment=segment)
+        labels, scores, source = self._candidates(user, width, exclude_seen=options.exclude_seen,
+                                                  where=options.where, segment=segment)
         if diversify > 0:
             picked, kept = diversified(self.index, scores[None, :], labels[None, :], k,
-                                       diversify=diversify, method=rerank)
+                                       diversify=diversify, method=options.rerank)
             labels, scores = picked[0][picked[0] >= 0], kept[0][picked[0] >= 0]
         return self.index.ids[labels], scores, source
 
@@ -402,15 +414,22 @@ class ScoredOnline(LiveHistory):
         if self._keep(user, item, now, event, value):
             self._popularity = None
 
-    def ranked(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-               where: Mapping[str, Any] | None = None, segment: Mapping[str, Any] | None = None,
-               diversify: float = 0.0, rerank: str = "mmr") -> tuple[np.ndarray, np.ndarray, str]:
+    def ranked(self, user: str, k: int | None = None, *, segment: Mapping[str, Any] | None = None,
+               options: RankingOptions | None = None,
+               **overrides: Any) -> tuple[np.ndarray, np.ndarray, str]:
         """Item ids, scores (float64) and the source (``"model"`` or ``"popularity"``) of the
-        user's top ``k``. ``diversify`` needs item vectors, which a score-only model lacks."""
-        k = positive_int(k, name="k")
-        if check_diversify(diversify, rerank) > 0:
+        user's top ``k``, ranked by ``options`` and the keyword ``overrides`` of its fields (see
+        :meth:`OnlineRecommender.recommend`). ``diversify`` needs item vectors, which a score-only
+        model lacks, and ``segment`` user attributes: both are refused (the fallback is the live
+        log's popularity)."""
+        options = live_options(options, k, overrides, caller=f"{type(self).__name__}.ranked")
+        if options.diversify > 0:
             raise ConfigError(f"diversify re-ranks by item vectors; {type(self.model).__name__} has "
                               "none (serve a two-tower model, or use diversify=0).")
+        if segment is not None:
+            raise ConfigError("ScoredOnline ranks users without events by the live log's popularity, "
+                              "not per segment; drop segment= (OnlineRecommender has segments).")
+        k, where = options.k, options.where
         user = str(user)
         seen = self.contains(sorted(self._items_of.get(user, ())))
         if seen.any():
@@ -422,7 +441,7 @@ class ScoredOnline(LiveHistory):
                 self._popularity = popularity_of(self.history, self.item_ids)
             scores, source = self._popularity.copy(), "popularity"
         scores = np.where(np.isfinite(scores), scores, -np.inf)
-        if exclude_seen and seen.any():
+        if options.exclude_seen and seen.any():
             scores[self.item_ids.get_indexer(sorted(self._items_of[user]))[seen]] = -np.inf
         if where:
             if self.attributes is None:

@@ -3,25 +3,25 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
-from numbers import Real
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.data.interactions import EventWeights, Interactions, as_interactions
-from mmrec.data.validation import id_list, positive_int
+from mmrec.data.validation import id_list
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex, ServingIndex, l2_normalize
 from mmrec.index.sharded import ShardedIndex
+from mmrec.ranking.options import RankingOptions, check_half_life, reject_options, resolve_options
 from mmrec.ranking.popularity import popular_order
 from mmrec.ranking.prior import label_log_popularity, search_with_prior
-from mmrec.ranking.rerank import candidate_count, check_diversify, rerank_candidates
+from mmrec.ranking.rerank import candidate_count, rerank_candidates
 from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "check_model_fits",
-           "top_unseen", "diversified"]
+           "check_model_options", "top_unseen", "diversified"]
 
 logger = logging.getLogger(__name__)
 
@@ -49,9 +49,7 @@ def user_vectors(
         Recency decay: an event ``half_life`` seconds older than the user's latest counts half.
     """
     events = as_interactions(events, caller="user_vectors")
-    if half_life is not None and (isinstance(half_life, bool) or not isinstance(half_life, Real)
-                                  or not half_life > 0):
-        raise ConfigError(f"half_life must be > 0 seconds, got {half_life!r}.")
+    check_half_life(half_life)
     # every user of the log has a row, also one whose items are all unknown to the index (zeros)
     user_ids = (pd.unique(np.asarray(id_list(users, name="users"), dtype=object)) if users is not None
                 else events.users)  # a user asked for twice is computed once
@@ -92,6 +90,16 @@ def check_model_fits(index: ServingIndex, model: Any) -> None:
                           f"{index.dim}; build the index from model.encode_items(...).")
 
 
+def check_model_options(index: ServingIndex, model: Any, options: RankingOptions, *, caller: str) -> None:
+    """:func:`check_model_fits`, and with a model no content-profile option: its user tower reads
+    the history with the model's own event weights and without a recency decay."""
+    check_model_fits(index, model)
+    if model is not None:
+        reject_options(options, ("event_weights", "half_life"), caller=caller,
+                       why="the model's user tower weighs the history itself (TwoTower(event_weights=...)) "
+                       "and has no recency decay")
+
+
 def top_unseen(order: np.ndarray, seen: set[int], k: int) -> list[int]:
     """The first ``k`` labels of ``order`` that are not in ``seen``."""
     return [int(i) for i in order[: k + len(seen)] if i not in seen][:k]
@@ -102,14 +110,9 @@ def recommend(
     events: Interactions | pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
-    k: int = 10,
-    exclude_seen: bool = True,
-    event_weights: EventWeights | None = None,
-    half_life: float | None = None,
-    where: Mapping[str, Any] | None = None,
     model: Any = None,
-    diversify: float = 0.0,
-    rerank: str = "mmr",
+    options: RankingOptions | None = None,
+    **overrides: Any,
 ) -> pd.DataFrame:
     """Top-``k`` items for each user, from the user's history.
 
@@ -121,14 +124,27 @@ def recommend(
 
     Users with no usable history (unknown, or whose weights cancel out) get the most popular items
     they have not seen; the ``source`` column says which. Seen items are excluded and ``k`` is still
-    honoured while enough unseen items exist. ``where`` filters on the index's item attributes
-    (``{"category": ["shoes", "bags"], "in_stock": True}``; build the index with
-    ``attributes=catalog``), also without losing ``k``. ``index`` is an :class:`~mmrec.ItemIndex`
-    or a :class:`~mmrec.ShardedIndex` (same results; profiles and search go shard by shard).
+    honoured while enough unseen items exist; so is ``where``, the filter on the index's item
+    attributes. ``index`` is an :class:`~mmrec.ItemIndex` or a :class:`~mmrec.ShardedIndex` (same
+    results; profiles and search go shard by shard).
 
-    ``diversify`` (λ in [0, 1]) re-ranks each user's top candidates by their item vectors in the
-    index for variety: ``rerank="mmr"`` (maximal marginal relevance) or ``"dpp"``; 0 keeps the
-    ranking (see :mod:`mmrec.ranking.rerank`). Filters, seen items and ``k`` are still honoured.
+    Parameters
+    ----------
+    index : ItemIndex or ShardedIndex
+    events : Interactions or DataFrame
+        The behaviour log; events on items not in the index are dropped (and logged).
+    users : sequence of str, optional
+        Users to serve, in this order (default: every user of the log).
+    model : TwoTower, optional
+        Makes the user vectors instead of the content profile; it weighs events its own way, so
+        ``event_weights`` and ``half_life`` are refused with it.
+    options : RankingOptions, optional
+        ``k``, ``exclude_seen``, ``where``, ``diversify``, ``rerank``, ``event_weights``,
+        ``half_life`` (see :class:`mmrec.RankingOptions`; default: its defaults, ``k=10``).
+    **overrides
+        Fields of :class:`mmrec.RankingOptions` replacing those of ``options``
+        (``recommend(index, events, k=20, where={"category": ["shoes"]})``); another keyword is a
+        :class:`ConfigError` naming the valid ones.
 
     Returns
     -------
@@ -136,17 +152,15 @@ def recommend(
         Columns ``user, rank, item, score, source``; ``rank`` starts at 1.
     """
     check_serving_index(index, "recommend")
+    options = resolve_options(options, overrides, caller="recommend")
+    check_model_options(index, model, options, caller="recommend")
     events = as_interactions(events, caller="recommend")
-    k = positive_int(k, name="k")
-    diversify = check_diversify(diversify, rerank)
     if users is None:  # users whose items are all unknown to the index still get popular items
         users = events.users
     known = events.restrict_to_items(index.item_ids)
-    allowed = index.mask(where) if where else None
-    return recommend_known(index, known, users=users, k=k, exclude_seen=exclude_seen,
-                           event_weights=event_weights, half_life=half_life, allowed=allowed, model=model,
-                           popular=lambda: popular_order(index, known, allowed), diversify=diversify,
-                           rerank=rerank)
+    allowed = index.mask(options.where) if options.where else None
+    return recommend_known(index, known, users=users, options=options, allowed=allowed, model=model,
+                           popular=lambda: popular_order(index, known, allowed))
 
 
 def check_serving_index(index: Any, caller: str) -> None:
@@ -161,26 +175,22 @@ def recommend_known(
     known: Interactions,
     *,
     users: Sequence[str] | None,
-    k: int,
-    exclude_seen: bool,
-    event_weights: EventWeights | None,
-    half_life: float | None,
+    options: RankingOptions,
     allowed: np.ndarray | None,
     model: Any,
     popular: Callable[[], tuple[np.ndarray, np.ndarray]],
-    diversify: float = 0.0,
-    rerank: str = "mmr",
 ) -> pd.DataFrame:
     """:func:`recommend` after its checks: ``known`` holds only events on indexed items (at least
-    those of ``users``), ``allowed`` is the ``where`` mask, and ``popular()`` gives the fallback's
-    popularity per label and order (:func:`popular_order`), asked for only when a user is cold."""
-    check_model_fits(index, model)
+    those of ``users``), ``allowed`` is the mask of ``options.where``, and ``popular()`` gives the
+    fallback's popularity per label and order (:func:`popular_order`), asked for only when a user
+    is cold."""
+    k, diversify = options.k, options.diversify
     if model is not None:
         profile = model.encode_users(known, users=users)
     else:
-        profile = user_vectors(index, known, users=users, event_weights=event_weights,
-                               half_life=half_life)
-    seen_lists = _seen_positions(index, known, profile.user_ids) if exclude_seen else (
+        profile = user_vectors(index, known, users=users, event_weights=options.event_weights,
+                               half_life=options.half_life)
+    seen_lists = _seen_positions(index, known, profile.user_ids) if options.exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
     width = candidate_count(k, index.n_labels) if diversify > 0 else k
     prior = getattr(model, "prior_", None)
@@ -202,7 +212,8 @@ def recommend_known(
             scores[row, : len(picks)] = pop[picks]
             item_idx[row, : len(picks)] = picks
     if diversify > 0:
-        item_idx, scores = diversified(index, scores, item_idx, k, diversify=diversify, method=rerank)
+        item_idx, scores = diversified(index, scores, item_idx, k, diversify=diversify,
+                                       method=options.rerank)
     rows, ranks = np.nonzero(item_idx >= 0)  # row-major: users in order, ranks ascending
     short = int((item_idx < 0).any(axis=1).sum())
     if short:

@@ -24,6 +24,7 @@ from importlib import resources
 from typing import Annotated, Any
 
 from mmrec.errors import MissingDependencyError, MmrecError
+from mmrec.ranking.options import RankingOptions
 from mmrec.serve.access import AccessPolicy, Guard
 from mmrec.serve.service import MAX_ID_LENGTH, NotFound, Service
 
@@ -129,8 +130,9 @@ def create_app(service: Service, access: AccessPolicy | None = None) -> FastAPI:
                   filter: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
                   diversify: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
                   rerank: Annotated[str, Query(pattern="^(mmr|dpp)$")] = "mmr") -> dict[str, Any]:
-        return service.recommend(user, k, exclude_seen=exclude_seen, where=_parse_filters(filter),
-                                 explain=explain, diversify=diversify, rerank=rerank)
+        options = RankingOptions(k=k, exclude_seen=exclude_seen, where=_parse_filters(filter),
+                                 diversify=diversify, rerank=rerank)
+        return service.recommend(user, explain=explain, options=options)
 
     @app.post("/events")
     def events(body: Annotated[Event | Annotated[list[Event], Field(min_length=1, max_length=MAX_BATCH)],

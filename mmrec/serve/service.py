@@ -38,7 +38,8 @@ from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
 from mmrec.models.user_features import as_attribute_table
 from mmrec.ranking.explain import Explainer
-from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers
+from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers, live_options
+from mmrec.ranking.options import RankingOptions
 from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, forget_user, open_store
 from mmrec.utils.io import atomic_path
 from mmrec.vectors.item_vectors import ItemVectors
@@ -407,17 +408,20 @@ class Service:
                     raise SchemaError(f"item {item!r}: {column} {path.name!r} is not a readable {role} file.")
 
     # ----------------------------------------------------------------------------- the loop
-    def recommend(self, user: str, k: int = 10, *, exclude_seen: bool = True,
-                  where: Mapping[str, Any] | None = None, explain: bool = False,
-                  diversify: float = 0.0, rerank: str = "mmr") -> dict[str, Any]:
-        """Top-``k`` cards for ``user`` now (with explanations when asked; ``diversify`` re-ranks
-        for variety, see :mod:`mmrec.ranking.rerank`)."""
+    def recommend(self, user: str, k: int | None = None, *, explain: bool = False,
+                  options: RankingOptions | None = None, **overrides: Any) -> dict[str, Any]:
+        """Top-``k`` cards for ``user`` now, with explanations when asked.
+
+        ``options`` (a :class:`mmrec.RankingOptions`) and the keyword ``overrides`` of its fields
+        say how to rank, as for :meth:`mmrec.OnlineRecommender.recommend` (``k`` given here replaces
+        ``options.k``; at most ``config.max_k``; ``diversify`` re-ranks for variety, see
+        :mod:`mmrec.ranking.rerank`)."""
+        options = live_options(options, k, overrides, caller="Service.recommend")
+        if options.k > self.config.max_k:
+            raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {options.k}.")
         self.sync()
-        if not 1 <= k <= self.config.max_k:
-            raise SchemaError(f"k must be between 1 and {self.config.max_k}, got {k}.")
         with self._reading():
-            ids, scores, source = self.online.ranked(user, k, exclude_seen=exclude_seen, where=where,
-                                                     diversify=diversify, rerank=rerank)
+            ids, scores, source = self.online.ranked(user, options=options)
             cards = [{**self.card(str(item)), "rank": rank, "score": float(score)}
                      for rank, (item, score) in enumerate(zip(ids, scores, strict=True), start=1)]
             if explain and source == "online":
