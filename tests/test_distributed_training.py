@@ -115,8 +115,8 @@ def test_a_plain_fit_script_under_torchrun_trains_data_parallel(runs, demo):
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     assert sorted(done.stdout.split("\n")[:-1]) == ["fitted as rank 0", "fitted as rank 1"]
     single = json.loads((tmp_path / "single" / "metrics.json").read_text())
-    saved = json.loads((tmp_path / "script-model" / "manifest.json").read_text())
-    np.testing.assert_allclose([e["loss"] for e in saved["history"]["epochs"]],
+    saved = json.loads((tmp_path / "script-model" / "network" / "manifest.json").read_text())
+    np.testing.assert_allclose([e["loss"] for e in saved["plain"]["history"]["epochs"]],
                                [e["loss"] for e in single["training"]["epochs"]], rtol=1e-4)
 
 

@@ -9,16 +9,14 @@ an ANN index over ``encode_items`` serves the same ranking at catalog scale.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
 
 from mmrec.models.histories import Histories
+from mmrec.models.parts.base import Composition
 from mmrec.models.parts.network import placed
-
-if TYPE_CHECKING:
-    from mmrec.models.two_tower import TwoTower
 
 __all__ = ["rank_items", "score_chunks"]
 
@@ -26,7 +24,7 @@ CANDIDATE_CHUNK = 1024  # items scored at once by a candidate-aware tower
 
 
 @torch.no_grad()
-def score_chunks(model: TwoTower, histories: Histories, *, candidate_aware: bool, device: torch.device
+def score_chunks(model: Composition, histories: Histories, *, candidate_aware: bool, device: torch.device
                  ) -> Iterator[tuple[np.ndarray, Any, torch.Tensor]]:
     """Per chunk of history rows: the rows, their batch and float32 logits over the item table
     (the network's, plus the parts' terms on the logits' scale)."""
@@ -51,7 +49,7 @@ def score_chunks(model: TwoTower, histories: Histories, *, candidate_aware: bool
 
 
 @torch.no_grad()
-def rank_items(model: TwoTower, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
+def rank_items(model: Composition, histories: Histories, k: int, *, exclude_seen: bool, candidate_aware: bool,
                device: torch.device) -> np.ndarray:
     """Top-``k`` table rows ``(len(histories), k)`` int64 per history row, ranked over the whole
     item table (-1 pads); ``exclude_seen`` masks every item of the history, also beyond ``max_len``."""

@@ -8,17 +8,14 @@ built with. Only the schema is saved — never the table, which holds personal d
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from mmrec.errors import ConfigError
-from mmrec.models.parts.base import FitData, Part
+from mmrec.models.parts.base import Composition, FitData, Part
 from mmrec.models.user_features import UserCodes, UserFeatureSchema, as_attribute_table
-
-if TYPE_CHECKING:
-    from mmrec.models.two_tower import TwoTower
 
 __all__ = ["UserAttributes"]
 
@@ -34,7 +31,7 @@ class UserAttributes(Part):
         self.schema_: UserFeatureSchema | None = None
         self.table_: pd.DataFrame | None = None
 
-    def before_training(self, model: TwoTower, data: FitData) -> None:
+    def before_training(self, model: Composition, data: FitData) -> None:
         """Fit the schema on ``data.users``; the network is built with it."""
         if data.users is not None:
             table = as_attribute_table(data.users, where="TwoTower.fit(users=)")

@@ -11,28 +11,25 @@ add (switched off, or not fitted) adds nothing.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import numpy as np
 import pandas as pd
 import torch
 
-from mmrec.data.interactions import Interactions
+from mmrec.data.interactions import EventWeights, Interactions
 from mmrec.errors import ArtifactError
 from mmrec.evaluation.metrics import targets_per_user
-from mmrec.models.config import TrainConfig
+from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.histories import Histories
 from mmrec.models.user_features import UserCodes, UserFeatureSchema
 from mmrec.utils.state import load_state, save_state
 from mmrec.vectors.item_vectors import ItemVectors
 
-if TYPE_CHECKING:
-    from mmrec.models.two_tower import TwoTower
-
-__all__ = ["FitData", "Part", "PartAttribute", "ScoreTerm", "validation_sample"]
+__all__ = ["Composition", "FitData", "Part", "PartAttribute", "ScoreTerm", "validation_sample"]
 
 PART_FORMAT_VERSION = 1
 ScoreTerm = Callable[[np.ndarray], torch.Tensor]  # history rows -> what a part adds to their scores
@@ -58,6 +55,32 @@ class FitData:
     device: torch.device | None = None
 
 
+class Composition(Protocol):
+    """What a part may ask of the model it belongs to (:class:`mmrec.TwoTower`): its configuration,
+    the other parts, and the scores the parts make together. Parts know this protocol, never the
+    class, so the model imports its parts and not the other way round."""
+
+    config: TwoTowerConfig
+    training: TrainConfig
+    event_weights: EventWeights
+    parts: dict[str, Part]
+
+    @property
+    def network(self) -> Any: ...            # the Network part (mmrec.models.parts.network)
+
+    @property
+    def attributes(self) -> Any: ...         # the UserAttributes part
+
+    @property
+    def item_ids_(self) -> pd.Index | None: ...
+
+    def score_terms(self, histories: Histories, device: torch.device) -> list[ScoreTerm]: ...
+
+    def evaluate(self, history: Interactions, targets: Interactions, *, ks: Sequence[int] = ...,
+                 exclude_seen: bool = ..., candidate_aware: bool = ...,
+                 device: str | None = ...) -> dict[str, float]: ...
+
+
 class Part:
     """A fitted piece of a TwoTower. Subclasses set ``name`` (its folder in a saved model) and
     override the hooks they need; the defaults add nothing."""
@@ -65,20 +88,20 @@ class Part:
     name: ClassVar[str]
 
     @classmethod
-    def for_model(cls, model: TwoTower) -> Part:
+    def for_model(cls, model: Composition) -> Part:
         """A fresh, unfitted part for ``model`` (its configuration read from the model)."""
         return cls()
 
     # ------------------------------------------------------------------------------ fitting
-    def before_training(self, model: TwoTower, data: FitData) -> None:
+    def before_training(self, model: Composition, data: FitData) -> None:
         """Runs, for every part in order, before any part's :meth:`fit`."""
 
-    def reserve_items(self, model: TwoTower, data: FitData) -> np.ndarray | None:
+    def reserve_items(self, model: Composition, data: FitData) -> np.ndarray | None:
         """A mask over the item table of items whose id embeddings training must leave untrained
         (asked once the network is built, before it trains); ``None``: none."""
         return None
 
-    def fit(self, model: TwoTower, data: FitData) -> None:
+    def fit(self, model: Composition, data: FitData) -> None:
         """Learn this part's state from ``data`` and the parts fitted before it."""
 
     @property
@@ -87,17 +110,17 @@ class Part:
         return False
 
     # ------------------------------------------------------------------------------ serving
-    def score_term(self, model: TwoTower, histories: Histories, device: torch.device) -> ScoreTerm | None:
+    def score_term(self, model: Composition, histories: Histories, device: torch.device) -> ScoreTerm | None:
         """What the part adds to the cosines of the histories' users and every model item (the
         model scales it like the cosines); ``None``: nothing."""
         return None
 
-    def user_vectors(self, model: TwoTower, histories: Histories, vectors: np.ndarray,
+    def user_vectors(self, model: Composition, histories: Histories, vectors: np.ndarray,
                      has_signal: np.ndarray) -> np.ndarray:
         """The users' vectors after this part (``vectors``: the parts' before it)."""
         return vectors
 
-    def item_vectors(self, model: TwoTower, items: ItemVectors | None, fused: np.ndarray) -> np.ndarray:
+    def item_vectors(self, model: Composition, items: ItemVectors | None, fused: np.ndarray) -> np.ndarray:
         """The items' vectors after this part (``fused``: the parts' before it)."""
         return fused
 
@@ -111,7 +134,7 @@ class Part:
         """Factor on the norm of the learned part of a user vector."""
         return 1.0
 
-    def check(self, model: TwoTower) -> None:
+    def check(self, model: Composition) -> None:
         """After a load through the model: raise ``ValueError`` when the state does not fit the
         other parts (say, a table of another size)."""
 

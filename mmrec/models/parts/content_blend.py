@@ -11,7 +11,7 @@ content, without item ids, or without validation events.
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -20,11 +20,8 @@ import torch.nn.functional as F
 from mmrec.data.interactions import Interactions
 from mmrec.models.content_blend import ColdView, ContentBlend, fit_content_blend, pseudo_cold_items
 from mmrec.models.histories import Histories
-from mmrec.models.parts.base import FitData, Part, ScoreTerm, validation_sample
+from mmrec.models.parts.base import Composition, FitData, Part, ScoreTerm, validation_sample
 from mmrec.vectors.item_vectors import ItemVectors
-
-if TYPE_CHECKING:
-    from mmrec.models.two_tower import TwoTower
 
 __all__ = ["ColdItemBlend", "history_matrix"]
 
@@ -53,7 +50,7 @@ class ColdItemBlend(Part):
     def fitted(self) -> bool:
         return self.blend_ is not None
 
-    def reserve_items(self, model: TwoTower, data: FitData) -> np.ndarray | None:
+    def reserve_items(self, model: Composition, data: FitData) -> np.ndarray | None:
         net = model.network.net
         assert data.valid is not None
         blending = bool(data.training.content_blend and net.modalities and model.config.item_ids
@@ -61,7 +58,7 @@ class ColdItemBlend(Part):
         self._pseudo_cold = pseudo_cold_items(net.trained.numpy(), data.training.seed) if blending else None
         return self._pseudo_cold
 
-    def fit(self, model: TwoTower, data: FitData) -> None:
+    def fit(self, model: Composition, data: FitData) -> None:
         """Fit on the pseudo-cold items and the validation users; ``None`` when there is too
         little to fit on."""
         pseudo_cold, self._pseudo_cold = self._pseudo_cold, None
@@ -95,13 +92,13 @@ class ColdItemBlend(Part):
                         self.blend_.offset, self.blend_.valid)
 
     # ----------------------------------------------------------------------------- serving
-    def _profiles(self, model: TwoTower, histories: Histories) -> tuple[np.ndarray, np.ndarray]:
+    def _profiles(self, model: Composition, histories: Histories) -> tuple[np.ndarray, np.ndarray]:
         """The table's blend coordinates and the users' content profiles."""
         assert self.blend_ is not None
         coords = self.blend_.project(model.network.raw_content(None))
         return coords, self.blend_.profile(history_matrix(histories, model.network.net.n_items), coords)
 
-    def score_term(self, model: TwoTower, histories: Histories, device: torch.device) -> ScoreTerm | None:
+    def score_term(self, model: Composition, histories: Histories, device: torch.device) -> ScoreTerm | None:
         """The cold items' content-neighbour score (zero on warm items)."""
         net = model.network.net
         cold = np.flatnonzero(~net.trained.numpy())
@@ -117,13 +114,13 @@ class ColdItemBlend(Part):
 
         return term
 
-    def user_vectors(self, model: TwoTower, histories: Histories, vectors: np.ndarray,
+    def user_vectors(self, model: Composition, histories: Histories, vectors: np.ndarray,
                      has_signal: np.ndarray) -> np.ndarray:
         if self.blend_ is None:
             return vectors
         return self.blend_.user_vectors(vectors, self._profiles(model, histories)[1], has_signal)
 
-    def item_vectors(self, model: TwoTower, items: ItemVectors | None, fused: np.ndarray) -> np.ndarray:
+    def item_vectors(self, model: Composition, items: ItemVectors | None, fused: np.ndarray) -> np.ndarray:
         if self.blend_ is None:
             return fused
         network = model.network
@@ -138,7 +135,7 @@ class ColdItemBlend(Part):
     def user_scale(self) -> float:
         return self.blend_.radius if self.blend_ is not None else 1.0
 
-    def check(self, model: TwoTower) -> None:
+    def check(self, model: Composition) -> None:
         width = model.network.content_width
         if self.blend_ is not None and self.blend_.mean.shape != (width,):
             raise ValueError(f"the content blend has shapes {self.blend_.mean.shape} / "

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,7 +24,7 @@ from mmrec.models.config import TrainConfig, TwoTowerConfig
 from mmrec.models.distributed import collective, local_device
 from mmrec.models.histories import EventVocabulary, Histories
 from mmrec.models.network import TwoTowerNet
-from mmrec.models.parts.base import FitData, Part
+from mmrec.models.parts.base import Composition, FitData, Part
 from mmrec.models.training import TrainingHistory, train
 from mmrec.models.user_features import UserCodes, UserFeatureSchema
 from mmrec.utils.config import config_from_dict, config_to_dict
@@ -32,9 +32,6 @@ from mmrec.utils.device import resolve_device
 from mmrec.utils.seed import torch_seeded
 from mmrec.vectors.fixed_fusion import ModalityScaler, concat_fusion
 from mmrec.vectors.item_vectors import ItemVectors
-
-if TYPE_CHECKING:
-    from mmrec.models.two_tower import TwoTower
 
 __all__ = ["Network", "has_signal", "normalised_content", "placed"]
 
@@ -82,7 +79,7 @@ class Network(Part):
         self.rank_ = 0  # this process's rank in the data-parallel run that fitted it (0: it saves)
 
     @classmethod
-    def for_model(cls, model: TwoTower) -> Network:
+    def for_model(cls, model: Composition) -> Network:
         return cls(model.config, model.training, model.event_weights)
 
     @property
@@ -97,7 +94,7 @@ class Network(Part):
         return self.net_
 
     # ----------------------------------------------------------------------------- fitting
-    def fit(self, model: TwoTower, data: FitData) -> None:
+    def fit(self, model: Composition, data: FitData) -> None:
         """Split validation off (when none was given), build the network over the catalog, train it."""
         training = data.training
         device = data.device = local_device(resolve_device(training.device))
@@ -349,7 +346,7 @@ def _check_shapes(weights: dict[str, torch.Tensor], modalities: list[str], n_ite
                              f"{tuple(tensor.shape)}: the manifest or the weights were edited")
 
 
-def _validator(model: TwoTower, train_events: Interactions, valid: Interactions, training: TrainConfig
+def _validator(model: Composition, train_events: Interactions, valid: Interactions, training: TrainConfig
                ) -> Callable[[], float]:
     """Early stopping's metric: recall@``valid_k`` of (a sample of) the validation users."""
     users = pd.unique(valid.frame["user"].to_numpy(dtype=object))

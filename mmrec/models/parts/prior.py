@@ -24,7 +24,7 @@ from mmrec.data.interactions import Interactions
 from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.segments import SegmentRule
 from mmrec.models.histories import Histories
-from mmrec.models.parts.base import FitData, Part, ScoreTerm, validation_sample
+from mmrec.models.parts.base import Composition, FitData, Part, ScoreTerm, validation_sample
 from mmrec.models.parts.network import has_signal, placed
 from mmrec.models.prior import (
     PRIOR_STEPS,
@@ -39,8 +39,6 @@ from mmrec.models.user_features import UserCodes
 
 if TYPE_CHECKING:
     from collections.abc import Callable
-
-    from mmrec.models.two_tower import TwoTower
 
 __all__ = ["FadingPrior"]
 
@@ -63,7 +61,7 @@ class FadingPrior(Part):
         return self.prior_ is not None
 
     # ----------------------------------------------------------------------------- fitting
-    def before_training(self, model: TwoTower, data: FitData) -> None:
+    def before_training(self, model: Composition, data: FitData) -> None:
         """Hold the prior's users out of ``data.events`` and ``data.valid``."""
         held = _held_out_users(data.events, data.training.prior_users, data.training.seed)
         self._heldout = None
@@ -77,7 +75,7 @@ class FadingPrior(Part):
             data.valid = Interactions(data.valid.frame.loc[~data.valid.frame["user"].isin(set(held))]
                                       .reset_index(drop=True))
 
-    def fit(self, model: TwoTower, data: FitData) -> None:
+    def fit(self, model: Composition, data: FitData) -> None:
         """Fit the fading weights on the held-out users (popularity of the training events), capped
         per history length by the validation users' next events; then keep the log-popularity of
         every event given to ``fit``."""
@@ -118,12 +116,12 @@ class FadingPrior(Part):
             segments=SegmentPrior.fit(table, data.counted, item_ids))
 
     # ----------------------------------------------------------------------------- serving
-    def segments(self, model: TwoTower, users: Any) -> list[np.ndarray] | None:
+    def segments(self, model: Composition, users: Any) -> list[np.ndarray] | None:
         """Each user's segment rows (their attributes from the model's table); ``None`` when
         everyone gets the overall popularity."""
         return self.prior_.segment_rows(model.attributes.table_, users) if self.prior_ is not None else None
 
-    def score_term(self, model: TwoTower, histories: Histories, device: torch.device) -> ScoreTerm | None:
+    def score_term(self, model: Composition, histories: Histories, device: torch.device) -> ScoreTerm | None:
         """``weight(n) · log-popularity`` (each user's segments' with a segment-aware prior)."""
         prior = self.prior_
         if prior is None:
@@ -139,7 +137,7 @@ class FadingPrior(Part):
 
         return term
 
-    def check(self, model: TwoTower) -> None:
+    def check(self, model: Composition) -> None:
         ids = model.network.item_ids_
         if self.prior_ is not None and ids is not None and not self.prior_.item_ids.equals(ids):
             raise ValueError(f"the prior covers {len(self.prior_.item_ids)} items, not the network's "
@@ -206,7 +204,7 @@ def _distinct_users(item_ids: pd.Index, events: Interactions) -> np.ndarray:
 
 
 @torch.no_grad()
-def _cosines(model: TwoTower, histories: Histories, codes: UserCodes | None) -> np.ndarray:
+def _cosines(model: Composition, histories: Histories, codes: UserCodes | None) -> np.ndarray:
     """Cosines ``(users, items)`` of the users' vectors and every model item's, with what the other
     fitted parts add (0 for users without signal): the scores the prior is fitted on top of."""
     network = model.network
@@ -223,7 +221,7 @@ def _cosines(model: TwoTower, histories: Histories, codes: UserCodes | None) -> 
     return out
 
 
-def _warm_folds(model: TwoTower, data: FitData, own_log_pop: Callable[[np.ndarray], np.ndarray | None]
+def _warm_folds(model: Composition, data: FitData, own_log_pop: Callable[[np.ndarray], np.ndarray | None]
                 ) -> Callable[[int], tuple[Any, ...]]:
     """``warm(n)`` gives the validation users whose training history is nearest ``n`` events long —
     their cosines, their history (masked), their validation items and (segment-aware) their own
