@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import mmrec
-from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour
+from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour, simulate_world
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.ranking.explain import explain, explain_recommendations
 
@@ -20,6 +20,26 @@ def _world(n_items: int = 60, n_topics: int = 6):
     ids = [f"item{i:02d}" for i in range(n_items)]
     return ids, [f"topic{i % n_topics}" for i in range(n_items)]
 
+
+def test_a_generated_world_of_any_size_has_the_asked_sizes_topics_and_a_long_tail():
+    world = simulate_world(400, 300, 6000, n_topics=20, explore=0.0, seed=3)
+    frame, catalog = world.events.frame, world.catalog
+    assert len(frame) == 6000 and frame["user"].nunique() == 300 and len(catalog) == 400
+    assert frame.groupby("user").size().min() >= 2
+    assert frame.groupby("user").size().max() > 4 * 6000 / 300  # heavy-tailed activity
+    assert (frame.groupby("user")["timestamp"].diff().dropna() >= 0).all()
+    topic_of = catalog.set_index("item_id")["topic"]
+    per_user = frame.assign(topic=frame["item"].map(topic_of).to_numpy()).groupby("user")["topic"].nunique()
+    assert per_user.max() <= 3  # no exploration: only the user's own (at most three) topics
+    counts = frame["item"].value_counts()
+    assert counts.iloc[: len(counts) // 10].sum() > 0.3 * len(frame)  # popular items dominate
+    # titles name their topic: most words are the topic's own
+    first = catalog.iloc[0]
+    assert sum(w.startswith(first["topic"].replace("topic", "t") + "w") for w in first["title"].split()) >= 2
+    again = simulate_world(400, 300, 6000, n_topics=20, explore=0.0, seed=3)
+    assert world.events.frame.equals(again.events.frame) and world.catalog.equals(again.catalog)
+    with pytest.raises(ConfigError, match="2 \\* n_users"):
+        simulate_world(10, 300, 500)
 
 def test_simulated_users_stick_to_few_topics_are_seeded_and_never_repeat_an_item():
     ids, topics = _world()
