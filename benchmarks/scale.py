@@ -1,0 +1,233 @@
+"""The library path at production sizes: seconds, throughput and peak memory per stage, and how they grow.
+
+    python benchmarks/scale.py --sizes S            # 10k items, 20k users, 500k events
+    python benchmarks/scale.py --sizes S,M,L --train-budget 1800
+
+Each size runs in a child process of its own (a fresh heap), on a world from
+:func:`mmrec.datasets.simulate.simulate_world` (seeded: topic titles, topic-loyal users with
+heavy-tailed history lengths, Zipf popularity inside topics). The stages are what a user runs:
+
+1. ``Interactions.from_frame`` on the generated log (bytes per event of the result);
+2. ``encode_items`` with TF-IDF + SVD over the titles (``text-tfidf-svd``);
+3. ``TwoTower(fusion="gated", user_tower="transformer", dim=64).fit(items, events, epochs=1)``
+   (``--train-budget`` seconds caps the epoch count, never a started epoch; the row says the
+   epoch's targets/s and what the parts after training cost);
+4. ``model.encode_items`` and ``model.encode_users`` for every user;
+5. ``build_index(target_recall=0.95)``;
+6. ``recommend_batches(index, events, model=model)`` for every user, consumed;
+7. peer: ``implicit``'s ALS on the same events, fitted, and top-10 for every user (when installed).
+
+Per stage: seconds, throughput in the stage's own unit (events, items or users per second) and the
+peak RSS during the stage (the kernel's high-water mark, reset at the stage's start). With more than
+one size, the growth exponent from each size to the next (``log(t2/t1) / log(n2/n1)`` in the
+stage's unit; 1 = linear). The serving path at traffic is ``benchmarks/serve_load.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import math
+import subprocess
+import sys
+import tempfile
+import time
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SIZES = {  # items, users, events
+    "XS": (2_500, 5_000, 125_000),
+    "S": (10_000, 20_000, 500_000),
+    "M": (100_000, 200_000, 5_000_000),
+    "L": (1_000_000, 1_000_000, 20_000_000),
+}
+UNITS = {"from_frame": "events", "encode_items": "items", "fit": "events", "model.encode_items": "items",
+         "model.encode_users": "users", "build_index": "items", "recommend_batches": "users",
+         "implicit ALS fit": "events", "implicit ALS recommend": "users"}
+
+
+def _status_kib(field: str) -> int:
+    with open("/proc/self/status", encoding="ascii") as handle:
+        for line in handle:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    return 0
+
+
+def _reset_peak() -> None:
+    """The kernel's peak RSS (VmHWM) back to the current RSS."""
+    try:
+        with open("/proc/self/clear_refs", "w", encoding="ascii") as handle:
+            handle.write("5")
+    except OSError:
+        pass
+
+
+class Stages:
+    """Times each stage and records its peak RSS."""
+
+    def __init__(self, sizes: dict[str, int]) -> None:
+        self.sizes, self.rows = sizes, []
+
+    @contextmanager
+    def stage(self, name: str, **extra: Any):
+        gc.collect()
+        _reset_peak()
+        started = time.perf_counter()
+        note: dict[str, Any] = dict(extra)
+        yield note
+        seconds = time.perf_counter() - started
+        count = self.sizes[UNITS[name]]
+        self.rows.append({"stage": name, "seconds": seconds, "unit": UNITS[name], "count": count,
+                          "per_s": count / seconds if seconds else math.inf,
+                          "peak_rss_gb": _status_kib("VmHWM") / 2**20, **note})
+        print(f"  {name}: {seconds:.1f} s, {count / seconds:,.0f} {UNITS[name]}/s, "
+              f"peak RSS {self.rows[-1]['peak_rss_gb']:.2f} GB {note or ''}", flush=True)
+
+
+def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
+    """Every stage at one size, in this process."""
+    import torch
+
+    import mmrec
+    from mmrec.datasets.simulate import simulate_world
+    from mmrec.ranking.batch import EventsByUser, recommend_batches
+
+    torch.set_num_threads(args.threads)
+    n_items, n_users, n_events = (int(round(v * args.scale)) for v in SIZES[name])
+    started = time.perf_counter()
+    world = simulate_world(n_items, n_users, n_events, seed=args.seed)
+    print(f"{name}: {n_items:,} items, {n_users:,} users, {n_events:,} events "
+          f"(generated in {time.perf_counter() - started:.1f} s)", flush=True)
+    frame, catalog = world.events.frame, world.catalog
+    del world
+    meter = Stages({"events": n_events, "items": n_items, "users": n_users})
+    with meter.stage("from_frame") as note:
+        events = mmrec.Interactions.from_frame(frame)
+    note["bytes_per_event"] = float(events.frame.memory_usage(deep=True).sum() / len(events.frame))
+    del frame
+    with meter.stage("encode_items"):
+        items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd", "image": None, "audio": None},
+                                   show_progress=False)
+    model = mmrec.TwoTower(fusion="gated", user_tower="transformer", dim=64, seed=args.seed,
+                           time_budget_s=args.train_budget)
+    with meter.stage("fit") as note:
+        model.fit(items, events, epochs=args.epochs, show_progress=False)
+    epochs = model.history_.epochs
+    note.update(epochs=len(epochs), epoch_targets_per_s=[round(e["targets_per_s"]) for e in epochs],
+                epoch_seconds=[round(e["seconds"], 1) for e in epochs],
+                after_training_s=round(meter.rows[-1]["seconds"] - sum(e["seconds"] for e in epochs), 1),
+                prior=model.prior_ is not None, blend=model.blend_ is not None)
+    print(f"    epochs {note['epochs']}, targets/s {note['epoch_targets_per_s']}, "
+          f"everything but the epochs {note['after_training_s']} s", flush=True)
+    with meter.stage("model.encode_items"):
+        vectors = model.encode_items(items)
+    with meter.stage("model.encode_users"):
+        model.encode_users(events)
+    with meter.stage("build_index") as note:
+        index = mmrec.build_index(vectors, target_recall=0.95)
+    note["spec"] = getattr(index, "spec", None)
+    with meter.stage("recommend_batches") as note:
+        grouped = EventsByUser.from_interactions(index, events)
+        rows = sum(len(batch) for batch in recommend_batches(index, grouped, model=model, k=10))
+    note["rows"] = rows
+    _implicit_rows(meter, events, args)
+    return {"size": name, "items": n_items, "users": n_users, "events": n_events, "stages": meter.rows}
+
+
+def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None:
+    """The peer a user at this size would otherwise pick: implicit's ALS on the same events."""
+    try:
+        from implicit.cpu.als import AlternatingLeastSquares
+    except ImportError:
+        print("  implicit is not installed (pip install implicit): no peer row", flush=True)
+        return
+    import pandas as pd
+    from scipy.sparse import csr_matrix
+
+    frame = events.frame
+    users, user_ids = pd.factorize(frame["user"])
+    items, _ = pd.factorize(frame["item"])
+    matrix = csr_matrix((np.ones(len(frame), np.float32), (users, items)),
+                        shape=(len(user_ids), int(items.max()) + 1))
+    matrix.sum_duplicates()
+    als = AlternatingLeastSquares(factors=64, iterations=args.als_iterations, random_state=args.seed,
+                                  num_threads=args.threads)
+    with meter.stage("implicit ALS fit") as note:
+        als.fit(matrix, show_progress=False)
+    note["iterations"] = args.als_iterations
+    with meter.stage("implicit ALS recommend"):
+        for start in range(0, matrix.shape[0], 10_000):
+            rows = np.arange(start, min(start + 10_000, matrix.shape[0]))
+            als.recommend(rows, matrix[rows], N=10, filter_already_liked_items=True)
+
+
+def _exponents(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Growth exponent per stage between consecutive sizes."""
+    out = []
+    for small, large in zip(results, results[1:], strict=False):
+        by_stage = {row["stage"]: row for row in small["stages"]}
+        for row in large["stages"]:
+            before = by_stage.get(row["stage"])
+            if before and before["seconds"] > 0 and row["count"] != before["count"]:
+                out.append({"stage": row["stage"], "from": small["size"], "to": large["size"],
+                            "exponent": math.log(row["seconds"] / before["seconds"])
+                            / math.log(row["count"] / before["count"])})
+    return out
+
+
+def _table(results: list[dict[str, Any]], exponents: list[dict[str, Any]]) -> str:
+    sizes = [r["size"] for r in results]
+    lines = ["| stage | unit | " + " | ".join(f"{s}: s / per s / peak GB" for s in sizes) + " | exponent |",
+             "|---|---|" + "---:|" * (len(sizes) + 1)]
+    stages = list(dict.fromkeys(row["stage"] for r in results for row in r["stages"]))
+    for stage in stages:
+        cells, unit = [], ""
+        for r in results:
+            row = next((x for x in r["stages"] if x["stage"] == stage), None)
+            unit = row["unit"] if row else unit
+            cells.append(f"{row['seconds']:.1f} / {row['per_s']:,.0f} / {row['peak_rss_gb']:.2f}"
+                         if row else "—")
+        grow = [f"{e['exponent']:.2f} ({e['from']}→{e['to']})" for e in exponents if e["stage"] == stage]
+        lines.append(f"| {stage} | {unit} | " + " | ".join(cells) + f" | {', '.join(grow) or '—'} |")
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--sizes", default="S", help=f"comma-separated, of {list(SIZES)}")
+    parser.add_argument("--scale", type=float, default=1.0, help="multiply every size (quick runs)")
+    parser.add_argument("--epochs", type=int, default=1)
+    parser.add_argument("--train-budget", type=float, default=None,
+                        help="seconds (TrainConfig.time_budget_s)")
+    parser.add_argument("--als-iterations", type=int, default=15)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child: this size, JSON to --json
+    parser.add_argument("--json", default=None, help=argparse.SUPPRESS)
+    parser.add_argument("--out", default=None,
+                        help="results JSON (default benchmarks/results/scale-<sizes>.json)")
+    args = parser.parse_args()
+    if args.one:
+        Path(args.json).write_text(json.dumps(run_size(args.one, args)))
+        return
+    results = []
+    for name in args.sizes.split(","):
+        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
+            command = [sys.executable, __file__, "--one", name, "--json", handle.name,
+                       *(a for a in sys.argv[1:] if not a.startswith("--sizes") and a != args.sizes)]
+            subprocess.run(command, check=True)
+            results.append(json.loads(Path(handle.name).read_text()))
+    exponents = _exponents(results)
+    print(_table(results, exponents))
+    out = Path(args.out or f"benchmarks/results/scale-{'-'.join(args.sizes.split(','))}.json")
+    out.write_text(json.dumps({"argv": sys.argv[1:], "results": results, "exponents": exponents}, indent=1))
+    print(f"saved {out}")
+
+
+if __name__ == "__main__":
+    main()
