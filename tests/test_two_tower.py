@@ -84,6 +84,48 @@ def test_towers_are_causal(tower):
     assert not torch.allclose(before[:, 4:], after[:, 4:])
 
 
+
+@pytest.mark.parametrize("tower", TOWER_NAMES)
+def test_a_tower_that_says_it_ignores_left_padding_does(tower):
+    """Batches of such towers are cut to their longest history (training and scoring cost follow
+    the events): the states and candidate scores at present positions must not change with the
+    amount of left padding; a recurrent tower must not claim it."""
+    from mmrec.models.towers import padding_invariant
+
+    torch.manual_seed(0)
+    module = TOWERS.get(tower)(8, n_events=3, n_layers=2, n_heads=2, dropout=0.0, max_len=12).eval()
+    if tower in ("gru", "lstm"):
+        assert not padding_invariant(module)
+        return
+    assert padding_invariant(module)
+    x = torch.randn(2, 5, 8)
+    present = torch.tensor([[False, False, True, True, True], [True] * 5])
+    events = torch.full((2, 5), 2)
+    padded_x = torch.cat([torch.zeros(2, 7, 8), x], dim=1)
+    padded_present = torch.cat([torch.zeros(2, 7, dtype=torch.bool), present], dim=1)
+    padded_events = torch.cat([torch.zeros(2, 7, dtype=torch.long), events], dim=1)
+    with torch.no_grad():
+        short, long = module(x, present, events), module(padded_x, padded_present, padded_events)
+        torch.testing.assert_close(long[:, 7:][present], short[present], atol=1e-5, rtol=1e-5)
+        if hasattr(module, "candidate_scores"):
+            candidates = torch.randn(4, 8)
+            torch.testing.assert_close(module.candidate_scores(padded_x, padded_present, candidates)[:, 7:],
+                                       module.candidate_scores(x, present, candidates), atol=1e-5, rtol=1e-5)
+
+
+def test_a_model_scores_the_same_whatever_its_batches_width(demo_items, split, monkeypatch):
+    """Cutting a scoring chunk to its longest history changes no score (short-term gate included)."""
+    from mmrec.models.network import TwoTowerNet
+
+    options = {**TINY, "max_len": 40}  # longer than every demo history
+    model = mmrec.TwoTower(user_tower="transformer", epochs=1, short_term_events=3, **options)
+    model.fit(demo_items, split.train, valid=split.valid, show_progress=False)
+    users = list(split.train.users)
+    cut = model.score_items(split.train, users=users)
+    assert model.net_.batch_width(model.history_lengths(split.train, users), 40) < 40
+    monkeypatch.setattr(TwoTowerNet, "batch_width", lambda self, lengths, cap: cap)
+    np.testing.assert_allclose(model.score_items(split.train, users=users), cut, atol=1e-4)
+
 def test_attention_tower_candidate_scores_equal_brute_force_attention():
     torch.manual_seed(0)
     tower = TOWERS.get("attention")(8, n_events=3, n_heads=2, max_len=5).eval()

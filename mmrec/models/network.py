@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -13,7 +14,7 @@ from torch import nn
 from mmrec.models.config import TwoTowerConfig
 from mmrec.models.fusion_layers import FUSIONS
 from mmrec.models.histories import SequenceBatch
-from mmrec.models.towers import TOWERS, InterestGate
+from mmrec.models.towers import TOWERS, InterestGate, padding_invariant
 from mmrec.models.user_features import AttributeEncoder, UserFeatureSchema
 
 __all__ = ["TwoTowerNet", "ID_TOKEN", "principal_init"]
@@ -103,6 +104,19 @@ class TwoTowerNet(nn.Module):
     @property
     def scale(self) -> torch.Tensor:
         return self.log_scale.exp().clamp(max=100.0)
+
+    @property
+    def padding_invariant(self) -> bool:
+        """Whether a batch may be cut to its longest history (see
+        :func:`mmrec.models.towers.padding_invariant`)."""
+        return padding_invariant(self.tower)
+
+    def batch_width(self, lengths: np.ndarray, cap: int) -> int:
+        """Columns a batch of histories with these ``lengths`` needs: ``cap``, or the longest
+        history (at least 1) when the tower ignores left padding."""
+        if not self.padding_invariant or not len(lengths):
+            return cap
+        return int(max(1, min(cap, int(np.max(lengths)))))
 
     @property
     def has_candidate_scores(self) -> bool:

@@ -17,9 +17,17 @@ from torch import nn
 
 from mmrec.registry import Registry
 
-__all__ = ["TOWERS", "InterestGate", "causal_mean"]
+__all__ = ["TOWERS", "InterestGate", "causal_mean", "padding_invariant"]
 
 TOWERS: Registry[type[nn.Module]] = Registry("user tower")
+
+
+def padding_invariant(tower: nn.Module) -> bool:
+    """Whether ``tower``'s states at present positions ignore how much left padding precedes them
+    (masked attention and pooling with right-aligned positions do; a recurrent cell does not):
+    then a batch is cut to its longest history instead of ``max_len``, and training and scoring
+    cost follow the events, not users × ``max_len``. Towers registered elsewhere count as not."""
+    return bool(getattr(tower, "padding_invariant", False))
 
 
 def causal_mean(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
@@ -32,6 +40,8 @@ def causal_mean(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 @TOWERS.register("mean", "pooling")
 class MeanTower(nn.Module):
     """Event-weighted pooling: a learned non-negative weight per event type, then a linear map."""
+
+    padding_invariant = True  # see padding_invariant()
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 1,
                  dropout: float = 0.0, max_len: int = 200) -> None:
@@ -51,6 +61,8 @@ class MeanTower(nn.Module):
 class DNNTower(nn.Module):
     """Embedding + sum pooling (averaged, so its scale does not grow with the history) + an MLP."""
 
+    padding_invariant = True
+
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 1,
                  dropout: float = 0.0, max_len: int = 200) -> None:
         super().__init__()
@@ -67,6 +79,7 @@ class DNNTower(nn.Module):
 
 class _RecurrentTower(nn.Module):
     cell: type[nn.Module] = nn.GRU
+    padding_invariant = False  # the state moves through the padding steps (the cell's biases)
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 1,
                  dropout: float = 0.0, max_len: int = 200) -> None:
@@ -76,8 +89,8 @@ class _RecurrentTower(nn.Module):
         self.out = nn.Linear(dim, dim)
 
     def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        # left padding: the padding steps come first and carry zero input, so the state that the
-        # first real event sees is the same for every sequence length
+        # left padding: the padding steps come first and carry zero input; the state they leave
+        # depends on how many there are, so batches of this tower keep their full width
         states, _ = self.rnn(x * present.unsqueeze(-1))
         return self.out(states)
 
@@ -130,6 +143,8 @@ def causal_allowed(present: torch.Tensor) -> torch.Tensor:
 class TransformerTower(nn.Module):
     """Causal self-attention over the history with learned positions (SASRec-style)."""
 
+    padding_invariant = True  # positions count back from the latest event
+
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 2,
                  dropout: float = 0.2, max_len: int = 200) -> None:
         super().__init__()
@@ -158,6 +173,8 @@ class TargetAttentionTower(nn.Module):
     ``forward`` (used for the retrieval vector, which cannot know the candidate) lets a learned
     query attend instead; both are trained together.
     """
+
+    padding_invariant = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 2,
                  dropout: float = 0.0, max_len: int = 200) -> None:

@@ -292,7 +292,9 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
         for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                               show=show_progress if group.is_main else False):
             share = shard_of_batch(order[start : start + config.batch_size], group)
-            batch = histories.batch(spans[share], net.config.max_len + 1).to(device)
+            chosen = spans[share]  # cut to the longest window when the tower ignores left padding
+            width = net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1)
+            batch = histories.batch(chosen, width).to(device)
             with _autocast(device, config.amp):
                 loss, n_targets = step_loss(batch, generator)
             if not torch.isfinite(loss):

@@ -178,7 +178,8 @@ class Network(Part):
         net = self.net
         for start in range(0, len(histories), SCORE_CHUNK):
             rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
-            batch = histories.latest(rows, self.config.max_len).to(device)
+            width = net.batch_width(histories.lengths[rows], self.config.max_len)
+            batch = histories.latest(rows, width).to(device)
             chunk_table = table if table is not None else net.item_table(
                 torch.unique(batch.items[batch.mask] - 1))[0]
             profile = None if codes is None else net.profile(*codes.rows(rows).tensors(device))
