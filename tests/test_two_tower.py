@@ -126,6 +126,36 @@ def test_a_model_scores_the_same_whatever_its_batches_width(demo_items, split, m
     monkeypatch.setattr(TwoTowerNet, "batch_width", lambda self, lengths, cap: cap)
     np.testing.assert_allclose(model.score_items(split.train, users=users), cut, atol=1e-4)
 
+
+def test_users_scored_in_chunks_of_similar_length_get_what_they_got_in_order(monkeypatch):
+    """More users than one scoring chunk, of varied history lengths: chunks of similar length (and
+    cut to their longest history) change no vector, score, metric or predicted rating."""
+    from mmrec.models.network import TwoTowerNet
+    from mmrec.testing.worlds import clustered_world
+
+    world = clustered_world(n_users=600, n_items=50, per_user=12).frame
+    keep = np.random.default_rng(0).random(len(world)) < np.repeat(np.linspace(0.2, 1.0, 600), 12)
+    events = mmrec.Interactions(world.loc[keep | world.duplicated("user", keep="last").eq(False)]
+                                .reset_index(drop=True))
+    split = mmrec.leave_last_out(events, n_test=1, n_valid=0, min_train=1)
+    model = mmrec.TwoTower(user_tower="attention", dim=8, max_len=12, epochs=1, batch_size=64,
+                           prior_users=0).fit(None, split.train, show_progress=False)
+    users = list(split.train.users)
+    pairs = split.test.frame[["user", "item"]]
+
+    def outputs():
+        return (model.encode_users(split.train, users=users).vectors,
+                model.score_items(split.train, users=users),
+                model.evaluate(split.train, split.test, ks=(5,)), model.predict_ratings(split.train, pairs))
+
+    sorted_cut = outputs()
+    monkeypatch.setattr(TwoTowerNet, "padding_invariant", property(lambda self: False))
+    in_order = outputs()
+    np.testing.assert_allclose(sorted_cut[0], in_order[0], atol=1e-5)
+    np.testing.assert_allclose(sorted_cut[1], in_order[1], atol=1e-4)
+    assert sorted_cut[2] == pytest.approx(in_order[2])
+    np.testing.assert_allclose(sorted_cut[3], in_order[3], atol=1e-4)
+
 def test_attention_tower_candidate_scores_equal_brute_force_attention():
     torch.manual_seed(0)
     tower = TOWERS.get("attention")(8, n_events=3, n_heads=2, max_len=5).eval()

@@ -61,11 +61,11 @@ def rank_items(model: Composition, histories: Histories, k: int, *, exclude_seen
             seen = batch.items - 1
             counts = torch.zeros_like(logits).scatter_add_(1, seen.clamp_min(0), (seen >= 0).float())
             logits = logits.masked_fill(counts > 0, -torch.inf)
-            for row in rows:  # histories longer than max_len: mask the rest too
+            for place, row in enumerate(rows):  # histories longer than max_len: mask the rest too
                 lo, hi = histories.offsets[row], histories.offsets[row + 1]
                 if hi - lo > max_len:
                     older = torch.from_numpy(histories.item_idx[lo : hi - max_len])
-                    logits[row - rows[0], older.to(device)] = -torch.inf
+                    logits[place, older.to(device)] = -torch.inf
         value, index = logits.topk(k, dim=1)
         index[~torch.isfinite(value)] = -1
         top[rows] = index.cpu().numpy()

@@ -170,14 +170,19 @@ class Network(Part):
     def user_chunks(self, histories: Histories, device: torch.device, table: torch.Tensor | None = None,
                     codes: UserCodes | None = None
                     ) -> Iterator[tuple[np.ndarray, torch.Tensor, Any, torch.Tensor]]:
-        """Per chunk of users: their rows, final states, the batch and the history inputs. Without
-        the item ``table``, only the items of each chunk's histories are fused (a few users over a
-        large catalog cost their own history, not the whole table). With attribute ``codes`` (rows:
-        the histories' users) each state includes the user's attribute vector — alone for a user
-        without events."""
+        """Per chunk of users: their rows (ascending), final states, the batch and the history inputs.
+
+        Chunks are users of similar history length when the tower ignores left padding (each batch
+        is then cut to its longest history: the cost follows the events), in order otherwise.
+        Without the item ``table``, only the items of each chunk's histories are fused (a few users
+        over a large catalog cost their own history, not the whole table). With attribute ``codes``
+        (rows: the histories' users) each state includes the user's attribute vector — alone for a
+        user without events."""
         net = self.net
+        order = (np.argsort(histories.lengths, kind="stable") if net.padding_invariant
+                 else np.arange(len(histories)))
         for start in range(0, len(histories), SCORE_CHUNK):
-            rows = np.arange(start, min(len(histories), start + SCORE_CHUNK))
+            rows = np.sort(order[start : start + SCORE_CHUNK])
             width = net.batch_width(histories.lengths[rows], self.config.max_len)
             batch = histories.latest(rows, width).to(device)
             chunk_table = table if table is not None else net.item_table(
@@ -208,10 +213,12 @@ class Network(Part):
         item_rows = self.item_ids_.get_indexer(np.asarray(items, dtype=object))
         predicted = np.full(len(row_of_user), np.nan)
         table, _ = net.item_vectors()
+        position = np.zeros(len(histories), dtype=np.int64)  # a history row's place in its chunk
         for rows, final, _, _ in self.user_chunks(histories, torch.device("cpu"), table, codes):
             wanted = np.flatnonzero(np.isin(row_of_user, rows) & (item_rows >= 0))
+            position[rows] = np.arange(len(rows))
             if wanted.size:
-                states = final[torch.from_numpy(row_of_user[wanted] - rows[0])]
+                states = final[torch.from_numpy(position[row_of_user[wanted]])]
                 picked = torch.from_numpy(item_rows[wanted].astype(np.int64))
                 predicted[wanted] = net.predicted_rating(states, table[picked], picked).double().numpy()
         return predicted
