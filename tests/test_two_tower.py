@@ -372,6 +372,23 @@ def test_histories_windows_cover_every_target_once():
     assert batch.items.shape == (len(spans), 4) and (batch.items[:, -1] > 0).all()
 
 
+
+def test_length_buckets_keep_every_window_once_and_group_similar_lengths():
+    from mmrec.models.training import length_bucketed
+
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(2, 200, 1000)
+    order = rng.permutation(1000)
+    batches = length_bucketed(order, lengths, 32, 8, np.random.default_rng(1))
+    assert sorted(np.concatenate(batches).tolist()) == list(range(1000))  # each window once
+    assert all(len(b) == 32 for b in batches[:-1]) and len(batches[-1]) == 1000 % 32
+    widths = [lengths[b].max() for b in batches]
+    assert np.mean(widths) < 0.7 * np.mean([lengths[order[i : i + 32]].max() for i in range(0, 1000, 32)])
+    first = [lengths[b].mean() for b in batches[:10]]
+    assert np.std(first) > 20  # the batch order is shuffled, not sorted by length
+    again = length_bucketed(order, lengths, 32, 8, np.random.default_rng(1))
+    assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
+
 def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
     model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,
                            epochs=2, patience=5, **TINY)

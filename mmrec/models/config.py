@@ -80,6 +80,7 @@ class TrainConfig:
     prior_users: int = 500              # users held out to fit the fading popularity prior (0: no prior)
     content_blend: bool = True          # cold items: + raw content similarity, calibrated (content models)
     time_budget_s: float | None = None  # no epoch starts that the mean epoch so far says would end past it
+    length_buckets: int = 16            # batches drawn from pools of this many, by window length (0: off)
 
     def __post_init__(self) -> None:
         check_field_types(self)
@@ -90,6 +91,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):
             raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
+        if self.length_buckets < 0:
+            raise ConfigError(f"TrainConfig.length_buckets must be >= 0, got {self.length_buckets}.")
         for name in ("epochs", "batch_size", "n_negatives", "valid_k"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TrainConfig.{name} must be >= 1, got {getattr(self, name)}.")

@@ -267,6 +267,23 @@ def _resume(net: TwoTowerNet, optimizer: torch.optim.Optimizer, config: TrainCon
     return _Progress(record, saved["best"], start, state["bad_epochs"])
 
 
+def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, pool: int,
+                    rng: np.random.Generator) -> list[np.ndarray]:
+    """Batches of windows of similar length: ``order`` (shuffled) cut into pools of ``pool``
+    batches, each pool sorted by window length and cut into batches, the batches shuffled (a last
+    partial one stays last). A batch is then padded to about its own windows' length, not to the
+    longest window of a random sample; each batch is still a random draw within its pool."""
+    size = batch_size * pool
+    full: list[np.ndarray] = []
+    partial: list[np.ndarray] = []
+    for start in range(0, len(order), size):
+        chunk = order[start : start + size]
+        chunk = chunk[np.argsort(lengths[chunk], kind="stable")]
+        for at in range(0, len(chunk), batch_size):
+            (full if at + batch_size <= len(chunk) else partial).append(chunk[at : at + batch_size])
+    return [full[i] for i in rng.permutation(len(full))] + partial
+
+
 def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net: TwoTowerNet,
                histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
                device: torch.device, group: Collective, show_progress: bool | None,
@@ -284,14 +301,18 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
         extra -= len(more)
     generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     total_loss, total_targets = 0.0, 0
+    size = config.batch_size
+    if net.padding_invariant and config.length_buckets > 1:
+        batches = length_bucketed(order, spans[:, 1] - spans[:, 0], size, config.length_buckets, rng)
+    else:
+        batches = [order[start : start + size] for start in range(0, len(order), size)]
     # a last batch too small to give every process a window is left to the next epoch's shuffle
-    batches = [start for start in range(0, len(order), config.batch_size)
-               if len(order[start : start + config.batch_size]) >= group.world_size]
+    batches = [batch for batch in batches if len(batch) >= group.world_size]
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
-        for start in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
-                              show=show_progress if group.is_main else False):
-            share = shard_of_batch(order[start : start + config.batch_size], group)
+        for windows in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
+                                show=show_progress if group.is_main else False):
+            share = shard_of_batch(windows, group)
             chosen = spans[share]  # cut to the longest window when the tower ignores left padding
             width = net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1)
             batch = histories.batch(chosen, width).to(device)
