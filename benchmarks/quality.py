@@ -52,7 +52,8 @@ class Tuned:
 def models(names: list[str], args: argparse.Namespace) -> dict:
     tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
                  patience=2, batch_size=32, seed=args.seed,
-                 **({} if args.prior_users is None else {"prior_users": args.prior_users}))
+                 **({} if args.prior_users is None else {"prior_users": args.prior_users}),
+                 **({} if args.length_buckets is None else {"length_buckets": args.length_buckets}))
     graph = dict(epochs=args.graph_epochs, batch_size=args.graph_batch, lr=args.graph_lr,
                  layers=args.graph_layers, negatives=args.graph_negatives, seed=args.seed)
     factories = {
@@ -81,6 +82,8 @@ def main() -> None:
                         "lightgcn_content,transformer_ids,transformer_ids_content")
     parser.add_argument("--epochs", type=int, default=10,
                         help="two-tower epochs (early stopping, patience 2)")
+    parser.add_argument("--length-buckets", type=int, default=None,
+                        help="two-tower: TrainConfig.length_buckets (0: uniform batches)")
     parser.add_argument("--prior-users", type=int, default=None,
                         help="two-tower: users held out to fit the popularity prior (default: the library's; "
                         "0 switches the prior off)")

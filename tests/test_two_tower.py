@@ -389,6 +389,28 @@ def test_length_buckets_keep_every_window_once_and_group_similar_lengths():
     again = length_bucketed(order, lengths, 32, 8, np.random.default_rng(1))
     assert all(np.array_equal(a, b) for a, b in zip(batches, again, strict=True))
 
+
+def test_bucketed_steps_are_normalised_by_the_epochs_mean_batch(demo_events):
+    """With length buckets every target weighs the same: the normaliser is the mean over the
+    epoch's batches of what each batch holds (target weights, targets, rated targets)."""
+    from mmrec.models.training import length_bucketed, mean_batch_totals
+
+    ids = pd.Index(pd.unique(demo_events.frame["item"]))
+    vocabulary = EventVocabulary(tuple(sorted(set(demo_events.frame["event"]))))
+    hist = Histories.from_interactions(demo_events, ids, vocabulary, event_weights=mmrec.EventWeights())
+    spans = hist.windows(7)
+    batches = length_bucketed(np.random.default_rng(0).permutation(len(spans)), spans[:, 1] - spans[:, 0],
+                              8, 4, np.random.default_rng(1))
+    sums = []
+    for batch_windows in batches:
+        batch = hist.batch(spans[batch_windows], 8)
+        inputs, targets = batch.shifted()
+        keep = targets.mask & inputs.mask & (targets.weights > 0)
+        sums.append([float(targets.weights[keep].sum()), float(keep.sum()),
+                     float((keep & (targets.rated > 0)).sum())])
+    np.testing.assert_allclose(mean_batch_totals(hist, spans, batches), np.mean(sums, axis=0), rtol=1e-5)
+    assert np.mean(sums, axis=0)[2] > 0  # the demo log has ratings: all three normalisers are checked
+
 def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
     model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,
                            epochs=2, patience=5, **TINY)

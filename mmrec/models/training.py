@@ -116,8 +116,12 @@ class _Batcher:
         alone, _ = self.net.item_vectors(source, content_only=True)
         return vectors.index_copy(0, picked, alone.to(vectors.dtype))
 
-    def loss(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        """This process's share of the step loss and the global batch's number of targets."""
+    def loss(self, batch: SequenceBatch, generator: torch.Generator,
+             normalizer: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        """This process's share of the step loss and the global batch's number of targets.
+
+        The loss is a weighted sum over the targets divided by the global batch's (weight sum,
+        targets, rated targets), or by ``normalizer`` (the epoch's mean per batch) when given."""
         net, config = self.net, self.config
         inputs, targets = batch.shifted()
         keep = targets.mask & inputs.mask & (targets.weights > 0)
@@ -127,7 +131,7 @@ class _Batcher:
         # global normalisers (weight sum, targets, rated targets) over the number of processes
         local = torch.stack([weights.float().sum(), keep.sum().float(), rated.sum().float()])
         totals = self.group.sum(local)
-        per_process = totals / self.group.world_size
+        per_process = (totals if normalizer is None else normalizer) / self.group.world_size
         n_targets = int(totals[1])
         if self.full:
             table, _ = net.item_vectors()
@@ -216,8 +220,9 @@ class _StepLoss(torch.nn.Module):
         self.net = batcher.net
         self.batcher = batcher
 
-    def forward(self, batch: SequenceBatch, generator: torch.Generator) -> tuple[torch.Tensor, int]:
-        return self.batcher.loss(batch, generator)
+    def forward(self, batch: SequenceBatch, generator: torch.Generator,
+                normalizer: torch.Tensor | None = None) -> tuple[torch.Tensor, int]:
+        return self.batcher.loss(batch, generator, normalizer)
 
 
 def _data_parallel(step: _StepLoss, group: Collective, device: torch.device) -> torch.nn.Module:
@@ -284,6 +289,19 @@ def length_bucketed(order: np.ndarray, lengths: np.ndarray, batch_size: int, poo
     return [full[i] for i in rng.permutation(len(full))] + partial
 
 
+def mean_batch_totals(histories: Histories, spans: np.ndarray, batches: list[np.ndarray]) -> np.ndarray:
+    """The mean over ``batches`` (lists of window indices into ``spans``) of a batch's target
+    weight sum, targets and rated targets (float32, the step loss's normalisers)."""
+    positive = histories.weights > 0
+    per_event = np.stack([np.where(positive, histories.weights, 0.0), positive,
+                          positive & (histories.rated > 0)], axis=1).astype(np.float64)
+    cumulative = np.concatenate([np.zeros((1, 3)), np.cumsum(per_event, axis=0)])
+    windows = np.concatenate(batches)
+    first_target, stop = spans[windows, 0] + 1, spans[windows, 1]  # a window's first event is no target
+    totals = (cumulative[stop] - cumulative[np.minimum(first_target, stop)]).sum(axis=0)
+    return (totals / len(batches)).astype(np.float32)
+
+
 def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net: TwoTowerNet,
                histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
                device: torch.device, group: Collective, show_progress: bool | None,
@@ -301,13 +319,17 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
         extra -= len(more)
     generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     total_loss, total_targets = 0.0, 0
-    size = config.batch_size
+    size, normalizer = config.batch_size, None
     if net.padding_invariant and config.length_buckets > 1:
         batches = length_bucketed(order, spans[:, 1] - spans[:, 0], size, config.length_buckets, rng)
     else:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
     # a last batch too small to give every process a window is left to the next epoch's shuffle
     batches = [batch for batch in batches if len(batch) >= group.world_size]
+    if net.padding_invariant and config.length_buckets > 1 and batches:
+        # a batch of short windows holds few targets: divided by its own count they would weigh
+        # more than the targets of a batch of long ones; the epoch's mean keeps every target equal
+        normalizer = torch.from_numpy(mean_batch_totals(histories, spans, batches)).to(device)
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
         for windows in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
@@ -317,7 +339,7 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
             width = net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1)
             batch = histories.batch(chosen, width).to(device)
             with _autocast(device, config.amp):
-                loss, n_targets = step_loss(batch, generator)
+                loss, n_targets = step_loss(batch, generator, normalizer)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"training loss became {loss.item()} at epoch {epoch + 1}; "
                                          "lower the learning rate.")
