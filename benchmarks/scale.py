@@ -10,8 +10,9 @@ heavy-tailed history lengths, Zipf popularity inside topics). The stages are wha
 1. ``Interactions.from_frame`` on the generated log (bytes per event of the result);
 2. ``encode_items`` with TF-IDF + SVD over the titles (``text-tfidf-svd``);
 3. ``TwoTower(fusion="gated", user_tower="transformer", dim=64).fit(items, events, epochs=1)``
-   (``--train-budget`` seconds caps the epoch count, never a started epoch; the row says the
-   epoch's targets/s and what the parts after training cost);
+   (``--train-budget`` seconds caps the epoch count, never a started epoch; ``--length-buckets``
+   sets ``TrainConfig.length_buckets``; the row says the epoch's targets/s and what the parts
+   after training cost);
 4. ``model.encode_items`` and ``model.encode_users`` for every user;
 5. ``build_index(target_recall=0.95)``;
 6. ``recommend_batches(index, events, model=model)`` for every user, consumed;
@@ -114,7 +115,7 @@ def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
         items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd", "image": None, "audio": None},
                                    show_progress=False)
     model = mmrec.TwoTower(fusion="gated", user_tower="transformer", dim=64, seed=args.seed,
-                           time_budget_s=args.train_budget)
+                           time_budget_s=args.train_budget, length_buckets=args.length_buckets)
     with meter.stage("fit") as note:
         model.fit(items, events, epochs=args.epochs, show_progress=False)
     epochs = model.history_.epochs
@@ -204,6 +205,8 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=1)
     parser.add_argument("--train-budget", type=float, default=None,
                         help="seconds (TrainConfig.time_budget_s)")
+    parser.add_argument("--length-buckets", type=int, default=0,
+                        help="TrainConfig.length_buckets (0: the default full-width batches)")
     parser.add_argument("--als-iterations", type=int, default=15)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)

@@ -411,6 +411,24 @@ def test_bucketed_steps_are_normalised_by_the_epochs_mean_batch(demo_events):
     np.testing.assert_allclose(mean_batch_totals(hist, spans, batches), np.mean(sums, axis=0), rtol=1e-5)
     assert np.mean(sums, axis=0)[2] > 0  # the demo log has ratings: all three normalisers are checked
 
+
+def test_length_bucketed_training_learns_and_recurrent_towers_keep_full_width(demo_items, split, monkeypatch):
+    from mmrec.models.histories import Histories as Hist
+
+    widths: list[int] = []
+    real = Hist.batch
+    monkeypatch.setattr(Hist, "batch", lambda self, spans, length, users=None: (
+        widths.append(length), real(self, spans, length, users))[1])
+    options = {**TINY, "max_len": 40}
+    model = mmrec.TwoTower(user_tower="transformer", epochs=3, patience=3, length_buckets=4, **options)
+    model.fit(demo_items, split.train, valid=split.valid, show_progress=False)
+    losses = [e["loss"] for e in model.history_.epochs]
+    assert losses[-1] < losses[0] and min(widths) < 41  # batches cut below max_len + 1
+    widths.clear()
+    mmrec.TwoTower(user_tower="gru", epochs=1, length_buckets=4, **options).fit(
+        demo_items, split.train, valid=split.valid, show_progress=False)
+    assert set(widths) <= {41, 40}  # training windows (max_len + 1) and scoring chunks (max_len)
+
 def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
     model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,
                            epochs=2, patience=5, **TINY)

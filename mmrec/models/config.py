@@ -80,7 +80,8 @@ class TrainConfig:
     prior_users: int = 500              # users held out to fit the fading popularity prior (0: no prior)
     content_blend: bool = True          # cold items: + raw content similarity, calibrated (content models)
     time_budget_s: float | None = None  # no epoch starts that the mean epoch so far says would end past it
-    length_buckets: int = 16            # batches drawn from pools of this many, by window length (0: off)
+    length_buckets: int = 0             # >= 1: batches cut to their longest window; > 1: drawn by length
+                                        # from pools of this many batches (0: full-width, uniform)
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -320,13 +320,14 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
     generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     total_loss, total_targets = 0.0, 0
     size, normalizer = config.batch_size, None
-    if net.padding_invariant and config.length_buckets > 1:
+    packed = net.padding_invariant and config.length_buckets > 0  # batches cut to their longest window
+    if packed and config.length_buckets > 1:
         batches = length_bucketed(order, spans[:, 1] - spans[:, 0], size, config.length_buckets, rng)
     else:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
     # a last batch too small to give every process a window is left to the next epoch's shuffle
     batches = [batch for batch in batches if len(batch) >= group.world_size]
-    if net.padding_invariant and config.length_buckets > 1 and batches:
+    if packed and config.length_buckets > 1 and batches:
         # a batch of short windows holds few targets: divided by its own count they would weigh
         # more than the targets of a batch of long ones; the epoch's mean keeps every target equal
         normalizer = torch.from_numpy(mean_batch_totals(histories, spans, batches)).to(device)
@@ -336,7 +337,8 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
                                 show=show_progress if group.is_main else False):
             share = shard_of_batch(windows, group)
             chosen = spans[share]  # cut to the longest window when the tower ignores left padding
-            width = net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1)
+            width = (net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1) if packed
+                     else net.config.max_len + 1)
             batch = histories.batch(chosen, width).to(device)
             with _autocast(device, config.amp):
                 loss, n_targets = step_loss(batch, generator, normalizer)
