@@ -79,15 +79,15 @@ class Stages:
         gc.collect()
         _reset_peak()
         started = time.perf_counter()
-        note: dict[str, Any] = dict(extra)
-        yield note
+        row: dict[str, Any] = {"stage": name, **extra}  # what the caller notes, also after the block
+        yield row
         seconds = time.perf_counter() - started
         count = self.sizes[UNITS[name]]
-        self.rows.append({"stage": name, "seconds": seconds, "unit": UNITS[name], "count": count,
-                          "per_s": count / seconds if seconds else math.inf,
-                          "peak_rss_gb": _status_kib("VmHWM") / 2**20, **note})
+        row.update(seconds=seconds, unit=UNITS[name], count=count,
+                   per_s=count / seconds if seconds else math.inf, peak_rss_gb=_status_kib("VmHWM") / 2**20)
+        self.rows.append(row)
         print(f"  {name}: {seconds:.1f} s, {count / seconds:,.0f} {UNITS[name]}/s, "
-              f"peak RSS {self.rows[-1]['peak_rss_gb']:.2f} GB {note or ''}", flush=True)
+              f"peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
 
 
 def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
