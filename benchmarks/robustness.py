@@ -295,7 +295,10 @@ def _edit_manifest(folder: Path, key: str, value: Any) -> None:
 
 
 def _largest(folder: Path) -> Path:
-    return max((p for p in folder.iterdir() if p.name != "manifest.json"), key=lambda p: p.stat().st_size)
+    """The largest file of the artifact, its part folders included (a TwoTower's weights are in
+    ``network/``), the top manifest aside."""
+    files = (p for p in folder.rglob("*") if p.is_file() and p != folder / "manifest.json")
+    return max(files, key=lambda p: p.stat().st_size)
 
 
 TAMPERINGS: dict[str, Callable[[Path], None]] = {
@@ -304,7 +307,7 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
     "largest file emptied": lambda f: _largest(f).write_bytes(b""),
     "byte flipped in largest file": lambda f: _flip_middle(_largest(f)),
     "bytes appended to largest file": lambda f: (p := _largest(f)).write_bytes(p.read_bytes() + b"\0" * 8),
-    "ids file rewritten": lambda f: next(f.glob("*ids.json")).write_text('["x"]'),
+    "ids file rewritten": lambda f: next(f.rglob("*ids.json")).write_text('["x"]'),
     "manifest deleted": lambda f: (f / "manifest.json").unlink(),
     "manifest not JSON": lambda f: (f / "manifest.json").write_text("{not json"),
     "manifest empty object": lambda f: (f / "manifest.json").write_text("{}"),
@@ -313,7 +316,7 @@ TAMPERINGS: dict[str, Callable[[Path], None]] = {
     "manifest checksum edited": lambda f: _edit_manifest(f, "files", {
         k: "0" * 64 for k in json.loads((f / "manifest.json").read_text())["files"]}),
     "manifest lists no files": lambda f: _edit_manifest(f, "files", {}),
-    "folder emptied": lambda f: [p.unlink() for p in f.iterdir()],
+    "folder emptied": lambda f: [shutil.rmtree(p) if p.is_dir() else p.unlink() for p in f.iterdir()],
     "folder replaced by a file": lambda f: (shutil.rmtree(f), f.write_text("not a folder")),
     "folder missing": lambda f: shutil.rmtree(f),
 }
