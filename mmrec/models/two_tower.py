@@ -331,8 +331,8 @@ class TwoTower:
                 raise ArtifactError(f"{path.name}: the model cannot be read ({exc}).") from exc
             return cls._assembled(path, loaded)
         names = manifest.get("parts")
-        unknown = [n for n in names or [] if n not in PARTS]
-        if not isinstance(names, list) or "network" not in names or unknown:
+        if (not isinstance(names, list) or "network" not in names
+                or not all(isinstance(name, str) and name in PARTS for name in names)):
             raise ArtifactError(f"{path.name}: the manifest lists parts {names!r}; this mmrec reads "
                                 f"{list(PARTS)} and needs 'network'. Re-save the model.")
         require_files(path, manifest, [PART_MANIFEST.format(name) for name in names])
