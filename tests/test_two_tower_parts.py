@@ -184,3 +184,14 @@ def test_a_new_part_joins_by_being_named_in_parts(small_world, monkeypatch, tmp_
     np.testing.assert_array_equal(loaded.parts["boost"].bonus_, bonus)
     np.testing.assert_array_equal(loaded.score_items(train, users=users),
                                   boosted.score_items(train, users=users))
+
+
+def test_the_attribute_schema_must_be_the_one_the_user_tower_was_built_with(old_model):
+    """Both parts save the schema (the network needs it to be rebuilt on its own); a load through
+    the model refuses two that differ."""
+    import dataclasses
+
+    old_model.attributes.check(old_model)  # as saved: the same
+    old_model.attributes.schema_ = dataclasses.replace(old_model.user_schema_, numeric={})
+    with pytest.raises(ValueError, match="user tower was built with"):
+        old_model.attributes.check(old_model)

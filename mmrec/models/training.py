@@ -321,13 +321,14 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
     total_loss, total_targets = 0.0, 0
     size, normalizer = config.batch_size, None
     packed = net.padding_invariant and config.length_buckets > 0  # batches cut to their longest window
-    if packed and config.length_buckets > 1:
+    bucketed = packed and config.length_buckets > 1  # ... and drawn by window length
+    if bucketed:
         batches = length_bucketed(order, spans[:, 1] - spans[:, 0], size, config.length_buckets, rng)
     else:
         batches = [order[start : start + size] for start in range(0, len(order), size)]
     # a last batch too small to give every process a window is left to the next epoch's shuffle
     batches = [batch for batch in batches if len(batch) >= group.world_size]
-    if packed and config.length_buckets > 1 and batches:
+    if bucketed and batches:
         # a batch of short windows holds few targets: divided by its own count they would weigh
         # more than the targets of a batch of long ones; the epoch's mean keeps every target equal
         normalizer = torch.from_numpy(mean_batch_totals(histories, spans, batches)).to(device)

@@ -65,6 +65,14 @@ class UserAttributes(Part):
             return None
         return self.schema_.encode(self.table_, user_ids)
 
+    def check(self, model: Composition) -> None:
+        """The schema the table is encoded with must be the one the network's user tower reads
+        (both parts save it: the network needs it to be rebuilt on its own)."""
+        network_schema = model.network.user_schema_
+        if self.schema_ != network_schema:
+            raise ValueError(f"the attribute schema {self.schema_ and self.schema_.to_dict()} is not the one "
+                             f"the user tower was built with ({network_schema and network_schema.to_dict()})")
+
     def state(self) -> dict[str, Any]:
         assert self.schema_ is not None
         return {"schema": self.schema_.to_dict()}

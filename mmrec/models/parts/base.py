@@ -11,6 +11,7 @@ add (switched off, or not fitted) adds nothing.
 from __future__ import annotations
 
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,9 +82,9 @@ class Composition(Protocol):
                  device: str | None = ...) -> dict[str, float]: ...
 
 
-class Part:
-    """A fitted piece of a TwoTower. Subclasses set ``name`` (its folder in a saved model) and
-    override the hooks they need; the defaults add nothing."""
+class Part(ABC):
+    """A fitted piece of a TwoTower. Subclasses set ``name`` (its folder in a saved model), give
+    :meth:`state` and :meth:`set_state`, and override the hooks they need; the defaults add nothing."""
 
     name: ClassVar[str]
 
@@ -95,6 +96,7 @@ class Part:
     # ------------------------------------------------------------------------------ fitting
     def before_training(self, model: Composition, data: FitData) -> None:
         """Runs, for every part in order, before any part's :meth:`fit`."""
+        return None  # the default: nothing to do
 
     def reserve_items(self, model: Composition, data: FitData) -> np.ndarray | None:
         """A mask over the item table of items whose id embeddings training must leave untrained
@@ -103,6 +105,7 @@ class Part:
 
     def fit(self, model: Composition, data: FitData) -> None:
         """Learn this part's state from ``data`` and the parts fitted before it."""
+        return None  # the default: nothing to do
 
     @property
     def fitted(self) -> bool:
@@ -137,6 +140,7 @@ class Part:
     def check(self, model: Composition) -> None:
         """After a load through the model: raise ``ValueError`` when the state does not fit the
         other parts (say, a table of another size)."""
+        return None  # the default: nothing to do
 
     # ------------------------------------------------------------------------------ persistence
     def params(self) -> dict[str, Any]:
@@ -147,13 +151,13 @@ class Part:
     def from_params(cls, params: dict[str, Any]) -> Part:
         return cls()
 
+    @abstractmethod
     def state(self) -> dict[str, Any]:
         """The fitted state as :func:`mmrec.utils.state.save_state` stores it."""
-        raise NotImplementedError
 
+    @abstractmethod
     def set_state(self, state: dict[str, Any]) -> None:
         """Take the state :meth:`state` gave (checked; ``ValueError``/``KeyError`` when it does not fit)."""
-        raise NotImplementedError
 
     @classmethod
     def kind(cls) -> str:
