@@ -43,6 +43,20 @@ def test_transformer_encoder_shape_order_and_determinism(tiny_bert):
     np.testing.assert_allclose(out, alone, atol=1e-5)
 
 
+def test_encode_items_batches_texts_longest_first_and_keeps_each_vector_on_its_item(tiny_bert):
+    encoder = create_encoder("text-minilm-l6", overrides={"model": str(tiny_bert)})
+    texts = ["sea", "the city street street street tree", "tree leaf", "a wave boat boat", "boat"]
+    seen: list[list[str]] = []
+    embed = encoder.embed_texts
+    encoder.embed_texts = lambda batch: (seen.append(list(batch)), embed(batch))[1]
+    catalog = mmrec.Catalog.from_frame(pd.DataFrame({"item_id": list("abcde"), "title": texts}))
+    vectors = mmrec.encode_items(catalog, encoders={"text": encoder}, batch_size=2, show_progress=False)
+    # batches of similar length (less padding): the two longest texts together, then the next two
+    assert seen[0] == [texts[1], texts[3]] and seen[1] == [texts[2], texts[4]]
+    alone = np.stack([embed([t])[0] for t in texts])
+    np.testing.assert_allclose(vectors.vectors["text"], alone, atol=1e-5)
+
+
 def test_transformer_mean_pooling_ignores_padding(tiny_bert):
     import torch
 

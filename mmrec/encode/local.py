@@ -165,6 +165,7 @@ def encode_modality(
         mask[hit_positions] = True
         pending = [i for i in pending if not mask[i]]
     n_hits = int(mask.sum())
+    pending = _longest_first(encoder, raws, pending)
     if refit:
         batches = iter([[(i, prepared.pop(i), None) for i in pending[s : s + batch_size]]
                         for s in range(0, len(pending), batch_size)])
@@ -183,6 +184,16 @@ def encode_modality(
                                          if ok[j] and i in keys])
     ordered = [issue for _, issue in sorted(issues, key=lambda pair: pair[0])]
     return matrix.close(), mask, ordered, n_hits
+
+
+def _longest_first(encoder: Encoder, raws: Sequence[Any], pending: list[int]) -> list[int]:
+    """``pending`` ordered longest first when the encoder sizes its raw values (batches of similar
+    lengths pad less; every vector is still written to its own item), else unchanged."""
+    sizes = [encoder.length_of(raws[i]) for i in pending]
+    if not pending or any(size is None for size in sizes):
+        return pending
+    order = np.argsort(-np.asarray(sizes, dtype=np.int64), kind="stable")
+    return [pending[i] for i in order]
 
 
 def _raw_key(cache: EncodeCache, raw: Any) -> str | None:

@@ -49,6 +49,13 @@ class Encoder(ABC):
         """Whether :meth:`prepare` reads and decodes files (then worth running in workers)."""
         return self.modality in ("image", "audio")
 
+    def length_of(self, raw: Any) -> int | None:
+        """A cheap size of one raw catalog value, when batching values of similar size saves work
+        (a transformer pads every text of a batch to the longest): the encode loop then batches
+        items longest first and writes each vector back to its item. ``None`` (the default):
+        catalog order."""
+        return None
+
     def fit(self, inputs: Sequence[Any]) -> Encoder:
         """Learn from the prepared inputs of the whole catalog (no-op unless ``requires_fit``)."""
         return self

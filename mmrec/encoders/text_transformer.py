@@ -232,6 +232,14 @@ class TransformerTextEncoder(TextEncoder):
     def weight_paths(self) -> list[Path]:
         return [resolve_weights(self.config.model)]
 
+    def length_of(self, raw: Any) -> int | None:
+        """Characters of an item's text fields: items are batched longest first (less padding)."""
+        if isinstance(raw, str):
+            return len(raw)
+        if isinstance(raw, Mapping):
+            return sum(len(text) for text in raw.values() if isinstance(text, str))
+        return None
+
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
         cfg = self.config
