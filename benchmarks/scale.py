@@ -109,7 +109,7 @@ def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
     meter = Stages({"events": n_events, "items": n_items, "users": n_users})
     with meter.stage("from_frame") as note:
         events = mmrec.Interactions.from_frame(frame)
-    note["bytes_per_event"] = float(events.frame.memory_usage(deep=True).sum() / len(events.frame))
+    note["bytes_per_event"] = round(events.nbytes / len(events), 1)  # codes + distinct strings once
     del frame
     with meter.stage("encode_items"):
         items = mmrec.encode_items(catalog, encoders={"text": "text-tfidf-svd", "image": None, "audio": None},
@@ -147,14 +147,12 @@ def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None
     except ImportError:
         print("  implicit is not installed (pip install implicit): no peer row", flush=True)
         return
-    import pandas as pd
     from scipy.sparse import csr_matrix
 
-    frame = events.frame
-    users, user_ids = pd.factorize(frame["user"])
-    items, _ = pd.factorize(frame["item"])
-    matrix = csr_matrix((np.ones(len(frame), np.float32), (users, items)),
-                        shape=(len(user_ids), int(items.max()) + 1))
+    users, user_ids = events.codes("user")
+    items, item_ids = events.codes("item")
+    matrix = csr_matrix((np.ones(len(events), np.float32), (users, items)),
+                        shape=(len(user_ids), len(item_ids)))
     matrix.sum_duplicates()
     als = AlternatingLeastSquares(factors=64, iterations=args.als_iterations, random_state=args.seed,
                                   num_threads=args.threads)

@@ -166,47 +166,52 @@ class EventWeights:
         raise ConfigError(f"event_weights must be an EventWeights or a mapping of its fields, "
                           f"got {type(value).__name__}.")
 
-    def of(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def of(self, events: np.ndarray | pd.Categorical, values: np.ndarray) -> np.ndarray:
         """Per-event weight (``float64``) for arrays of event names and values (NaN = no value).
 
         A product beyond float64 (a purchase of value 1e308 weighs 5e308) saturates at the largest
         finite float64 instead of becoming ``inf`` (which turns a pooled history into NaN).
         """
-        base = self.base(events)
-        explicit = np.isin(events, np.array(self.explicit, dtype=object))
+        codes, base, explicit = self._per_name(events)
+        base, explicit = base[codes], explicit[codes]
         filled = np.where(np.isnan(values), 1.0, values)
         with np.errstate(over="ignore"):
             weights = np.where(explicit, base * (values - self.rating_center), base * filled)
         largest = np.finfo(np.float64).max
         return np.clip(weights, -largest, largest)
 
-    def base(self, events: np.ndarray) -> np.ndarray:
+    def base(self, events: np.ndarray | pd.Categorical) -> np.ndarray:
         """The event type's own weight per event (``float64``), before any value scaling."""
-        base = np.empty(len(events), dtype=np.float64)
-        unknown: set[str] = set()
-        for i, event in enumerate(events):
-            weight = self.weights.get(event)
-            if weight is None:
-                unknown.add(event)
-                weight = self.default_weight
-            base[i] = weight
-        if unknown and self.unknown_event == "error":
-            raise ConfigError(
-                f"event type(s) {sorted(unknown)} have no weight; add them to EventWeights.weights "
-                f"(known: {sorted(self.weights)}) or set unknown_event='default'."
-            )
-        return base
+        codes, base, _ = self._per_name(events)
+        return base[codes]
 
-    def positive(self, events: np.ndarray, values: np.ndarray) -> np.ndarray:
+    def positive(self, events: np.ndarray | pd.Categorical, values: np.ndarray) -> np.ndarray:
         """How much each event counts as a positive when training on implicit feedback (>= 0).
 
         Explicit events (ratings) count with their type's weight whatever the value — rating an
         item shows interest; the value itself trains the rating head. Implicit ones count
         ``weight * value`` (a play count, dwell time); negative events (skips) count 0.
         """
-        explicit = np.isin(events, np.array(self.explicit, dtype=object))
-        weights = np.where(explicit, self.base(events), self.of(events, values))
+        codes, base, explicit = self._per_name(events)
+        weights = np.where(explicit[codes], base[codes], self.of(events, values))
         return np.maximum(weights, 0.0)
+
+    def _per_name(self, events: np.ndarray | pd.Categorical) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each event's code, and per distinct event name its weight and whether it is explicit
+        (each name looked up once; a categorical's codes are used as they are)."""
+        codes, names = pd.factorize(events if isinstance(events, pd.Categorical)
+                                    else np.asarray(events, dtype=object), sort=False)
+        names = list(names)
+        unknown = sorted({name for name in names if name not in self.weights})
+        if unknown and self.unknown_event == "error":
+            raise ConfigError(
+                f"event type(s) {unknown} have no weight; add them to EventWeights.weights "
+                f"(known: {sorted(self.weights)}) or set unknown_event='default'."
+            )
+        # one slot past the names: an empty log indexes nothing
+        base = np.array([*(self.weights.get(n, self.default_weight) for n in names), 0.0], dtype=np.float64)
+        explicit = np.array([*(n in self.explicit for n in names), False], dtype=bool)
+        return codes, base, explicit
 
 
 @dataclass(frozen=True)
@@ -231,10 +236,23 @@ class Interactions:
     """
 
     COLUMNS = ("user", "item", "timestamp", "event", "value")
+    CODED = ("user", "item", "event")  # held as categorical codes: each distinct string stored once
 
     def __init__(self, frame: pd.DataFrame, *, dropped: DroppedEvents | None = None) -> None:
-        self._frame = frame
+        self._frame = _coded(frame, self.CODED)
         self.dropped = dropped
+
+    @property
+    def nbytes(self) -> int:
+        """Bytes the log holds in memory: its code and number arrays plus each distinct user, item
+        and event string once."""
+        total = 0
+        for _, column in self._frame.items():
+            if isinstance(column.dtype, pd.CategoricalDtype):
+                total += column.cat.codes.nbytes + _strings_nbytes(column.cat.categories)
+            else:
+                total += int(column.memory_usage(index=False, deep=True))
+        return total
 
     @classmethod
     def from_path(
@@ -292,19 +310,37 @@ class Interactions:
 
     @property
     def frame(self) -> pd.DataFrame:
-        """A copy of the standard table."""
-        return self._frame.copy()
+        """A copy of the standard table (``user``, ``item`` and ``event`` as ``str`` objects)."""
+        return self._frame.astype({name: object for name in self.CODED})
 
     @property
     def users(self) -> np.ndarray:
         """Distinct user ids in order of first appearance."""
-        return pd.unique(self._frame["user"].to_numpy(dtype=object))
+        return self.codes("user")[1][pd.unique(self.codes("user")[0])]
+
+    @property
+    def timestamps(self) -> np.ndarray:
+        """Per-event float seconds (NaN when absent), read-only."""
+        return _read_only(self._frame["timestamp"].to_numpy(np.float64))
+
+    @property
+    def values(self) -> np.ndarray:
+        """Per-event float values (NaN when absent), read-only."""
+        return _read_only(self._frame["value"].to_numpy(np.float64))
+
+    def codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
+        """Per-event integer codes of ``column`` (``user``, ``item`` or ``event``) and the distinct
+        strings they index (``strings[codes]`` is the column), without materialising the strings."""
+        if column not in self.CODED:
+            raise ConfigError(f"Interactions.codes: {column!r} is not one of {list(self.CODED)}.")
+        values = self._frame[column].cat
+        return _read_only(values.codes.to_numpy()), values.categories.to_numpy(dtype=object)
 
     def weights(self, event_weights: EventWeights | None = None) -> np.ndarray:
         """Per-event weights (``float64``, aligned with the rows); see :class:`EventWeights`."""
         weights = event_weights or EventWeights()
         frame = self._frame
-        return weights.of(frame["event"].to_numpy(dtype=object), frame["value"].to_numpy(np.float64))
+        return weights.of(frame["event"].array, frame["value"].to_numpy(np.float64))
 
     def explicit_values_missing(self, event_weights: EventWeights | None = None) -> np.ndarray:
         """Row positions of explicit events (ratings) whose value is missing."""
@@ -329,12 +365,14 @@ class Interactions:
             known = known.map(str)  # ids are compared as strings (an int 7 is the item "7")
         if not known.is_unique:
             known = known.unique()
-        # an Index keeps its hash table between calls: no set of the whole catalog per call
-        keep = known.get_indexer(self._frame["item"].to_numpy(dtype=object)) >= 0
+        # an Index keeps its hash table between calls: no set of the whole catalog per call; each
+        # distinct item of the log is looked up once
+        item_codes, item_strings = self.codes("item")
+        keep = (known.get_indexer(item_strings) >= 0)[item_codes]
         if keep.all():
             return self
-        removed = self._frame.loc[~keep, "item"]
-        dropped = DroppedEvents(int((~keep).sum()), tuple(pd.unique(removed.to_numpy(dtype=object))))
+        dropped = DroppedEvents(int((~keep).sum()),
+                                tuple(item_strings[pd.unique(item_codes[~keep])]))
         logger.warning("interactions: %s", dropped)
         return Interactions(self._frame.loc[keep].reset_index(drop=True), dropped=dropped)
 
@@ -342,6 +380,29 @@ class Interactions:
         """The events of ``user_ids`` only."""
         wanted = {str(u) for u in user_ids}
         return Interactions(self._frame.loc[self._frame["user"].isin(wanted)].reset_index(drop=True))
+
+
+def _coded(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
+    """``frame`` with ``columns`` as categoricals (codes + distinct strings, in order of first
+    appearance); columns already categorical are kept."""
+    changed = {}
+    for name in columns:
+        if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
+            codes, strings = pd.factorize(frame[name].to_numpy(dtype=object), sort=False)
+            changed[name] = pd.Categorical.from_codes(codes, pd.Index(strings, dtype=object))
+    return frame.assign(**changed) if changed else frame
+
+
+def _read_only(array: np.ndarray) -> np.ndarray:
+    """A read-only view of ``array`` (the log's own memory: callers must not write into it)."""
+    view = array.view()
+    view.flags.writeable = False
+    return view
+
+
+def _strings_nbytes(strings: pd.Index) -> int:
+    """Memory of an index of distinct strings: the pointer array plus each string object."""
+    return int(strings.memory_usage(deep=True))
 
 
 # In whole seconds: subtracting it keeps the dates' own resolution. A nanosecond epoch would convert

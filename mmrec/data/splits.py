@@ -21,7 +21,7 @@ from mmrec.registry import Registry
 from mmrec.utils.seed import check_seed
 
 __all__ = ["Split", "leave_last_out", "time_split", "random_split", "cold_item_split", "cold_user_split",
-           "chronological_order", "SPLITS", "make_split"]
+           "chronological_order", "chronological_rows", "SPLITS", "make_split"]
 
 
 @dataclass(frozen=True)
@@ -60,12 +60,18 @@ def chronological_order(frame: pd.DataFrame) -> np.ndarray:
         raise SchemaError(
             f"interactions: some events of user {users!r} (and maybe others) have no timestamp while "
             "others do; a chronological split needs a timestamp on every event or on none.")
-    keys = pd.DataFrame({
-        "user": pd.Categorical(frame["user"], categories=pd.unique(frame["user"])).codes,
-        "timestamp": frame["timestamp"].fillna(0.0).to_numpy(),
-        "row": np.arange(len(frame)),
-    })
-    return keys.sort_values(["user", "timestamp", "row"], kind="stable").index.to_numpy()
+    return chronological_rows(pd.factorize(frame["user"], sort=False)[0],
+                              frame["timestamp"].to_numpy(np.float64))
+
+
+def chronological_rows(user_codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
+    """Row positions sorted by ``(user's first appearance, timestamp, row)`` for per-event user
+    codes (any numbering) and timestamps (NaN as 0: rows then keep their order)."""
+    seen = pd.unique(user_codes)  # in order of first appearance
+    rank = np.zeros(int(user_codes.max(initial=-1)) + 1, dtype=np.int64)
+    rank[seen] = np.arange(len(seen))
+    # lexsort: the last key is the primary one; stable, so equal keys keep row order
+    return np.lexsort((np.nan_to_num(timestamps, nan=0.0), rank[user_codes]))
 
 
 def _part(frame: pd.DataFrame, rows: np.ndarray) -> Interactions:

@@ -10,7 +10,7 @@ import pandas as pd
 import torch
 
 from mmrec.data.interactions import EventWeights, Interactions
-from mmrec.data.splits import chronological_order
+from mmrec.data.splits import chronological_rows
 from mmrec.data.validation import id_list
 
 __all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
@@ -103,31 +103,40 @@ class Histories:
         (and logged by :meth:`Interactions.restrict_to_items`). ``users`` fixes the row order
         (users without events get empty histories)."""
         events = events.restrict_to_items(item_index)
-        frame = events.frame
         events.require_values(event_weights)
-        order = chronological_order(frame)
-        frame = frame.iloc[order].reset_index(drop=True)
-        weights = event_weights.positive(frame["event"].to_numpy(dtype=object),
-                                         frame["value"].to_numpy(np.float64))
-        explicit = frame["event"].isin(event_weights.explicit).to_numpy()
-        values = np.where(explicit, (frame["value"].to_numpy(np.float64) - event_weights.rating_center)
-                          / RATING_SCALE, 0.0)
-        user_ids = (pd.unique(np.asarray(id_list(users, name="users"), dtype=object)) if users is not None
-                    else pd.unique(frame["user"].to_numpy(dtype=object)))  # a user asked for twice: one row
-        user_row = pd.Index(user_ids).get_indexer(frame["user"])
+        user_codes, user_strings = events.codes("user")
+        order = chronological_rows(user_codes, events.timestamps)
+        user_codes = user_codes[order]
+        event_codes, event_names = events.codes("event")
+        event_names = pd.Categorical.from_codes(event_codes[order], pd.Index(event_names, dtype=object))
+        raw_values = events.values[order]
+        weights = event_weights.positive(event_names, raw_values)
+        explicit = np.isin(np.asarray(event_names.categories, dtype=object),
+                           np.asarray(event_weights.explicit, dtype=object))[event_names.codes]
+        values = np.where(explicit, (raw_values - event_weights.rating_center) / RATING_SCALE, 0.0)
+        if users is not None:  # a user asked for twice: one row
+            user_ids = pd.unique(np.asarray(id_list(users, name="users"), dtype=object))
+            row_of_code = pd.Index(user_ids, dtype=object).get_indexer(user_strings)
+        else:  # in order of first (chronological) appearance
+            seen = pd.unique(user_codes)
+            user_ids = user_strings[seen]
+            row_of_code = np.full(len(user_strings), -1, dtype=np.int64)
+            row_of_code[seen] = np.arange(len(seen))
+        user_row = row_of_code[user_codes]
         keep = user_row >= 0
-        frame, weights, values, user_row = frame[keep], weights[keep], values[keep], user_row[keep]
-        explicit = explicit[keep]
-        regroup = np.argsort(user_row, kind="stable")
-        counts = np.bincount(user_row, minlength=len(user_ids))
+        regroup = np.flatnonzero(keep)[np.argsort(user_row[keep], kind="stable")]
+        counts = np.bincount(user_row[keep], minlength=len(user_ids))
         offsets = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        rows = order[regroup]  # positions in the log
+        item_codes, item_strings = events.codes("item")
         return cls(
-            user_ids=user_ids,
+            user_ids=np.asarray(user_ids, dtype=object),
             offsets=offsets,
-            item_idx=item_index.get_indexer(frame["item"].to_numpy(dtype=object)[regroup]).astype(np.int64),
-            event_idx=vocabulary.indices(frame["event"].to_numpy(dtype=object)[regroup]),
+            item_idx=item_index.get_indexer(item_strings).astype(np.int64)[item_codes[rows]],
+            event_idx=vocabulary.indices(np.asarray(event_names.categories, dtype=object))[
+                event_names.codes[regroup]],
             values=values[regroup].astype(np.float32),
-            times=np.nan_to_num(frame["timestamp"].to_numpy(np.float64)[regroup], nan=0.0),
+            times=np.nan_to_num(events.timestamps[rows], nan=0.0),
             weights=weights[regroup].astype(np.float32),
             rated=explicit[regroup],
         )

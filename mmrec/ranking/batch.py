@@ -89,17 +89,26 @@ class EventsByUser:
     def from_interactions(cls, index: ServingIndex, events: Interactions) -> EventsByUser:
         """Group ``events`` (one pass, vectorised); events on items not in ``index`` are dropped
         and reported, as :func:`mmrec.recommend` does."""
-        user_codes, user_ids = pd.factorize(events._frame["user"].to_numpy(dtype=object), sort=False)
+        # users numbered in order of first appearance in the whole log (a user whose every event
+        # is dropped below keeps an empty row)
+        all_codes, all_users = events.codes("user")
+        first_seen = pd.unique(all_codes)
+        user_ids = all_users[first_seen]
+        renumber = np.empty(len(all_users), dtype=np.int64)
+        renumber[first_seen] = np.arange(len(first_seen))
         known = events.restrict_to_items(index.item_ids)
         frame = known._frame  # read-only: no copy of a log that may hold many millions of events
-        if known is not events:  # events on unknown items were dropped: the kept rows' users
-            user_codes = pd.Index(user_ids, dtype=object).get_indexer(frame["user"].to_numpy(dtype=object))
+        user_codes = renumber[known.codes("user")[0]]
         order = np.argsort(user_codes, kind="stable")
         indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
         np.cumsum(np.bincount(user_codes, minlength=len(user_ids)), out=indptr[1:])
         del user_codes
-        labels = index.positions(frame["item"].tolist()).astype(np.int32)[order]
-        event_codes, event_names = pd.factorize(frame["event"].to_numpy(dtype=object), sort=False)
+        item_codes, item_strings = known.codes("item")
+        used = np.bincount(item_codes, minlength=len(item_strings)) > 0  # a filter leaves unused ones
+        label_of = np.full(len(item_strings), -1, dtype=np.int32)
+        label_of[used] = index.positions(item_strings[used].tolist())
+        labels = label_of[item_codes][order]
+        event_codes, event_names = known.codes("event")
         codes = event_codes.astype(np.min_scalar_type(max(len(event_names) - 1, 0)))[order]
         return cls(
             user_ids=np.asarray(user_ids, dtype=object), indptr=indptr, labels=labels,
