@@ -129,3 +129,25 @@ def test_event_weight_names_match_events_in_any_case(write):
     assert events.weights(weights).tolist() == [5.0, 1.0]
     with pytest.raises(mmrec.ConfigError, match="both read as 'click'"):
         mmrec.EventWeights(weights={"click": 1.0, "Click": 2.0})
+
+
+def test_the_log_is_held_in_codes_and_narrow_numbers_that_lose_nothing():
+    frame = pd.DataFrame({"user_id": ["u1", "u2", "u1", "u3"], "item_id": [7, 8, 7, 9],
+                          "event": ["click", "rating", "click", "click"],
+                          "value": [1.0, 4.5, 2.0, 3.0], "timestamp": [1.7e9, 1.7e9 + 1, 1.7e9 + 2, 5.0]})
+    events = mmrec.Interactions.from_frame(frame)
+    codes, users = events.codes("user")
+    assert users[codes].tolist() == ["u1", "u2", "u1", "u3"] and events.users.tolist() == ["u1", "u2", "u3"]
+    assert events.nbytes < 4 * (1 + 1 + 1 + 4 + 4) + 3 * 200  # codes, uint32 seconds, float32 values
+    standard = events.frame
+    assert standard["item"].tolist() == ["7", "8", "7", "9"] and standard["item"].dtype == object
+    assert standard["timestamp"].tolist() == frame["timestamp"].tolist()
+    assert standard["value"].tolist() == frame["value"].tolist()
+    assert standard["value"].dtype == np.float64 and standard["timestamp"].dtype == np.float64
+    # numbers that would not survive narrowing keep float64
+    exact = frame.assign(value=[0.1, 1e308, np.nan, 3.0], timestamp=[0.5, 1.0, 2.0, 3.0])
+    kept = mmrec.Interactions.from_frame(exact).frame
+    assert kept["value"].tolist()[:2] == [0.1, 1e308] and np.isnan(kept["value"].iloc[2])
+    assert kept["timestamp"].tolist() == [0.5, 1.0, 2.0, 3.0]
+    with pytest.raises(ValueError):
+        events.timestamps[0] = 0.0  # read-only views of the log's memory

@@ -130,6 +130,50 @@ def test_refresh_every_reruns_the_tower(served, demo_events):
     assert online.user_vector(user) == pytest.approx(expected, abs=1e-5)
 
 
+@pytest.mark.parametrize("refresh_every", [None, 2])
+def test_a_batch_leaves_the_state_one_event_at_a_time_leaves(served, demo_items, demo_events,
+                                                              refresh_every):
+    model, _, topic = served
+    index = mmrec.build_index(model.encode_items(demo_items), spec="Flat")
+    index.add(["unseen"], model.encode_items(demo_items).fused[:1] * 0.5)  # no learned signal
+    rng = np.random.default_rng(0)
+    known = list(demo_events.users[:6])
+    users = known + ["new1", "new2", "new3", "cold-only"]
+    events = [{"user": u, "item": str(rng.choice(topic.index)),
+               "event": str(rng.choice(["click", "purchase"])), "value": 1.0, "timestamp": 4e9 + 60.0 * n}
+              for n, u in enumerate(rng.choice(users[:-1], size=60))]
+    events[5:5] = [{"user": "cold-only", "item": "unseen", "event": "click", "value": 1.0,
+                    "timestamp": 4e9 + 1.0 + step} for step in range(4)]
+
+    def made() -> mmrec.OnlineRecommender:
+        return mmrec.OnlineRecommender(model, index, history=demo_events, new_user_events=3,
+                                       refresh_every=refresh_every, half_life=600.0)
+
+    one_by_one, batched = made(), made()
+    for e in events:
+        one_by_one.observe(**e)
+    runs = []
+    encode_users = model.encode_users
+    model.encode_users = lambda *a, **k: (runs.append(1), encode_users(*a, **k))[1]
+    try:
+        batched.observe_many(events)
+    finally:
+        del model.encode_users
+    assert len(runs) == 2  # the known users' first touches, then everyone due a refresh
+    for user in users:
+        a, b = one_by_one._states[user], batched._states[user]
+        assert (a.new_events, a.observed, a.last_time) == (b.new_events, b.observed, b.last_time), user
+        for part in ("long", "short"):
+            x, y = getattr(a, part), getattr(b, part)
+            assert (x is None) == (y is None), (user, part)
+            if x is not None:
+                np.testing.assert_allclose(x, y, atol=1e-5, err_msg=f"{user} {part}")
+        np.testing.assert_allclose(one_by_one.user_vector(user), batched.user_vector(user), atol=1e-5)
+    with pytest.raises(SchemaError, match="'nope' is not in the index"):
+        batched.observe_many([{"user": "new9", "item": topic.index[0]}, {"user": "new9", "item": "nope"}])
+    assert "new9" not in batched.users()  # all or none
+
+
 def test_forget_removes_the_user_and_leaves_others_alone(served, demo_events):
     model, index, topic = served
     online = mmrec.OnlineRecommender(model, index, history=demo_events)

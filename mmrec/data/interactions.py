@@ -239,7 +239,7 @@ class Interactions:
     CODED = ("user", "item", "event")  # held as categorical codes: each distinct string stored once
 
     def __init__(self, frame: pd.DataFrame, *, dropped: DroppedEvents | None = None) -> None:
-        self._frame = _coded(frame, self.CODED)
+        self._frame = _narrowed(_coded(frame, self.CODED))
         self.dropped = dropped
 
     @property
@@ -311,7 +311,8 @@ class Interactions:
     @property
     def frame(self) -> pd.DataFrame:
         """A copy of the standard table (``user``, ``item`` and ``event`` as ``str`` objects)."""
-        return self._frame.astype({name: object for name in self.CODED})
+        return self._frame.astype({**{name: object for name in self.CODED},
+                                   "timestamp": np.float64, "value": np.float64})
 
     @property
     def users(self) -> np.ndarray:
@@ -321,12 +322,12 @@ class Interactions:
     @property
     def timestamps(self) -> np.ndarray:
         """Per-event float seconds (NaN when absent), read-only."""
-        return _read_only(self._frame["timestamp"].to_numpy(np.float64))
+        return _read_only(np.asarray(self._frame["timestamp"].to_numpy(), dtype=np.float64))
 
     @property
     def values(self) -> np.ndarray:
         """Per-event float values (NaN when absent), read-only."""
-        return _read_only(self._frame["value"].to_numpy(np.float64))
+        return _read_only(np.asarray(self._frame["value"].to_numpy(), dtype=np.float64))
 
     def codes(self, column: str) -> tuple[np.ndarray, np.ndarray]:
         """Per-event integer codes of ``column`` (``user``, ``item`` or ``event``) and the distinct
@@ -390,6 +391,24 @@ def _coded(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
         if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
             codes, strings = pd.factorize(frame[name].to_numpy(dtype=object), sort=False)
             changed[name] = pd.Categorical.from_codes(codes, pd.Index(strings, dtype=object))
+    return frame.assign(**changed) if changed else frame
+
+
+def _narrowed(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with its numbers held in fewer bytes where that loses nothing: values as float32
+    when every one round-trips (ratings, counts, flags), timestamps as uint32 when every one is a
+    whole second in [0, 2**32) (none missing). Readers get float64 back."""
+    changed: dict[str, np.ndarray] = {}
+    values = frame["value"].to_numpy() if "value" in frame else None
+    if values is not None and values.dtype == np.float64:
+        with np.errstate(over="ignore", invalid="ignore"):
+            narrow = values.astype(np.float32)
+        if np.array_equal(narrow.astype(np.float64), values, equal_nan=True):
+            changed["value"] = narrow
+    times = frame["timestamp"].to_numpy() if "timestamp" in frame else None
+    if (times is not None and times.dtype == np.float64 and len(times)
+            and bool(np.all((times >= 0) & (times < 2.0**32) & (times == np.floor(times))))):
+        changed["timestamp"] = times.astype(np.uint32)
     return frame.assign(**changed) if changed else frame
 
 

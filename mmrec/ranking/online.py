@@ -61,6 +61,17 @@ class UserState:
     observed: int = 0                       # events observed in all (only the newest few are kept)
 
 
+@dataclass
+class _PendingRefresh:
+    """A refresh a batch deferred to its end: the user's short-term state when it fell due (kept
+    in case the tower finds no signal) and how many of their events came after it."""
+
+    short: np.ndarray | None
+    time: float | None
+    new_events: int
+    after: int = 0
+
+
 class LiveHistory:
     """The behaviour a live recommender keeps: the initial log, each user's newest observed events
     (at most ``max_events_per_user``) and the distinct items each user touched."""
@@ -92,6 +103,21 @@ class LiveHistory:
         parts = [self._base.iloc[rows]]
         if self._observed.get(user):
             parts.append(pd.DataFrame(list(self._observed[user]), columns=COLUMNS))
+        return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+
+    def events_of_many(self, users: Sequence[str],
+                       drop_last: Mapping[str, int] | None = None) -> Interactions:
+        """The events of ``users`` (history and observed events kept) as one log, without each
+        user's newest ``drop_last[user]`` observed events."""
+        drop_last = drop_last or {}
+        base_rows = [self._base_rows.get(user, np.empty(0, np.int64)) for user in users]
+        observed = []
+        for user in users:
+            kept = list(self._observed.get(user, ()))
+            observed.extend(kept[: len(kept) - drop_last.get(user, 0)])
+        parts = [self._base.iloc[np.concatenate([np.empty(0, np.int64), *base_rows])]]
+        if observed:
+            parts.append(pd.DataFrame(observed, columns=COLUMNS))
         return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
     def _keep(self, user: str, item: str, now: float, event: str, value: float) -> bool:
@@ -205,49 +231,89 @@ class OnlineRecommender(LiveHistory):
 
     def refresh(self, user: str) -> None:
         """Recompute the user's long-term vector with the tower over their whole history."""
-        user = str(user)
-        state = self._state(user)
-        profile = self.model.encode_users(self.events_of(user), users=[user])
-        if profile.has_signal[0]:
-            state.long, state.short, state.new_events = profile.vectors[0], None, 0
-        # no signal (e.g. only items the model has never seen): the short-term sum stays
+        self._refresh_many([str(user)])
 
-    def _item_vector(self, item: str) -> tuple[int, np.ndarray]:
-        try:
-            label = int(self.index.positions([item])[0])  # one id lookup per event
-        except SchemaError:
-            raise SchemaError(f"observe: item {item!r} is not in the index; add it first "
-                              "(index.add(model.encode_items(new_items))).") from None
-        return label, np.asarray(self.index.vectors[label], dtype=np.float32)
+    def _refresh_many(self, users: Sequence[str], pending: Mapping[str, _PendingRefresh] | None = None
+                      ) -> None:
+        """One tower run for ``users``: each one's vector over their events (for a ``pending``
+        refresh, those up to the point it fell due). With a signal it becomes the long-term vector
+        (the short-term sum restarts); without one the short-term sum stays as it would have."""
+        if not users:
+            return
+        pending = pending or {}
+        events = self.events_of_many(users, {u: p.after for u, p in pending.items()})
+        profile = self.model.encode_users(events, users=list(users))
+        for row, user in enumerate(users):
+            state, due = self._state(user), pending.get(user)
+            if profile.has_signal[row]:
+                state.long = profile.vectors[row]
+                if due is None:
+                    state.short, state.new_events = None, 0
+            elif due is not None:  # as if the refresh had not happened: the sums join up again
+                state.short = _joined(due.short, due.time, state.short, state.last_time, self.half_life)
+                state.new_events += due.new_events
+        # no signal (e.g. only items the model has never seen): the short-term sum stays
 
     # ----------------------------------------------------------------------------- feedback
     def observe(self, user: str, item: str, event: str = "click", value: float = 1.0,
                 timestamp: float | None = None) -> None:
         """Fold one event into ``user``'s short-term interest (and history) at once."""
-        user, item = str(user), str(item)
-        check_event_numbers(user, item, event, value, timestamp)
-        label, vector = self._item_vector(item)
-        weight = float(self.event_weights.positive(np.array([event], dtype=object),
-                                                   np.array([value], dtype=np.float64))[0])
-        state = self._state(user)  # only now: a rejected event leaves no state behind
-        trained_user = user in self._base_rows
-        if state.long is None and state.new_events == 0 and trained_user:
-            self.refresh(user)  # first touch of a user with a history: the tower runs once
-        now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
-        elapsed = max(now - state.last_time, 0.0) if state.last_time is not None else 0.0
-        decay = 0.5 ** (elapsed / self.half_life)
-        short = (decay * state.short if state.short is not None else 0.0) + weight * vector
-        if not np.isfinite(short).all():
-            raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value {value!r}; "
-                              "the user's interest overflows: send a smaller value.")
-        state.short = short
-        state.last_time, state.new_events, state.observed = now, state.new_events + 1, state.observed + 1
-        if self._keep(user, item, now, event, value):
-            self.fallback.add(user, label)
-        if not trained_user and state.observed <= self.new_user_events:
-            self.refresh(user)  # a new user: the tower reads their handful of events
-        elif self.refresh_every is not None and state.new_events >= self.refresh_every:
-            self.refresh(user)
+        self.observe_many([{"user": user, "item": item, "event": event, "value": value,
+                            "timestamp": timestamp}])
+
+    def observe_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Fold events (``user, item`` and optional ``event, value, timestamp``) in, in order,
+        leaving the state :meth:`observe` one at a time would: the tower runs once for every user
+        the batch touched who needs it (a known user's first touch, a new user's first
+        ``new_user_events`` events, ``refresh_every``), not once per event. Every event is checked
+        before any is applied."""
+        rows = [(str(e["user"]), str(e["item"]), str(e.get("event", "click")), e.get("value", 1.0),
+                 e.get("timestamp")) for e in events]
+        for user, item, event, value, timestamp in rows:
+            check_event_numbers(user, item, event, value, timestamp)
+        if not rows:
+            return
+        known = self.index.contains([row[1] for row in rows])
+        if not known.all():
+            item = rows[int(np.flatnonzero(~known)[0])][1]
+            raise SchemaError(f"observe: item {item!r} is not in the index; add it first "
+                              "(index.add(model.encode_items(new_items))).")
+        labels = self.index.positions([row[1] for row in rows])
+        vectors = np.asarray(self.index.vectors[labels], dtype=np.float32)
+        weights = self.event_weights.positive(np.array([row[2] for row in rows], dtype=object),
+                                              np.array([row[3] for row in rows], dtype=np.float64))
+        # a known user's first touch: the tower reads their history before the new events
+        first = [u for u in dict.fromkeys(row[0] for row in rows) if u in self._base_rows
+                 and (u not in self._states or (self._states[u].long is None
+                                                and self._states[u].new_events == 0))]
+        self._refresh_many(first)
+        pending: dict[str, _PendingRefresh] = {}
+        for (user, item, event, value, timestamp), label, vector, weight in zip(
+                rows, labels, vectors, weights, strict=True):
+            state = self._state(user)
+            now = float(timestamp) if timestamp is not None else (state.last_time or 0.0) + 1.0
+            elapsed = max(now - state.last_time, 0.0) if state.last_time is not None else 0.0
+            short = (0.5 ** (elapsed / self.half_life) * state.short if state.short is not None
+                     else 0.0) + float(weight) * vector
+            if not np.isfinite(short).all():
+                raise SchemaError(f"observe: event {event!r} of user {user!r} on {item!r} has value "
+                                  f"{value!r}; the user's interest overflows: send a smaller value.")
+            state.short = short
+            state.last_time, state.new_events, state.observed = now, state.new_events + 1, state.observed + 1
+            if self._keep(user, item, now, event, float(value)):
+                self.fallback.add(user, int(label))
+            if user in pending:
+                pending[user].after += 1
+            due = ((user not in self._base_rows and state.observed <= self.new_user_events)
+                   or (self.refresh_every is not None and state.new_events >= self.refresh_every))
+            if due:  # deferred to the batch's end, the state reset as a refresh with a signal does
+                before = pending.get(user)
+                short_then = (state.short if before is None else
+                              _joined(before.short, before.time, state.short, now, self.half_life))
+                new_then = state.new_events + (before.new_events if before is not None else 0)
+                pending[user] = _PendingRefresh(short_then, now, new_then)
+                state.short, state.new_events = None, 0
+        self._refresh_many(list(pending), pending)
 
     def user_vector(self, user: str) -> np.ndarray | None:
         """The current interest vector (its learned part L2-normalised, times the model's
@@ -369,6 +435,16 @@ class OnlineRecommender(LiveHistory):
         return sorted(set(self._items_of) | set(self._states))
 
 
+def _joined(earlier: np.ndarray | None, earlier_time: float | None, later: np.ndarray | None,
+            later_time: float | None, half_life: float) -> np.ndarray | None:
+    """One short-term sum from two consecutive ones: the earlier decayed to the later one's time."""
+    if earlier is None:
+        return later
+    elapsed = max((later_time or 0.0) - (earlier_time or 0.0), 0.0)
+    decayed = 0.5 ** (elapsed / half_life) * earlier
+    return decayed if later is None else decayed + later
+
+
 class ScoredOnline(LiveHistory):
     """Serve any fitted recommender live (EASE, ItemKNN, BPR, LightGCN, popularity, a two-tower
     model scored exactly …): each request scores the model's items for the user's current history —
@@ -413,6 +489,13 @@ class ScoredOnline(LiveHistory):
         now = float(timestamp) if timestamp is not None else (last[-1][2] + 1.0 if last else 0.0)
         if self._keep(user, item, now, event, value):
             self._popularity = None
+
+    def observe_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """:meth:`observe` each event (``user, item`` and optional ``event, value, timestamp``) in
+        order (a score-only model reads histories when asked: nothing to run per batch)."""
+        for e in events:
+            self.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
+                         e.get("timestamp"))
 
     def ranked(self, user: str, k: int | None = None, *, segment: Mapping[str, Any] | None = None,
                options: RankingOptions | None = None,

@@ -48,7 +48,8 @@ __all__ = ["Service", "ServeConfig", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
-APPLY_SLICE_SECONDS = 0.005  # a write applies events for this long, then lets waiting reads in
+APPLY_SLICE_SECONDS = 0.02  # a write applies events for about this long, then lets waiting reads in
+APPLY_FIRST_SLICE, APPLY_MAX_SLICE = 32, 4096  # events in a write's first slice, and at most
 READER_GRACE_SECONDS = 0.05  # how long a write waits for queued reads before its next slice
 MAX_ID_LENGTH = 512  # characters of a user or item id: the HTTP routes take no longer ones
 
@@ -204,18 +205,19 @@ class Service:
         self._apply(rows)
 
     def _apply(self, events: Sequence[Mapping[str, Any]]) -> None:
-        """Fold committed events into the online state in slices of ``APPLY_SLICE_SECONDS``; reads
-        that queued meanwhile go before the next slice."""
-        done = 0
+        """Fold committed events into the online state a slice at a time (one tower run per slice
+        for the users it touched); reads that queued meanwhile go before the next slice. Slices
+        are sized from the last one's time to take about ``APPLY_SLICE_SECONDS``."""
+        done, size = 0, APPLY_FIRST_SLICE
         while done < len(events):
             self._let_readers_in()
             with self.lock:
-                until = time.perf_counter() + APPLY_SLICE_SECONDS
-                while done < len(events) and (done == 0 or time.perf_counter() < until):
-                    e = events[done]
-                    self.online.observe(e["user"], e["item"], e.get("event", "click"), e.get("value", 1.0),
-                                        e.get("timestamp"))
-                    done += 1
+                started = time.perf_counter()
+                self.online.observe_many(events[done : done + size])
+                elapsed = time.perf_counter() - started
+            done += size
+            paced = size * APPLY_SLICE_SECONDS / max(elapsed, 1e-6)
+            size = int(min(max(paced, 1), 2 * size, APPLY_MAX_SLICE))
 
     def _forget_here(self, user: str) -> int:
         """Drop the user's online state and timestamps in this process; returns events removed."""
