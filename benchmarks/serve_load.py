@@ -2,6 +2,7 @@
 
     python benchmarks/serve_load.py --catalog demo
     python benchmarks/serve_load.py --catalog 100k --duration 30
+    python benchmarks/serve_load.py --catalog large --items 1000000 --burst-only
 
 Builds a run on disk (``demo``: the generated 240-item demo with text, image and audio, a GRU
 two-tower; ``100k``: 100,000 items in 200 topics, 20,000 simulated users, an id-only mean tower —
@@ -10,7 +11,10 @@ the index is then HNSW32), starts ``mmrec serve`` as its own process, and drives
 ``GET /recommend/{user}?k=10`` (random known users), the same re-ranked for variety
 (``diversify=0.3``, MMR and DPP: the latency cost of re-ranking), ``POST /events`` (one click on a random item
 by a random user) and a 90/10 mix of both; then ``GET /recommend`` latency (p50/p99/max) while one
-client writes 300 new items and 3,000 events of 300 new users, and what a 20 MB body costs. Prints
+client writes 300 new items and 3,000 events of 300 new users, and what a 20 MB body costs.
+Before those, the ingest burst: 20 POST /events of 2,000 events each (1,000 of 100 new users,
+1,000 of known users) from 2 writers while 2 clients read — events/s acknowledged (committed and
+applied) and the reads' p50/p99/max. Prints
 p50/p99 latency, requests/s and the server's resident memory before, after each phase and at the
 end (flat memory = no leak per request).
 Clients and server share the machine's cores: on 2 cores the numbers are a floor.
@@ -137,6 +141,58 @@ def write_phase(url: str, users: list[str], item_ids: list[str], catalog: Path, 
             "n_events": len(events)}
 
 
+def burst_phase(url: str, users: list[str], item_ids: list[str], *, writers: int = 2, readers: int = 2,
+                requests: int = 20, new_users: int = 100, events_per_new_user: int = 10,
+                known_events: int = 1000) -> dict:
+    """Sustained ingest: ``requests`` POST /events of ``new_users × events_per_new_user`` events of
+    new users plus ``known_events`` of known users each, sent by ``writers`` clients, while
+    ``readers`` clients keep asking ``GET /recommend``. Events/s counts from the first request
+    sent to the last one acknowledged (acknowledged = committed and applied)."""
+    rng = random.Random(11)
+    bodies = []
+    for r in range(requests):
+        body = [{"user": f"burst{r:02d}-{u:04d}", "item": rng.choice(item_ids), "event": "click"}
+                for u in range(new_users) for _ in range(events_per_new_user)]
+        body += [{"user": rng.choice(users), "item": rng.choice(item_ids), "event": "click"}
+                 for _ in range(known_events)]
+        rng.shuffle(body)
+        bodies.append(body)
+    latencies: list[float] = []
+    statuses: list[int] = []
+    done = threading.Event()
+
+    def reader(n: int) -> None:
+        local = random.Random(100 + n)
+        with httpx.Client(base_url=url, timeout=60) as session:
+            while not done.is_set():
+                started = time.perf_counter()
+                session.get(f"/recommend/{local.choice(users)}", params={"k": 10})
+                latencies.append((time.perf_counter() - started) * 1e3)
+
+    def writer(n: int) -> None:
+        with httpx.Client(base_url=url, timeout=600) as session:
+            for body in bodies[n::writers]:
+                statuses.append(session.post("/events", json=body).status_code)
+
+    reading = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
+    for thread in reading:
+        thread.start()
+    time.sleep(0.5)
+    started = time.perf_counter()
+    writing = [threading.Thread(target=writer, args=(n,)) for n in range(writers)]
+    for thread in writing:
+        thread.start()
+    for thread in writing:
+        thread.join()
+    seconds = time.perf_counter() - started
+    done.set()
+    for thread in reading:
+        thread.join()
+    return {"events": sum(len(b) for b in bodies), "seconds": seconds, "statuses": statuses,
+            "latencies": np.asarray(latencies), "writers": writers, "readers": readers,
+            "requests": requests}
+
+
 def _media_open(root: Path, row) -> bool:
     """Whether a catalog row's image and audio (when given) open: the demo has broken ones on purpose."""
     import soundfile
@@ -164,15 +220,20 @@ def big_body(url: str, pid: int, megabytes: int = 20) -> tuple[int, float, float
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--catalog", choices=["demo", "100k"], default="demo")
+    parser.add_argument("--catalog", choices=["demo", "large", "100k"], default="demo",
+                        help="large (100k is its old name): --items items in 200 topics")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds per phase")
     parser.add_argument("--clients", type=int, default=4)
+    parser.add_argument("--items", type=int, default=100_000, help="catalog size of --catalog large")
+    parser.add_argument("--burst-only", action="store_true",
+                        help="skip the per-endpoint phases: only the ingest burst (and memory)")
     args = parser.parse_args()
     torch.set_num_threads(2)
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         started = time.perf_counter()
-        run, catalog, events = (build_demo_run if args.catalog == "demo" else build_large_run)(root)
+        run, catalog, events = (build_demo_run(root) if args.catalog == "demo"
+                                else build_large_run(root, n_items=args.items))
         print(f"built the {args.catalog} run in {time.perf_counter() - started:.0f} s")
         with socket.socket() as probe:
             probe.bind(("127.0.0.1", 0))
@@ -216,17 +277,22 @@ def main() -> None:
             drive(url, recommend, args.clients, 2.0)  # warm-up: first touches run the tower
             memory = [("after warm-up", rss_mb(server.pid))]
             rows = []
-            for name, request in (("GET /recommend", recommend),
+            phases = () if args.burst_only else (
+                                  ("GET /recommend", recommend),
                                   ("GET /recommend?diversify=0.3 (MMR)", diversified("mmr")),
                                   ("GET /recommend?diversify=0.3 (DPP)", diversified("dpp")),
-                                  ("POST /events", feedback), ("90% recommend + 10% events", mixed)):
+                                  ("POST /events", feedback), ("90% recommend + 10% events", mixed))
+            for name, request in phases:
                 latencies, failed = drive(url, request, args.clients, args.duration)
                 p50, p99 = np.percentile(latencies, [50, 99])
                 rows.append((name, len(latencies) / args.duration, p50, p99, failed))
                 memory.append((f"after {name}", rss_mb(server.pid)))
-            writing = write_phase(url, users, item_ids, catalog, args.clients)
-            memory.append(("after the write", rss_mb(server.pid)))
-            body_status, body_before, body_after = big_body(url, server.pid)
+            burst = burst_phase(url, users, item_ids)
+            memory.append(("after the ingest burst", rss_mb(server.pid)))
+            if not args.burst_only:
+                writing = write_phase(url, users, item_ids, catalog, args.clients)
+                memory.append(("after the write", rss_mb(server.pid)))
+                body_status, body_before, body_after = big_body(url, server.pid)
         finally:
             server.terminate()
             server.wait(timeout=30)
@@ -235,6 +301,17 @@ def main() -> None:
     print("| endpoint | requests/s | p50 ms | p99 ms | non-200 |\n|---|---|---|---|---|")
     for name, rate, p50, p99, failed in rows:
         print(f"| {name} | {rate:,.0f} | {p50:.1f} | {p99:.1f} | {failed} |")
+    lat = burst["latencies"]
+    print(f"\ningest burst: {burst['requests']} POST /events of 2,000 events (1,000 of new users, "
+          f"1,000 of known users) from {burst['writers']} writers while {burst['readers']} clients read: "
+          f"{burst['events']:,} events acknowledged in {burst['seconds']:.1f} s = "
+          f"**{burst['events'] / burst['seconds']:,.0f} events/s** "
+          f"(statuses {sorted(set(burst['statuses']))}); "
+          f"reads meanwhile: {len(lat):,}, p50 {np.percentile(lat, 50):.1f} ms, "
+          f"p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms")
+    if args.burst_only:
+        print("\nserver memory (RSS): " + ", ".join(f"{label} {mb:,.0f} MB" for label, mb in memory))
+        return
     lat = writing["latencies"]
     items_s, items_status = writing["timings"]["items"]
     events_s, events_status = writing["timings"]["events"]
