@@ -26,7 +26,8 @@ of a user's state.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -233,16 +234,18 @@ class OnlineRecommender(LiveHistory):
         """Recompute the user's long-term vector with the tower over their whole history."""
         self._refresh_many([str(user)])
 
-    def _refresh_many(self, users: Sequence[str], pending: Mapping[str, _PendingRefresh] | None = None
-                      ) -> None:
+    def _refresh_many(self, users: Sequence[str], pending: Mapping[str, _PendingRefresh] | None = None,
+                      unlocked: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         """One tower run for ``users``: each one's vector over their events (for a ``pending``
         refresh, those up to the point it fell due). With a signal it becomes the long-term vector
-        (the short-term sum restarts); without one the short-term sum stays as it would have."""
+        (the short-term sum restarts); without one the short-term sum stays as it would have. The
+        tower runs inside ``unlocked()`` (see :meth:`observe_many`)."""
         if not users:
             return
         pending = pending or {}
         events = self.events_of_many(users, {u: p.after for u, p in pending.items()})
-        profile = self.model.encode_users(events, users=list(users))
+        with unlocked():
+            profile = self.model.encode_users(events, users=list(users))
         for row, user in enumerate(users):
             state, due = self._state(user), pending.get(user)
             if profile.has_signal[row]:
@@ -261,12 +264,17 @@ class OnlineRecommender(LiveHistory):
         self.observe_many([{"user": user, "item": item, "event": event, "value": value,
                             "timestamp": timestamp}])
 
-    def observe_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+    def observe_many(self, events: Sequence[Mapping[str, Any]], *,
+                     unlocked: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         """Fold events (``user, item`` and optional ``event, value, timestamp``) in, in order,
         leaving the state :meth:`observe` one at a time would: the tower runs once for every user
         the batch touched who needs it (a known user's first touch, a new user's first
         ``new_user_events`` events, ``refresh_every``), not once per event. Every event is checked
-        before any is applied."""
+        before any is applied.
+
+        ``unlocked`` is entered around each tower run: a server holding a lock over this state
+        passes a context that releases it meanwhile, so reads go on while the tower runs (they may
+        see a user of the batch between two of its steps; the batch's writer sees the end state)."""
         rows = [(str(e["user"]), str(e["item"]), str(e.get("event", "click")), e.get("value", 1.0),
                  e.get("timestamp")) for e in events]
         for user, item, event, value, timestamp in rows:
@@ -286,7 +294,7 @@ class OnlineRecommender(LiveHistory):
         first = [u for u in dict.fromkeys(row[0] for row in rows) if u in self._base_rows
                  and (u not in self._states or (self._states[u].long is None
                                                 and self._states[u].new_events == 0))]
-        self._refresh_many(first)
+        self._refresh_many(first, unlocked=unlocked)
         pending: dict[str, _PendingRefresh] = {}
         for (user, item, event, value, timestamp), label, vector, weight in zip(
                 rows, labels, vectors, weights, strict=True):
@@ -313,7 +321,7 @@ class OnlineRecommender(LiveHistory):
                 new_then = state.new_events + (before.new_events if before is not None else 0)
                 pending[user] = _PendingRefresh(short_then, now, new_then)
                 state.short, state.new_events = None, 0
-        self._refresh_many(list(pending), pending)
+        self._refresh_many(list(pending), pending, unlocked)
 
     def user_vector(self, user: str) -> np.ndarray | None:
         """The current interest vector (its learned part L2-normalised, times the model's
@@ -490,7 +498,8 @@ class ScoredOnline(LiveHistory):
         if self._keep(user, item, now, event, value):
             self._popularity = None
 
-    def observe_many(self, events: Sequence[Mapping[str, Any]]) -> None:
+    def observe_many(self, events: Sequence[Mapping[str, Any]], *,
+                     unlocked: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         """:meth:`observe` each event (``user, item`` and optional ``event, value, timestamp``) in
         order (a score-only model reads histories when asked: nothing to run per batch)."""
         for e in events:

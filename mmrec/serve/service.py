@@ -48,8 +48,10 @@ __all__ = ["Service", "ServeConfig", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
-APPLY_SLICE_SECONDS = 0.02  # a write applies events for about this long, then lets waiting reads in
-APPLY_FIRST_SLICE, APPLY_MAX_SLICE = 32, 4096  # events in a write's first slice, and at most
+APPLY_SLICE_SECONDS = 0.03  # a write applies events for about this long, then lets waiting reads in
+# events in a write's first slice, the fewest (a tower run has a fixed cost of ~10-20 ms: slices of
+# a few events would pay it per event again) and the most
+APPLY_FIRST_SLICE, APPLY_MIN_SLICE, APPLY_MAX_SLICE = 128, 64, 4096
 READER_GRACE_SECONDS = 0.05  # how long a write waits for queued reads before its next slice
 MAX_ID_LENGTH = 512  # characters of a user or item id: the HTTP routes take no longer ones
 
@@ -176,6 +178,7 @@ class Service:
         self.lock = threading.RLock()  # the state: held by a read, or by one slice of a write
         self._writer = threading.RLock()  # writes, one at a time (commit order = apply order)
         self._readers_waiting = 0
+        self._outside_s = 0.0  # seconds the current write slice spent with the state lock released
         self._waiting_lock = threading.Lock()
         self._explainer: Explainer | None = None
         self.title_column = _first(schema.text)
@@ -206,18 +209,32 @@ class Service:
 
     def _apply(self, events: Sequence[Mapping[str, Any]]) -> None:
         """Fold committed events into the online state a slice at a time (one tower run per slice
-        for the users it touched); reads that queued meanwhile go before the next slice. Slices
-        are sized from the last one's time to take about ``APPLY_SLICE_SECONDS``."""
+        for the users it touched, with the state lock released while it runs); reads that queued
+        meanwhile go before the next slice. Slices are sized from the last one's time holding the
+        lock to hold it about ``APPLY_SLICE_SECONDS`` (never fewer than ``APPLY_MIN_SLICE``
+        events)."""
         done, size = 0, APPLY_FIRST_SLICE
         while done < len(events):
             self._let_readers_in()
+            self._outside_s = 0.0
             with self.lock:
                 started = time.perf_counter()
-                self.online.observe_many(events[done : done + size])
-                elapsed = time.perf_counter() - started
+                self.online.observe_many(events[done : done + size], unlocked=self._unlocked)
+                held = time.perf_counter() - started - self._outside_s
             done += size
-            paced = size * APPLY_SLICE_SECONDS / max(elapsed, 1e-6)
-            size = int(min(max(paced, 1), 2 * size, APPLY_MAX_SLICE))
+            paced = size * APPLY_SLICE_SECONDS / max(held, 1e-6)
+            size = int(min(max(paced, APPLY_MIN_SLICE), 2 * size, APPLY_MAX_SLICE))
+
+    @contextlib.contextmanager
+    def _unlocked(self) -> Iterator[None]:
+        """Inside a write's slice (the state lock held once): let reads in while the tower runs."""
+        started = time.perf_counter()
+        self.lock.release()
+        try:
+            yield
+        finally:
+            self.lock.acquire()
+            self._outside_s += time.perf_counter() - started
 
     def _forget_here(self, user: str) -> int:
         """Drop the user's online state and timestamps in this process; returns events removed."""
