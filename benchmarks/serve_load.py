@@ -174,6 +174,16 @@ def burst_phase(url: str, users: list[str], item_ids: list[str], *, writers: int
             for body in bodies[n::writers]:
                 statuses.append(session.post("/events", json=body).status_code)
 
+    # the same readers alone first: what reads cost on these cores without a write
+    reading = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
+    for thread in reading:
+        thread.start()
+    time.sleep(5.0)
+    done.set()
+    for thread in reading:
+        thread.join()
+    alone, latencies[:] = np.asarray(latencies), []
+    done.clear()
     reading = [threading.Thread(target=reader, args=(n,)) for n in range(readers)]
     for thread in reading:
         thread.start()
@@ -189,7 +199,7 @@ def burst_phase(url: str, users: list[str], item_ids: list[str], *, writers: int
     for thread in reading:
         thread.join()
     return {"events": sum(len(b) for b in bodies), "seconds": seconds, "statuses": statuses,
-            "latencies": np.asarray(latencies), "writers": writers, "readers": readers,
+            "latencies": np.asarray(latencies), "alone": alone, "writers": writers, "readers": readers,
             "requests": requests}
 
 
@@ -309,6 +319,10 @@ def main() -> None:
           f"(statuses {sorted(set(burst['statuses']))}); "
           f"reads meanwhile: {len(lat):,}, p50 {np.percentile(lat, 50):.1f} ms, "
           f"p99 {np.percentile(lat, 99):.1f} ms, max {lat.max():.1f} ms")
+    alone = burst["alone"]
+    print(f"the same {burst['readers']} readers for 5 s before it, no write: {len(alone):,} reads, "
+          f"p50 {np.percentile(alone, 50):.1f} ms, p99 {np.percentile(alone, 99):.1f} ms, "
+          f"max {alone.max():.1f} ms")
     if args.burst_only:
         print("\nserver memory (RSS): " + ", ".join(f"{label} {mb:,.0f} MB" for label, mb in memory))
         return

@@ -171,6 +171,32 @@ def test_concurrent_feedback_and_reads_are_serialised(client, service, demo_even
     assert np.isfinite(service.index.vectors).all()
 
 
+def test_a_write_runs_the_tower_once_per_slice_with_the_state_lock_released(service):
+    items = list(service.index.ids[:20])
+    events = [{"user": f"burst{u}", "item": items[(u + step) % 20], "timestamp": 3e9 + step}
+              for step in range(3) for u in range(40)]
+    model, runs, reads = service.online.model, [], []
+    encode_users = model.encode_users
+
+    def watched(*args, **kwargs):
+        runs.append(1)
+        reader = threading.Thread(target=lambda: reads.append(service.lock.acquire(timeout=5)
+                                                              and service.lock.release() is None))
+        reader.start()
+        reader.join()
+        return encode_users(*args, **kwargs)
+
+    model.encode_users = watched
+    try:
+        assert service.observe(events) == 120
+    finally:
+        del model.encode_users
+    assert 1 <= len(runs) <= 2 and all(reads)  # 40 new users, one slice: the tower once (+ first touches)
+    assert [len(service.online.events_of(f"burst{u}")) for u in range(40)] == [3] * 40
+    alone = encode_users(service.online.events_of("burst7"), users=["burst7"]).vectors[0]
+    np.testing.assert_allclose(service.online.user_vector("burst7"), alone, atol=1e-5)
+
+
 def test_recommend_diversify_spreads_the_cards_and_keeps_k(client, service, demo_events):
     from mmrec.evaluation.metrics import intra_list_diversity
 
