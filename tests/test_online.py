@@ -174,6 +174,23 @@ def test_a_batch_leaves_the_state_one_event_at_a_time_leaves(served, demo_items,
     assert "new9" not in batched.users()  # all or none
 
 
+def test_warm_computes_every_known_user_as_their_first_touch_would(served, demo_events):
+    model, index, _ = served
+    lazy = mmrec.OnlineRecommender(model, index, history=demo_events)
+    warmed = mmrec.OnlineRecommender(model, index, history=demo_events)
+    assert warmed.warm(chunk=7) == len(demo_events.users)
+    assert warmed.warm() == 0  # nothing left to compute
+    runs = []
+    encode_users = model.encode_users
+    model.encode_users = lambda *a, **k: (runs.append(1), encode_users(*a, **k))[1]
+    try:
+        for user in demo_events.users[:25]:
+            np.testing.assert_allclose(warmed.user_vector(user), lazy.user_vector(user), atol=1e-5)
+    finally:
+        del model.encode_users
+    assert len(runs) == 25  # the lazy one's first touches only
+
+
 def test_forget_removes_the_user_and_leaves_others_alone(served, demo_events):
     model, index, topic = served
     online = mmrec.OnlineRecommender(model, index, history=demo_events)

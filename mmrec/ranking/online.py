@@ -234,6 +234,22 @@ class OnlineRecommender(LiveHistory):
         """Recompute the user's long-term vector with the tower over their whole history."""
         self._refresh_many([str(user)])
 
+    def _untouched(self, user: str) -> bool:
+        """A history user whose long-term vector the tower has not computed yet and who has no
+        new event: the next touch runs the tower over their history."""
+        state = self._states.get(user)
+        return user in self._base_rows and (state is None or (state.long is None and state.new_events == 0))
+
+    def warm(self, *, chunk: int = 4096,
+             unlocked: Callable[[], AbstractContextManager[Any]] = nullcontext) -> int:
+        """Compute the long-term vector of every history user not yet touched now, one batched
+        tower pass per ``chunk`` users, instead of at each one's first request (what a first
+        touch would compute; a server's reads then only search). Returns the users computed."""
+        users = [u for u in self._base_rows if self._untouched(u)]
+        for start in range(0, len(users), chunk):
+            self._refresh_many(users[start : start + chunk], unlocked=unlocked)
+        return len(users)
+
     def _refresh_many(self, users: Sequence[str], pending: Mapping[str, _PendingRefresh] | None = None,
                       unlocked: Callable[[], AbstractContextManager[Any]] = nullcontext) -> None:
         """One tower run for ``users``: each one's vector over their events (for a ``pending``
@@ -291,9 +307,7 @@ class OnlineRecommender(LiveHistory):
         weights = self.event_weights.positive(np.array([row[2] for row in rows], dtype=object),
                                               np.array([row[3] for row in rows], dtype=np.float64))
         # a known user's first touch: the tower reads their history before the new events
-        first = [u for u in dict.fromkeys(row[0] for row in rows) if u in self._base_rows
-                 and (u not in self._states or (self._states[u].long is None
-                                                and self._states[u].new_events == 0))]
+        first = [u for u in dict.fromkeys(row[0] for row in rows) if self._untouched(u)]
         self._refresh_many(first, unlocked=unlocked)
         pending: dict[str, _PendingRefresh] = {}
         for (user, item, event, value, timestamp), label, vector, weight in zip(
@@ -329,9 +343,9 @@ class OnlineRecommender(LiveHistory):
         user = str(user)
         if user not in self._states and user not in self._base_rows:
             return self._attribute_vector(user)  # no event: who they are, if the model reads it
-        state = self._state(user)
-        if state.long is None and state.new_events == 0 and user in self._base_rows:
+        if self._untouched(user):
             self.refresh(user)
+        state = self._state(user)
         # the learned part mixes long- and short-term interest; what a model appends to it (the cold
         # items' content blend) comes from the tower's last run over the history
         d = self.model.config.dim
