@@ -341,6 +341,10 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  users=args.user_attributes)
     logger.info("serving %s on http://%s:%d (token: %s)", service.index, args.host, args.port,
                 "required" if token else "none")
+    import gc
+
+    gc.collect()
+    gc.freeze()  # the loaded state is long-lived: later collections do not walk it (shorter pauses)
     uvicorn.run(create_app(service, access), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

@@ -121,6 +121,16 @@ class LiveHistory:
             parts.append(pd.DataFrame(observed, columns=COLUMNS))
         return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
 
+    def last_times(self) -> dict[str, float]:
+        """Each user's newest timestamp (history and observed events kept; users whose events
+        carry none are left out)."""
+        newest = self._base.groupby("user", sort=False)["timestamp"].max().dropna().to_dict()
+        for user, kept in self._observed.items():
+            stamps = [event[2] for event in kept if event[2] == event[2]]  # NaN != NaN
+            if stamps:
+                newest[user] = max(newest.get(user, -np.inf), *stamps)
+        return newest
+
     def _keep(self, user: str, item: str, now: float, event: str, value: float) -> bool:
         """Record an observed event; True when the item is new to the user."""
         kept = self._observed.setdefault(user, deque(maxlen=self.max_events_per_user))

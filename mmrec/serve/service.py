@@ -192,7 +192,8 @@ class Service:
         self.category_column = self.config.category_column or _first(schema.categorical)
         self._cards: dict[str, dict[str, Any]] = {}
         self._media: dict[tuple[str, str], Path] = {}
-        self._last_time: dict[str, float] | None = None
+        # each user's newest timestamp so far: computed here, not under the lock of a first write
+        self._last_time: dict[str, float] = self.online.last_times()
         self._register(catalog)
         if added_items:
             self._add_items([record for _, record in added_items], persist=False)  # added before a restart
@@ -208,10 +209,9 @@ class Service:
                  "value": 1.0 if pd.isna(e.value) else e.value,
                  "timestamp": None if pd.isna(e.timestamp) else e.timestamp}
                 for e in events[known].itertuples(index=False)]
-        if self._last_time is not None:
-            for e in rows:
-                if e["timestamp"] is not None:
-                    self._last_time[e["user"]] = max(self._last_time.get(e["user"], -np.inf), e["timestamp"])
+        for e in rows:
+            if e["timestamp"] is not None:
+                self._last_time[e["user"]] = max(self._last_time.get(e["user"], -np.inf), e["timestamp"])
         self._apply(rows)
 
     def _apply(self, events: Sequence[Mapping[str, Any]]) -> None:
@@ -246,8 +246,7 @@ class Service:
     def _forget_here(self, user: str) -> int:
         """Drop the user's online state and timestamps in this process; returns events removed."""
         with self.lock:
-            if self._last_time is not None:
-                self._last_time.pop(user, None)
+            self._last_time.pop(user, None)
             return self.online.forget(user)
 
     def sync(self) -> None:
@@ -498,9 +497,6 @@ class Service:
     def _timed(self, event: Mapping[str, Any]) -> dict[str, Any]:
         """The event with a timestamp: as given, else when it arrived — and after the user's last
         event (so it is their newest, whatever clock their earlier events were stamped with)."""
-        if self._last_time is None:  # each user's newest timestamp so far, computed once
-            frame = self.online.history.frame
-            self._last_time = frame.groupby("user")["timestamp"].max().dropna().to_dict()
         user = str(event["user"])
         last = self._last_time.get(user, -np.inf)
         stamp = event.get("timestamp")
