@@ -345,6 +345,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     gc.collect()
     gc.freeze()  # the loaded state is long-lived: later collections do not walk it (shorter pauses)
+    sys.setswitchinterval(0.001)  # a read waiting on a write's Python work gets the GIL sooner
     uvicorn.run(create_app(service, access), host=args.host, port=args.port, log_level=args.log_level)
     return 0
 

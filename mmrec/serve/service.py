@@ -48,7 +48,7 @@ __all__ = ["Service", "ServeConfig", "NotFound"]
 
 logger = logging.getLogger(__name__)
 
-APPLY_SLICE_SECONDS = 0.015  # a write holds the state about this long a slice, then lets reads in
+APPLY_SLICE_SECONDS = 0.01  # a write holds the state about this long a slice, then lets reads in
 # events in a write's first slice, the fewest (a tower run has a fixed cost of ~10-20 ms: slices of
 # a few events would pay it per event again) and the most
 APPLY_FIRST_SLICE, APPLY_MIN_SLICE, APPLY_MAX_SLICE = 128, 64, 4096
