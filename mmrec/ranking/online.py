@@ -10,7 +10,8 @@ Each user's vector is ``normalise((1 - α) · long + α · short)``:
   event, so :meth:`observe` costs microseconds whatever the history length.
 
 A user without a training history is served by the tower over their first ``new_user_events``
-events (re-run on each, milliseconds for a handful of events) and by the popularity fallback
+events (re-run on each, milliseconds for a handful of events; :meth:`OnlineRecommender.observe_many`
+runs it once per batch for every user the batch touched) and by the popularity fallback
 (:class:`mmrec.ranking.popularity.PopularityFallback`: per segment, diversified) before their first event.
 
 Items come from the model's item table, or — for items added later from their content — from the
