@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import sys
 import time
@@ -341,8 +342,6 @@ def cmd_serve(args: argparse.Namespace) -> int:
                                  users=args.user_attributes)
     logger.info("serving %s on http://%s:%d (token: %s)", service.index, args.host, args.port,
                 "required" if token else "none")
-    import gc
-
     gc.collect()
     gc.freeze()  # the loaded state is long-lived: later collections do not walk it (shorter pauses)
     sys.setswitchinterval(0.001)  # a read waiting on a write's Python work gets the GIL sooner

@@ -27,6 +27,7 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.utils.config import check_field_types, config_from_dict
 
 __all__ = ["EventWeights", "InteractionSchema", "Interactions", "DroppedEvents", "missing_value_error",
+           "first_appearance",
            "as_interactions"]
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,11 @@ class EventWeights:
         A product beyond float64 (a purchase of value 1e308 weighs 5e308) saturates at the largest
         finite float64 instead of becoming ``inf`` (which turns a pooled history into NaN).
         """
-        codes, base, explicit = self._per_name(events)
+        return self._scaled(*self._per_name(events), values)
+
+    def _scaled(self, codes: np.ndarray, base: np.ndarray, explicit: np.ndarray,
+                values: np.ndarray) -> np.ndarray:
+        """:meth:`of` from :meth:`_per_name`'s codes and per-name weights."""
         base, explicit = base[codes], explicit[codes]
         filled = np.where(np.isnan(values), 1.0, values)
         with np.errstate(over="ignore"):
@@ -193,8 +198,13 @@ class EventWeights:
         ``weight * value`` (a play count, dwell time); negative events (skips) count 0.
         """
         codes, base, explicit = self._per_name(events)
-        weights = np.where(explicit[codes], base[codes], self.of(events, values))
+        weights = np.where(explicit[codes], base[codes], self._scaled(codes, base, explicit, values))
         return np.maximum(weights, 0.0)
+
+    def is_explicit(self, events: np.ndarray | pd.Categorical) -> np.ndarray:
+        """Per event, whether its type is explicit (its value is a rating)."""
+        codes, _, explicit = self._per_name(events)
+        return explicit[codes]
 
     def _per_name(self, events: np.ndarray | pd.Categorical) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each event's code, and per distinct event name its weight and whether it is explicit
@@ -317,7 +327,8 @@ class Interactions:
     @property
     def users(self) -> np.ndarray:
         """Distinct user ids in order of first appearance."""
-        return self.codes("user")[1][pd.unique(self.codes("user")[0])]
+        codes, users = self.codes("user")
+        return users[first_appearance(codes, len(users))[0]]
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -381,6 +392,15 @@ class Interactions:
         """The events of ``user_ids`` only."""
         wanted = {str(u) for u in user_ids}
         return Interactions(self._frame.loc[self._frame["user"].isin(wanted)].reset_index(drop=True))
+
+
+def first_appearance(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:
+    """The codes in order of first appearance in ``codes`` (values in ``[0, n_codes)``), and
+    per code its rank in that order (``-1`` for a code that does not appear)."""
+    seen = pd.unique(codes)
+    rank = np.full(n_codes, -1, dtype=np.int64)
+    rank[seen] = np.arange(len(seen))
+    return seen, rank
 
 
 def _coded(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from mmrec.data.interactions import Interactions, as_interactions
+from mmrec.data.interactions import Interactions, as_interactions, first_appearance
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.registry import Registry
 from mmrec.utils.seed import check_seed
@@ -67,9 +67,7 @@ def chronological_order(frame: pd.DataFrame) -> np.ndarray:
 def chronological_rows(user_codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
     """Row positions sorted by ``(user's first appearance, timestamp, row)`` for per-event user
     codes (any numbering) and timestamps (NaN as 0: rows then keep their order)."""
-    seen = pd.unique(user_codes)  # in order of first appearance
-    rank = np.zeros(int(user_codes.max(initial=-1)) + 1, dtype=np.int64)
-    rank[seen] = np.arange(len(seen))
+    _, rank = first_appearance(user_codes, int(user_codes.max(initial=-1)) + 1)
     # lexsort: the last key is the primary one; stable, so equal keys keep row order
     return np.lexsort((np.nan_to_num(timestamps, nan=0.0), rank[user_codes]))
 

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mmrec.data.interactions import EventWeights, Interactions
+from mmrec.data.interactions import EventWeights, Interactions, first_appearance
 from mmrec.data.splits import chronological_rows
 from mmrec.data.validation import id_list
 
@@ -111,17 +111,14 @@ class Histories:
         event_names = pd.Categorical.from_codes(event_codes[order], pd.Index(event_names, dtype=object))
         raw_values = events.values[order]
         weights = event_weights.positive(event_names, raw_values)
-        explicit = np.isin(np.asarray(event_names.categories, dtype=object),
-                           np.asarray(event_weights.explicit, dtype=object))[event_names.codes]
+        explicit = event_weights.is_explicit(event_names)
         values = np.where(explicit, (raw_values - event_weights.rating_center) / RATING_SCALE, 0.0)
         if users is not None:  # a user asked for twice: one row
             user_ids = pd.unique(np.asarray(id_list(users, name="users"), dtype=object))
             row_of_code = pd.Index(user_ids, dtype=object).get_indexer(user_strings)
         else:  # in order of first (chronological) appearance
-            seen = pd.unique(user_codes)
+            seen, row_of_code = first_appearance(user_codes, len(user_strings))
             user_ids = user_strings[seen]
-            row_of_code = np.full(len(user_strings), -1, dtype=np.int64)
-            row_of_code[seen] = np.arange(len(seen))
         user_row = row_of_code[user_codes]
         keep = user_row >= 0
         regroup = np.flatnonzero(keep)[np.argsort(user_row[keep], kind="stable")]

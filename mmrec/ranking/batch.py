@@ -29,6 +29,7 @@ from mmrec.data.interactions import (
     EventWeights,
     Interactions,
     as_interactions,
+    first_appearance,
     missing_value_error,
 )
 from mmrec.data.matrix import distinct_user_counts
@@ -92,12 +93,9 @@ class EventsByUser:
         # users numbered in order of first appearance in the whole log (a user whose every event
         # is dropped below keeps an empty row)
         all_codes, all_users = events.codes("user")
-        first_seen = pd.unique(all_codes)
+        first_seen, renumber = first_appearance(all_codes, len(all_users))
         user_ids = all_users[first_seen]
-        renumber = np.empty(len(all_users), dtype=np.int64)
-        renumber[first_seen] = np.arange(len(first_seen))
-        known = events.restrict_to_items(index.item_ids)
-        frame = known._frame  # read-only: no copy of a log that may hold many millions of events
+        known = events.restrict_to_items(index.item_ids)  # read-only views below: no copy of the log
         user_codes = renumber[known.codes("user")[0]]
         order = np.argsort(user_codes, kind="stable")
         indptr = np.zeros(len(user_ids) + 1, dtype=np.int64)
@@ -112,8 +110,7 @@ class EventsByUser:
         codes = event_codes.astype(np.min_scalar_type(max(len(event_names) - 1, 0)))[order]
         return cls(
             user_ids=np.asarray(user_ids, dtype=object), indptr=indptr, labels=labels,
-            timestamps=frame["timestamp"].to_numpy(np.float64)[order],
-            values=frame["value"].to_numpy(np.float64)[order], codes=codes,
+            timestamps=known.timestamps[order], values=known.values[order], codes=codes,
             event_names=np.asarray(event_names, dtype=object), item_ids=index.ids, dropped=known.dropped,
         )
 

@@ -101,11 +101,7 @@ class LiveHistory:
 
     def events_of(self, user: str) -> Interactions:
         """The user's events (history and the observed events kept), without touching the others'."""
-        rows = self._base_rows.get(user, np.empty(0, np.int64))
-        parts = [self._base.iloc[rows]]
-        if self._observed.get(user):
-            parts.append(pd.DataFrame(list(self._observed[user]), columns=COLUMNS))
-        return Interactions(pd.concat(parts, ignore_index=True) if len(parts) > 1 else parts[0])
+        return self.events_of_many([user])
 
     def events_of_many(self, users: Sequence[str],
                        drop_last: Mapping[str, int] | None = None) -> Interactions:
@@ -126,10 +122,8 @@ class LiveHistory:
         """Each user's newest timestamp (history and observed events kept; users whose events
         carry none are left out)."""
         newest = self._base.groupby("user", sort=False)["timestamp"].max().dropna().to_dict()
-        for user, kept in self._observed.items():
-            stamps = [event[2] for event in kept if event[2] == event[2]]  # NaN != NaN
-            if stamps:
-                newest[user] = max(newest.get(user, -np.inf), *stamps)
+        for user, kept in self._observed.items():  # observed events always carry a time
+            newest[user] = max([newest.get(user, -np.inf), *(event[2] for event in kept)])
         return newest
 
     def _keep(self, user: str, item: str, now: float, event: str, value: float) -> bool:
@@ -308,12 +302,13 @@ class OnlineRecommender(LiveHistory):
             check_event_numbers(user, item, event, value, timestamp)
         if not rows:
             return
-        known = self.index.contains([row[1] for row in rows])
-        if not known.all():
-            item = rows[int(np.flatnonzero(~known)[0])][1]
+        items = [row[1] for row in rows]
+        try:
+            labels = self.index.positions(items)
+        except SchemaError:
+            item = items[int(np.flatnonzero(~self.index.contains(items))[0])]
             raise SchemaError(f"observe: item {item!r} is not in the index; add it first "
-                              "(index.add(model.encode_items(new_items))).")
-        labels = self.index.positions([row[1] for row in rows])
+                              "(index.add(model.encode_items(new_items))).") from None
         vectors = np.asarray(self.index.vectors[labels], dtype=np.float32)
         weights = self.event_weights.positive(np.array([row[2] for row in rows], dtype=object),
                                               np.array([row[3] for row in rows], dtype=np.float64))
