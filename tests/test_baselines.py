@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 
 import mmrec
 from mmrec.baselines import (
@@ -152,9 +153,38 @@ def test_segment_popularity_scores_like_the_serving_fallback():
     for row, user in enumerate(users):
         expected = fallback.scores(table.loc[user].to_dict())[columns]
         np.testing.assert_allclose(scores[row], expected, rtol=1e-6)
+    assert scipy.sparse.issparse(model.segment_counts_)  # segments × items is never held dense
     assert (summed_shares(model.counts_, np.zeros((0, 40)), np.zeros(0)) == model.counts_).all()
     with pytest.raises(SchemaError, match="2 segment count row"):
         summed_shares(model.counts_, np.zeros((2, 40)), np.ones(3))
+    # the fallback's counts change one new (user, item) pair at a time, sparsely: as a recount
+    frame = world.frame
+    touched = set(frame.loc[frame["user"].isin(users), "item"])
+    item = next(i for i in model.item_ids_ if i not in touched)
+    for user in users:
+        fallback.add(user, int(index.positions([item])[0]))
+    more = pd.DataFrame({"user": users, "item": item, "timestamp": frame["timestamp"].max() + 1.0,
+                         "event": "click", "value": 1.0})
+    recount = PopularityFallback(index, mmrec.Interactions(pd.concat([frame, more])), user_attributes=table)
+    for user in users:
+        np.testing.assert_allclose(fallback.scores(table.loc[user].to_dict()),
+                                   recount.scores(table.loc[user].to_dict()), rtol=1e-12)
+
+
+def test_sparse_counts_follow_every_change_and_fold_them_in():
+    from mmrec.ranking.popularity import SparseCounts
+
+    rng = np.random.default_rng(0)
+    start = rng.integers(0, 500_000, 3_000)
+    counts = SparseCounts(start)
+    expected = np.bincount(start, minlength=500_000).astype(np.float64)
+    for label, sign in zip(rng.integers(0, 500_000, 5_000).tolist(), rng.choice([1.0, -1.0], 5_000).tolist(),
+                           strict=True):
+        counts.add(label, sign)
+        expected[label] += sign
+    np.testing.assert_array_equal(counts.dense(500_000), expected)
+    assert len(counts.changes) < 1_100  # folded in as they grew
+    assert counts.nbytes < expected.nbytes / 4
 
 
 def test_segment_popularity_bins_many_valued_numbers_and_drops_small_segments(tmp_path):

@@ -10,6 +10,7 @@ import logging
 import numpy as np
 import pandas as pd
 import pytest
+import scipy.sparse
 
 import mmrec
 from mmrec.errors import ConfigError, SchemaError
@@ -227,7 +228,8 @@ def test_the_prior_is_segment_aware_in_every_path_and_survives_save_and_load(fit
     loaded = mmrec.TwoTower.load(tmp_path / "segmented")
     assert loaded.prior_segments(users) is None  # no attribute table given yet: the overall prior
     loaded.set_user_attributes(attributes())
-    np.testing.assert_array_equal(loaded.prior_.segments.counts, prior.segments.counts)
+    assert scipy.sparse.issparse(prior.segments.counts)  # segments × items: sparse, saved as such
+    np.testing.assert_array_equal(loaded.prior_.segments.counts.toarray(), prior.segments.counts.toarray())
     np.testing.assert_allclose(loaded.score_items(given, users=users), scores, atol=1e-5)
     loaded.set_user_attributes(None)  # forgotten attributes: neither the tower nor the prior reads them
     assert not np.allclose(loaded.score_items(given, users=users), scores, atol=1e-3)

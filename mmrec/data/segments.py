@@ -20,19 +20,28 @@ import scipy.sparse as sp
 
 from mmrec.errors import ConfigError, SchemaError
 
-__all__ = ["SegmentRule", "SegmentCounts", "count_segments", "segment_positions", "summed_shares"]
+__all__ = ["SegmentRule", "SegmentCounts", "count_segments", "segment_positions", "summed_shares",
+           "weighted_rows"]
 
 
-def summed_shares(overall: np.ndarray, counts: np.ndarray, members: np.ndarray) -> np.ndarray:
+def weighted_rows(counts: np.ndarray | sp.spmatrix, weights: np.ndarray, n_items: int) -> np.ndarray:
+    """``Σ_s weights[s] * counts[s]`` as a dense float64 ``(n_items,)`` vector, for dense or sparse
+    ``(segments, items)`` counts (a sparse matrix is never densified)."""
+    weights = np.asarray(weights, dtype=np.float64).reshape(-1)
+    if not sp.issparse(counts):
+        counts = np.asarray(counts, dtype=np.float64).reshape(-1, n_items)
+    if counts.shape[0] != len(weights):
+        raise SchemaError(f"{counts.shape[0]} segment count row(s) but {len(weights)} member count(s).")
+    return np.asarray(counts.T @ weights, dtype=np.float64).reshape(n_items)
+
+
+def summed_shares(overall: np.ndarray, counts: np.ndarray | sp.spmatrix, members: np.ndarray) -> np.ndarray:
     """Per item: ``Σ_s counts[s] / members[s]`` over the user's segments (``counts`` is
-    ``(segments, items)`` distinct users, ``members`` the users of each segment); ``overall``
-    (distinct users per item) when there is no segment or no segment user touched anything."""
-    counts = np.asarray(counts, dtype=np.float64).reshape(-1, len(overall))
+    ``(segments, items)`` distinct users, dense or sparse, ``members`` the users of each segment);
+    ``overall`` (distinct users per item) when there is no segment or no segment user touched
+    anything."""
     members = np.maximum(np.asarray(members, dtype=np.float64).reshape(-1), 1.0)
-    if counts.shape[0] != members.shape[0]:
-        raise SchemaError(f"summed_shares: {counts.shape[0]} segment count row(s) but "
-                          f"{members.shape[0]} member count(s).")
-    total = (counts / members[:, None]).sum(axis=0)
+    total = weighted_rows(counts, 1.0 / members, len(overall))
     return total if total.any() else np.asarray(overall, dtype=np.float64)
 
 
@@ -103,10 +112,11 @@ class SegmentRule:
 @dataclass(frozen=True)
 class SegmentCounts:
     """Kept segments (``keys``, sorted), their training users (``members``) and the distinct ones
-    who touched each item (``counts``, ``(segments, items)``)."""
+    who touched each item (``counts``, a sparse ``(segments, items)`` CSR matrix: a segment's users
+    touch a sliver of a large catalog, and dense rows would cost segments × items)."""
 
     keys: pd.Index
-    counts: np.ndarray
+    counts: sp.csr_matrix
     members: np.ndarray
 
 
@@ -138,5 +148,6 @@ def count_segments(keys: dict[str, list[str]], user_codes: np.ndarray, users: pd
                          shape=(len(users), n_items))
     seen.sum_duplicates()
     seen.data[:] = 1.0
-    counts = np.asarray((membership.T @ seen).todense(), dtype=np.float32).reshape(len(kept), n_items)
-    return SegmentCounts(kept, np.ascontiguousarray(counts), members.reindex(kept).to_numpy(np.float32))
+    counts = sp.csr_matrix(membership.T @ seen, dtype=np.float32, shape=(len(kept), n_items))
+    counts.sort_indices()
+    return SegmentCounts(kept, counts, members.reindex(kept).to_numpy(np.float32))

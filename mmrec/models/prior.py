@@ -27,9 +27,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from mmrec.data.interactions import Interactions
-from mmrec.data.segments import SegmentRule, count_segments, segment_positions
+from mmrec.data.segments import SegmentRule, count_segments, segment_positions, weighted_rows
 
 __all__ = ["PopularityPrior", "SegmentPrior", "fit_prior_weights", "log_popularity", "step_buckets",
            "neutral_unknown", "PRIOR_STEPS", "PRIOR_GRID", "MIN_WARM_USERS"]
@@ -69,7 +70,7 @@ class SegmentPrior:
 
     rule: SegmentRule
     keys: pd.Index
-    counts: np.ndarray
+    counts: sp.csr_matrix
     members: np.ndarray
     n_users: int
 
@@ -80,12 +81,11 @@ class SegmentPrior:
         ``None`` without a table or when no segment has ``min_users`` training users."""
         if table is None:
             return None
-        frame = events.frame
-        codes, users = pd.factorize(frame["user"].to_numpy(dtype=object))
+        codes, users = events.codes("user")
+        item_codes, items = events.codes("item")
         rule = SegmentRule.fit(table)
         counted = count_segments(rule.keys(table), codes, pd.Index(users).astype(str),
-                                 item_ids.get_indexer(frame["item"].to_numpy(dtype=object)), len(item_ids),
-                                 min_users=min_users)
+                                 item_ids.get_indexer(items)[item_codes], len(item_ids), min_users=min_users)
         if not len(counted.keys):
             return None
         return cls(rule, counted.keys, counted.counts, counted.members, len(users))
@@ -103,7 +103,8 @@ class SegmentPrior:
     def log_popularity(self, rows: np.ndarray) -> np.ndarray | None:
         """:func:`log_popularity` of the mean share of the segments' users per item, on the scale
         of counts (``None`` when the segments' users touched nothing)."""
-        shares = (self.counts[rows] / np.maximum(self.members[rows], 1.0)[:, None]).mean(axis=0)
+        per_member = 1.0 / np.maximum(self.members[rows], 1.0) / max(len(rows), 1)  # the mean share
+        shares = weighted_rows(self.counts[rows], per_member, self.counts.shape[1])
         return log_popularity(shares * self.n_users) if shares.any() else None
 
     def to_dict(self) -> dict[str, Any]:

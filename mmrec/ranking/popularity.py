@@ -26,8 +26,8 @@ from mmrec.errors import ConfigError, SchemaError
 from mmrec.index import ItemIndex
 from mmrec.index.protocol import ServingIndex
 
-__all__ = ["PopularityFallback", "popularity", "distinct_pairs", "descending", "popular_order",
-           "fallback_order"]
+__all__ = ["PopularityFallback", "SparseCounts", "popularity", "distinct_pairs", "descending",
+           "popular_order", "fallback_order"]
 
 
 def distinct_pairs(index: ServingIndex, events: Interactions) -> tuple[np.ndarray, np.ndarray]:
@@ -62,6 +62,43 @@ def fallback_order(index: ServingIndex, pop: np.ndarray, allowed: np.ndarray | N
     return descending(pop, index.alive if allowed is None else allowed & index.alive)
 
 
+class SparseCounts:
+    """Counts over index labels held sparsely — the labels counted at the start (sorted, with
+    their counts) and a dict of the changes since, folded in when it grows — so a segment whose
+    users touched a sliver of a million-item catalog costs that sliver, not the catalog."""
+
+    def __init__(self, labels: np.ndarray | None = None) -> None:
+        self.labels, counts = np.unique(np.asarray([] if labels is None else labels, dtype=np.int64),
+                                        return_counts=True)
+        self.counts = counts.astype(np.float64)
+        self.changes: dict[int, float] = {}
+
+    def add(self, label: int, amount: float) -> None:
+        self.changes[label] = self.changes.get(label, 0.0) + amount
+        if len(self.changes) > max(1024, len(self.labels) // 4):
+            self._fold()
+
+    def _fold(self) -> None:
+        labels = np.concatenate([self.labels, np.fromiter(self.changes, np.int64, len(self.changes))])
+        amounts = np.concatenate([self.counts, np.fromiter(self.changes.values(), np.float64,
+                                                           len(self.changes))])
+        self.labels, where = np.unique(labels, return_inverse=True)
+        self.counts = np.bincount(where, weights=amounts, minlength=len(self.labels))
+        self.changes = {}
+
+    def dense(self, n_labels: int) -> np.ndarray:
+        """The counts as a float64 vector over ``n_labels`` labels."""
+        out = np.zeros(n_labels, dtype=np.float64)
+        out[self.labels] = self.counts
+        for label, amount in self.changes.items():
+            out[label] += amount
+        return out
+
+    @property
+    def nbytes(self) -> int:
+        return self.labels.nbytes + self.counts.nbytes + 100 * len(self.changes)
+
+
 class PopularityFallback:
     """Incremental popularity over an index's labels (see the module doc).
 
@@ -87,7 +124,7 @@ class PopularityFallback:
         self.user_attributes = (user_attributes.copy() if user_attributes is not None
                                 else pd.DataFrame(index=pd.Index([], dtype=object)))
         self.user_attributes.index = self.user_attributes.index.astype(str)
-        self.segments: dict[tuple[str, Any], np.ndarray] = {}
+        self.segments: dict[tuple[str, Any], SparseCounts] = {}
         self.segment_users: dict[tuple[str, Any], int] = {}
         users, labels = distinct_pairs(index, history)
         self.counts = distinct_user_counts(pd.factorize(users)[0], labels, index.n_labels)
@@ -95,15 +132,13 @@ class PopularityFallback:
             values = self.user_attributes[column].reindex(users).to_numpy(dtype=object)
             for value in pd.unique(values[pd.notna(values)]):
                 key = (column, value)
-                self.segments[key] = np.bincount(labels[values == value],
-                                                 minlength=index.n_labels).astype(np.float64)
+                self.segments[key] = SparseCounts(labels[values == value])
                 self.segment_users[key] = int((self.user_attributes[column] == value).sum())
 
     def _grow(self) -> None:
         missing = self.index.n_labels - len(self.counts)
         if missing > 0:  # items added to the index since
             self.counts = np.pad(self.counts, (0, missing))
-            self.segments = {key: np.pad(c, (0, missing)) for key, c in self.segments.items()}
 
     def _keys(self, user: str) -> list[tuple[str, Any]]:
         if user not in self.user_attributes.index:
@@ -116,7 +151,7 @@ class PopularityFallback:
         self._grow()
         self.counts[label] += sign
         for key in self._keys(user):
-            self.segments.setdefault(key, np.zeros(self.index.n_labels))[label] += sign
+            self.segments.setdefault(key, SparseCounts()).add(label, sign)
 
     def forget(self, user: str, labels: np.ndarray) -> None:
         """Uncount a user's items and drop their attributes."""
@@ -134,7 +169,8 @@ class PopularityFallback:
                 raise SchemaError(f"segment attribute {column!r} is unknown; user attributes: "
                                   f"{list(self.user_attributes.columns)}.")
         keys = [key for key in segment.items() if key in self.segments]
-        counts = np.stack([self.segments[key] for key in keys]) if keys else np.zeros((0, len(self.counts)))
+        counts = (np.stack([self.segments[key].dense(len(self.counts)) for key in keys]) if keys
+                  else np.zeros((0, len(self.counts))))
         # an empty segment falls back to everyone
         return summed_shares(self.counts, counts, [self.segment_users.get(key, 1) for key in keys])
 

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 import torch
 import torch.nn.functional as F
 
@@ -152,7 +153,7 @@ class FadingPrior(Part):
         if prior.unknown_items is not None:
             state["unknown_items"] = prior.unknown_items.astype(np.uint8)
         if prior.segments is not None:
-            state["segment_counts"] = np.ascontiguousarray(prior.segments.counts, dtype=np.float32)
+            state["segment_counts"] = sp.csr_matrix(prior.segments.counts, dtype=np.float32)
             state["segment_members"] = prior.segments.members.astype(np.float32)
         return state
 
@@ -168,7 +169,8 @@ class FadingPrior(Part):
         segments = None
         if saved.get("segments"):
             keys = pd.Index(saved["segments"]["keys"], dtype=object)
-            counts, members = np.asarray(state["segment_counts"]), np.asarray(state["segment_members"])
+            counts = sp.csr_matrix(state["segment_counts"], dtype=np.float32)  # dense in older saves
+            members = np.asarray(state["segment_members"])
             if counts.shape != (len(keys), len(ids)) or members.shape != (len(keys),):
                 raise ValueError(f"the prior's segment counts have shapes {counts.shape} / {members.shape}, "
                                  f"not ({len(keys)}, {len(ids)}) / ({len(keys)},)")
