@@ -53,7 +53,9 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
     tower = dict(user_tower="transformer", fusion="gated", dim=64, max_len=200, epochs=args.epochs,
                  patience=2, batch_size=32, seed=args.seed,
                  **({} if args.prior_users is None else {"prior_users": args.prior_users}),
-                 **({} if args.length_buckets is None else {"length_buckets": args.length_buckets}))
+                 **({} if args.length_buckets is None else {"length_buckets": args.length_buckets}),
+                 **({} if args.loss is None else {"loss": args.loss}),
+                 **({} if args.negatives is None else {"n_negatives": args.negatives}))
     graph = dict(epochs=args.graph_epochs, batch_size=args.graph_batch, lr=args.graph_lr,
                  layers=args.graph_layers, negatives=args.graph_negatives, seed=args.seed)
     factories = {
@@ -84,6 +86,10 @@ def main() -> None:
                         help="two-tower epochs (early stopping, patience 2)")
     parser.add_argument("--length-buckets", type=int, default=None,
                         help="two-tower: TrainConfig.length_buckets (0: uniform batches)")
+    parser.add_argument("--loss", default=None, choices=["auto", "full", "sampled"],
+                        help="two-tower: TrainConfig.loss (default: the library's)")
+    parser.add_argument("--negatives", type=int, default=None,
+                        help="two-tower: TrainConfig.n_negatives of the sampled softmax")
     parser.add_argument("--prior-users", type=int, default=None,
                         help="two-tower: users held out to fit the popularity prior (default: the library's; "
                         "0 switches the prior off)")

@@ -3,6 +3,7 @@ save → load → encode is identical, training is deterministic and resumable."
 
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -420,7 +421,8 @@ def test_length_bucketed_training_learns_and_recurrent_towers_keep_full_width(de
     monkeypatch.setattr(Hist, "batch", lambda self, spans, length, users=None: (
         widths.append(length), real(self, spans, length, users))[1])
     options = {**TINY, "max_len": 40}
-    model = mmrec.TwoTower(user_tower="transformer", epochs=3, patience=3, length_buckets=4, **options)
+    model = mmrec.TwoTower(user_tower="transformer", epochs=3, patience=3, length_buckets=4, pack=False,
+                           **options)
     model.fit(demo_items, split.train, valid=split.valid, show_progress=False)
     losses = [e["loss"] for e in model.history_.epochs]
     assert losses[-1] < losses[0] and min(widths) < 41  # batches cut below max_len + 1
@@ -428,6 +430,71 @@ def test_length_bucketed_training_learns_and_recurrent_towers_keep_full_width(de
     mmrec.TwoTower(user_tower="gru", epochs=1, length_buckets=4, **options).fit(
         demo_items, split.train, valid=split.valid, show_progress=False)
     assert set(widths) <= {41, 40}  # training windows (max_len + 1) and scoring chunks (max_len)
+
+def test_first_fit_rows_place_every_piece_once_inside_its_row():
+    from mmrec.models.histories import first_fit_rows
+
+    sizes = np.random.default_rng(0).integers(1, 21, 50)
+    rows, ends = first_fit_rows(sizes, 20)
+    for row in np.unique(rows):
+        taken = np.zeros(20, int)
+        for piece in np.flatnonzero(rows == row):
+            assert 0 <= ends[piece] - sizes[piece] and ends[piece] <= 20
+            taken[ends[piece] - sizes[piece] : ends[piece]] += 1
+        assert taken.max() == 1  # no column holds two pieces
+    assert rows.max() + 1 <= int(np.ceil(sizes.sum() / 20 * 1.25)) + 1  # first fit: few rows
+    assert rows.max() + 1 < len(sizes)
+
+
+@pytest.mark.parametrize("tower", ["transformer", "mean", "dnn"])
+def test_a_packed_batch_gives_each_window_the_loss_and_states_it_has_alone(demo_items, demo_events, tower):
+    """Several short windows in one row (block-diagonal causal attention, positions and pooling per
+    window, short-term gate and user attributes per window) compute what each computes in its own
+    row: the step loss and every target's state agree; a mask that lets windows see each other
+    fails it."""
+    from mmrec.models.training import _Batcher
+
+    users = pd.DataFrame({"user": pd.unique(demo_events.frame["user"])})
+    users["group"] = [f"g{i % 3}" for i in range(len(users))]
+    model = mmrec.TwoTower(user_tower=tower, epochs=1, short_term_events=3, id_dropout=0.0,
+                           **{**TINY, "max_len": 12, "dropout": 0.0})
+    model.fit(demo_items, demo_events, users=users, show_progress=False)
+    net = model.net_.eval()
+    assert net.packable
+    hist = model.histories(demo_events)
+    spans = hist.windows(12)[:24]
+    packed = hist.packed_batch(spans, 13)
+    alone = hist.batch(spans, 13)
+    assert packed.items.shape[0] < len(spans)  # windows share rows
+    codes = model.attributes.codes(hist.user_ids)
+    assert codes is not None and net.attributes is not None
+    popularity = np.ones(net.n_items)
+    for loss in ("full", "sampled"):
+        config = dataclasses.replace(model.training, loss=loss, n_negatives=16)
+        batcher = _Batcher(net, config, popularity, torch.device("cpu"), user_codes=codes)
+        with torch.no_grad():
+            got = [batcher.loss(b, torch.Generator().manual_seed(3)) for b in (packed, alone)]
+        assert got[0][1] == got[1][1] > 0  # the same targets
+        torch.testing.assert_close(got[0][0], got[1][0], atol=1e-5, rtol=1e-5)
+    table, _ = net.item_vectors()
+    with torch.no_grad():
+        states = {}
+        for name, batch in (("packed", packed), ("alone", alone)):
+            inputs, targets = batch.shifted()
+            keep = targets.mask & inputs.mask
+            order = torch.argsort(inputs.owners()[keep] * 1000 + targets.items[keep], stable=True)
+            states[name] = net.user_states(inputs, table)[0][keep][order]
+        torch.testing.assert_close(states["packed"], states["alone"], atol=1e-5, rtol=1e-5)
+        if tower == "transformer":  # windows that see each other compute something else
+            inputs, targets = packed.shifted()
+            leaky = type(inputs)(*(getattr(inputs, f) for f in ("items", "events", "values", "gaps",
+                                                                   "hours", "weights", "rated")),
+                                 users=inputs.users, segments=(inputs.segments > 0).long())
+            keep = targets.mask & inputs.mask
+            order = torch.argsort(inputs.owners()[keep] * 1000 + targets.items[keep], stable=True)
+            mixed = net.user_states(leaky, table)[0][keep][order]
+            assert not torch.allclose(mixed, states["alone"], atol=1e-3)
+
 
 def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
     model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,

@@ -82,6 +82,8 @@ class TrainConfig:
     time_budget_s: float | None = None  # no epoch starts that the mean epoch so far says would end past it
     length_buckets: int = 0             # >= 1: batches cut to their longest window; > 1: drawn by length
                                         # from pools of this many batches (0: full-width, uniform)
+    pack: bool = True                   # short windows share a row (block-diagonal causal attention),
+                                        # rows as wide as the batch's longest window (towers that can)
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -13,7 +13,7 @@ from mmrec.data.interactions import EventWeights, Interactions, first_appearance
 from mmrec.data.splits import chronological_rows
 from mmrec.data.validation import id_list
 
-__all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE"]
+__all__ = ["Histories", "SequenceBatch", "EventVocabulary", "RATING_SCALE", "first_fit_rows"]
 
 MAX_HOURS = 1e9  # hours since an event, at most (about 114,000 years)
 
@@ -43,6 +43,12 @@ class SequenceBatch:
     scaled explicit value (0 for implicit events), ``gaps`` log-seconds since the previous event,
     ``hours`` hours before the latest event (for time windows), ``weights`` the event's weight as
     a training positive, ``rated`` 1 for explicit events (their value is a rating).
+
+
+    A *packed* batch (``segments`` given) holds several histories per row, back to back: position
+    ``t`` belongs to history ``segments[b, t] - 1`` (0: padding), whose user is ``users[that]``; each
+    history is laid out as it would be alone (gaps and hours from its own events), and towers that
+    read ``segments`` keep attention, pooling and positions inside each history.
     """
 
     items: torch.Tensor     # (B, L) int64
@@ -52,24 +58,59 @@ class SequenceBatch:
     hours: torch.Tensor     # (B, L) float32
     weights: torch.Tensor   # (B, L) float32
     rated: torch.Tensor     # (B, L) float32
-    users: torch.Tensor | None = None  # (B,) int64: each row's user, a row of its Histories
+    users: torch.Tensor | None = None  # (B,) int64: each row's user (packed: (S,), each history's)
+    segments: torch.Tensor | None = None  # (B, L) int64: packed batches only, 1 + the position's history
 
     @property
     def mask(self) -> torch.Tensor:
         return self.items > 0
 
+    def owners(self) -> torch.Tensor:
+        """``(B, L)`` index into ``users`` of each position's history (the row, unless packed)."""
+        if self.segments is not None:
+            return (self.segments - 1).clamp_min(0)
+        rows = torch.arange(self.items.shape[0], device=self.items.device)
+        return rows[:, None].expand_as(self.items)
+
     def to(self, device: torch.device) -> SequenceBatch:
-        users = None if self.users is None else self.users.to(device, non_blocking=True)
-        return SequenceBatch(*(getattr(self, f).to(device, non_blocking=True) for f in _FIELDS), users=users)
+        users, segments = (None if t is None else t.to(device, non_blocking=True)
+                           for t in (self.users, self.segments))
+        return SequenceBatch(*(getattr(self, f).to(device, non_blocking=True) for f in _FIELDS),
+                             users=users, segments=segments)
 
     def shifted(self) -> tuple[SequenceBatch, SequenceBatch]:
-        """``(inputs, targets)``: the targets of position ``t`` are the events at ``t + 1``."""
-        head = SequenceBatch(*(getattr(self, f)[:, :-1] for f in _FIELDS), users=self.users)
-        tail = SequenceBatch(*(getattr(self, f)[:, 1:] for f in _FIELDS), users=self.users)
-        return head, tail
+        """``(inputs, targets)``: the targets of position ``t`` are the events at ``t + 1``. In a
+        packed batch a history's last event predicts nothing (the next one is another history's):
+        among the inputs it is padding."""
+        head = [getattr(self, f)[:, :-1] for f in _FIELDS]
+        tail = SequenceBatch(*(getattr(self, f)[:, 1:] for f in _FIELDS), users=self.users,
+                             segments=None if self.segments is None else self.segments[:, 1:])
+        if self.segments is None:
+            return SequenceBatch(*head, users=self.users), tail
+        continues = self.segments[:, 1:] == self.segments[:, :-1]
+        head = [field * continues.to(field.dtype) for field in head]
+        segments = self.segments[:, :-1] * continues.to(self.segments.dtype)
+        return SequenceBatch(*head, users=self.users, segments=segments), tail
 
 
 _FIELDS = ("items", "events", "values", "gaps", "hours", "weights", "rated")
+
+
+def first_fit_rows(sizes: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of ``width`` columns for pieces of ``sizes`` (each <= ``width``), first fit by
+    decreasing size: each piece's row and the column its piece ends before, pieces placed from
+    the row's right end leftwards (the longest piece of a row rightmost)."""
+    row_of = np.zeros(len(sizes), np.int64)
+    end_of = np.zeros(len(sizes), np.int64)
+    free: list[int] = []  # the column each row's next piece ends before
+    for piece in np.argsort(-sizes, kind="stable").tolist():
+        size = int(sizes[piece])
+        row = next((r for r, left in enumerate(free) if left >= size), len(free))
+        if row == len(free):
+            free.append(width)
+        row_of[piece], end_of[piece] = row, free[row]
+        free[row] -= size
+    return row_of, end_of
 
 
 @dataclass
@@ -161,19 +202,35 @@ class Histories:
         """Left-padded tensors for event rows ``spans`` (``(start, stop)`` pairs), ``length`` wide;
         ``users`` are the spans' user rows (default: found from the offsets, for non-empty spans)."""
         n = len(spans)
-        items = np.zeros((n, length), np.int64)
-        events = np.zeros((n, length), np.int64)
-        values = np.zeros((n, length), np.float32)
-        gaps = np.zeros((n, length), np.float32)
-        hours = np.zeros((n, length), np.float32)
-        weights = np.zeros((n, length), np.float32)
-        rated = np.zeros((n, length), np.float32)
-        for row, (start, stop) in enumerate(spans.tolist()):
-            start = max(start, stop - length)
+        return self._laid_out(spans, np.arange(n), np.full(n, length), (n, length), users)
+
+    def packed_batch(self, spans: np.ndarray, length: int) -> SequenceBatch:
+        """The windows ``spans`` (each at most ``length`` events) packed into as few rows of
+        ``length`` columns as first-fit by decreasing length gives, back to back from each row's
+        right end (``segments`` says which window each position belongs to)."""
+        sizes = np.minimum(spans[:, 1] - spans[:, 0], length)
+        rows, ends = first_fit_rows(sizes, length)
+        n_rows = int(rows.max()) + 1 if len(rows) else 0
+        return self._laid_out(spans, rows, ends, (n_rows, length), None, segments=True)
+
+    def _laid_out(self, spans: np.ndarray, rows: np.ndarray, ends: np.ndarray, shape: tuple[int, int],
+                  users: np.ndarray | None, *, segments: bool = False) -> SequenceBatch:
+        """Span ``i``'s last events written into row ``rows[i]``, ending before column ``ends[i]``."""
+        items = np.zeros(shape, np.int64)
+        events = np.zeros(shape, np.int64)
+        values = np.zeros(shape, np.float32)
+        gaps = np.zeros(shape, np.float32)
+        hours = np.zeros(shape, np.float32)
+        weights = np.zeros(shape, np.float32)
+        rated = np.zeros(shape, np.float32)
+        owner = np.zeros(shape, np.int64) if segments else None
+        for i, ((start, stop), row, end) in enumerate(zip(spans.tolist(), rows.tolist(), ends.tolist(),
+                                                          strict=True)):
+            start = max(start, stop - shape[1])
             width = stop - start
             if width <= 0:
                 continue
-            cols = slice(length - width, length)
+            cols = slice(end - width, end)
             items[row, cols] = self.item_idx[start:stop] + 1
             events[row, cols] = self.event_idx[start:stop]
             values[row, cols] = self.values[start:stop]
@@ -184,11 +241,15 @@ class Histories:
             hours[row, cols] = np.minimum((times[-1] - times) / 3600.0, MAX_HOURS)
             weights[row, cols] = self.weights[start:stop]
             rated[row, cols] = self.rated[start:stop]
+            if owner is not None:
+                owner[row, cols] = i + 1
         arrays = (items, events, values, gaps, hours, weights, rated)
         if users is None:  # a non-empty span ends inside (offsets[u], offsets[u + 1]]
+            n = len(spans)
             users = np.searchsorted(self.offsets, spans[:, 1], side="left") - 1 if n else np.empty(0)
         return SequenceBatch(*(torch.from_numpy(a) for a in arrays),
-                             users=torch.from_numpy(users.astype(np.int64)))
+                             users=torch.from_numpy(users.astype(np.int64)),
+                             segments=None if owner is None else torch.from_numpy(owner))
 
     def prefixes(self, rows: np.ndarray, n: int) -> Histories:
         """The histories of rows ``rows`` cut to their first ``n`` events (a new user's view)."""

@@ -14,7 +14,7 @@ from torch import nn
 from mmrec.models.config import TwoTowerConfig
 from mmrec.models.fusion_layers import FUSIONS
 from mmrec.models.histories import SequenceBatch
-from mmrec.models.towers import TOWERS, InterestGate, padding_invariant
+from mmrec.models.towers import TOWERS, InterestGate, packable, padding_invariant
 from mmrec.models.user_features import AttributeEncoder, UserFeatureSchema
 
 __all__ = ["TwoTowerNet", "ID_TOKEN", "principal_init"]
@@ -111,6 +111,12 @@ class TwoTowerNet(nn.Module):
         :func:`mmrec.models.towers.padding_invariant`)."""
         return padding_invariant(self.tower)
 
+    @property
+    def packable(self) -> bool:
+        """Whether training batches may pack several histories per row (see
+        :func:`mmrec.models.towers.packable`)."""
+        return packable(self.tower)
+
     def batch_width(self, lengths: np.ndarray, cap: int) -> int:
         """Columns a batch of histories with these ``lengths`` needs: ``cap``, or the longest
         history (at least 1) when the tower ignores left padding."""
@@ -178,15 +184,17 @@ class TwoTowerNet(nn.Module):
                     profile: torch.Tensor | None = None
                     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
         """``(states, inputs, gate)``: unnormalised interest states ``(B, L, d)`` at every position
-        (plus the users' attribute ``profile`` ``(B, d)``, if any), the history inputs, and the
-        long-term share of the interest gate (or ``None``)."""
+        (plus the users' attribute ``profile``, if any: ``(B, d)`` one per row, or ``(B, L, d)``
+        one per position of a packed batch), the history inputs, and the long-term share of the
+        interest gate (or ``None``)."""
         x = self.history_input(batch, item_table)
-        states = self.tower(x, batch.mask, batch.events)
+        packed = {} if batch.segments is None else {"segments": batch.segments}
+        states = self.tower(x, batch.mask, batch.events, **packed)
         gate = None
         if self.gate is not None:
-            states, gate = self.gate(states, x, batch.mask, batch.hours)
+            states, gate = self.gate(states, x, batch.mask, batch.hours, **packed)
         if profile is not None:
-            states = states + profile.unsqueeze(1).to(states.dtype)
+            states = states + (profile if profile.dim() == 3 else profile.unsqueeze(1)).to(states.dtype)
         return states, x, gate
 
     # ----------------------------------------------------------------------------- scores

@@ -17,7 +17,7 @@ from torch import nn
 
 from mmrec.registry import Registry
 
-__all__ = ["TOWERS", "InterestGate", "causal_mean", "padding_invariant"]
+__all__ = ["TOWERS", "InterestGate", "causal_mean", "packable", "padding_invariant", "steps_to_segment_end"]
 
 TOWERS: Registry[type[nn.Module]] = Registry("user tower")
 
@@ -30,11 +30,45 @@ def padding_invariant(tower: nn.Module) -> bool:
     return bool(getattr(tower, "padding_invariant", False))
 
 
-def causal_mean(x: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """Running weighted mean over positions ``<= t``: ``(B, L, d)`` from ``x`` and ``weights (B, L)``."""
+def packable(tower: nn.Module) -> bool:
+    """Whether ``tower`` reads packed batches (several histories per row, ``segments`` given to
+    ``forward``): then training packs short windows into shared rows, and a step's cost follows
+    its events instead of windows × the longest window."""
+    return bool(getattr(tower, "packable", False))
+
+
+def _segment_starts(segments: torch.Tensor) -> torch.Tensor:
+    """``(B, L)`` column where each position's run of equal ``segments`` values begins."""
+    cols = torch.arange(segments.shape[1], device=segments.device).expand_as(segments)
+    begins = torch.ones_like(segments, dtype=torch.bool)
+    begins[:, 1:] = segments[:, 1:] != segments[:, :-1]
+    return torch.cummax(torch.where(begins, cols, 0), dim=1).values
+
+
+def steps_to_segment_end(segments: torch.Tensor) -> torch.Tensor:
+    """``(B, L)``: how many positions after ``t`` its run of equal ``segments`` values goes on (0 at
+    a history's latest event) — what right-aligned positions count in a packed row."""
+    length = segments.shape[1]
+    cols = torch.arange(length, device=segments.device).expand_as(segments)
+    ends = torch.ones_like(segments, dtype=torch.bool)
+    ends[:, :-1] = segments[:, 1:] != segments[:, :-1]
+    last = torch.where(ends, cols, length)
+    return torch.flip(torch.cummin(torch.flip(last, [1]), dim=1).values, [1]) - cols
+
+
+def causal_mean(x: torch.Tensor, weights: torch.Tensor, segments: torch.Tensor | None = None
+                ) -> torch.Tensor:
+    """Running weighted mean over positions ``<= t`` (of ``t``'s own history when ``segments``
+    packs several in a row): ``(B, L, d)`` from ``x`` and ``weights (B, L)``."""
     total = torch.cumsum(x * weights.unsqueeze(-1), dim=1)
-    norm = torch.cumsum(weights, dim=1).unsqueeze(-1)
-    return total / norm.clamp_min(1e-6)
+    norm = torch.cumsum(weights, dim=1)
+    if segments is not None:  # minus the sums up to the column before the history's first
+        starts = _segment_starts(segments)
+        before, at_row_start = (starts - 1).clamp_min(0), starts == 0
+        total = total - torch.where(at_row_start.unsqueeze(-1), 0.0,
+                                    total.gather(1, before.unsqueeze(-1).expand_as(total)))
+        norm = norm - torch.where(at_row_start, 0.0, norm.gather(1, before))
+    return total / norm.unsqueeze(-1).clamp_min(1e-6)
 
 
 @TOWERS.register("mean", "pooling")
@@ -42,6 +76,7 @@ class MeanTower(nn.Module):
     """Event-weighted pooling: a learned non-negative weight per event type, then a linear map."""
 
     padding_invariant = True  # see padding_invariant()
+    packable = True  # see packable()
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 1,
                  dropout: float = 0.0, max_len: int = 200) -> None:
@@ -52,9 +87,10 @@ class MeanTower(nn.Module):
         nn.init.eye_(self.out.weight)  # starts as plain pooling of the item vectors
         nn.init.zeros_(self.out.bias)
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
         weights = F.softplus(self.event_weight(events).squeeze(-1) + 0.5413) * present  # softplus(.54)=1
-        return self.out(causal_mean(x, weights))
+        return self.out(causal_mean(x, weights, segments))
 
 
 @TOWERS.register("dnn", "youtube")
@@ -62,6 +98,7 @@ class DNNTower(nn.Module):
     """Embedding + sum pooling (averaged, so its scale does not grow with the history) + an MLP."""
 
     padding_invariant = True
+    packable = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 1,
                  dropout: float = 0.0, max_len: int = 200) -> None:
@@ -72,8 +109,9 @@ class DNNTower(nn.Module):
         self.mlp = nn.Sequential(*layers)
         self.norm = nn.LayerNorm(dim)
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        pooled = causal_mean(x, present.to(x.dtype))
+    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
+        pooled = causal_mean(x, present.to(x.dtype), segments)
         return pooled + self.mlp(self.norm(pooled))
 
 
@@ -131,11 +169,14 @@ class CausalBlock(nn.Module):
         return x + self.dropout(self.ffn(self.norm2(x)))
 
 
-def causal_allowed(present: torch.Tensor) -> torch.Tensor:
-    """``(B, 1, L, L)`` mask: position ``t`` sees present positions ``<= t`` and always itself."""
+def causal_allowed(present: torch.Tensor, segments: torch.Tensor | None = None) -> torch.Tensor:
+    """``(B, 1, L, L)`` mask: position ``t`` sees present positions ``<= t`` (of its own history,
+    when ``segments`` packs several in a row) and always itself."""
     length = present.shape[1]
     causal = torch.ones(length, length, dtype=torch.bool, device=present.device).tril()
     allowed = causal & present[:, None, :]
+    if segments is not None:
+        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
     return (allowed | torch.eye(length, dtype=torch.bool, device=present.device)).unsqueeze(1)
 
 
@@ -144,6 +185,7 @@ class TransformerTower(nn.Module):
     """Causal self-attention over the history with learned positions (SASRec-style)."""
 
     padding_invariant = True  # positions count back from the latest event
+    packable = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 2,
                  dropout: float = 0.2, max_len: int = 200) -> None:
@@ -153,10 +195,15 @@ class TransformerTower(nn.Module):
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
-    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor) -> torch.Tensor:
-        length = x.shape[1]
-        x = self.dropout(x + self.position[-length:]) * present.unsqueeze(-1)
-        allowed = causal_allowed(present)
+    def forward(self, x: torch.Tensor, present: torch.Tensor, events: torch.Tensor,
+                segments: torch.Tensor | None = None) -> torch.Tensor:
+        length, max_len = x.shape[1], self.position.shape[0]
+        if segments is None:
+            positions = self.position[-length:]
+        else:  # each history's positions count back from its own latest event
+            positions = self.position[(max_len - 1 - steps_to_segment_end(segments)).clamp_min(0)]
+        x = self.dropout(x + positions) * present.unsqueeze(-1)
+        allowed = causal_allowed(present, segments)
         for block in self.blocks:
             x = block(x, allowed)
         return self.norm(x)
@@ -252,12 +299,16 @@ class InterestGate(nn.Module):
         self.short = nn.Linear(dim, dim)
         self.gate = nn.Linear(2 * dim, 1)
 
-    def window(self, present: torch.Tensor, hours: torch.Tensor) -> torch.Tensor:
-        """``(B, L, L)`` float: which events ``s`` are in the short-term window of position ``t``."""
+    def window(self, present: torch.Tensor, hours: torch.Tensor,
+               segments: torch.Tensor | None = None) -> torch.Tensor:
+        """``(B, L, L)`` float: which events ``s`` are in the short-term window of position ``t``
+        (of ``t``'s own history, when ``segments`` packs several in a row)."""
         length = present.shape[1]
         steps = torch.arange(length, device=present.device)
         ago = steps[:, None] - steps[None, :]  # t - s
         inside = (ago >= 0).unsqueeze(0) & present[:, None, :]
+        if segments is not None:
+            inside = inside & (segments[:, :, None] == segments[:, None, :])
         if self.short_events is not None:
             inside = inside & (ago < self.short_events).unsqueeze(0)
         if self.short_hours is not None:
@@ -265,8 +316,9 @@ class InterestGate(nn.Module):
         return inside.float()
 
     def forward(self, long: torch.Tensor, x: torch.Tensor, present: torch.Tensor,
-                hours: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        window = self.window(present, hours)
+                hours: torch.Tensor, segments: torch.Tensor | None = None
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        window = self.window(present, hours, segments)
         short = torch.bmm(window, x.float()) / window.sum(-1, keepdim=True).clamp_min(1.0)
         short = self.short(short.to(x.dtype))
         gate = torch.sigmoid(self.gate(torch.cat([long, short], dim=-1)))

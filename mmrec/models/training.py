@@ -142,11 +142,12 @@ class _Batcher:
             table, _ = self._table_for(inputs, candidate_rows)
             candidates = table[candidate_rows]
         candidates = self._with_dropped_ids(candidates, candidate_rows, generator)
-        profile = None
-        if self.codes is not None:
+        profile = per_position = None
+        if self.codes is not None:  # one attribute vector per history (a row, or a packed segment)
             categories, numbers, _ = self.codes
             profile = net.profile(categories[batch.users], numbers[batch.users])
-        states, x, _ = net.user_states(inputs, table, profile)
+            per_position = profile if inputs.segments is None else profile[inputs.owners()]
+        states, x, _ = net.user_states(inputs, table, per_position)
         logits = net.logits(states[keep], candidates)
         if log_q is None:
             if self.cold is not None:
@@ -156,7 +157,7 @@ class _Batcher:
             loss = sampled_softmax_loss(logits, positives, log_q, weights, per_process[0])
         if profile is not None and config.user_attribute_weight > 0:
             loss = loss + config.user_attribute_weight * self._attribute_loss(
-                profile, batch, keep, candidates, positives, log_q, weights, per_process[0])
+                profile, inputs, keep, candidates, positives, log_q, weights, per_process[0])
         if net.has_candidate_scores:
             loss = loss + self._candidate_loss(x, inputs, keep, target_rows, table, generator,
                                                per_process[1])
@@ -167,18 +168,18 @@ class _Batcher:
                                                             normalizer=per_process[2])
         return loss, n_targets
 
-    def _attribute_loss(self, profile: torch.Tensor, batch: SequenceBatch, keep: torch.Tensor,
+    def _attribute_loss(self, profile: torch.Tensor, inputs: SequenceBatch, keep: torch.Tensor,
                         candidates: torch.Tensor, positives: torch.Tensor, log_q: torch.Tensor | None,
                         weights: torch.Tensor, normalizer: torch.Tensor) -> torch.Tensor:
         """The attribute vector alone scored against every target of its user's window: what a
         user with no event yet gets is trained (a demographic taste, in the items' space)."""
         assert self.codes is not None
-        known = self.codes[2][batch.users]
-        row_of_target = torch.nonzero(keep)[:, 0]
-        use = known[row_of_target]
+        known = self.codes[2][inputs.users]
+        owner_of_target = inputs.owners()[keep]
+        use = known[owner_of_target]
         if not bool(use.any()):
             return profile.sum() * 0.0
-        logits = self.net.logits(profile, candidates)[row_of_target[use]]
+        logits = self.net.logits(profile, candidates)[owner_of_target[use]]
         if log_q is None:
             if self.cold is not None:
                 logits = logits.masked_fill(self.cold, -torch.inf)
@@ -320,8 +321,9 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
     generator = torch.Generator(device=device).manual_seed(config.seed * 100_003 + epoch)
     total_loss, total_targets = 0.0, 0
     size, normalizer = config.batch_size, None
-    packed = net.padding_invariant and config.length_buckets > 0  # batches cut to their longest window
-    bucketed = packed and config.length_buckets > 1  # ... and drawn by window length
+    packed = config.pack and net.packable  # short windows share rows
+    cut = packed or (net.padding_invariant and config.length_buckets > 0)  # as wide as the longest window
+    bucketed = cut and config.length_buckets > 1  # batches drawn by window length
     if bucketed:
         batches = length_bucketed(order, spans[:, 1] - spans[:, 0], size, config.length_buckets, rng)
     else:
@@ -338,9 +340,10 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
                                 show=show_progress if group.is_main else False):
             share = shard_of_batch(windows, group)
             chosen = spans[share]  # cut to the longest window when the tower ignores left padding
-            width = (net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1) if packed
+            width = (net.batch_width(chosen[:, 1] - chosen[:, 0], net.config.max_len + 1) if cut
                      else net.config.max_len + 1)
-            batch = histories.batch(chosen, width).to(device)
+            batch = (histories.packed_batch(chosen, width) if packed
+                     else histories.batch(chosen, width)).to(device)
             with _autocast(device, config.amp):
                 loss, n_targets = step_loss(batch, generator, normalizer)
             if not torch.isfinite(loss):
