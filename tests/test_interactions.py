@@ -151,3 +151,19 @@ def test_the_log_is_held_in_codes_and_narrow_numbers_that_lose_nothing():
     assert kept["timestamp"].tolist() == [0.5, 1.0, 2.0, 3.0]
     with pytest.raises(ValueError):
         events.timestamps[0] = 0.0  # read-only views of the log's memory
+
+
+def test_select_and_user_mask_keep_codes_and_drop_ids_left_without_events():
+    frame = pd.DataFrame({"user": ["a", "b", "a", "c", "b"], "item": ["x", "y", "z", "x", "w"],
+                          "timestamp": [1.0, 2.0, 3.0, 4.0, 5.0], "event": ["click"] * 5,
+                          "value": [1.0] * 5})
+    events = mmrec.Interactions.from_frame(frame)
+    mask = events.user_mask(["b", "nobody"])
+    assert mask.tolist() == [False, True, False, False, True]
+    picked = events.select(mask)
+    pd.testing.assert_frame_equal(picked.frame, events.frame.loc[mask].reset_index(drop=True))
+    assert list(picked.codes("user")[1]) == ["b"] and sorted(picked.codes("item")[1]) == ["w", "y"]
+    assert events.for_users(["a"]).frame["item"].tolist() == ["x", "z"]
+    assert len(events.select(np.zeros(5, bool))) == 0 and not events.user_mask([]).any()
+    with pytest.raises(mmrec.SchemaError, match="one flag per event"):
+        events.select(np.ones(3, bool))

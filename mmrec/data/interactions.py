@@ -390,8 +390,24 @@ class Interactions:
 
     def for_users(self, user_ids: Iterable[str]) -> Interactions:
         """The events of ``user_ids`` only."""
-        wanted = {str(u) for u in user_ids}
-        return Interactions(self._frame.loc[self._frame["user"].isin(wanted)].reset_index(drop=True))
+        return self.select(self.user_mask(user_ids))
+
+    def user_mask(self, user_ids: Iterable[str]) -> np.ndarray:
+        """Which events belong to ``user_ids`` (each distinct user looked up once)."""
+        codes, strings = self.codes("user")
+        wanted = pd.Index([str(u) for u in user_ids], dtype=object)
+        return (wanted.get_indexer(strings) >= 0)[codes] if len(wanted) else np.zeros(len(self), bool)
+
+    def select(self, keep: np.ndarray) -> Interactions:
+        """The events where the boolean mask ``keep`` is true, in log order: codes and numbers taken
+        as they are (no id string is read again; ids left without events are dropped)."""
+        keep = np.asarray(keep, dtype=bool)
+        if keep.shape != (len(self),):
+            raise SchemaError(f"interactions: a selection needs one flag per event ({len(self)}), got "
+                              f"shape {keep.shape}.")
+        frame = self._frame.loc[keep].reset_index(drop=True)
+        return Interactions(frame.assign(**{name: frame[name].cat.remove_unused_categories()
+                                            for name in self.CODED}))
 
 
 def first_appearance(codes: np.ndarray, n_codes: int) -> tuple[np.ndarray, np.ndarray]:

@@ -28,8 +28,8 @@ def weighted_rows(counts: np.ndarray | sp.spmatrix, weights: np.ndarray, n_items
     """``Σ_s weights[s] * counts[s]`` as a dense float64 ``(n_items,)`` vector, for dense or sparse
     ``(segments, items)`` counts (a sparse matrix is never densified)."""
     weights = np.asarray(weights, dtype=np.float64).reshape(-1)
-    if not sp.issparse(counts):
-        counts = np.asarray(counts, dtype=np.float64).reshape(-1, n_items)
+    counts = (counts.astype(np.float64) if sp.issparse(counts)
+              else np.asarray(counts, dtype=np.float64).reshape(-1, n_items))
     if counts.shape[0] != len(weights):
         raise SchemaError(f"{counts.shape[0]} segment count row(s) but {len(weights)} member count(s).")
     return np.asarray(counts.T @ weights, dtype=np.float64).reshape(n_items)

@@ -30,7 +30,7 @@ import pandas as pd
 import scipy.sparse as sp
 
 from mmrec.data.interactions import Interactions
-from mmrec.data.segments import SegmentRule, count_segments, segment_positions, weighted_rows
+from mmrec.data.segments import SegmentRule, count_segments, segment_positions
 
 __all__ = ["PopularityPrior", "SegmentPrior", "fit_prior_weights", "log_popularity", "step_buckets",
            "neutral_unknown", "PRIOR_STEPS", "PRIOR_GRID", "MIN_WARM_USERS"]
@@ -103,8 +103,8 @@ class SegmentPrior:
     def log_popularity(self, rows: np.ndarray) -> np.ndarray | None:
         """:func:`log_popularity` of the mean share of the segments' users per item, on the scale
         of counts (``None`` when the segments' users touched nothing)."""
-        per_member = 1.0 / np.maximum(self.members[rows], 1.0) / max(len(rows), 1)  # the mean share
-        shares = weighted_rows(self.counts[rows], per_member, self.counts.shape[1])
+        # a user's few segment rows made dense (the table stays sparse), float32 as saved
+        shares = (self.counts[rows].toarray() / np.maximum(self.members[rows], 1.0)[:, None]).mean(axis=0)
         return log_popularity(shares * self.n_users) if shares.any() else None
 
     def to_dict(self) -> dict[str, Any]:

@@ -14,10 +14,10 @@ import logging
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.data.interactions import Interactions
 from mmrec.models.content_blend import ColdView, ContentBlend, fit_content_blend, pseudo_cold_items
 from mmrec.models.histories import Histories
 from mmrec.models.parts.base import Composition, FitData, Part, ScoreTerm, validation_sample
@@ -78,8 +78,10 @@ class ColdItemBlend(Part):
         touched = [np.unique(np.concatenate([histories.item_idx[offsets[r] : offsets[r + 1]], later[r]]))
                    for r in range(len(users))]
         # the weight's view: every user as if the pseudo-cold items were new (their events dropped)
-        others = events.frame.loc[~events.frame["item"].isin(set(item_ids[pseudo_cold]))]
-        without = network.histories(Interactions(others.reset_index(drop=True)), users)
+        theirs = events.select(events.user_mask(users))
+        item_codes, items = theirs.codes("item")
+        cold_codes = pd.Index(item_ids[pseudo_cold], dtype=object).get_indexer(items) >= 0
+        without = network.histories(theirs.select(~cold_codes[item_codes]), users)
         cold_view = ColdView(network.learned_users(without, cpu, data.codes(without.user_ids)),
                              history_matrix(without, net.n_items), touched)
         self.blend_ = fit_content_blend(network.raw_content(None), net.trained.numpy(),

@@ -46,6 +46,7 @@ __all__ = ["FadingPrior"]
 logger = logging.getLogger(__name__)
 
 MIN_HELD_OUT = 20  # fewer held-out users than this: no prior
+HELD_OUT_CELLS = 100_000_000  # held-out users × items scored at most (float32 scores + float64 log-pops)
 
 
 class FadingPrior(Part):
@@ -64,17 +65,17 @@ class FadingPrior(Part):
     # ----------------------------------------------------------------------------- fitting
     def before_training(self, model: Composition, data: FitData) -> None:
         """Hold the prior's users out of ``data.events`` and ``data.valid``."""
-        held = _held_out_users(data.events, data.training.prior_users, data.training.seed)
+        n_items = len(data.items.ids) if data.items is not None else len(data.events.codes("item")[1])
+        held = _held_out_users(data.events, data.training.prior_users, data.training.seed, n_items)
         self._heldout = None
         if not held.size:
             return
-        self._heldout = data.events.for_users(held)
+        held_events = data.events.user_mask(held)
+        self._heldout = data.events.select(held_events)
         data.epoch_scale = len(data.events) / max(len(data.events) - len(self._heldout), 1)
-        data.events = Interactions(data.events.frame.loc[~data.events.frame["user"].isin(set(held))]
-                                   .reset_index(drop=True))
+        data.events = data.events.select(~held_events)
         if data.valid is not None:
-            data.valid = Interactions(data.valid.frame.loc[~data.valid.frame["user"].isin(set(held))]
-                                      .reset_index(drop=True))
+            data.valid = data.valid.select(~data.valid.user_mask(held))
 
     def fit(self, model: Composition, data: FitData) -> None:
         """Fit the fading weights on the held-out users (popularity of the training events), capped
@@ -183,14 +184,16 @@ class FadingPrior(Part):
                                       segments=segments, unknown_items=unknown)
 
 
-def _held_out_users(events: Interactions, prior_users: int, seed: int) -> np.ndarray:
-    """``prior_users`` users (at most a tenth of the users with 3+ events), seeded; none when fewer
-    than :data:`MIN_HELD_OUT` would be left."""
+def _held_out_users(events: Interactions, prior_users: int, seed: int, n_items: int) -> np.ndarray:
+    """``prior_users`` users (at most a tenth of the users with 3+ events, and fewer on a catalog
+    so large that their ``(users × items)`` scores would not fit :data:`HELD_OUT_CELLS`), seeded;
+    none when fewer than :data:`MIN_HELD_OUT` would be left."""
     if not prior_users:
         return np.empty(0, dtype=object)
-    counts = events.frame["user"].value_counts()
-    eligible = np.sort(counts.index[counts >= 3].to_numpy(dtype=object).astype(str))
-    n = min(prior_users, len(counts) // 10)
+    codes, users = events.codes("user")
+    counts = np.bincount(codes, minlength=len(users))
+    eligible = np.sort(np.asarray(users, dtype=object)[counts >= 3].astype(str))
+    n = min(prior_users, int((counts > 0).sum()) // 10, max(MIN_HELD_OUT, HELD_OUT_CELLS // max(n_items, 1)))
     if n < MIN_HELD_OUT:
         return np.empty(0, dtype=object)
     rng = np.random.default_rng([seed, 7])
@@ -199,9 +202,9 @@ def _held_out_users(events: Interactions, prior_users: int, seed: int) -> np.nda
 
 def _distinct_users(item_ids: pd.Index, events: Interactions) -> np.ndarray:
     """Distinct users per item of the table (events on other items dropped)."""
-    frame = events.frame
-    rows = item_ids.get_indexer(frame["item"].to_numpy(dtype=object))
-    users = pd.factorize(frame["user"].to_numpy(dtype=object))[0]
+    item_codes, items = events.codes("item")
+    rows = item_ids.get_indexer(items)[item_codes]
+    users = events.codes("user")[0]
     return distinct_user_counts(users[rows >= 0], rows[rows >= 0], len(item_ids))
 
 
