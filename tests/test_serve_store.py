@@ -4,6 +4,7 @@ imported once."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import signal
@@ -231,3 +232,33 @@ def test_mmrec_forget_works_without_a_server_and_a_running_one_follows(served_ru
     running.store.close()
     assert user not in start(served_run, demo, events_file, state).users(1000)
     assert main(["forget", user]) == 2  # neither --state nor --db: a clear error
+
+
+@pytest.mark.parametrize("suffix", [".csv", ".tsv", ".jsonl", ".parquet"])
+def test_a_forget_streams_the_events_file_and_keeps_every_other_row(tmp_path, monkeypatch, suffix):
+    """The file is read and rewritten a few rows at a time (here 2), never held whole: the user's
+    rows go, every other row stays as it was, in order; a user without rows leaves it untouched."""
+    from mmrec.serve import store
+
+    monkeypatch.setattr(store, "STREAM_ROWS", 2)
+    frame = pd.DataFrame({"user_id": ["a", "b", "a", "c", "b", "a", "d"],
+                          "item_id": ["x", "y, with a comma", "z", "x", "w", "y", "q"],
+                          "rating": ["4", "5", "3", "1", "2", "5", "4"]})
+    path = tmp_path / f"events{suffix}"
+    if suffix == ".jsonl":
+        path.write_text("".join(json.dumps(r) + "\n" for r in frame.to_dict("records")), "utf-8")
+    elif suffix == ".parquet":
+        frame.to_parquet(path, index=False)
+    else:
+        frame.to_csv(path, sep="," if suffix == ".csv" else "\t", index=False)
+    before = path.read_bytes()
+    assert store._drop_user_rows(path, "nobody") == 0 and path.read_bytes() == before
+    assert store._drop_user_rows(path, "a") == 3
+    if suffix == ".jsonl":
+        after = pd.DataFrame([json.loads(line) for line in path.read_text("utf-8").splitlines()])
+    elif suffix == ".parquet":
+        after = pd.read_parquet(path)
+    else:
+        after = pd.read_csv(path, sep="," if suffix == ".csv" else "\t", dtype=str, keep_default_na=False)
+    pd.testing.assert_frame_equal(after.reset_index(drop=True),
+                                  frame[frame["user_id"] != "a"].reset_index(drop=True))

@@ -233,38 +233,77 @@ def forget_user(store: ServeStore, user: str, *, events_file: str | os.PathLike[
     return removed, (store.rewrite_import(events_file, user) if events_file is not None else 0)
 
 
+STREAM_ROWS = 200_000  # rows of an events file held at once while a forget rewrites it
+
+
 def _drop_user_rows(path: Path, user: str) -> int:
-    """Rewrite an events file without ``user``'s rows: CSV/TSV as text cells, JSON Lines line by
-    line, Parquet as a table (each read once; its user column found as the readers find it).
-    Returns how many rows went."""
+    """Rewrite an events file without ``user``'s rows, streamed (:data:`STREAM_ROWS` rows held at
+    a time, whatever the file's size): CSV/TSV as text cells, JSON Lines line by line, Parquet by
+    record batches; the file is first scanned the same way and left untouched when the user has
+    no row in it. Returns how many rows went."""
     suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".ndjson"):
-        lines = path.read_text("utf-8").splitlines(keepends=True)
-        records = [json.loads(line) if line.strip() else None for line in lines]
-        column = _user_column(next((list(r) for r in records if r is not None), []))
-        kept = [line for line, r in zip(lines, records, strict=True)
-                if r is None or str(r.get(column)) != user]
-        if len(kept) < len(lines):
-            with atomic_path(path) as tmp:
-                tmp.write_text("".join(kept), "utf-8")
-        return len(lines) - len(kept)
-    if suffix in (".csv", ".tsv", ".tab"):
-        sep = "," if suffix == ".csv" else "\t"
-        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
-        mine = frame[_user_column(frame.columns)] == user
-        if mine.any():
-            with atomic_path(path) as tmp:
-                frame[~mine].to_csv(tmp, sep=sep, index=False)
-        return int(mine.sum())
-    if suffix in (".parquet", ".pq"):
-        frame = pd.read_parquet(path)
-        mine = frame[_user_column(frame.columns)].astype(str) == user
-        if mine.any():
-            with atomic_path(path) as tmp:
-                frame[~mine].to_parquet(tmp, index=False)
-        return int(mine.sum())
-    raise ConfigError(f"{path.name}: cannot remove a forgotten user's rows from a {suffix} file; "
-                      "use CSV, TSV, JSON Lines or Parquet for --events.")
+    rewrite = _REWRITERS.get(suffix)
+    if rewrite is None:
+        raise ConfigError(f"{path.name}: cannot remove a forgotten user's rows from a {suffix} file; "
+                          "use CSV, TSV, JSON Lines or Parquet for --events.")
+    removed = rewrite(path, user, None)
+    if removed:
+        with atomic_path(path) as tmp:
+            rewrite(path, user, tmp)
+    return removed
+
+
+def _jsonl_rows(path: Path, user: str, out: Path | None) -> int:
+    removed, column = 0, None
+    keeping = open(out, "w", encoding="utf-8") if out is not None else contextlib.nullcontext()
+    with open(path, encoding="utf-8") as lines, keeping as kept:
+        for line in lines:
+            record = json.loads(line) if line.strip() else None
+            if record is not None and column is None:
+                column = _user_column(list(record))
+            if record is not None and str(record.get(column)) == user:
+                removed += 1
+            elif kept is not None:
+                kept.write(line)
+    return removed
+
+
+def _csv_rows(path: Path, user: str, out: Path | None) -> int:
+    sep = "," if path.suffix.lower() == ".csv" else "\t"
+    removed, header = 0, True
+    for chunk in pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False, chunksize=STREAM_ROWS):
+        mine = chunk[_user_column(chunk.columns)] == user
+        removed += int(mine.sum())
+        if out is not None:
+            chunk[~mine].to_csv(out, sep=sep, index=False, header=header, mode="w" if header else "a")
+        header = False
+    return removed
+
+
+def _parquet_rows(path: Path, user: str, out: Path | None) -> int:
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    source = pq.ParquetFile(path)
+    column = _user_column(source.schema_arrow.names)
+    removed = 0
+    writer = pq.ParquetWriter(out, source.schema_arrow) if out is not None else None
+    try:
+        for batch in source.iter_batches(batch_size=STREAM_ROWS):
+            mine = pc.equal(pc.cast(batch.column(column), pa.string()), user).fill_null(False)
+            removed += int(pc.sum(mine).as_py() or 0)
+            if writer is not None:
+                writer.write_table(pa.Table.from_batches([batch.filter(pc.invert(mine))],
+                                                         schema=source.schema_arrow))
+    finally:
+        if writer is not None:
+            writer.close()
+    return removed
+
+
+_REWRITERS = {".jsonl": _jsonl_rows, ".ndjson": _jsonl_rows, ".csv": _csv_rows, ".tsv": _csv_rows,
+              ".tab": _csv_rows, ".parquet": _parquet_rows, ".pq": _parquet_rows}
 
 
 def _user_column(columns: Iterable[str]) -> str:
