@@ -65,7 +65,7 @@ class TrainConfig:
     lr: float = 2e-3
     weight_decay: float = 0.0
     loss: str = "auto"                  # full | sampled | auto (full softmax up to full_softmax_items)
-    full_softmax_items: int = 50_000
+    full_softmax_items: int = 8_192
     n_negatives: int = 2048             # shared uniform negatives per step for the sampled softmax
     rating_weight: float = 0.1          # weight of the rating-regression (MSE) loss on explicit events
     patience: int = 3                   # epochs without validation improvement before stopping
