@@ -212,20 +212,25 @@ def main() -> None:
     parser.add_argument("--json", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--out", default=None,
                         help="results JSON (default benchmarks/results/scale-<sizes>.json)")
+    parser.add_argument("--merge", default=None,
+                        help="comma-separated results JSONs of earlier runs: their sizes join the table "
+                             "and the exponents (sizes run at different times); with --sizes '' nothing runs")
     args = parser.parse_args()
     if args.one:
         Path(args.json).write_text(json.dumps(run_size(args.one, args)))
         return
-    results = []
-    for name in args.sizes.split(","):
+    results = [r for path in (args.merge.split(",") if args.merge else [])
+               for r in json.loads(Path(path).read_text())["results"]]
+    for name in filter(None, args.sizes.split(",")):
         with tempfile.NamedTemporaryFile(suffix=".json") as handle:
             command = [sys.executable, __file__, "--one", name, "--json", handle.name,
                        *(a for a in sys.argv[1:] if not a.startswith("--sizes") and a != args.sizes)]
             subprocess.run(command, check=True)
             results.append(json.loads(Path(handle.name).read_text()))
+    results.sort(key=lambda r: r["events"])
     exponents = _exponents(results)
     print(_table(results, exponents))
-    out = Path(args.out or f"benchmarks/results/scale-{'-'.join(args.sizes.split(','))}.json")
+    out = Path(args.out or f"benchmarks/results/scale-{'-'.join(r['size'] for r in results)}.json")
     out.write_text(json.dumps({"argv": sys.argv[1:], "results": results, "exponents": exponents}, indent=1))
     print(f"saved {out}")
 
