@@ -53,6 +53,17 @@ class Split:
         return Interactions(pd.concat(parts, ignore_index=True))
 
 
+def _check_timestamps(events: Interactions, timestamps: np.ndarray) -> None:
+    """A chronological split needs a timestamp on every event or on none."""
+    missing = np.isnan(timestamps)
+    if missing.any() and not missing.all():
+        codes, strings = events.codes("user")
+        user = strings[codes[np.flatnonzero(missing)[0]]]
+        raise SchemaError(
+            f"interactions: some events of user {user!r} (and maybe others) have no timestamp while "
+            "others do; a chronological split needs a timestamp on every event or on none.")
+
+
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:
     """Row positions sorted by ``(user, timestamp, original row)``; NaN timestamps keep row order."""
     if frame["timestamp"].isna().any() and not frame["timestamp"].isna().all():
@@ -76,6 +87,13 @@ def _part(frame: pd.DataFrame, rows: np.ndarray) -> Interactions:
     return Interactions(frame.iloc[np.sort(rows)].reset_index(drop=True))
 
 
+def _rows_of(events: Interactions, rows: np.ndarray) -> Interactions:
+    """The events at ``rows`` (any order), in log order, codes kept."""
+    keep = np.zeros(len(events), dtype=bool)
+    keep[rows] = True
+    return events.select(keep)
+
+
 def leave_last_out(events: Interactions | pd.DataFrame, *, n_test: int = 1, n_valid: int = 1,
                    min_train: int = 1) -> Split:
     """Per user, the last ``n_test`` events are test, the ``n_valid`` before them validation.
@@ -89,16 +107,21 @@ def leave_last_out(events: Interactions | pd.DataFrame, *, n_test: int = 1, n_va
             raise ConfigError(f"leave_last_out: {name} must be >= 0, got {value}.")
     if min_train < 1:
         raise ConfigError(f"leave_last_out: min_train must be >= 1, got {min_train}.")
-    frame = events.frame
-    order = chronological_order(frame)
-    users = frame["user"].to_numpy(dtype=object)[order]
-    from_end = pd.Series(users).groupby(users, sort=False).cumcount(ascending=False).to_numpy()
-    length = pd.Series(users).groupby(users, sort=False).transform("size").to_numpy()
+    user_codes = events.codes("user")[0]
+    timestamps = events.timestamps
+    _check_timestamps(events, timestamps)
+    order = chronological_rows(user_codes, timestamps)
+    users = user_codes[order]  # grouped: each user's events consecutive, in time order
+    length = np.bincount(user_codes)[users]
+    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
+    position = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    from_end = length - 1 - position
     evaluated = length >= min_train + n_valid + n_test
     test = evaluated & (from_end < n_test)
     valid = evaluated & (from_end >= n_test) & (from_end < n_test + n_valid)
     train = ~(test | valid)
-    return Split(_part(frame, order[train]), _part(frame, order[valid]), _part(frame, order[test]),
+    train_part, valid_part, test_part = (_rows_of(events, order[part]) for part in (train, valid, test))
+    return Split(train_part, valid_part, test_part,
                  kind=f"leave_last_out(n_test={n_test}, n_valid={n_valid})")
 
 
