@@ -158,7 +158,7 @@ def test_select_and_user_mask_keep_codes_and_drop_ids_left_without_events():
                           "timestamp": [1.0, 2.0, 3.0, 4.0, 5.0], "event": ["click"] * 5,
                           "value": [1.0] * 5})
     events = mmrec.Interactions.from_frame(frame)
-    mask = events.user_mask(["b", "nobody"])
+    mask = events.user_mask(["b", "nobody", "b"])
     assert mask.tolist() == [False, True, False, False, True]
     picked = events.select(mask)
     pd.testing.assert_frame_equal(picked.frame, events.frame.loc[mask].reset_index(drop=True))

@@ -395,7 +395,7 @@ class Interactions:
     def user_mask(self, user_ids: Iterable[str]) -> np.ndarray:
         """Which events belong to ``user_ids`` (each distinct user looked up once)."""
         codes, strings = self.codes("user")
-        wanted = pd.Index([str(u) for u in user_ids], dtype=object)
+        wanted = pd.Index([str(u) for u in user_ids], dtype=object).unique()  # a user asked for twice
         return (wanted.get_indexer(strings) >= 0)[codes] if len(wanted) else np.zeros(len(self), bool)
 
     def select(self, keep: np.ndarray) -> Interactions:
