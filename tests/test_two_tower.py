@@ -496,6 +496,41 @@ def test_a_packed_batch_gives_each_window_the_loss_and_states_it_has_alone(demo_
             assert not torch.allclose(mixed, states["alone"], atol=1e-3)
 
 
+def test_a_sampled_step_reads_a_compact_table_and_computes_the_full_tables_loss(demo_items, demo_events):
+    """The sampled softmax fuses only the rows a step touches and renumbers the history into them;
+    its loss is the one read off the whole fused table (ratings head included)."""
+    from mmrec.models.losses import rating_mse, sampled_softmax_loss
+    from mmrec.models.training import _Batcher
+
+    model = mmrec.TwoTower(user_tower="transformer", epochs=1, id_dropout=0.0, loss="sampled", n_negatives=8,
+                           **{**TINY, "max_len": 12, "dropout": 0.0})
+    model.fit(demo_items, demo_events, show_progress=False)
+    net = model.net_.eval()
+    hist = model.histories(demo_events)
+    batch = hist.packed_batch(hist.windows(12)[:24], 13)
+    config = model.training
+    batcher = _Batcher(net, config, np.ones(net.n_items), torch.device("cpu"))
+    with torch.no_grad():
+        got, _ = batcher.loss(batch, torch.Generator().manual_seed(5))
+        inputs, targets = batch.shifted()
+        keep = targets.mask & inputs.mask & (targets.weights > 0)
+        rated = keep & (targets.rated > 0)
+        target_rows = targets.items[keep] - 1
+        rows, positives, log_q = batcher._candidates(inputs, target_rows, torch.Generator().manual_seed(5))
+        assert len(rows) < net.n_items  # a compact table is smaller than the catalog
+        table, _ = net.item_vectors()
+        states = net.user_states(inputs, table)[0]
+        weights = targets.weights[keep]
+        expected = sampled_softmax_loss(net.logits(states[keep], table[rows]), positives, log_q, weights,
+                                        weights.sum())
+        item_rows = targets.items[rated] - 1
+        expected = expected + config.rating_weight * rating_mse(
+            net.predicted_rating(states[rated], table[item_rows], item_rows), targets.values[rated],
+            normalizer=rated.sum().float())
+    assert bool(rated.any())  # the demo log has ratings: the rating head's lookup is checked too
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_sampled_softmax_and_short_term_gate_train(demo_items, split):
     model = mmrec.TwoTower(user_tower="transformer", loss="sampled", n_negatives=32, short_term_hours=24.0,
                            epochs=2, patience=5, **TINY)
