@@ -327,8 +327,19 @@ class Interactions:
     @property
     def users(self) -> np.ndarray:
         """Distinct user ids in order of first appearance."""
-        codes, users = self.codes("user")
-        return users[first_appearance(codes, len(users))[0]]
+        return self.distinct("user")
+
+    def distinct(self, column: str) -> np.ndarray:
+        """The distinct ids of ``column`` that have events, in order of first appearance (read from
+        the codes: no per-event string is made)."""
+        codes, strings = self.codes(column)
+        return strings[first_appearance(codes, len(strings))[0]]
+
+    def positions(self, column: str, index: pd.Index) -> np.ndarray:
+        """Per event, the position of its ``column`` id in ``index`` (unique; ``-1``: not in it),
+        each distinct id looked up once."""
+        codes, strings = self.codes(column)
+        return index.get_indexer(strings)[codes]
 
     @property
     def timestamps(self) -> np.ndarray:
@@ -379,10 +390,10 @@ class Interactions:
             known = known.unique()
         # an Index keeps its hash table between calls: no set of the whole catalog per call; each
         # distinct item of the log is looked up once
-        item_codes, item_strings = self.codes("item")
-        keep = (known.get_indexer(item_strings) >= 0)[item_codes]
+        keep = self.positions("item", known) >= 0
         if keep.all():
             return self
+        item_codes, item_strings = self.codes("item")
         dropped = DroppedEvents(int((~keep).sum()),
                                 tuple(item_strings[pd.unique(item_codes[~keep])]))
         logger.warning("interactions: %s", dropped)
@@ -394,9 +405,8 @@ class Interactions:
 
     def user_mask(self, user_ids: Iterable[str]) -> np.ndarray:
         """Which events belong to ``user_ids`` (each distinct user looked up once)."""
-        codes, strings = self.codes("user")
         wanted = pd.Index([str(u) for u in user_ids], dtype=object).unique()  # a user asked for twice
-        return (wanted.get_indexer(strings) >= 0)[codes] if len(wanted) else np.zeros(len(self), bool)
+        return self.positions("user", wanted) >= 0
 
     def select(self, keep: np.ndarray) -> Interactions:
         """The events where the boolean mask ``keep`` is true, in log order: codes and numbers taken

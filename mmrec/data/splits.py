@@ -53,26 +53,30 @@ class Split:
         return Interactions(pd.concat(parts, ignore_index=True))
 
 
-def _check_timestamps(events: Interactions, timestamps: np.ndarray) -> None:
-    """A chronological split needs a timestamp on every event or on none."""
+def _check_timestamps(timestamps: np.ndarray, user_at: Callable[[int], Any]) -> None:
+    """A chronological split needs a timestamp on every event or on none (``user_at(row)``: the
+    user of a row, to name one whose timestamp is missing)."""
     missing = np.isnan(timestamps)
     if missing.any() and not missing.all():
-        codes, strings = events.codes("user")
-        user = strings[codes[np.flatnonzero(missing)[0]]]
         raise SchemaError(
-            f"interactions: some events of user {user!r} (and maybe others) have no timestamp while "
-            "others do; a chronological split needs a timestamp on every event or on none.")
+            f"interactions: some events of user {user_at(int(np.flatnonzero(missing)[0]))!r} (and maybe "
+            "others) have no timestamp while others do; a chronological split needs a timestamp on "
+            "every event or on none.")
+
+
+def _runs(grouped: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For values whose equal entries are consecutive (a user's events together): each entry's
+    position inside its run and the run's length."""
+    starts = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    lengths = np.diff(np.r_[starts, len(grouped)])
+    return np.arange(len(grouped)) - np.repeat(starts, lengths), np.repeat(lengths, lengths)
 
 
 def chronological_order(frame: pd.DataFrame) -> np.ndarray:
     """Row positions sorted by ``(user, timestamp, original row)``; NaN timestamps keep row order."""
-    if frame["timestamp"].isna().any() and not frame["timestamp"].isna().all():
-        users = frame.loc[frame["timestamp"].isna(), "user"].iloc[0]
-        raise SchemaError(
-            f"interactions: some events of user {users!r} (and maybe others) have no timestamp while "
-            "others do; a chronological split needs a timestamp on every event or on none.")
-    return chronological_rows(pd.factorize(frame["user"], sort=False)[0],
-                              frame["timestamp"].to_numpy(np.float64))
+    timestamps = frame["timestamp"].to_numpy(np.float64)
+    _check_timestamps(timestamps, lambda row: frame["user"].iloc[row])
+    return chronological_rows(pd.factorize(frame["user"], sort=False)[0], timestamps)
 
 
 def chronological_rows(user_codes: np.ndarray, timestamps: np.ndarray) -> np.ndarray:
@@ -107,14 +111,11 @@ def leave_last_out(events: Interactions | pd.DataFrame, *, n_test: int = 1, n_va
             raise ConfigError(f"leave_last_out: {name} must be >= 0, got {value}.")
     if min_train < 1:
         raise ConfigError(f"leave_last_out: min_train must be >= 1, got {min_train}.")
-    user_codes = events.codes("user")[0]
+    user_codes, user_ids = events.codes("user")
     timestamps = events.timestamps
-    _check_timestamps(events, timestamps)
+    _check_timestamps(timestamps, lambda row: user_ids[user_codes[row]])
     order = chronological_rows(user_codes, timestamps)
-    users = user_codes[order]  # grouped: each user's events consecutive, in time order
-    length = np.bincount(user_codes)[users]
-    starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    position = np.arange(len(users)) - np.repeat(starts, np.diff(np.r_[starts, len(users)]))
+    position, length = _runs(user_codes[order])  # each user's events consecutive, in time order
     from_end = length - 1 - position
     evaluated = length >= min_train + n_valid + n_test
     test = evaluated & (from_end < n_test)
@@ -229,8 +230,7 @@ def cold_user_split(events: Interactions | pd.DataFrame, *, test_fraction: float
     rest = np.asarray([u for u in pd.unique(users) if u not in test_users], dtype=object)
     valid_users = _held_out(rest, valid_fraction / max(1 - test_fraction, 1e-9), seed + 1)
     ordered_users = users[order]
-    position = pd.Series(ordered_users).groupby(ordered_users, sort=False).cumcount().to_numpy()
-    length = pd.Series(ordered_users).groupby(ordered_users, sort=False).transform("size").to_numpy()
+    position, length = _runs(ordered_users)
     held = pd.Series(ordered_users).isin(test_users | valid_users).to_numpy()
     too_short = held & (length <= n_given)
     given = held & ~too_short & (position < n_given)

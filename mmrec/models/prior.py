@@ -82,10 +82,9 @@ class SegmentPrior:
         if table is None:
             return None
         codes, users = events.codes("user")
-        item_codes, items = events.codes("item")
         rule = SegmentRule.fit(table)
         counted = count_segments(rule.keys(table), codes, pd.Index(users).astype(str),
-                                 item_ids.get_indexer(items)[item_codes], len(item_ids), min_users=min_users)
+                                 events.positions("item", item_ids), len(item_ids), min_users=min_users)
         if not len(counted.keys):
             return None
         return cls(rule, counted.keys, counted.counts, counted.members, len(users))

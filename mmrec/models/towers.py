@@ -56,6 +56,11 @@ def steps_to_segment_end(segments: torch.Tensor) -> torch.Tensor:
     return torch.flip(torch.cummin(torch.flip(last, [1]), dim=1).values, [1]) - cols
 
 
+def _same_history(segments: torch.Tensor) -> torch.Tensor:
+    """``(B, L, L)``: whether positions ``t`` and ``s`` of a packed row belong to one history."""
+    return segments[:, :, None] == segments[:, None, :]
+
+
 def causal_mean(x: torch.Tensor, weights: torch.Tensor, segments: torch.Tensor | None = None
                 ) -> torch.Tensor:
     """Running weighted mean over positions ``<= t`` (of ``t``'s own history when ``segments``
@@ -176,7 +181,7 @@ def causal_allowed(present: torch.Tensor, segments: torch.Tensor | None = None) 
     causal = torch.ones(length, length, dtype=torch.bool, device=present.device).tril()
     allowed = causal & present[:, None, :]
     if segments is not None:
-        allowed = allowed & (segments[:, :, None] == segments[:, None, :])
+        allowed = allowed & _same_history(segments)
     return (allowed | torch.eye(length, dtype=torch.bool, device=present.device)).unsqueeze(1)
 
 
@@ -308,7 +313,7 @@ class InterestGate(nn.Module):
         ago = steps[:, None] - steps[None, :]  # t - s
         inside = (ago >= 0).unsqueeze(0) & present[:, None, :]
         if segments is not None:
-            inside = inside & (segments[:, :, None] == segments[:, None, :])
+            inside = inside & _same_history(segments)
         if self.short_events is not None:
             inside = inside & (ago < self.short_events).unsqueeze(0)
         if self.short_hours is not None:

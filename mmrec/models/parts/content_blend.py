@@ -78,10 +78,9 @@ class ColdItemBlend(Part):
         touched = [np.unique(np.concatenate([histories.item_idx[offsets[r] : offsets[r + 1]], later[r]]))
                    for r in range(len(users))]
         # the weight's view: every user as if the pseudo-cold items were new (their events dropped)
-        theirs = events.select(events.user_mask(users))
-        item_codes, items = theirs.codes("item")
-        cold_codes = pd.Index(item_ids[pseudo_cold], dtype=object).get_indexer(items) >= 0
-        without = network.histories(theirs.select(~cold_codes[item_codes]), users)
+        theirs = events.for_users(users)
+        cold = theirs.positions("item", pd.Index(item_ids[pseudo_cold], dtype=object)) >= 0
+        without = network.histories(theirs.select(~cold), users)
         cold_view = ColdView(network.learned_users(without, cpu, data.codes(without.user_ids)),
                              history_matrix(without, net.n_items), touched)
         self.blend_ = fit_content_blend(network.raw_content(None), net.trained.numpy(),

@@ -131,7 +131,7 @@ class Network(Part):
             if not config.item_ids:
                 raise ConfigError("TwoTower: without item content (items=None) the model needs "
                                   "item_ids=True.")
-            ids = _present("item", events)
+            ids = events.distinct("item")
             modalities: list[str] = []
         else:
             if not isinstance(items, ItemVectors):
@@ -145,13 +145,13 @@ class Network(Part):
         if not modalities and not config.item_ids:
             raise ConfigError("TwoTower: no modality and no item ids: the item tower has no input.")
         self.item_ids_, self.user_schema_ = pd.Index(ids), user_schema
-        self.vocabulary_ = EventVocabulary(tuple(sorted(_present("event", events))))
+        self.vocabulary_ = EventVocabulary(tuple(sorted(events.distinct("event"))))
         self.scalers_ = {m: items.scalers[m] for m in modalities} if items is not None else {}
         content = {m: torch.from_numpy(normalised_content(items, m, self.scalers_[m]))
                    for m in modalities} if items is not None else {}
         present = (torch.from_numpy(np.stack([items.masks[m] for m in modalities], axis=1))
                    if modalities and items is not None else torch.zeros(len(ids), 0, dtype=torch.bool))
-        trained = torch.from_numpy(pd.Index(ids).isin(_present("item", events)))
+        trained = torch.from_numpy(pd.Index(ids).isin(events.distinct("item")))
         with torch_seeded(self.training.seed):
             self.net_ = TwoTowerNet(config, n_items=len(ids), n_events=len(self.vocabulary_),
                                     content=content, present=present, trained=trained,
@@ -352,13 +352,6 @@ def _check_shapes(weights: dict[str, torch.Tensor], modalities: list[str], n_ite
         if saved != tuple(tensor.shape):
             raise ValueError(f"{name!r} is saved with shape {saved}, the saved configuration needs "
                              f"{tuple(tensor.shape)}: the manifest or the weights were edited")
-
-
-def _present(column: str, events: Interactions) -> np.ndarray:
-    """The distinct ids of ``column`` that have events, in order of first appearance (read from
-    the log's codes: no per-event string is made)."""
-    codes, strings = events.codes(column)
-    return np.asarray(strings, dtype=object)[pd.unique(codes)]
 
 
 def _validator(model: Composition, train_events: Interactions, valid: Interactions, training: TrainConfig

@@ -202,8 +202,7 @@ def _held_out_users(events: Interactions, prior_users: int, seed: int, n_items: 
 
 def _distinct_users(item_ids: pd.Index, events: Interactions) -> np.ndarray:
     """Distinct users per item of the table (events on other items dropped)."""
-    item_codes, items = events.codes("item")
-    rows = item_ids.get_indexer(items)[item_codes]
+    rows = events.positions("item", item_ids)
     users = events.codes("user")[0]
     return distinct_user_counts(users[rows >= 0], rows[rows >= 0], len(item_ids))
 
