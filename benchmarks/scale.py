@@ -30,10 +30,12 @@ import argparse
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -71,8 +73,9 @@ def _reset_peak() -> None:
 class Stages:
     """Times each stage and records its peak RSS."""
 
-    def __init__(self, sizes: dict[str, int]) -> None:
-        self.sizes, self.rows = sizes, []
+    def __init__(self, sizes: dict[str, int],
+                 save: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
+        self.sizes, self.rows, self.save = sizes, [], save
 
     @contextmanager
     def stage(self, name: str, **extra: Any):
@@ -86,6 +89,8 @@ class Stages:
         row.update(seconds=seconds, unit=UNITS[name], count=count,
                    per_s=count / seconds if seconds else math.inf, peak_rss_gb=_status_kib("VmHWM") / 2**20)
         self.rows.append(row)
+        if self.save:  # after every stage: a run stopped part-way keeps the stages it finished
+            self.save(self.rows)
         print(f"  {name}: {seconds:.1f} s, {count / seconds:,.0f} {UNITS[name]}/s, "
               f"peak RSS {row['peak_rss_gb']:.2f} GB", flush=True)
 
@@ -106,7 +111,10 @@ def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
           f"(generated in {time.perf_counter() - started:.1f} s)", flush=True)
     frame, catalog = world.events.frame, world.catalog
     del world
-    meter = Stages({"events": n_events, "items": n_items, "users": n_users})
+    result = {"size": name, "items": n_items, "users": n_users, "events": n_events, "stages": []}
+    meter = Stages({"events": n_events, "items": n_items, "users": n_users},
+                   save=lambda rows: _write_json(args.json, {**result, "stages": rows, "partial": True})
+                   if args.json else None)
     with meter.stage("from_frame") as note:
         events = mmrec.Interactions.from_frame(frame)
     note["bytes_per_event"] = round(events.nbytes / len(events), 1)  # codes + distinct strings once
@@ -137,7 +145,15 @@ def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
         rows = sum(len(batch) for batch in recommend_batches(index, grouped, model=model, k=10))
     note["rows"] = rows
     _implicit_rows(meter, events, args)
-    return {"size": name, "items": n_items, "users": n_users, "events": n_events, "stages": meter.rows}
+    return {**result, "stages": meter.rows}
+
+
+def _write_json(path: str | Path, payload: Any) -> None:
+    """``payload`` to ``path`` atomically (a reader never sees half a file)."""
+    path = Path(path)
+    partial = path.with_suffix(".part")
+    partial.write_text(json.dumps(payload))
+    partial.replace(path)
 
 
 def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None:
@@ -217,16 +233,23 @@ def main() -> None:
                              "and the exponents (sizes run at different times); with --sizes '' nothing runs")
     args = parser.parse_args()
     if args.one:
-        Path(args.json).write_text(json.dumps(run_size(args.one, args)))
+        _write_json(args.json, run_size(args.one, args))
         return
     results = [r for path in (args.merge.split(",") if args.merge else [])
                for r in json.loads(Path(path).read_text())["results"]]
     for name in filter(None, args.sizes.split(",")):
-        with tempfile.NamedTemporaryFile(suffix=".json") as handle:
-            command = [sys.executable, __file__, "--one", name, "--json", handle.name,
-                       *(a for a in sys.argv[1:] if not a.startswith("--sizes") and a != args.sizes)]
-            subprocess.run(command, check=True)
-            results.append(json.loads(Path(handle.name).read_text()))
+        child_json = Path(tempfile.gettempdir()) / f"mmrec-scale-{name}-{os.getpid()}.json"
+        print(f"size {name}: stages are saved to {child_json} as they finish", flush=True)
+        command = [sys.executable, __file__, "--one", name, "--json", str(child_json),
+                   *(a for a in sys.argv[1:] if not a.startswith("--sizes") and a != args.sizes)]
+        finished = subprocess.run(command, check=False)
+        if not child_json.exists():
+            raise SystemExit(f"size {name}: the child stopped (exit {finished.returncode}) before any stage")
+        results.append(json.loads(child_json.read_text()))
+        if finished.returncode:
+            print(f"size {name}: the child stopped (exit {finished.returncode}); "
+                  f"the {len(results[-1]['stages'])} stages it finished are kept", flush=True)
+        child_json.unlink()
     results.sort(key=lambda r: r["events"])
     exponents = _exponents(results)
     print(_table(results, exponents))
