@@ -108,6 +108,7 @@ def test_knob_grids_and_the_search_for_the_cheapest_value():
     assert ivf_list_options(1_000_000) == [1024, 2048, 4096]
     assert ivf_list_options(3_000) == [64]  # 128 lists would get too few training points
     assert fastscan_spec(1024, 384) == "IVF1024,PQ96x4fsr,RFlat"
+    assert fastscan_spec(64, 65) is None  # no even code count divides an odd width: not a candidate
     values = list(range(1, 200))
     measured = []
 

@@ -164,6 +164,45 @@ def test_scored_online_follows_feedback_filters_and_forgets(fitted, demo_events,
         live.observe("u", "no-such-item")
 
 
+@pytest.mark.parametrize("name", ["bpr", "lightgcn", "content_mean"])
+def test_scored_online_past_index_above_ranks_index_candidates_exactly_as_the_full_table(
+        name, fitted, demo_events, demo):
+    # an exact index (small catalog: Flat) must give the full scoring's ranking: same items, same
+    # order, same scores; with a filter and seen items excluded, for a known and a folded-in user
+    catalog = mmrec.Catalog.from_path(demo.catalog)
+    attributes = catalog.frame.set_index("item_id")[["category"]]
+    full = ScoredOnline(fitted[name], history=demo_events, attributes=attributes)
+    indexed = ScoredOnline(fitted[name], history=demo_events, attributes=attributes, index_above=10)
+    assert full.index is None and indexed.index is not None
+    user = demo_events.users[0]
+    category = attributes["category"].iloc[0]
+    for live in (full, indexed):
+        live.observe("newcomer", demo_events.frame["item"].iloc[0], "click")
+    for who, where in [(user, None), (user, {"category": category}), ("newcomer", None)]:
+        a_items, a_scores, a_source = full.ranked(who, 7, where=where)
+        b_items, b_scores, b_source = indexed.ranked(who, 7, where=where)
+        assert a_source == b_source == "model"
+        assert list(a_items) == list(b_items)
+        np.testing.assert_allclose(a_scores, b_scores, rtol=1e-5, atol=1e-6)
+    seen = set(demo_events.for_users([user]).frame["item"])
+    assert not seen & set(indexed.ranked(user, 20)[0])
+
+
+def test_inner_product_items_keep_every_query_order_under_a_cosine_index():
+    from mmrec.index.arrays import inner_product_items, inner_product_queries
+
+    rng = np.random.default_rng(0)
+    items = rng.normal(size=(300, 6)) * rng.uniform(0.1, 5.0, size=(300, 1))  # norms vary 50x
+    queries = rng.normal(size=(20, 6)) * rng.uniform(0.1, 5.0, size=(20, 1))
+    index = mmrec.build_index(inner_product_items(items), spec="Flat")
+    _, labels = index.search(inner_product_queries(queries, index.dim), 10)
+    expected = np.argsort(-(queries @ items.T), axis=1, kind="stable")[:, :10]
+    np.testing.assert_array_equal(labels, expected)
+    # cosine ranking of the raw vectors differs: the mapping is what makes the index exact
+    cosine = mmrec.build_index(items, spec="Flat").search(queries, 10)[1]
+    assert (cosine != expected).any()
+
+
 def test_saved_baselines_are_recommended_served_and_evaluated_from_their_folder(
         fitted, demo, demo_events, tmp_path, capsys):
     fitted["ease"].save(tmp_path / "ease")

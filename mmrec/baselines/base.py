@@ -113,6 +113,26 @@ class FactorModel(FittedItems):
     user_factors_: np.ndarray | None = None
     item_factors_: np.ndarray | None = None
 
+    def user_item_vectors(self, events: Interactions, *, users: Sequence[str] | None = None
+                          ) -> tuple[np.ndarray, np.ndarray]:
+        """User vectors (:meth:`user_factors_of`) and item vectors (rows of :attr:`item_ids_`),
+        float32: the scores are their inner products, so an inner-product index over the item
+        vectors (:func:`mmrec.index.arrays.inner_product_items`) serves the same ranking."""
+        self._items()
+        assert self.item_factors_ is not None
+        return (np.asarray(self.user_factors_of(events, users=users), dtype=np.float32),
+                np.asarray(self.item_factors_, dtype=np.float32))
+
+    def user_factors_of(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
+        """Each user's trained factors; a user absent from training gets zeros (every item ties)."""
+        assert self.user_ids_ is not None and self.user_factors_ is not None
+        rows = self.user_ids_.get_indexer(user_rows(events, users))
+        return np.where((rows >= 0)[:, None], self.user_factors_[np.maximum(rows, 0)], 0.0)
+
+    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
+        queries, items = self.user_item_vectors(events, users=users)
+        return (queries @ items.T).astype(np.float32)
+
     def restore_state(self, state: dict[str, Any], path: Path) -> None:
         super().restore_state(state, path)
         check_rows(path, "item_factors_", self.item_factors_, len(self._items()))

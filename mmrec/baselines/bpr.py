@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import numpy as np
 import pandas as pd
 import torch
 import torch.nn.functional as F
 
-from mmrec.baselines.base import FactorModel, user_rows
+from mmrec.baselines.base import FactorModel
 from mmrec.data.interactions import Interactions, as_interactions
 from mmrec.data.matrix import interaction_matrix
 from mmrec.errors import ConfigError
@@ -90,11 +90,3 @@ class BPRMF(FactorModel):
         self.user_factors_ = user_emb.detach().cpu().numpy().astype(np.float32)
         self.item_factors_ = item_emb.detach().cpu().numpy().astype(np.float32)
         return self
-
-    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
-        self._items()
-        assert self.user_ids_ is not None and self.user_factors_ is not None
-        assert self.item_factors_ is not None
-        rows = self.user_ids_.get_indexer(user_rows(events, users))
-        factors = np.where((rows >= 0)[:, None], self.user_factors_[np.maximum(rows, 0)], 0.0)
-        return (factors.astype(np.float32) @ self.item_factors_.T).astype(np.float32)

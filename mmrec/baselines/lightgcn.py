@@ -173,6 +173,6 @@ class LightGCN(FactorModel):
         vectors = np.where((rows >= 0)[:, None], self.user_factors_[np.maximum(rows, 0)], folded)
         return vectors.astype(np.float32)
 
-    def score_items(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
-        assert self.item_factors_ is not None
-        return self.encode_users(events, users=users) @ self.item_factors_.T
+    def user_factors_of(self, events: Interactions, *, users: Sequence[str] | None = None) -> np.ndarray:
+        """:meth:`encode_users`: a user the graph has not seen is folded in from their history."""
+        return self.encode_users(events, users=users)

@@ -323,10 +323,13 @@ def _ann_metrics(model: Any, context: _Context, config: EvalConfig) -> dict[str,
     """Recall through a FAISS index over the model's item vectors vs exact scoring of the same
     vectors (``ann_recall_loss@K`` = exact − ANN)."""
     from mmrec.index import build_index
+    from mmrec.index.arrays import inner_product_items, inner_product_queries
 
     queries, vectors = model.user_item_vectors(context.history, users=list(context.users))
     keep, where = _columns(model, context.universe)
-    index = build_index(vectors[keep], ids=[str(i) for i in context.universe[where]],
+    # factor models' scores are inner products of vectors of any length: searched as cosines on
+    # vectors that keep each query's order (unit vectors are left as they are)
+    index = build_index(inner_product_items(vectors[keep]), ids=[str(i) for i in context.universe[where]],
                         spec=None if config.ann_spec == "auto" else config.ann_spec, seed=config.seed)
     label_to_universe = context.universe.get_indexer(index.ids)
     universe_to_label = np.full(len(context.universe), -1, dtype=np.int64)
@@ -337,9 +340,10 @@ def _ann_metrics(model: Any, context: _Context, config: EvalConfig) -> dict[str,
         seen = context.seen.indices[context.seen.indptr[row] : context.seen.indptr[row + 1]]
         labels = universe_to_label[seen]
         excluded.append(labels[labels >= 0] if config.exclude_seen else np.empty(0, dtype=np.int64))
+    queries = inner_product_queries(queries, index.dim)
     _, labels = index.search(queries, k, exclude_idx=excluded)
     ann_top = np.where(labels >= 0, label_to_universe[np.maximum(labels, 0)], -1)
-    # the same (normalised) vectors scored by brute force: the reference for the loss
+    # the same vectors scored by brute force: the reference for the loss
     exact_scores = torch.from_numpy(np.asarray(queries @ np.asarray(index.vectors).T, dtype=np.float32))
     for row, labels_row in enumerate(excluded):
         exact_scores[row, torch.from_numpy(labels_row)] = -torch.inf

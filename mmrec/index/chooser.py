@@ -97,15 +97,15 @@ def ivf_list_options(n_items: int) -> list[int]:
     return options
 
 
-def fastscan_spec(nlist: int, dim: int) -> str:
+def fastscan_spec(nlist: int, dim: int) -> str | None:
     """IVF with 4-bit PQ fast-scan codes (two dimensions per code up to 128 dims, then four) and an
-    exact refine stage."""
+    exact refine stage; None when no even number of codes divides ``dim`` (an odd width)."""
     per_code = 2 if dim <= 128 else 4
     m = max(2, dim // per_code)
     m -= m % 2  # fast-scan packs codes in pairs
     while m > 2 and dim % m:
         m -= 2
-    return f"IVF{nlist},PQ{m}x4fsr,RFlat"
+    return f"IVF{nlist},PQ{m}x4fsr,RFlat" if dim % m == 0 else None
 
 
 def _index_bytes(faiss_index: Any) -> int:
@@ -301,7 +301,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
     if best_ivf is not None:
         nlist = faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)
         spec, centroids = fastscan_spec(nlist, dim), _centroids(best_ivf[0])
-        if within_budget(spec, "ivf_fastscan_refine"):
+        if spec is not None and within_budget(spec, "ivf_fastscan_refine"):
             # Same lists, compressed codes: it needs at least the probes the exact lists needed.
             attempt(spec, "ivf_fastscan_refine",
                     lambda: _build(spec, vectors, ids, held_out, seed=seed, use_gpu=use_gpu,

@@ -39,7 +39,8 @@ from mmrec.data.interactions import EventWeights, Interactions, as_interactions
 from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.validation import is_finite_number
 from mmrec.errors import ConfigError, SchemaError
-from mmrec.index import ItemIndex
+from mmrec.index import ItemIndex, build_index
+from mmrec.index.arrays import inner_product_items, inner_product_queries
 from mmrec.index.item_index import attribute_mask
 from mmrec.ranking.options import RankingOptions, reject_options, resolve_options
 from mmrec.ranking.popularity import PopularityFallback
@@ -50,6 +51,7 @@ from mmrec.ranking.topk import diversified
 __all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
 
 COLUMNS = ["user", "item", "timestamp", "event", "value"]
+INDEX_ABOVE_ITEMS = 50_000  # ScoredOnline: past this, vector models serve candidates from an index
 
 
 @dataclass
@@ -489,10 +491,16 @@ class ScoredOnline(LiveHistory):
         Item attributes indexed by item id, for ``where`` filters.
     max_events_per_user : int
         Observed events kept per user (the newest).
+    index_above : int
+        Above this many items, a model whose scores are inner products of user and item vectors
+        (``user_item_vectors``: BPR, LightGCN, the content mean) takes a request's candidates from
+        an index over its item vectors (built here, tuned to recall@10 0.95) and scores only those,
+        exactly; below it, or for other models, every item is scored.
     """
 
     def __init__(self, model: Any, *, history: Interactions | None = None,
-                 attributes: pd.DataFrame | None = None, max_events_per_user: int = 1000) -> None:
+                 attributes: pd.DataFrame | None = None, max_events_per_user: int = 1000,
+                 index_above: int = INDEX_ABOVE_ITEMS) -> None:
         if getattr(model, "item_ids_", None) is None:
             raise ConfigError(f"{type(model).__name__} is not fitted; fit or load it first.")
         if max_events_per_user < 1:
@@ -501,6 +509,11 @@ class ScoredOnline(LiveHistory):
         self.attributes = (attributes.reindex(self.item_ids) if attributes is not None else None)
         super().__init__(history, max_events_per_user)
         self._popularity: np.ndarray | None = None  # recounted after a change, when asked for
+        self.index: ItemIndex | None = None  # candidates of vector models past index_above items
+        if len(self.item_ids) > index_above and hasattr(model, "user_item_vectors"):
+            _, vectors = model.user_item_vectors(self.history, users=[])
+            self.index = build_index(inner_product_items(vectors), ids=list(map(str, self.item_ids)),
+                                     target_recall=0.95)
 
     def contains(self, item_ids: Sequence[str]) -> np.ndarray:
         """Per id, whether the model knows the item (bool array)."""
@@ -544,6 +557,15 @@ class ScoredOnline(LiveHistory):
         k, where = options.k, options.where
         user = str(user)
         seen = self.contains(sorted(self._items_of.get(user, ())))
+        excluded = (self.item_ids.get_indexer(sorted(self._items_of[user]))[seen]
+                    if options.exclude_seen and seen.any() else np.empty(0, dtype=np.int64))
+        if where and self.attributes is None:
+            raise ConfigError("this recommender has no item attributes to filter on; give "
+                              "attributes= (the catalog's columns).")
+        allowed = attribute_mask(self.attributes, where) if where else None
+        if seen.any() and self.index is not None:
+            positions, scores = self._indexed(user, k, excluded, allowed)
+            return self.item_ids.to_numpy(dtype=object)[positions], scores, "model"
         if seen.any():
             scores = np.asarray(self.model.score_items(self.events_of(user), users=[user])[0],
                                 dtype=np.float64)
@@ -553,16 +575,25 @@ class ScoredOnline(LiveHistory):
                 self._popularity = popularity_of(self.history, self.item_ids)
             scores, source = self._popularity.copy(), "popularity"
         scores = np.where(np.isfinite(scores), scores, -np.inf)
-        if options.exclude_seen and seen.any():
-            scores[self.item_ids.get_indexer(sorted(self._items_of[user]))[seen]] = -np.inf
-        if where:
-            if self.attributes is None:
-                raise ConfigError("this recommender has no item attributes to filter on; give "
-                                  "attributes= (the catalog's columns).")
-            scores[~attribute_mask(self.attributes, where)] = -np.inf
-        order = np.lexsort((np.arange(len(scores)), -scores))[:k]
-        order = order[np.isfinite(scores[order])]
+        scores[excluded] = -np.inf
+        if allowed is not None:
+            scores[~allowed] = -np.inf
+        order = top_positions(scores, k)
         return self.item_ids.to_numpy(dtype=object)[order], scores[order], source
+
+    def _indexed(self, user: str, k: int, excluded: np.ndarray, allowed: np.ndarray | None
+                 ) -> tuple[np.ndarray, np.ndarray]:
+        """The user's top ``k`` among the index's candidates, scored exactly (positions, float64)."""
+        assert self.index is not None
+        queries, vectors = self.model.user_item_vectors(self.events_of(user), users=[user])
+        width = candidate_count(k, len(self.item_ids))
+        _, labels = self.index.search(inner_product_queries(queries, self.index.dim), width,
+                                      exclude_idx=[excluded], allowed=allowed)
+        candidates = labels[0][labels[0] >= 0]  # labels are positions: built from item_ids in order
+        scores = np.full(len(self.item_ids), -np.inf)
+        scores[candidates] = np.asarray(vectors[candidates], np.float64) @ np.asarray(queries[0], np.float64)
+        order = top_positions(scores, k, among=candidates)
+        return order, scores[order]
 
     def forget(self, user: str) -> int:
         """Remove every event of ``user``; returns how many were removed."""
@@ -573,6 +604,16 @@ class ScoredOnline(LiveHistory):
     def users(self) -> Sequence[str]:
         """Users with events."""
         return sorted(self._items_of)
+
+
+def top_positions(scores: np.ndarray, k: int, *, among: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the ``k`` highest finite ``scores`` (of ``among``, default all), best first,
+    ties by lower position: a partial selection, then a sort of those alone."""
+    positions = np.flatnonzero(np.isfinite(scores)) if among is None else among[np.isfinite(scores[among])]
+    if len(positions) > k:  # keep every position tied with the k-th score: the sort breaks the ties
+        kth = np.partition(scores[positions], len(positions) - k)[len(positions) - k]
+        positions = positions[scores[positions] >= kth]
+    return positions[np.lexsort((positions, -scores[positions]))][:k]
 
 
 def popularity_of(events: Interactions, item_ids: pd.Index) -> np.ndarray:
