@@ -1,5 +1,8 @@
 """`mmrec train` under torchrun: 2 processes (gloo, CPU) take the steps 1 process takes.
 
+The 2 processes are 2 "nodes" (``--nnodes 2``, one launcher each, c10d rendezvous on localhost),
+the multi-node path of docs/scaling.md.
+
 Both runs use the same global batch; with dropout off the only difference left is the order in
 which floats are summed (gradients averaged over processes, candidate tables gathered), so the loss
 curves and the trained weights must agree to float tolerance — and would not if a process trained
@@ -10,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -37,11 +41,23 @@ def _config(tmp_path: Path, demo, name: str) -> Path:
     return config
 
 
-def _torchrun(config: Path, nproc: int) -> subprocess.CompletedProcess:
+def _torchrun_nodes(config: Path, nnodes: int) -> subprocess.CompletedProcess:
+    """``mmrec train`` as ``nnodes`` torchrun launchers of one process each, meeting through the
+    c10d rendezvous at a localhost endpoint — the multi-node command of docs/scaling.md with every
+    "node" on this machine. The launchers' outputs joined."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc_per_node={nproc}", "-m", "mmrec.cli", "-q", "train", "--config", str(config)]
-    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    command = [sys.executable, "-m", "torch.distributed.run", f"--nnodes={nnodes}", "--nproc_per_node=1",
+               "--rdzv_backend=c10d", f"--rdzv_endpoint=127.0.0.1:{port}", "--rdzv_id=mmrec-test",
+               "-m", "mmrec.cli", "-q", "train", "--config", str(config)]
+    launchers = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+                 for _ in range(nnodes)]
+    outputs = [launcher.communicate(timeout=300) for launcher in launchers]
+    code = max(launcher.returncode for launcher in launchers)
+    return subprocess.CompletedProcess(command, code, "".join(o for o, _ in outputs),
+                                       "".join(e for _, e in outputs))
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +68,7 @@ def runs(demo, tmp_path_factory):
     single = _config(tmp_path, demo, "single")
     assert main(["-q", "train", "--config", str(single)]) == 0
     double = _config(tmp_path, demo, "double")
-    done = _torchrun(double, 2)
+    done = _torchrun_nodes(double, 2)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     return tmp_path, done
 
