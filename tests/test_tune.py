@@ -8,7 +8,7 @@ import pytest
 import mmrec
 from mmrec.errors import ConfigError, SchemaError
 from mmrec.evaluation.registry import load_model
-from mmrec.evaluation.tune import ScoreBlend, _can_launch, _epochs_that_fit, standardise
+from mmrec.evaluation.tune import ScoreBlend, _can_launch, _epochs_that_fit, _Validation, standardise
 from mmrec.testing.worlds import clustered_world
 
 TINY = dict(dim=8, batch_size=16, max_len=20, prior_users=0)
@@ -56,9 +56,26 @@ def test_ease_wins_when_the_tower_cannot_learn(events):
     assert set(found.trials["family"]) == {"ease", "two_tower"}  # blend=False: no blend trials
 
 
-def test_an_exhausted_budget_launches_no_tower_trial(events):
-    found = mmrec.tune(None, events, budget_s=1e-9, space=ONE_TOWER, **TINY)
-    assert set(found.trials["family"]) == {"ease"} and found.name.startswith("EASE")
+def test_an_exhausted_budget_still_trains_the_default_in_full_and_says_so(events):
+    found = mmrec.tune(None, events, budget_s=1e-9, space=ONE_TOWER, blend=False, **TINY)
+    towers = found.trials[found.trials["family"] == "two_tower"]
+    assert list(towers["trial"]) == ["two-tower #0 (defaults)"]  # no draw: the budget is gone
+    assert towers["ended by"].iloc[0] in {"early stopping", "max epochs"}  # never cut by the budget
+    assert "past budget_s" in found.summary() and found.default_recall is not None
+    # what a user gets without tune, fitted on tune's own split: the same epochs and recall
+    split = mmrec.leave_last_out(events, n_test=0, n_valid=1, min_train=2)
+    plain = mmrec.TwoTower(seed=0, **TINY).fit(None, split.train, valid=split.valid, show_progress=False)
+    check = _Validation(split.train, split.valid, 20)
+    assert len(plain.history_.epochs) == int(towers["epochs"].iloc[0])
+    assert check.recall(check.scores(plain), plain.item_ids_) == pytest.approx(found.default_recall)
+
+
+def test_tune_never_returns_less_than_the_default_on_validation(result):
+    chosen = result.best["valid recall@20"]
+    assert result.default_recall is not None and chosen >= result.default_recall
+    summary = result.summary()
+    assert "the default two-tower" in summary and "the best EASE" in summary
+    assert summary in result.to_markdown()
 
 
 def test_the_budget_rule_continues_a_probed_trial_as_far_as_it_fits_then_stops_launching():

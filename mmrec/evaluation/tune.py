@@ -6,18 +6,22 @@ the user's training items masked):
 1. **EASE** at each ``l2`` of :attr:`SearchSpace.ease_l2` (closed form: seconds on small catalogs)
    — the strong simple baseline a learned model must at least match. It always runs (it is the
    floor), unless the catalog is too large for its dense item × item matrix.
-2. **Two-tower configurations**: the defaults first, then seeded random draws from
-   :class:`SearchSpace` (user tower, width, dropout, learning rate, maximum epochs), each with early
-   stopping (``patience`` 2) on the same validation events. Random search rather than successive
-   halving: with a handful of trials per budget, halving's rungs would hold one or two configs,
-   and early stopping already cuts a poor configuration short inside its trial.
-   **Budget rule**: each trial first trains one epoch into a temporary checkpoint (a probe that
+2. **Two-tower configurations**: first **the default configuration** (``TwoTower(**tower_options)``:
+   its own epochs and patience) trained to its own early stop **whatever the budget** — so the
+   "model selection" call never returns something worse on validation than the plain default;
+   when the default alone takes longer than ``budget_s`` the result says so (``TuneResult.notes``)
+   and nothing else is tried. Then seeded random draws from :class:`SearchSpace` (user tower,
+   width, dropout, learning rate, maximum epochs), each with early stopping (``patience`` 2) on
+   the same validation events. Random search rather than successive halving: with a handful of
+   trials per budget, halving's rungs would hold one or two configs, and early stopping already
+   cuts a poor configuration short inside its trial.
+   **Budget rule** (drawn trials): a draw is launched only if the mean fixed and per-epoch cost of
+   the trials so far say it can *finish* — train as many epochs as the default needed to stop
+   (capped by the draw's maximum) — in what is left of ``budget_s``; a draw that cannot is
+   skipped. A launched trial first trains one epoch into a temporary checkpoint (a probe that
    times this configuration on this machine), then resumes from it — exactly, as a checkpointed
-   ``TwoTower.fit`` does — for as many of its maximum epochs as fit in what is left of
-   ``budget_s`` (fewer if the budget runs short: the trial is then truncated). A new trial is
-   launched only if the mean fixed cost and per-epoch cost of the trials so far say its shortest
-   form (``min(SearchSpace.epochs)`` epochs) fits. So no trial, the first included, runs much past
-   the budget: the overrun is at most one probe.
+   ``TwoTower.fit`` does — for as many of its maximum epochs as fit (fewer if the probe says the
+   draw is slower than expected: the trial is then truncated, and says so).
 3. **Score blends** of the best two-tower and the best EASE, ``w · f(two-tower) + (1 − w) · f(EASE)``
    for ``w`` in :attr:`SearchSpace.blend_weights` and ``f`` either the per-user z-score or the
    per-user rank (:attr:`SearchSpace.blend_norms`), computed from the scores already made —
@@ -32,6 +36,7 @@ winner against. ``TuneResult.trials`` lists every trial with its validation reca
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import time
@@ -55,9 +60,12 @@ from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["tune", "SearchSpace", "TuneResult", "ScoreBlend", "standardise"]
 
+logger = logging.getLogger(__name__)
+
 TOWER_KEYS = ("user_tower", "dim", "dropout", "lr", "epochs")  # what a two-tower trial varies
 NORMS = ("z", "rank")
 EPOCH_MARGIN = 1.2  # an epoch's training seconds, plus a share for its validation pass
+DEFAULT_TRIAL = "two-tower #0 (defaults)"
 
 
 @dataclass(frozen=True)
@@ -105,6 +113,28 @@ class TuneResult:
     name: str
     trials: pd.DataFrame = field(repr=False)
     candidates: dict[str, Any] = field(default_factory=dict, repr=False)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def default_recall(self) -> float | None:
+        """Validation recall of the default two-tower configuration (None if it did not run)."""
+        rows = self.trials[self.trials["trial"] == DEFAULT_TRIAL]
+        return float(rows.iloc[0][self._recall_column]) if len(rows) else None
+
+    @property
+    def _recall_column(self) -> str:
+        return next(c for c in self.trials.columns if c.startswith("valid recall@"))
+
+    def summary(self) -> str:
+        """The chosen trial's validation recall beside the default's and the best EASE's."""
+        chosen = float(self.best[self._recall_column])
+        parts = [f"chosen: {self.name} ({self._recall_column} {chosen:.4f})"]
+        if self.default_recall is not None:
+            parts.append(f"the default two-tower: {self.default_recall:.4f}")
+        ease = self.trials[self.trials["family"] == "ease"]
+        if len(ease):
+            parts.append(f"the best EASE: {ease[self._recall_column].max():.4f}")
+        return "; ".join(parts) + "".join(f". {note}" for note in self.notes)
 
     @property
     def best(self) -> dict[str, Any]:
@@ -113,9 +143,9 @@ class TuneResult:
         return {**row, "settings": json.loads(row["settings"])}
 
     def to_markdown(self) -> str:
-        """The trials as a Markdown table (the chosen one in bold)."""
+        """:meth:`summary`, then the trials as a Markdown table (the chosen one in bold)."""
         columns = list(self.trials.columns)
-        lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+        lines = [self.summary(), "", "| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
         for row in self.trials.to_dict("records"):
             cells = ["" if pd.isna(v) else f"{v:.4f}" if isinstance(v, float) else str(v)
                      for v in row.values()]
@@ -341,7 +371,8 @@ def tune(items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
     if len(pd.unique(events.frame["item"])) <= EASE().max_items:
         for l2 in space.ease_l2:
             record(f"EASE l2={l2:g}", "ease", {"l2": l2}, lambda l2=l2: EASE(l2=l2).fit(items, events))
-    _tower_trials(items, events, valid, space, record, deadline, max_trials, seed, tower_options)
+    notes = _tower_trials(items, events, valid, space, record, deadline, max_trials, seed, tower_options,
+                          budget_s)
     if blend and "ease" in best and "two_tower" in best:
         _blend_trials(best, space, check, trials, k)
     frame = pd.DataFrame(trials).astype({"epochs": "Int64"})
@@ -351,7 +382,9 @@ def tune(items: ItemVectors | None, events: Interactions | pd.DataFrame, *,
         candidates["blend"] = ScoreBlend(candidates["two_tower"], candidates["ease"], settings["weight"],
                                          settings["normalise"])
     family = max(best, key=lambda name: best[name][0])
-    return TuneResult(candidates[family], str(_top(frame, family, k)["trial"]), frame, candidates)
+    result = TuneResult(candidates[family], str(_top(frame, family, k)["trial"]), frame, candidates, notes)
+    logger.info("tune: %s", result.summary())
+    return result
 
 
 def _top(frame: pd.DataFrame, family: str, k: int) -> pd.Series:
@@ -362,23 +395,45 @@ def _top(frame: pd.DataFrame, family: str, k: int) -> pd.Series:
 
 def _tower_trials(items: ItemVectors | None, events: Interactions, valid: Interactions,
                   space: SearchSpace, record: Callable[..., Any], deadline: float, max_trials: int,
-                  seed: int, tower_options: dict[str, Any]) -> None:
-    """The two-tower trials, under the budget rule of the module doc."""
+                  seed: int, tower_options: dict[str, Any], budget_s: float) -> list[str]:
+    """The default configuration in full, then drawn trials under the budget rule of the module
+    doc; returns the notes on what the budget allowed."""
     rng = np.random.default_rng(seed)
     costs: list[tuple[float, float]] = []  # per trial: (fixed seconds, seconds per epoch)
+    notes: list[str] = []
+    needed = 1  # epochs the default configuration trained before it stopped
     for trial in range(max_trials):
-        if not _can_launch(costs, min(space.epochs), deadline - time.perf_counter()):
-            return
-        options = {"patience": 2, "seed": seed, **tower_options, **({} if trial == 0 else space.draw(rng))}
+        options = {"seed": seed, **tower_options}
+        if trial > 0:
+            options = {"patience": 2, **options, **space.draw(rng)}
+            expected = min(int(options["epochs"]), needed)
+            if not _can_launch(costs, expected, deadline - time.perf_counter()):
+                continue  # this draw could not finish in what is left; a cheaper one may
         model = TwoTower(**options)
         settings = {key: getattr(model.training if key in ("lr", "epochs") else model.config, key)
                     for key in TOWER_KEYS}
         begun = time.perf_counter()
-        fitted = record(f"two-tower #{trial}" + (" (defaults)" if trial == 0 else ""), "two_tower",
-                        settings, lambda model=model: _fit_in_time(model, items, events, valid, deadline))
+        if trial == 0:  # the default, to its own early stop whatever the budget
+            fitted = record(DEFAULT_TRIAL, "two_tower", settings,
+                            lambda model=model: model.fit(items, events, valid=valid, show_progress=False))
+        else:
+            fitted = record(f"two-tower #{trial}", "two_tower", settings,
+                            lambda model=model: _fit_in_time(model, items, events, valid, deadline))
         epochs = fitted.history_.epochs if fitted.history_ is not None else []
         per_epoch = max((e["seconds"] for e in epochs), default=0.0) * EPOCH_MARGIN
         costs.append((max(time.perf_counter() - begun - per_epoch * len(epochs), 0.0), per_epoch))
+        if trial == 0:
+            needed = max(len(epochs), 1)
+            spent = time.perf_counter() - begun
+            if time.perf_counter() > deadline:
+                notes.append(f"The default two-tower configuration alone took {spent:.0f} s to its early "
+                             f"stop, past budget_s={budget_s:g}: no other configuration was tried")
+                break
+    tried = len(costs)
+    if 0 < tried < max_trials and not notes:
+        notes.append(f"{tried} of max_trials={max_trials} two-tower configurations fitted the budget "
+                     "(draws that could not finish in the time left were skipped)")
+    return notes
 
 
 def _fit_in_time(model: TwoTower, items: ItemVectors | None, events: Interactions, valid: Interactions,
