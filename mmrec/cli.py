@@ -454,7 +454,7 @@ def add_evaluate_parser(sub: Any) -> None:
                    help="re-rank every model's lists for variety at each λ in [0, 1] (e.g. "
                    "0,0.1,0.2,0.3,0.5): one row per λ with accuracy and beyond-accuracy metrics, and an "
                    "accuracy–diversity plot (tradeoff.png)")
-    p.add_argument("--rerank", choices=["mmr", "dpp"], default=None,
+    p.add_argument("--rerank", choices=["mmr", "dpp", "exposure"], default=None,
                    help="re-ranker for --diversify (default: mmr)")
     p.set_defaults(func=cmd_evaluate)
 

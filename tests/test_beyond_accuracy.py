@@ -10,7 +10,7 @@ import pytest
 import mmrec
 from mmrec.errors import ConfigError
 from mmrec.evaluation.metrics import gini_index, intra_list_diversity, miscalibration, tail_share
-from mmrec.ranking.rerank import greedy_dpp, mmr, rerank_candidates
+from mmrec.ranking.rerank import ExposureLedger, by_exposure, greedy_dpp, mmr, rerank_candidates
 
 # items 0 and 1 point the same way, 2 is orthogonal to them, 3 has no features
 FEATURES = np.array([[1.0, 0.0], [2.0, 0.0], [0.0, 1.0], [0.0, 0.0]])
@@ -117,6 +117,60 @@ def test_harness_reports_beyond_accuracy_and_one_row_per_lambda(demo_items, demo
     plain = evaluate_models({"ease": EASE(l2=5.0)}, split, items=demo_items, config=EvalConfig(ks=(5, 10)))
     assert plain.table.loc["ease", "recall@10"] == pytest.approx(table.loc["ease", "recall@10"])
     assert not plain.has_tradeoff and report.has_tradeoff
+
+
+def test_exposure_ledger_counts_lists_and_forgets_past_its_window():
+    ledger = ExposureLedger()
+    np.testing.assert_array_equal(ledger.shares(np.array([1, 2])), [0.0, 0.0])
+    ledger.record(np.array([1, 2, -1]))
+    ledger.record(np.array([2, 3, 3]))  # a repeated label counts once per list
+    np.testing.assert_allclose(ledger.shares(np.array([1, 2, 3, 4])), [0.5, 1.0, 0.5, 0.0])
+    windowed = ExposureLedger(window=2)
+    for shown in ([1], [1], [2], [2]):
+        windowed.record(np.array(shown))
+    np.testing.assert_allclose(windowed.shares(np.array([1, 2])), [0.0, 1.0])  # 1 left the window
+    with pytest.raises(ConfigError, match="window"):
+        ExposureLedger(window=0)
+
+
+def test_exposure_rerank_spreads_the_same_candidates_over_users_and_keeps_order_at_zero():
+    # 40 users with the same 30 candidates: without exposure all get items 0-9
+    candidates = np.tile(np.arange(30), (40, 1))
+    scores = np.tile(np.linspace(1.0, 0.5, 30), (40, 1))
+    plain, _ = rerank_candidates(scores, candidates, None, 10, diversify=0.0, method="exposure")
+    assert set(plain.ravel()) == set(range(10))
+    spread, kept = rerank_candidates(scores, candidates, None, 10, diversify=0.5, method="exposure")
+    assert plain[0].tolist() == spread[0].tolist()  # the first list sees no exposure yet
+    assert len(set(spread.ravel())) >= 20 and (spread >= 0).all()  # 10 without exposure
+    assert all(len(set(row)) == 10 for row in spread)
+    np.testing.assert_allclose(kept, scores[np.arange(40)[:, None], spread])  # original scores kept
+    np.testing.assert_array_equal(by_exposure(scores[0], None, 5, 0.0), np.arange(5))
+
+
+def test_recommend_and_batches_spread_exposure_across_users():
+    index, _ = clustered_index()
+    rng = np.random.default_rng(0)
+    users = [f"u{i}" for i in range(30)]  # each likes cluster 0: the same few items win everywhere
+    history = mmrec.Interactions.from_frame(pd.DataFrame({
+        "user_id": np.repeat(users, 3), "item_id": [f"i0_{j}" for j in rng.integers(0, 5, 90)]}))
+    plain = mmrec.recommend(index, history, k=5)
+    spread = mmrec.recommend(index, history, k=5, diversify=0.6, rerank="exposure")
+    assert spread["item"].nunique() > 1.5 * plain["item"].nunique()
+    assert (spread.groupby("user")["item"].nunique() == 5).all()
+    batched = pd.concat(mmrec.recommend_batches(index, history, k=5, diversify=0.6, rerank="exposure",
+                                                batch_size=7), ignore_index=True)
+    pd.testing.assert_frame_equal(batched, spread)  # one ledger over the call, whatever the batches
+
+
+def test_harness_exposure_rows_raise_coverage(demo_items, demo_events):
+    from mmrec.baselines import EASE
+    from mmrec.evaluation import EvalConfig, evaluate_models
+
+    split = mmrec.leave_last_out(demo_events)
+    config = EvalConfig(ks=(10,), diversify=(0.0, 0.5), rerank="exposure")
+    table = evaluate_models({"ease": EASE(l2=5.0)}, split, config=config).table
+    assert table.loc["ease (diversify=0.5)", "coverage@10"] > table.loc["ease", "coverage@10"]
+    assert table.loc["ease (diversify=0.5)", "gini@10"] < table.loc["ease", "gini@10"]
 
 
 def test_evaluate_command_diversify_writes_the_tradeoff(tmp_path, demo, capsys):

@@ -219,3 +219,15 @@ def test_recommend_diversify_spreads_the_cards_and_keeps_k(client, service, demo
     assert client.get(f"/recommend/{user}?k=8&diversify=0.5&rerank=nope").status_code == 422
     online = service.online.recommend(user, 8, diversify=0.8)
     assert online["item"].tolist() == [c["item"] for c in lists["mmr"]]
+
+
+def test_recommend_rerank_exposure_spreads_the_cards_over_recent_requests(client, demo_events):
+    # the same user asked again and again: each list is recorded, so the next ones move on to items
+    # the recent traffic has not been shown; without exposure every answer is the same
+    user = demo_events.users[1]
+    plain = {tuple(c["item"] for c in client.get(f"/recommend/{user}?k=5").json()["items"])
+             for _ in range(4)}
+    spread = [tuple(c["item"] for c in client.get(f"/recommend/{user}?k=5&diversify=0.7&rerank=exposure")
+                    .json()["items"]) for _ in range(4)]
+    assert len(plain) == 1 and all(len(set(cards)) == 5 for cards in spread)
+    assert len({item for cards in spread for item in cards}) > 5

@@ -40,7 +40,7 @@ from mmrec.evaluation.metrics import (
 )
 from mmrec.evaluation.protocol import RatingPredictor, Recommender
 from mmrec.evaluation.report import EvaluationReport
-from mmrec.ranking.rerank import candidate_count, check_diversify, rerank_candidates
+from mmrec.ranking.rerank import NEEDS_VECTORS, candidate_count, check_diversify, rerank_candidates
 from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["EvalConfig", "evaluate_model", "evaluate_models", "item_universe"]
@@ -305,10 +305,11 @@ def _diversified_rows(model: Any, context: _Context, config: EvalConfig, row: di
     width = candidate_count(k, len(context.universe))
     started = time.perf_counter()
     candidates, scores = _rank_model(model, context, config, width=width)
-    vectors = _diversity_vectors(model, context)
+    vectors = _diversity_vectors(model, context) if config.rerank in NEEDS_VECTORS else None
     rows = []
-    for diversify in config.diversify:
-        picked, _ = rerank_candidates(scores, candidates, vectors[np.maximum(candidates, 0)], k,
+    for diversify in config.diversify:  # exposure: counted over this λ's lists of every test user
+        picked, _ = rerank_candidates(scores, candidates,
+                                      None if vectors is None else vectors[np.maximum(candidates, 0)], k,
                                       diversify=diversify, method=config.rerank)
         entry = {**row, "model": name if diversify == 0 else f"{name} (diversify={diversify:g})",
                  "diversify": diversify, "rerank": config.rerank,

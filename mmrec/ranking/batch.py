@@ -38,6 +38,7 @@ from mmrec.errors import ConfigError
 from mmrec.index import ServingIndex
 from mmrec.ranking.options import RankingOptions, resolve_options
 from mmrec.ranking.popularity import fallback_order
+from mmrec.ranking.rerank import ExposureLedger
 from mmrec.ranking.topk import check_model_options, check_serving_index, recommend_known
 from mmrec.utils.io import atomic_path
 from mmrec.utils.progress import progress
@@ -224,12 +225,15 @@ def recommend_batches(
         pop = grouped.popularity(index.n_labels)
         return pop, fallback_order(index, pop, allowed)
 
+    ledger = ExposureLedger()  # rerank="exposure": exposure counted over every batch of the call
+
     def batches() -> Iterator[pd.DataFrame]:
         starts = range(0, len(wanted), batch_size)
         for start in progress(starts, desc="recommend", total=len(starts)):
             stop = start + batch_size
             yield recommend_known(index, grouped.interactions(rows[start:stop]), users=wanted[start:stop],
-                                  options=options, allowed=allowed, model=model, popular=popular)
+                                  options=options, allowed=allowed, model=model, popular=popular,
+                                  ledger=ledger)
 
     return batches()  # the checks above run at the call, the batches as they are read
 

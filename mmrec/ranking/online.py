@@ -45,12 +45,13 @@ from mmrec.index.item_index import attribute_mask
 from mmrec.ranking.options import RankingOptions, reject_options, resolve_options
 from mmrec.ranking.popularity import PopularityFallback
 from mmrec.ranking.prior import label_log_popularity, search_with_prior
-from mmrec.ranking.rerank import candidate_count
+from mmrec.ranking.rerank import ExposureLedger, candidate_count
 from mmrec.ranking.topk import diversified
 
 __all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
 
 COLUMNS = ["user", "item", "timestamp", "event", "value"]
+EXPOSURE_WINDOW = 1_000  # lists: the recent traffic rerank="exposure" counts in a live recommender
 INDEX_ABOVE_ITEMS = 50_000  # ScoredOnline: past this, vector models serve candidates from an index
 
 
@@ -232,6 +233,8 @@ class OnlineRecommender(LiveHistory):
         self._prior_rows: np.ndarray | None = None  # each index label's row in the model's prior
         self.fallback = PopularityFallback(index, Interactions(self._base), user_attributes=user_attributes,
                                            diversify_by=diversify_by)
+        # every list served, over the newest EXPOSURE_WINDOW: what rerank="exposure" spreads
+        self.exposure = ExposureLedger(window=EXPOSURE_WINDOW)
 
     # ----------------------------------------------------------------------------- state
     def _state(self, user: str) -> UserState:
@@ -410,8 +413,10 @@ class OnlineRecommender(LiveHistory):
                                                   where=options.where, segment=segment)
         if diversify > 0:
             picked, kept = diversified(self.index, scores[None, :], labels[None, :], k,
-                                       diversify=diversify, method=options.rerank)
+                                       diversify=diversify, method=options.rerank, ledger=self.exposure)
             labels, scores = picked[0][picked[0] >= 0], kept[0][picked[0] >= 0]
+        if diversify == 0 or options.rerank != "exposure":  # an exposure re-rank recorded its list
+            self.exposure.record(labels[:k])
         return self.index.ids[labels], scores, source
 
     def _candidates(self, user: str, k: int, *, exclude_seen: bool, where: Mapping[str, Any] | None,

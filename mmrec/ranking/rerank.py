@@ -1,7 +1,8 @@
-"""Diversity re-ranking of a candidate list: maximal marginal relevance and a greedy DPP.
+"""Re-ranking of a candidate list: maximal marginal relevance and a greedy DPP (variety inside a
+list), and exposure (variety across the lists of many users).
 
-Both take, per user, the ``m`` candidates a model ranked (their scores, best first) and the
-candidates' vectors, and pick ``k`` of them trading relevance for variety with one knob
+Each takes, per user, the ``m`` candidates a model ranked (their scores, best first) and the
+candidates' vectors, and picks ``k`` of them trading relevance for variety with one knob
 ``diversify`` = λ in [0, 1]: 0 keeps the model's order, 1 cares only about variety.
 
 - ``"mmr"`` (Carbonell & Goldstein, 1998): each next item maximises
@@ -10,12 +11,20 @@ candidates' vectors, and pick ``k`` of them trading relevance for variety with o
   ``L = diag(q) S diag(q)`` with ``S`` the cosine similarity (clipped at 0) and quality
   ``q = exp(θ · relevance)``, ``θ = (1 - λ) / λ``; each next item adds the most log-determinant.
 
+- ``"exposure"``: each candidate's score is ``(1 - λ) · relevance - λ · exposure``, with exposure
+  the share of the lists already made (in the same call, or in the server's recent window) that
+  showed the item (:class:`ExposureLedger`); the lists are then recorded. Items every user is
+  shown make room for the next-best ones, so exposure spreads over the catalog (coverage, Gini)
+  rather than only inside each list. Users are served in call order: the first lists see no
+  exposure yet.
+
 Relevance is the model's score min-max scaled to [0, 1] within the user's candidates, so λ means
 the same for any model's score scale.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 import numpy as np
@@ -23,13 +32,47 @@ import numpy as np
 from mmrec.errors import ConfigError
 from mmrec.registry import Registry
 
-__all__ = ["RERANKERS", "rerank_candidates", "mmr", "greedy_dpp", "check_diversify", "candidate_count"]
+__all__ = ["RERANKERS", "rerank_candidates", "mmr", "greedy_dpp", "by_exposure", "ExposureLedger",
+           "check_diversify", "candidate_count"]
 
 CANDIDATES_PER_SLOT = 5  # candidates fetched per recommended slot when diversifying (at least 50)
 MIN_CANDIDATES = 50
 
-Reranker = Callable[[np.ndarray, np.ndarray, int, float], np.ndarray]
+Reranker = Callable[..., np.ndarray]  # (scores, vectors, k, diversify, *, exposure) -> positions
 RERANKERS: Registry[Reranker] = Registry("re-ranker")
+NEEDS_VECTORS = {"mmr", "dpp"}  # re-rankers that compare the candidates' vectors
+
+
+class ExposureLedger:
+    """How many of the lists made so far showed each item (keyed by the caller's item labels), over
+    the whole call — or, with ``window``, over the newest ``window`` lists only (a server's recent
+    traffic)."""
+
+    def __init__(self, window: int | None = None) -> None:
+        if window is not None and window < 1:
+            raise ConfigError(f"ExposureLedger: window must be >= 1 list, got {window}.")
+        self.window = window
+        self.counts: dict[int, int] = {}
+        self.lists: deque[np.ndarray] = deque()
+
+    def shares(self, labels: np.ndarray) -> np.ndarray:
+        """Per label, the share (0-1) of the recorded lists that showed it."""
+        if not self.lists:
+            return np.zeros(len(labels), dtype=np.float64)
+        counts = np.fromiter((self.counts.get(int(label), 0) for label in labels), np.float64, len(labels))
+        return counts / len(self.lists)
+
+    def record(self, labels: np.ndarray) -> None:
+        """One more list, showing ``labels`` (``-1`` pads are ignored)."""
+        shown = np.unique(labels[labels >= 0])
+        self.lists.append(shown)
+        for label in shown.tolist():
+            self.counts[label] = self.counts.get(label, 0) + 1
+        if self.window is not None and len(self.lists) > self.window:
+            for label in self.lists.popleft().tolist():
+                self.counts[label] -= 1
+                if not self.counts[label]:
+                    del self.counts[label]
 
 
 def check_diversify(diversify: object, rerank: str) -> float:
@@ -62,7 +105,7 @@ def _unit(vectors: np.ndarray) -> np.ndarray:
 
 
 @RERANKERS.register("mmr")
-def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float) -> np.ndarray:
+def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float, **_: object) -> np.ndarray:
     """Positions (into the candidates) of ``k`` picks by maximal marginal relevance."""
     relevance = _relevance(np.asarray(scores, dtype=np.float64))
     unit = _unit(vectors)
@@ -79,7 +122,7 @@ def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float) -> np
 
 
 @RERANKERS.register("dpp")
-def greedy_dpp(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float) -> np.ndarray:
+def greedy_dpp(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float, **_: object) -> np.ndarray:
     """Positions of ``k`` picks by greedy MAP inference of a DPP (Chen et al., 2018, Algorithm 1):
     incremental Cholesky, O(m·k) work per pick."""
     relevance = _relevance(np.asarray(scores, dtype=np.float64))
@@ -111,22 +154,45 @@ def greedy_dpp(scores: np.ndarray, vectors: np.ndarray, k: int, diversify: float
     return np.asarray(picks, dtype=np.int64)
 
 
-def rerank_candidates(scores: np.ndarray, candidates: np.ndarray, vectors: np.ndarray, k: int, *,
-           diversify: float, method: str = "mmr") -> tuple[np.ndarray, np.ndarray]:
+@RERANKERS.register("exposure")
+def by_exposure(scores: np.ndarray, vectors: np.ndarray | None, k: int, diversify: float, *,
+                exposure: np.ndarray | None = None) -> np.ndarray:
+    """Positions of the ``k`` best candidates by ``(1 - λ) · relevance - λ · exposure`` (ties: the
+    better-ranked candidate); ``exposure`` is each candidate's share of the lists made so far."""
+    relevance = _relevance(np.asarray(scores, dtype=np.float64))
+    shares = np.zeros(len(relevance)) if exposure is None else np.asarray(exposure, dtype=np.float64)
+    gain = np.where(np.isfinite(relevance), (1 - diversify) * relevance - diversify * shares, -np.inf)
+    order = np.lexsort((np.arange(len(gain)), -gain))
+    return order[np.isfinite(gain[order])][:k].astype(np.int64)
+
+
+def rerank_candidates(scores: np.ndarray, candidates: np.ndarray, vectors: np.ndarray | None, k: int, *,
+                      diversify: float, method: str = "mmr", ledger: ExposureLedger | None = None
+                      ) -> tuple[np.ndarray, np.ndarray]:
     """Re-rank each row's candidates to ``k``.
 
     ``scores`` and ``candidates`` are ``(n, m)`` (best first; ``-1`` candidates are padding),
-    ``vectors`` ``(n, m, d)`` (the candidates' vectors). Returns the picked candidates and their
-    original scores, ``(n, k)``, padded with ``-1`` / ``-inf``.
+    ``vectors`` ``(n, m, d)`` (the candidates' vectors; not read by ``"exposure"``). With
+    ``"exposure"`` the rows are lists made in order and recorded in ``ledger`` (default: a new
+    one, so exposure counts within this call). Returns the picked candidates and their original
+    scores, ``(n, k)``, padded with ``-1`` / ``-inf``.
     """
     pick = RERANKERS.get(method)
+    if method == "exposure" and ledger is None:
+        ledger = ExposureLedger()
     out = np.full((len(candidates), k), -1, dtype=np.int64)
     kept = np.full((len(candidates), k), -np.inf, dtype=np.float64)
     for row in range(len(candidates)):
         valid = candidates[row] >= 0
         row_scores = np.where(valid, scores[row], -np.inf).astype(np.float64)
-        order = pick(row_scores, vectors[row], k, diversify) if diversify > 0 else (
-            np.flatnonzero(valid)[:k])
+        if diversify > 0:
+            exposure = ledger.shares(candidates[row]) if method == "exposure" and ledger else None
+            order = pick(row_scores, None if vectors is None else vectors[row], k, diversify,
+                         exposure=exposure)
+        else:
+            order = np.flatnonzero(valid)[:k]
         out[row, : len(order)] = candidates[row, order]
         kept[row, : len(order)] = scores[row, order]
+        if method == "exposure" and ledger is not None:
+            ledger.record(out[row])
     return out, kept

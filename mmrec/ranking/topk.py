@@ -17,7 +17,7 @@ from mmrec.index.sharded import ShardedIndex
 from mmrec.ranking.options import RankingOptions, check_half_life, reject_options, resolve_options
 from mmrec.ranking.popularity import popular_order
 from mmrec.ranking.prior import label_log_popularity, search_with_prior
-from mmrec.ranking.rerank import candidate_count, rerank_candidates
+from mmrec.ranking.rerank import NEEDS_VECTORS, ExposureLedger, candidate_count, rerank_candidates
 from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = ["recommend", "recommend_known", "check_serving_index", "user_vectors", "check_model_fits",
@@ -179,11 +179,12 @@ def recommend_known(
     allowed: np.ndarray | None,
     model: Any,
     popular: Callable[[], tuple[np.ndarray, np.ndarray]],
+    ledger: ExposureLedger | None = None,
 ) -> pd.DataFrame:
     """:func:`recommend` after its checks: ``known`` holds only events on indexed items (at least
     those of ``users``), ``allowed`` is the mask of ``options.where``, and ``popular()`` gives the
     fallback's popularity per label and order (:func:`popular_order`), asked for only when a user
-    is cold."""
+    is cold. ``ledger``: the exposure of ``rerank="exposure"`` carried across calls (batches)."""
     k, diversify = options.k, options.diversify
     if model is not None:
         profile = model.encode_users(known, users=users)
@@ -213,7 +214,7 @@ def recommend_known(
             item_idx[row, : len(picks)] = picks
     if diversify > 0:
         item_idx, scores = diversified(index, scores, item_idx, k, diversify=diversify,
-                                       method=options.rerank)
+                                       method=options.rerank, ledger=ledger)
     rows, ranks = np.nonzero(item_idx >= 0)  # row-major: users in order, ranks ascending
     short = int((item_idx < 0).any(axis=1).sum())
     if short:
@@ -229,11 +230,14 @@ def recommend_known(
 
 
 def diversified(index: ServingIndex, scores: np.ndarray, labels: np.ndarray, k: int, *,
-                diversify: float, method: str) -> tuple[np.ndarray, np.ndarray]:
+                diversify: float, method: str, ledger: ExposureLedger | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """Each row's candidate ``labels`` (with their ``scores``) re-ranked to ``k`` for variety, by
-    the candidates' vectors in the index."""
+    the candidates' vectors in the index (or, for ``"exposure"``, by ``ledger``)."""
     from scipy.sparse import csr_matrix
 
+    if method not in NEEDS_VECTORS:
+        return rerank_candidates(scores, labels, None, k, diversify=diversify, method=method, ledger=ledger)
     valid = labels >= 0
     picked = labels[valid]
     one_hot = csr_matrix((np.ones(len(picked), np.float32), (np.arange(len(picked)), picked)),

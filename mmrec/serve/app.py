@@ -129,7 +129,7 @@ def create_app(service: Service, access: AccessPolicy | None = None) -> FastAPI:
                   exclude_seen: bool = True, explain: bool = False,
                   filter: Annotated[list[str], Query(max_length=16)] = [],  # noqa: B006
                   diversify: Annotated[float, Query(ge=0.0, le=1.0)] = 0.0,
-                  rerank: Annotated[str, Query(pattern="^(mmr|dpp)$")] = "mmr") -> dict[str, Any]:
+                  rerank: Annotated[str, Query(pattern="^(mmr|dpp|exposure)$")] = "mmr") -> dict[str, Any]:
         options = RankingOptions(k=k, exclude_seen=exclude_seen, where=_parse_filters(filter),
                                  diversify=diversify, rerank=rerank)
         return service.recommend(user, explain=explain, options=options)
