@@ -110,6 +110,11 @@ def test_clicking_a_card_updates_the_recommendations(server, browser, tmp_path):
     before = [card.get_attribute("data-item") for card in cards]
     assert browser.find_elements(By.CSS_SELECTOR, "#recs .card img")  # pictures are shown
     assert browser.find_elements(By.CSS_SELECTOR, "#recs .card .why .bars span")  # explanations
+    # the bar shows the content modalities (the id embedding's share is said beside it)
+    bar_classes = {span.get_attribute("class")
+                   for span in browser.find_elements(By.CSS_SELECTOR, "#recs .card .why .bars span")}
+    assert bar_classes and bar_classes <= {"m-text", "m-image", "m-audio"}
+    assert "id embedding" in browser.find_element(By.CSS_SELECTOR, "#recs .card .why").text
     assert browser.find_elements(By.CSS_SELECTOR, "#history .card")
     loaded = browser.find_element(By.TAG_NAME, "body").get_attribute("data-loaded")
     cards[0].click()
@@ -125,6 +130,18 @@ def test_clicking_a_card_updates_the_recommendations(server, browser, tmp_path):
     shot = Path(os.environ.get("MMREC_SCREENSHOT_DIR", tmp_path)) / "serve-page.png"
     shot.parent.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(shot)) and shot.stat().st_size > 10_000
+
+
+def test_the_user_parameter_opens_that_user(server, browser):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    url, service = server
+    user = sorted(service.online.users())[-1]
+    browser.get(f"{url}/?user={user}")
+    WebDriverWait(browser, 30).until(
+        lambda d: f"for {user} (" in d.find_element(By.ID, "status").text)
+    assert browser.find_element(By.ID, "user").get_attribute("value") == user
 
 
 def test_with_a_token_the_page_asks_once_and_shows_media(token_server, browser):
