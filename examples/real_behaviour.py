@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
+from common import parser
 
 import mmrec
 from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, LightGCN, Popularity, SegmentPopularity
@@ -29,6 +30,19 @@ from mmrec.evaluation import EvalConfig, evaluate_models
 from mmrec.evaluation.registry import WithoutContent
 
 COLUMNS = ["recall@10", "ndcg@10", "recall@20", "ndcg@20", "coverage@20", "fit_s"]
+
+
+def run_parts(description: str, simulated: Callable[[argparse.Namespace], None],
+              real: Callable[[argparse.Namespace], None]) -> None:
+    """An example's ``main``: its options (with the real-behaviour ones), ``--quick`` shrinking the
+    simulated users and the epochs, then the parts ``--part`` asks for."""
+    args = add_options(parser(description)).parse_args()
+    if args.quick:
+        args.users, args.epochs = min(args.users, 150), min(args.epochs, 2)
+    if args.part in ("simulated", "both"):
+        simulated(args)
+    if args.part in ("real", "both"):
+        real(args)
 
 
 def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:

@@ -32,10 +32,9 @@ from common import (  # noqa: E402
     fetch_debian,
     fetch_wheel_files,
     frame_catalog,
-    parser,
     require,
 )
-from real_behaviour import add_options, real_behaviour  # noqa: E402
+from real_behaviour import real_behaviour, run_parts  # noqa: E402
 
 from mmrec.datasets import load_dataset  # noqa: E402
 from mmrec.datasets.book_crossing import BOOK_CROSSING  # noqa: E402
@@ -96,13 +95,7 @@ def real(args) -> None:
 
 
 def main() -> None:
-    args = add_options(parser(__doc__.split("\n")[0])).parse_args()
-    if args.quick:
-        args.users, args.epochs = min(args.users, 150), min(args.epochs, 2)
-    if args.part in ("simulated", "both"):
-        simulated(args)
-    if args.part in ("real", "both"):
-        real(args)
+    run_parts(__doc__.split("\n")[0], simulated, real)
 
 
 if __name__ == "__main__":

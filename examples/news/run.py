@@ -29,8 +29,8 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from common import compare_and_recommend, fetch_wheel_files, frame_catalog, parser, require  # noqa: E402
-from real_behaviour import add_options, real_behaviour  # noqa: E402
+from common import compare_and_recommend, fetch_wheel_files, frame_catalog, require  # noqa: E402
+from real_behaviour import real_behaviour, run_parts  # noqa: E402
 
 from mmrec.datasets import load_dataset  # noqa: E402
 from mmrec.datasets.ibm_articles import IBM_ARTICLES  # noqa: E402
@@ -94,13 +94,7 @@ def real(args) -> None:
 
 
 def main() -> None:
-    args = add_options(parser(__doc__.split("\n")[0])).parse_args()
-    if args.quick:
-        args.users, args.epochs = min(args.users, 150), min(args.epochs, 2)
-    if args.part in ("simulated", "both"):
-        simulated(args)
-    if args.part in ("real", "both"):
-        real(args)
+    run_parts(__doc__.split("\n")[0], simulated, real)
 
 
 if __name__ == "__main__":

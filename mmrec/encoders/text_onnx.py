@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from mmrec.encoders.base import ENCODERS
-from mmrec.encoders.text_transformer import POOLINGS, SentenceEncoder
+from mmrec.encoders.text_transformer import SentenceEncoder, check_sentence_settings
 from mmrec.encoders.weights import resolve_weights
 from mmrec.errors import ConfigError, MissingDependencyError
 
@@ -45,11 +45,7 @@ class OnnxTextConfig:
     field_weights: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {POOLINGS} (or null: the folder's), "
-                              f"got {self.pooling!r}.")
-        if (self.max_length is not None and self.max_length < 2) or self.batch_size < 1:
-            raise ConfigError("max_length must be >= 2 and batch_size >= 1.")
+        check_sentence_settings(self)
         if self.threads is not None and self.threads < 1:
             raise ConfigError(f"threads must be >= 1, got {self.threads}.")
 

@@ -61,11 +61,17 @@ class TransformerTextConfig:
     field_weights: Mapping[str, float] | None = None
 
     def __post_init__(self) -> None:
-        if self.pooling is not None and self.pooling not in POOLINGS:
-            raise ConfigError(f"pooling must be one of {POOLINGS} (or null: the folder's), "
-                              f"got {self.pooling!r}.")
-        if (self.max_length is not None and self.max_length < 2) or self.batch_size < 1:
-            raise ConfigError("max_length must be >= 2 and batch_size >= 1.")
+        check_sentence_settings(self)
+
+
+def check_sentence_settings(config: Any) -> None:
+    """A :class:`ConfigError` for a sentence encoder config's unknown ``pooling``, ``max_length``
+    below 2 or ``batch_size`` below 1."""
+    if config.pooling is not None and config.pooling not in POOLINGS:
+        raise ConfigError(f"pooling must be one of {POOLINGS} (or null: the folder's), "
+                          f"got {config.pooling!r}.")
+    if (config.max_length is not None and config.max_length < 2) or config.batch_size < 1:
+        raise ConfigError("max_length must be >= 2 and batch_size >= 1.")
 
 
 @dataclass(frozen=True)
