@@ -253,9 +253,11 @@ def test_save_load_encode_identical_and_artifact_is_pickle_free(demo_items, spli
         mmrec.TwoTower.load(tmp_path / "run")
 
 
-def test_training_is_deterministic_and_resumes_to_the_same_weights(demo_items, split, tmp_path):
+@pytest.mark.parametrize("sparse_ids", [False, True])  # True: lazy Adam on the per-item tables
+def test_training_is_deterministic_and_resumes_to_the_same_weights(demo_items, split, tmp_path, sparse_ids):
     def run(epochs, folder=None):
-        model = mmrec.TwoTower(user_tower="dnn", epochs=epochs, patience=10, seed=3, **TINY)
+        model = mmrec.TwoTower(user_tower="dnn", epochs=epochs, patience=10, seed=3, sparse_ids=sparse_ids,
+                               **TINY)
         return model.fit(demo_items, split.train, valid=split.valid, checkpoint_dir=folder,
                          show_progress=False)
 
@@ -266,6 +268,50 @@ def test_training_is_deterministic_and_resumes_to_the_same_weights(demo_items, s
     resumed = run(3, tmp_path / "ckpt")
     assert [e["epoch"] for e in resumed.history_.epochs] == [1, 2, 3]
     assert np.allclose(resumed.encode_items().fused, straight.encode_items().fused, atol=1e-6)
+
+
+def test_sparse_item_tables_take_adams_step_on_the_rows_a_step_touches_only():
+    from torch import nn
+
+    from mmrec.models.optimizers import TrainOptimizer
+
+    torch.manual_seed(0)
+
+    class Net(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.id_embedding, self.rating_bias = nn.Embedding(50, 4), nn.Embedding(50, 1)
+            self.head = nn.Linear(4, 1)
+
+    def steps(sparse, batches):
+        torch.manual_seed(0)
+        net = Net()
+        optimizer = TrainOptimizer(net, lr=0.1, weight_decay=0.0, sparse=sparse)
+        for rows in batches:
+            optimizer.zero_grad()
+            rows = torch.tensor(rows)
+            (net.head(net.id_embedding(rows)).sum() + net.rating_bias(rows).sum()).backward()
+            optimizer.step()
+        optimizer.close()
+        assert not net.id_embedding.sparse  # back to dense gradients after training
+        return net, optimizer
+
+    dense, _ = steps(False, [[1, 2, 3]])
+    lazy, optimizer = steps(True, [[1, 2, 3]])
+    for name, value in dense.state_dict().items():  # Adam's first step: the same update
+        torch.testing.assert_close(lazy.state_dict()[name], value)
+    dense, _ = steps(False, [[1, 2], [3]])
+    lazy, optimizer = steps(True, [[1, 2], [3]])
+    # dense Adam keeps moving rows 1, 2 on their momentum; lazy Adam leaves rows a step missed
+    assert not torch.equal(dense.id_embedding.weight[1], lazy.id_embedding.weight[1])
+    first, _ = steps(True, [[1, 2]])
+    torch.testing.assert_close(lazy.id_embedding.weight[1], first.id_embedding.weight[1])
+    state = optimizer.state_dict()  # one optimizer's layout: the tables numbered after the rest
+    assert len(state["param_groups"]) == 2 and sorted(state["state"]) == [0, 1, 2, 3]
+    fresh = TrainOptimizer(Net(), lr=0.1, weight_decay=0.0, sparse=True)
+    fresh.load_state_dict(state)
+    restored, saved = fresh.sparse.state_dict()["state"][0], optimizer.sparse.state_dict()["state"][0]
+    assert torch.equal(restored["exp_avg"], saved["exp_avg"])
 
 
 def test_new_items_are_encoded_from_content_and_id_only_models_refuse_them(demo_items, split):

@@ -84,6 +84,8 @@ class TrainConfig:
                                         # from pools of this many batches (0: full-width, uniform)
     pack: bool = True                   # short windows share a row (block-diagonal causal attention),
                                         # rows as wide as the batch's longest window (towers that can)
+    sparse_ids: bool | None = None      # lazy Adam on the per-item tables (id embedding, rating bias);
+                                        # None: past 50,000 items, no weight decay, one process
 
     def __post_init__(self) -> None:
         check_field_types(self)

@@ -37,6 +37,7 @@ from mmrec.models.distributed import Collective, ProcessGroup, SingleProcess, sh
 from mmrec.models.histories import Histories, SequenceBatch
 from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
 from mmrec.models.network import TwoTowerNet
+from mmrec.models.optimizers import SPARSE_ID_ITEMS, TrainOptimizer, clip_grad_norm
 from mmrec.models.user_features import UserCodes
 from mmrec.utils.config import config_to_dict
 from mmrec.utils.progress import progress
@@ -364,7 +365,7 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if config.grad_clip:
-                torch.nn.utils.clip_grad_norm_(net.parameters(), config.grad_clip)
+                clip_grad_norm(list(net.parameters()), config.grad_clip)
             optimizer.step()
             # this process's share of the global mean loss, weighted by the global targets
             total_loss += float(loss.detach()) * n_targets / group.world_size
@@ -418,12 +419,35 @@ def train(
     """
     group = group or SingleProcess()
     spans = histories.windows(net.config.max_len)
-    # fused: one kernel over every parameter. The foreach/for-loop AdamW walks the whole id
-    # embedding each step (~10 passes over n_items x dim floats): 13.6x faster updates at 100k and
-    # 1M items in a micro-benchmark (2 threads, cores shared); the same update rule. The M epoch
-    # of benchmarks/scale.py went from 5,452 to 5,764 targets/s
-    optimizer = torch.optim.AdamW(net.parameters(), lr=config.lr, weight_decay=config.weight_decay,
-                                  fused=True)
+    # fused AdamW: one kernel over every parameter (the foreach/for-loop AdamW walks the whole id
+    # embedding ~10 times a step: 13.6x slower updates at 100k and 1M items); past SPARSE_ID_ITEMS
+    # the per-item tables are updated lazily, the rows a step touches only (models/optimizers.py)
+    optimizer = TrainOptimizer(net, lr=config.lr, weight_decay=config.weight_decay,
+                               sparse=_sparse_tables(config, net, group))
+    try:
+        return _train_loop(net, optimizer, histories, spans, config=config, validate=validate,
+                           popularity=popularity, device=device, checkpoint_dir=checkpoint_dir,
+                           show_progress=show_progress, group=group, user_codes=user_codes,
+                           keep_ids=keep_ids, epoch_scale=epoch_scale)
+    finally:
+        optimizer.close()
+
+
+def _sparse_tables(config: TrainConfig, net: TwoTowerNet, group: Collective) -> bool:
+    """Whether the per-item tables train with sparse gradients (``TrainConfig.sparse_ids``; auto:
+    past SPARSE_ID_ITEMS items, without weight decay, in one process)."""
+    if config.sparse_ids is not None:
+        return bool(config.sparse_ids)
+    n_items = net.id_embedding.num_embeddings if net.id_embedding is not None else 0
+    return n_items > SPARSE_ID_ITEMS and config.weight_decay == 0 and group.world_size == 1
+
+
+def _train_loop(net: TwoTowerNet, optimizer: TrainOptimizer, histories: Histories, spans: np.ndarray, *,
+                config: TrainConfig, validate: Callable[[], float] | None, popularity: np.ndarray,
+                device: torch.device, checkpoint_dir: str | Path | None, show_progress: bool | None,
+                group: Collective, user_codes: UserCodes | None, keep_ids: np.ndarray | None,
+                epoch_scale: float) -> TrainingHistory:
+    """The epochs of :func:`train` with its optimizer."""
     state = _resume(net, optimizer, config, checkpoint_dir)
     record = state.record
 
