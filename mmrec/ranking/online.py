@@ -511,6 +511,7 @@ class ScoredOnline(LiveHistory):
         if max_events_per_user < 1:
             raise ConfigError(f"max_events_per_user must be >= 1, got {max_events_per_user}.")
         self.model, self.item_ids = model, pd.Index(model.item_ids_)
+        self._item_array = self.item_ids.to_numpy(dtype=object)  # ids by position, made once
         self.attributes = (attributes.reindex(self.item_ids) if attributes is not None else None)
         super().__init__(history, max_events_per_user)
         self._popularity: np.ndarray | None = None  # recounted after a change, when asked for
@@ -521,8 +522,9 @@ class ScoredOnline(LiveHistory):
                                      target_recall=0.95)
 
     def contains(self, item_ids: Sequence[str]) -> np.ndarray:
-        """Per id, whether the model knows the item (bool array)."""
-        return np.asarray(pd.Index(list(map(str, item_ids)), dtype=object).isin(self.item_ids))
+        """Per id, whether the model knows the item (bool array): looked up in the item index's own
+        hash table, built once (``isin`` against it hashed the whole catalog on every call)."""
+        return self.item_ids.get_indexer(pd.Index(list(map(str, item_ids)), dtype=object)) >= 0
 
     def observe(self, user: str, item: str, event: str = "click", value: float = 1.0,
                 timestamp: float | None = None) -> None:
@@ -570,7 +572,7 @@ class ScoredOnline(LiveHistory):
         allowed = attribute_mask(self.attributes, where) if where else None
         if seen.any() and self.index is not None:
             positions, scores = self._indexed(user, k, excluded, allowed)
-            return self.item_ids.to_numpy(dtype=object)[positions], scores, "model"
+            return self._item_array[positions], scores, "model"
         if seen.any():
             scores = np.asarray(self.model.score_items(self.events_of(user), users=[user])[0],
                                 dtype=np.float64)
@@ -584,7 +586,7 @@ class ScoredOnline(LiveHistory):
         if allowed is not None:
             scores[~allowed] = -np.inf
         order = top_positions(scores, k)
-        return self.item_ids.to_numpy(dtype=object)[order], scores[order], source
+        return self._item_array[order], scores[order], source
 
     def _indexed(self, user: str, k: int, excluded: np.ndarray, allowed: np.ndarray | None
                  ) -> tuple[np.ndarray, np.ndarray]:
