@@ -12,8 +12,9 @@ candidates' vectors, and picks ``k`` of them trading relevance for variety with 
   ``q = exp(θ · relevance)``, ``θ = (1 - λ) / λ``; each next item adds the most log-determinant.
 
 - ``"exposure"``: each candidate's score is ``(1 - λ) · relevance - λ · exposure``, with exposure
-  the share of the lists already made (in the same call, or in the server's recent window) that
-  showed the item (:class:`ExposureLedger`); the lists are then recorded. Items every user is
+  the number of lists already made (in the same call, or in the server's recent window) that
+  showed the item, relative to the most shown item's (:class:`ExposureLedger`); the lists are then
+  recorded. Items every user is
   shown make room for the next-best ones, so exposure spreads over the catalog (coverage, Gini)
   rather than only inside each list. Users are served in call order: the first lists see no
   exposure yet.
@@ -56,11 +57,13 @@ class ExposureLedger:
         self.lists: deque[np.ndarray] = deque()
 
     def shares(self, labels: np.ndarray) -> np.ndarray:
-        """Per label, the share (0-1) of the recorded lists that showed it."""
-        if not self.lists:
+        """Per label, its exposure (0-1): the recorded lists that showed it, relative to the most
+        shown item's (on MovieLens-1M this spreads exposure at less recall than the share of all
+        lists: coverage@20 +11.6 % at -1.6 % recall vs +6.3 % at +1.3 %, docs/evaluation.md)."""
+        if not self.counts:
             return np.zeros(len(labels), dtype=np.float64)
         counts = np.fromiter((self.counts.get(int(label), 0) for label in labels), np.float64, len(labels))
-        return counts / len(self.lists)
+        return counts / max(self.counts.values())
 
     def record(self, labels: np.ndarray) -> None:
         """One more list, showing ``labels`` (``-1`` pads are ignored)."""
