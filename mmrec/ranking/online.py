@@ -563,9 +563,9 @@ class ScoredOnline(LiveHistory):
                               "not per segment; drop segment= (OnlineRecommender has segments).")
         k, where = options.k, options.where
         user = str(user)
-        seen = self.contains(sorted(self._items_of.get(user, ())))
-        excluded = (self.item_ids.get_indexer(sorted(self._items_of[user]))[seen]
-                    if options.exclude_seen and seen.any() else np.empty(0, dtype=np.int64))
+        touched = self.item_ids.get_indexer(sorted(self._items_of.get(user, ())))  # -1: not the model's
+        seen = touched >= 0
+        excluded = touched[seen] if options.exclude_seen else np.empty(0, dtype=np.int64)
         if where and self.attributes is None:
             raise ConfigError("this recommender has no item attributes to filter on; give "
                               "attributes= (the catalog's columns).")
@@ -597,10 +597,9 @@ class ScoredOnline(LiveHistory):
         _, labels = self.index.search(inner_product_queries(queries, self.index.dim), width,
                                       exclude_idx=[excluded], allowed=allowed)
         candidates = labels[0][labels[0] >= 0]  # labels are positions: built from item_ids in order
-        scores = np.full(len(self.item_ids), -np.inf)
-        scores[candidates] = np.asarray(vectors[candidates], np.float64) @ np.asarray(queries[0], np.float64)
-        order = top_positions(scores, k, among=candidates)
-        return order, scores[order]
+        scores = np.asarray(vectors[candidates], np.float64) @ np.asarray(queries[0], np.float64)
+        order = np.lexsort((candidates, -scores))[:k]  # best first, ties by lower position
+        return candidates[order], scores[order]
 
     def forget(self, user: str) -> int:
         """Remove every event of ``user``; returns how many were removed."""
@@ -613,10 +612,10 @@ class ScoredOnline(LiveHistory):
         return sorted(self._items_of)
 
 
-def top_positions(scores: np.ndarray, k: int, *, among: np.ndarray | None = None) -> np.ndarray:
-    """Positions of the ``k`` highest finite ``scores`` (of ``among``, default all), best first,
-    ties by lower position: a partial selection, then a sort of those alone."""
-    positions = np.flatnonzero(np.isfinite(scores)) if among is None else among[np.isfinite(scores[among])]
+def top_positions(scores: np.ndarray, k: int) -> np.ndarray:
+    """Positions of the ``k`` highest finite ``scores``, best first, ties by lower position: a
+    partial selection, then a sort of those alone."""
+    positions = np.flatnonzero(np.isfinite(scores))
     if len(positions) > k:  # keep every position tied with the k-th score: the sort breaks the ties
         kth = np.partition(scores[positions], len(positions) - k)[len(positions) - k]
         positions = positions[scores[positions] >= kth]
