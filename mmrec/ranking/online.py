@@ -45,7 +45,7 @@ from mmrec.index.item_index import attribute_mask
 from mmrec.ranking.options import RankingOptions, reject_options, resolve_options
 from mmrec.ranking.popularity import PopularityFallback
 from mmrec.ranking.prior import label_log_popularity, search_with_prior
-from mmrec.ranking.rerank import ExposureLedger, candidate_count
+from mmrec.ranking.rerank import READS_EXPOSURE, ExposureLedger, candidate_count
 from mmrec.ranking.topk import diversified
 
 __all__ = ["OnlineRecommender", "ScoredOnline", "UserState", "LiveHistory"]
@@ -415,7 +415,7 @@ class OnlineRecommender(LiveHistory):
             picked, kept = diversified(self.index, scores[None, :], labels[None, :], k,
                                        diversify=diversify, method=options.rerank, ledger=self.exposure)
             labels, scores = picked[0][picked[0] >= 0], kept[0][picked[0] >= 0]
-        if diversify == 0 or options.rerank != "exposure":  # an exposure re-rank recorded its list
+        if diversify == 0 or options.rerank not in READS_EXPOSURE:  # an exposure re-rank recorded it
             self.exposure.record(labels[:k])
         return self.index.ids[labels], scores, source
 

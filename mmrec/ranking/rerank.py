@@ -14,10 +14,9 @@ candidates' vectors, and picks ``k`` of them trading relevance for variety with 
 - ``"exposure"``: each candidate's score is ``(1 - λ) · relevance - λ · exposure``, with exposure
   the number of lists already made (in the same call, or in the server's recent window) that
   showed the item, relative to the most shown item's (:class:`ExposureLedger`); the lists are then
-  recorded. Items every user is
-  shown make room for the next-best ones, so exposure spreads over the catalog (coverage, Gini)
-  rather than only inside each list. Users are served in call order: the first lists see no
-  exposure yet.
+  recorded. Items every user is shown make room for the next-best ones, so exposure spreads over
+  the catalog (coverage, Gini) rather than only inside each list. Users are served in call order:
+  the first lists see no exposure yet.
 
 Relevance is the model's score min-max scaled to [0, 1] within the user's candidates, so λ means
 the same for any model's score scale.
@@ -42,6 +41,7 @@ MIN_CANDIDATES = 50
 Reranker = Callable[..., np.ndarray]  # (scores, vectors, k, diversify, *, exposure) -> positions
 RERANKERS: Registry[Reranker] = Registry("re-ranker")
 NEEDS_VECTORS = {"mmr", "dpp"}  # re-rankers that compare the candidates' vectors
+READS_EXPOSURE = {"exposure"}  # re-rankers that read (and record lists in) an ExposureLedger
 
 
 class ExposureLedger:
@@ -54,25 +54,34 @@ class ExposureLedger:
             raise ConfigError(f"ExposureLedger: window must be >= 1 list, got {window}.")
         self.window = window
         self.counts: dict[int, int] = {}
-        self.lists: deque[np.ndarray] = deque()
+        self.lists: deque[np.ndarray] = deque()  # the window's lists, oldest first (none kept without one)
+        self._most: int | None = 0  # the largest count; None: to recount (its item left the window)
 
     def shares(self, labels: np.ndarray) -> np.ndarray:
         """Per label, its exposure (0-1): the recorded lists that showed it, relative to the most
         shown item's (on MovieLens-1M this spreads exposure at less recall than the share of all
         lists: coverage@20 +11.6 % at -1.6 % recall vs +6.3 % at +1.3 %, docs/evaluation.md)."""
-        if not self.counts:
+        if self._most is None:
+            self._most = max(self.counts.values(), default=0)
+        if not self._most:
             return np.zeros(len(labels), dtype=np.float64)
         counts = np.fromiter((self.counts.get(int(label), 0) for label in labels), np.float64, len(labels))
-        return counts / max(self.counts.values())
+        return counts / self._most
 
     def record(self, labels: np.ndarray) -> None:
         """One more list, showing ``labels`` (``-1`` pads are ignored)."""
         shown = np.unique(labels[labels >= 0])
-        self.lists.append(shown)
         for label in shown.tolist():
-            self.counts[label] = self.counts.get(label, 0) + 1
-        if self.window is not None and len(self.lists) > self.window:
+            self.counts[label] = count = self.counts.get(label, 0) + 1
+            if self._most is not None:
+                self._most = max(self._most, count)
+        if self.window is None:
+            return
+        self.lists.append(shown)
+        if len(self.lists) > self.window:
             for label in self.lists.popleft().tolist():
+                if self.counts[label] == self._most:
+                    self._most = None
                 self.counts[label] -= 1
                 if not self.counts[label]:
                     del self.counts[label]
@@ -181,7 +190,9 @@ def rerank_candidates(scores: np.ndarray, candidates: np.ndarray, vectors: np.nd
     scores, ``(n, k)``, padded with ``-1`` / ``-inf``.
     """
     pick = RERANKERS.get(method)
-    if method == "exposure" and ledger is None:
+    if method not in READS_EXPOSURE:
+        ledger = None
+    elif ledger is None:
         ledger = ExposureLedger()
     out = np.full((len(candidates), k), -1, dtype=np.int64)
     kept = np.full((len(candidates), k), -np.inf, dtype=np.float64)
@@ -189,13 +200,13 @@ def rerank_candidates(scores: np.ndarray, candidates: np.ndarray, vectors: np.nd
         valid = candidates[row] >= 0
         row_scores = np.where(valid, scores[row], -np.inf).astype(np.float64)
         if diversify > 0:
-            exposure = ledger.shares(candidates[row]) if method == "exposure" and ledger else None
+            exposure = ledger.shares(candidates[row]) if ledger is not None else None
             order = pick(row_scores, None if vectors is None else vectors[row], k, diversify,
                          exposure=exposure)
         else:
             order = np.flatnonzero(valid)[:k]
         out[row, : len(order)] = candidates[row, order]
         kept[row, : len(order)] = scores[row, order]
-        if method == "exposure" and ledger is not None:
+        if ledger is not None:
             ledger.record(out[row])
     return out, kept
