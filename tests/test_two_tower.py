@@ -287,12 +287,12 @@ def test_sparse_item_tables_take_adams_step_on_the_rows_a_step_touches_only():
         torch.manual_seed(0)
         net = Net()
         optimizer = TrainOptimizer(net, lr=0.1, weight_decay=0.0, sparse=sparse)
-        for rows in batches:
-            optimizer.zero_grad()
-            rows = torch.tensor(rows)
-            (net.head(net.id_embedding(rows)).sum() + net.rating_bias(rows).sum()).backward()
-            optimizer.step()
-        optimizer.close()
+        with optimizer.sparse_gradients():
+            for rows in batches:
+                optimizer.zero_grad()
+                rows = torch.tensor(rows)
+                (net.head(net.id_embedding(rows)).sum() + net.rating_bias(rows).sum()).backward()
+                optimizer.step()
         assert not net.id_embedding.sparse  # back to dense gradients after training
         return net, optimizer
 

@@ -15,6 +15,8 @@ what DDP's buckets carry) the dense AdamW of before runs, unchanged.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -33,8 +35,8 @@ def sparse_tables(net: nn.Module) -> list[nn.Embedding]:
 
 class TrainOptimizer:
     """AdamW (fused) over the dense parameters and, with ``sparse``, SparseAdam over the tables of
-    :func:`sparse_tables` (switched to sparse gradients while training; :meth:`close` switches them
-    back). ``state_dict`` / ``load_state_dict`` use one optimizer's layout — the sparse optimizer's
+    :func:`sparse_tables` (which make sparse gradients inside :meth:`sparse_gradients`).
+    ``state_dict`` / ``load_state_dict`` use one optimizer's layout — the sparse optimizer's
     parameters numbered after the dense ones — so checkpoints keep their format."""
 
     def __init__(self, net: nn.Module, *, lr: float, weight_decay: float, sparse: bool) -> None:
@@ -43,8 +45,6 @@ class TrainOptimizer:
         dense = [p for p in net.parameters() if id(p) not in sparse_ids]
         self.dense = torch.optim.AdamW(dense, lr=lr, weight_decay=weight_decay, fused=True)
         self.sparse = torch.optim.SparseAdam([t.weight for t in self.tables], lr=lr) if self.tables else None
-        for table in self.tables:
-            table.sparse = True
 
     @property
     def optimizers(self) -> list[torch.optim.Optimizer]:
@@ -58,10 +58,17 @@ class TrainOptimizer:
         for optimizer in self.optimizers:
             optimizer.step()
 
-    def close(self) -> None:
-        """The tables back to dense gradients (inference and later fits see the usual modules)."""
+    @contextmanager
+    def sparse_gradients(self) -> Iterator[None]:
+        """The tables make sparse gradients for the steps run inside; after, whatever happened,
+        dense ones again (validation, inference and later fits see the usual modules)."""
         for table in self.tables:
-            table.sparse = False
+            table.sparse = True
+        try:
+            yield
+        finally:
+            for table in self.tables:
+                table.sparse = False
 
     def state_dict(self) -> dict[str, Any]:
         merged: dict[str, Any] = {"state": {}, "param_groups": []}

@@ -316,7 +316,7 @@ def mean_batch_totals(histories: Histories, spans: np.ndarray, batches: list[np.
     return (totals / len(batches)).astype(np.float32)
 
 
-def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net: TwoTowerNet,
+def _run_epoch(step_loss: torch.nn.Module, optimizer: TrainOptimizer, net: TwoTowerNet,
                histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
                device: torch.device, group: Collective, show_progress: bool | None,
                epoch_scale: float = 1.0) -> tuple[float, int]:
@@ -347,7 +347,8 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: torch.optim.Optimizer, net
         # a batch of short windows holds few targets: divided by its own count they would weigh
         # more than the targets of a batch of long ones; the epoch's mean keeps every target equal
         normalizer = torch.from_numpy(mean_batch_totals(histories, spans, batches)).to(device)
-    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    forked = torch.random.fork_rng(devices=[device] if device.type == "cuda" else [])
+    with forked, optimizer.sparse_gradients():  # the item tables' gradients sparse for these steps
         torch.manual_seed(config.seed * 100_003 + epoch + 1_000_003 * group.rank)  # dropout
         for windows in progress(batches, desc=f"epoch {epoch + 1}/{config.epochs}",
                                 show=show_progress if group.is_main else False):
@@ -391,6 +392,15 @@ def _over_budget(config: TrainConfig, elapsed: float, done: int) -> bool:
     return elapsed + elapsed / done > config.time_budget_s
 
 
+def _sparse_tables(config: TrainConfig, net: TwoTowerNet, group: Collective) -> bool:
+    """Whether the per-item tables train with sparse gradients (``TrainConfig.sparse_ids``; auto:
+    past SPARSE_ID_ITEMS items, without weight decay, in one process)."""
+    if config.sparse_ids is not None:
+        return bool(config.sparse_ids)
+    n_items = net.id_embedding.num_embeddings if net.id_embedding is not None else 0
+    return n_items > SPARSE_ID_ITEMS and config.weight_decay == 0 and group.world_size == 1
+
+
 def train(
     net: TwoTowerNet,
     histories: Histories,
@@ -424,30 +434,6 @@ def train(
     # the per-item tables are updated lazily, the rows a step touches only (models/optimizers.py)
     optimizer = TrainOptimizer(net, lr=config.lr, weight_decay=config.weight_decay,
                                sparse=_sparse_tables(config, net, group))
-    try:
-        return _train_loop(net, optimizer, histories, spans, config=config, validate=validate,
-                           popularity=popularity, device=device, checkpoint_dir=checkpoint_dir,
-                           show_progress=show_progress, group=group, user_codes=user_codes,
-                           keep_ids=keep_ids, epoch_scale=epoch_scale)
-    finally:
-        optimizer.close()
-
-
-def _sparse_tables(config: TrainConfig, net: TwoTowerNet, group: Collective) -> bool:
-    """Whether the per-item tables train with sparse gradients (``TrainConfig.sparse_ids``; auto:
-    past SPARSE_ID_ITEMS items, without weight decay, in one process)."""
-    if config.sparse_ids is not None:
-        return bool(config.sparse_ids)
-    n_items = net.id_embedding.num_embeddings if net.id_embedding is not None else 0
-    return n_items > SPARSE_ID_ITEMS and config.weight_decay == 0 and group.world_size == 1
-
-
-def _train_loop(net: TwoTowerNet, optimizer: TrainOptimizer, histories: Histories, spans: np.ndarray, *,
-                config: TrainConfig, validate: Callable[[], float] | None, popularity: np.ndarray,
-                device: torch.device, checkpoint_dir: str | Path | None, show_progress: bool | None,
-                group: Collective, user_codes: UserCodes | None, keep_ids: np.ndarray | None,
-                epoch_scale: float) -> TrainingHistory:
-    """The epochs of :func:`train` with its optimizer."""
     state = _resume(net, optimizer, config, checkpoint_dir)
     record = state.record
 
