@@ -162,7 +162,3 @@ def real_behaviour(data: LoadedDataset, *, args: argparse.Namespace, encoders: M
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return tables
 
-
-def attribute_columns(users: pd.DataFrame | None, wanted: list[str]) -> list[str]:
-    """The wanted attribute columns the user table has."""
-    return [c for c in wanted if users is not None and c in users.columns]

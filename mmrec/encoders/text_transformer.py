@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+from abc import abstractmethod
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -217,9 +218,9 @@ class SentenceEncoder(TextEncoder):
             return sum(len(text) for text in raw.values() if isinstance(text, str))
         return None
 
+    @abstractmethod
     def token_states(self, texts: list[str]) -> tuple[torch.Tensor, torch.Tensor]:
         """Float token states ``(B, T, H)`` and the attention mask ``(B, T)`` of one batch."""
-        raise NotImplementedError
 
     @torch.no_grad()
     def embed_texts(self, texts: Sequence[str]) -> np.ndarray:
