@@ -22,7 +22,7 @@ import torch
 
 import mmrec
 from mmrec.baselines.bpr import BPRMF
-from mmrec.ranking.online import ScoredOnline
+from mmrec.ranking.scored_online import ScoredOnline
 
 
 def factor_model(n_items: int, n_users: int, dim: int, seed: int) -> BPRMF:

@@ -26,8 +26,8 @@ from mmrec.errors import ArtifactError, SchemaError
 from mmrec.evaluation.protocol import Recommender
 from mmrec.evaluation.registry import SAVED_FORMATS, load_model, make_model
 from mmrec.evaluation.tune import ScoreBlend
-from mmrec.ranking.online import ScoredOnline
 from mmrec.ranking.scored import COLUMNS
+from mmrec.ranking.scored_online import ScoredOnline
 
 TINY_TOWER = {"dim": 16, "max_len": 20, "n_layers": 1, "batch_size": 32, "epochs": 1, "seed": 0}
 

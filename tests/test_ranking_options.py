@@ -14,7 +14,7 @@ import mmrec
 from mmrec import RankingOptions
 from mmrec.baselines import ItemKNN
 from mmrec.errors import ConfigError, MmrecError, SchemaError
-from mmrec.ranking.online import ScoredOnline
+from mmrec.ranking.scored_online import ScoredOnline
 
 N_ITEMS, DIM = 120, 8
 

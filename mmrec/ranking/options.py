@@ -1,7 +1,7 @@
 """What a ranking request asks for, in one frozen object that every ranking path takes.
 
 :func:`mmrec.recommend`, :func:`mmrec.recommend_batches`, :meth:`mmrec.OnlineRecommender.recommend`
-(and :class:`~mmrec.ranking.online.ScoredOnline`), ``Service.recommend``, ``GET /recommend/{user}``
+(and :class:`~mmrec.ranking.scored_online.ScoredOnline`), ``Service.recommend``, ``GET /recommend/{user}``
 and ``mmrec recommend`` all read their ranking options from a :class:`RankingOptions`; keyword
 arguments of the same names are overrides applied on top of it (``dataclasses.replace``), so a new
 option is added here, once::

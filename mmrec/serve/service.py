@@ -38,8 +38,9 @@ from mmrec.index import ItemIndex, build_index
 from mmrec.models.two_tower import TwoTower
 from mmrec.models.user_features import as_attribute_table
 from mmrec.ranking.explain import Explainer
-from mmrec.ranking.online import OnlineRecommender, ScoredOnline, check_event_numbers, live_options
+from mmrec.ranking.online import OnlineRecommender, check_event_numbers, live_options
 from mmrec.ranking.options import RankingOptions
+from mmrec.ranking.scored_online import ScoredOnline
 from mmrec.serve.store import EVENT_COLUMNS, ChangeFeed, ServeStore, forget_user, open_store
 from mmrec.utils.io import atomic_path
 from mmrec.vectors.item_vectors import ItemVectors
@@ -117,7 +118,7 @@ class Service:
         A :class:`mmrec.TwoTower` is served from an index of its item vectors with online user
         vectors (:class:`~mmrec.OnlineRecommender`); any other model of the Recommender contract
         (EASE, ItemKNN, LightGCN, BPR, popularity …) scores its items for each user's live history
-        (:class:`~mmrec.ranking.online.ScoredOnline`): feedback, forgetting and filters work the
+        (:class:`~mmrec.ranking.scored_online.ScoredOnline`): feedback, forgetting and filters work the
         same, explanations and new items need a two-tower model.
     catalog : Catalog
         Titles, categories and media of the items; new items are added to it.
