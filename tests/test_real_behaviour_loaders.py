@@ -30,7 +30,8 @@ over two lines",Detect sensors,A community article,Live,7
 2,"A repeated body",Repeated,A community article again,Live,7
 """
 RATINGS = ['"User-ID";"ISBN";"Book-Rating"', '"1";"034545104X";"0"', '"2";"034545104x";"8"',
-           '"2";"0155061224";"5"', '"3";"9999999999";"7"', '"3";"0155061224";"0"', '"4";"034545104X";"10"']
+           '"2";"0155061224";"5"', '"3";"9999999999";"7"', '"3";"0155061224";"0"', '"4";"034545104X";"10"',
+           '"4";"";"6"']
 BOOKS = ['"ISBN";"Book-Title";"Book-Author";"Year-Of-Publication";"Publisher";"Image-URL-S";"Image-URL-M";'
          '"Image-URL-L"',
          '"034545104X";"Flesh Tones: A Novel";"M. J. Rose";"2002";"Ballantine Books";"s";"m";"l"',
@@ -90,7 +91,7 @@ def test_book_crossing_from_the_wheel_keeps_or_drops_unknown_books_with_a_count(
     assert data.report["ids_normalised"] == 1 and data.report["duplicate_events"] == 0
     assert data.report["events_unknown_book"] == 1 and data.report["books_year_missing"] == 1
     assert data.report["users_age_implausible"] == 1 and data.report["users_without_row"] == 1
-    assert data.report["covers_not_fetched"] == 2
+    assert data.report["covers_not_fetched"] == 2 and data.report["events_without_isbn"] == 1
     books = data.catalog.frame.set_index("isbn")
     assert books.loc["0155061224", "title"] == 'Peterman Rides Again: the Real "J. Peterman"'
     assert books.loc["0155061224", "author"] == "Ren\xe9e Author"  # Latin-1 read as such

@@ -61,7 +61,8 @@ def load_book_crossing(*, path: str | os.PathLike[str] | None = None,
     ``unknown_books``: ratings of ISBNs the books file lacks are ``"keep"`` (the ISBN becomes an
     item with no content: the id tower still learns it) or ``"drop"``. ``report`` counts
     ``events_unknown_book`` (kept or dropped), ``ids_normalised`` (ISBNs trimmed or upper-cased to
-    match), ``duplicate_events`` (the same user and ISBN twice: the first kept), ``duplicate_books``,
+    match), ``duplicate_events`` (the same user and ISBN twice: the first kept),
+    ``events_without_isbn`` (an empty ISBN: skipped), ``duplicate_books``,
     ``books_year_missing`` (0 or after the 2004 crawl), ``users_age_implausible`` (outside 5-100:
     missing), ``users_without_row`` (raters absent from the users file) and
     ``covers_not_fetched`` (image URLs left out).
@@ -82,8 +83,10 @@ def load_book_crossing(*, path: str | os.PathLike[str] | None = None,
     report["duplicate_books"] = int(duplicate_books.sum())
     books = books[~duplicate_books]
     duplicate_events = ratings.duplicated(["User-ID", "ISBN"])
+    without_isbn = (ratings["ISBN"] == "").to_numpy()
     report["duplicate_events"] = int(duplicate_events.sum())
-    ratings = ratings[~duplicate_events & (ratings["ISBN"] != "")]
+    report["events_without_isbn"] = int((without_isbn & ~duplicate_events.to_numpy()).sum())
+    ratings = ratings[~duplicate_events.to_numpy() & ~without_isbn]
     value = pd.to_numeric(ratings["Book-Rating"], errors="coerce")
     bad = value.isna() | ~value.between(0, 10)
     if bad.any():
