@@ -85,7 +85,7 @@ class Stages:
         row: dict[str, Any] = {"stage": name, **extra}  # what the caller notes, also after the block
         yield row
         seconds = time.perf_counter() - started
-        count = self.sizes[UNITS[name]]
+        count = row.pop("count", None) or self.sizes[UNITS[name]]  # a stage run on a sample says so
         row.update(seconds=seconds, unit=UNITS[name], count=count,
                    per_s=count / seconds if seconds else math.inf, peak_rss_gb=_status_kib("VmHWM") / 2**20)
         self.rows.append(row)
@@ -175,10 +175,13 @@ def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None
     with meter.stage("implicit ALS fit") as note:
         als.fit(matrix, show_progress=False)
     note["iterations"] = args.als_iterations
-    with meter.stage("implicit ALS recommend"):
-        for start in range(0, matrix.shape[0], 10_000):
-            rows = np.arange(start, min(start + 10_000, matrix.shape[0]))
+    sampled = matrix.shape[0] if args.peer_users is None else min(args.peer_users, matrix.shape[0])
+    with meter.stage("implicit ALS recommend", count=sampled) as note:
+        for start in range(0, sampled, 10_000):
+            rows = np.arange(start, min(start + 10_000, sampled))
             als.recommend(rows, matrix[rows], N=10, filter_already_liked_items=True)
+    if sampled < matrix.shape[0]:
+        note["sampled_users"] = sampled
 
 
 def _exponents(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -222,6 +225,8 @@ def main() -> None:
     parser.add_argument("--length-buckets", type=int, default=0,
                         help="TrainConfig.length_buckets (0: the default full-width batches)")
     parser.add_argument("--als-iterations", type=int, default=15)
+    parser.add_argument("--peer-users", type=int, default=None,
+                        help="ALS top-10 for the first N users only (users/s is the measure; default all)")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--one", default=None, help=argparse.SUPPRESS)  # a child: this size, JSON to --json
