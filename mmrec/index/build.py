@@ -127,7 +127,8 @@ def build_index(
         if not 0 < target_recall <= 1:
             raise ConfigError(f"target_recall must be in (0, 1], got {target_recall}.")
         index = choose_by_measurement(vectors, ids_array, target_recall=target_recall, k=k, seed=seed,
-                                      build_budget=build_budget, use_gpu=use_gpu)
+                                      build_budget=build_budget, use_gpu=use_gpu,
+                                      memory_budget=memory_budget)
         index.attributes = _attribute_table(attributes, ids_array)
         logger.info("built %r over %d items (dim %d): %s", index.spec, n, dim, index.params["choice"])
         return index

@@ -5,14 +5,34 @@ fastest that reaches the target is kept.
 Candidates, in the order they are tried (FAISS ``index_factory`` strings):
 
 - ``Flat``: exact search, the reference (always reaches any target);
-- ``IVF{nlist},Flat`` for ``nlist`` ≈ 1, 2 and 4 × √n: inverted lists, ``nprobe`` tuned (fewest
-  lists first; once more lists measure slower, the larger counts are skipped);
+- ``IVF{nlist},Flat`` for ``nlist`` ≈ 1, 2 and 4 × √n (1 and 2 below 50,000 items): inverted
+  lists, ``nprobe`` tuned, fewest lists first; more lists are tried only while they cut the
+  distances a query computes (coarse centroids + the probed lists' rows, counted on the held-out
+  queries: a count, not a timing, so the path does not depend on the machine's load);
+  past 2M items the coarse quantiser is an HNSW graph (``IVF{nlist}_HNSW32``);
 - ``IVF{nlist},PQ{m}x4fsr,RFlat`` at the best IVF's ``nlist`` (its centroids reused, no second
   k-means): 4-bit PQ codes scanned with SIMD, the shortlist re-scored exactly (``k_factor_rf``);
-- ``HNSW32``: a graph, only when a build on a sample extrapolates to within the build budget
-  (FAISS's HNSW with inner product needs a large ``efSearch``, and builds slowly on few cores); by
-  default half the contest's time so far, twice it when the best IVF probes ≥ 2 % of its lists
-  (weakly clustered vectors, where graphs usually win).
+- ``IVF{nlist},RaBitQfs,RFlat`` (from 128 dimensions, 50,000 items): RaBitQ's 1-bit codes with an
+  error bound, fast-scan, re-scored exactly (at 64 dimensions one bit a dimension is too coarse:
+  measured at 1M clustered vectors it needed 32 re-scored candidates a result and still searched
+  slower than IVF-Flat);
+- ``ScaNN{2√n},AH2,R100`` when the optional ``scann`` package is installed (``mmrec[scann]``,
+  :mod:`mmrec.index.scann_backend`), from 50,000 items: ScaNN's tree, anisotropic 4-bit hashing and
+  exact reordering, ``leaves_to_search`` tuned like ``nprobe``; built over the whole catalog (the
+  held-out queries' own items are skipped in their results, as for every candidate);
+- ``HNSW32``: a graph, from 50,000 items and only when a build on a sample extrapolates to within
+  the build budget (FAISS's HNSW with inner product needs a large ``efSearch``, and builds slowly on
+  few cores); by default half the contest's time so far, twice it when the best IVF probes ≥ 2 % of
+  its lists (weakly clustered vectors, where graphs usually win).
+
+Small catalogs (< 50,000 items) take a fast path: 300 held-out queries instead of 1,000 (a setting
+counts as reaching the target only when its recall minus one standard error does), two IVF list
+counts, no graph and no RaBitQ (neither can pay back its build at that size).
+
+The choice is stable on a noisy machine: every candidate within 1.5× of the fastest is timed
+again, all in turn over several rounds, and compared by its median; a more complex index wins only
+when it is more than 10 % faster than a simpler one (Flat < IVF-Flat, fewer lists first < fast-scan
+PQ < RaBitQ < HNSW < ScaNN). ``memory_budget`` (bytes) skips candidates whose estimated size exceeds it.
 
 On a GPU (``faiss.get_num_gpus() > 0``) the flat and IVF candidates are measured on it. Every
 trial (build seconds, tuned parameters, recall, QPS, index bytes, why it lost) is recorded in
@@ -31,29 +51,47 @@ from typing import Any
 import numpy as np
 
 import mmrec.index.faiss_ops as faiss_ops
+from mmrec.errors import ConfigError
 from mmrec.index.fill import train_and_fill, unit_rows
 from mmrec.index.item_index import ItemIndex
-from mmrec.index.tuning import TuningQueries, probe_for, tune
+from mmrec.index.scann_backend import is_scann_spec, scann_available
+from mmrec.index.tuning import DEFAULT_QUERIES, TuningQueries, probe_for, tune
 
-__all__ = ["Trial", "choose_by_measurement", "ivf_list_options", "fastscan_spec", "MEASURE_MIN_ITEMS"]
+__all__ = ["Trial", "choose_by_measurement", "ivf_list_options", "fastscan_spec", "rabitq_spec",
+           "pick_stable", "MEASURE_MIN_ITEMS", "SMALL_CATALOG_ITEMS"]
 
 logger = logging.getLogger(__name__)
 
 # Below this many items exact search is kept without measuring (it takes well under a millisecond).
 MEASURE_MIN_ITEMS = 5_000
+# Below this many items the contest takes its fast path (fewer queries, two list counts, no graph).
+SMALL_CATALOG_ITEMS = 50_000
+SMALL_CATALOG_QUERIES = 300
 # FAISS wants at least this many training points per IVF list.
 MIN_POINTS_PER_LIST = 39
+# From this many lists the coarse quantiser is an HNSW graph (a flat one dominates query time).
+HNSW_QUANTIZER_LISTS = 4096
+HNSW_QUANTIZER_MIN_ITEMS = 2_000_000
+# RaBitQ's 1-bit codes: from this width (at 64 dims they lost to IVF-Flat, 1M clustered vectors).
+RABITQ_MIN_DIM = 128
 HNSW_SAMPLE_ITEMS = 10_000
 # FAISS HNSW32 build time grows as about n ** 1.25 (measured: 10k → 200k clustered 64-d vectors, 2 threads,
 # 0.23 s → 8.7 s); n log n would under-estimate it by 40%.
 HNSW_BUILD_EXPONENT = 1.25
-TIMING_ROUNDS = 3
 TIMED_SECONDS = 0.15
+SMALL_TIMED_SECONDS = 0.04
 MIN_TIMED_QUERIES = 64
+# The last timing: candidates within FINALIST_SPREAD of the fastest are timed FINAL_ROUNDS times, in
+# turn, and compared by their median; a more complex one must beat a simpler one by SIMPLER_MARGIN.
+FINALIST_SPREAD = 1.5
+FINAL_ROUNDS = 5
+SIMPLER_MARGIN = 1.10
+# Families from simplest to most complex (the tie-break within SIMPLER_MARGIN).
+FAMILY_ORDER = ("flat", "ivf_flat", "ivf_fastscan_refine", "ivf_rabitq_refine", "hnsw", "scann")
 # A candidate still short of the target while searching this much slower than the best so far is
 # dropped (every dearer setting is slower still).
 PRUNE_MARGIN = 1.25
-# The next IVF list count is tried only after the last one searched this much faster than fewer lists.
+# The next IVF list count is tried only after the last one cut the distances per query by this factor.
 IVF_GAIN = 1.05
 # By default HNSW is built only when its estimated build costs at most this share of the time the
 # other candidates took (it rarely wins on well-clustered vectors, and builds slowly on few cores).
@@ -78,23 +116,42 @@ class Trial:
     index_bytes: int = 0
     reached: bool = False
     status: str = "measured"
+    distances_per_query: float | None = None  # IVF: coarse centroids + probed rows (a count)
+    rounds_qps: list[float] = field(default_factory=list)  # the final interleaved timing, when a finalist
 
     def record(self) -> dict[str, Any]:
         out = asdict(self)
         out["build_seconds"] = round(self.build_seconds, 3)
         out["recall"] = round(self.recall, 4)
         out["qps"] = round(self.qps, 1)
+        out["rounds_qps"] = [round(q, 1) for q in self.rounds_qps]
+        if self.distances_per_query is not None:
+            out["distances_per_query"] = round(self.distances_per_query, 1)
         return out
+
+    @property
+    def complexity(self) -> tuple[int, int]:
+        """Simpler first: the family's rank, then fewer IVF lists."""
+        lists = int(self.spec[3:].split(",")[0].split("_")[0]) if self.spec.startswith("IVF") else 0
+        return FAMILY_ORDER.index(self.family), lists
 
 
 def ivf_list_options(n_items: int) -> list[int]:
-    """IVF list counts to try: powers of two near 1, 2 and 4 × √n, each with enough training points."""
+    """IVF list counts to try: powers of two near 1, 2 and 4 × √n (1 and 2 below
+    ``SMALL_CATALOG_ITEMS``), each with enough training points."""
     options = []
-    for factor in (1, 2, 4):
+    factors = (1, 2) if n_items < SMALL_CATALOG_ITEMS else (1, 2, 4)
+    for factor in factors:
         nlist = 1 << int(round(math.log2(max(16.0, factor * math.sqrt(n_items)))))
         if nlist * MIN_POINTS_PER_LIST <= n_items and nlist not in options:
             options.append(nlist)
     return options
+
+
+def ivf_flat_spec(nlist: int, n_items: int) -> str:
+    """IVF-Flat with ``nlist`` lists; past 2M items and 4,096 lists the coarse quantiser is HNSW."""
+    graph = nlist >= HNSW_QUANTIZER_LISTS and n_items >= HNSW_QUANTIZER_MIN_ITEMS
+    return f"IVF{nlist}{'_HNSW32' if graph else ''},Flat"
 
 
 def fastscan_spec(nlist: int, dim: int) -> str | None:
@@ -108,40 +165,79 @@ def fastscan_spec(nlist: int, dim: int) -> str | None:
     return f"IVF{nlist},PQ{m}x4fsr,RFlat" if dim % m == 0 else None
 
 
-def _index_bytes(faiss_index: Any) -> int:
-    f = faiss_ops.faiss()
-    try:
-        return int(f.serialize_index(faiss_index).nbytes)
-    except (RuntimeError, AttributeError):  # e.g. a GPU index: count its CPU copy
-        return int(f.serialize_index(f.index_gpu_to_cpu(faiss_index)).nbytes)
+def rabitq_spec(nlist: int) -> str:
+    """IVF with RaBitQ 1-bit fast-scan codes and an exact refine stage."""
+    return f"IVF{nlist},RaBitQfs,RFlat"
 
 
-def _queries_per_second(index: ItemIndex, queries: np.ndarray, k: int) -> float:
-    """Queries per second of ``ItemIndex.search`` (what callers get): the best of a few timed
-    batches, each of as many queries as fit in about 0.15 s (at least 64: batched search)."""
+def pick_stable(trials: list[Trial]) -> Trial:
+    """The winner among timed finalists: the fastest by median QPS, unless a simpler one is within
+    ``SIMPLER_MARGIN`` of it (then the simplest such)."""
+    fastest = max(trials, key=lambda t: t.qps)
+    close = [t for t in trials if t.qps * SIMPLER_MARGIN >= fastest.qps]
+    return min(close, key=lambda t: t.complexity)
+
+
+def estimated_bytes(family: str, n: int, dim: int, spec: str) -> int:
+    """About how many bytes a candidate's FAISS index takes (to honour ``memory_budget``)."""
+    full = n * dim * 4
+    if family == "flat":
+        return full
+    if family == "ivf_flat":
+        return full + n * 8
+    if family == "ivf_fastscan_refine":
+        m = int(spec.split("PQ")[1].split("x")[0])
+        return full + n * (m // 2 + 8)
+    if family == "ivf_rabitq_refine":
+        return full + n * (dim // 8 + 16)
+    if family == "scann":
+        return full + n * (dim // 4 + 8)
+    return full + n * (32 * 2 * 4 + 8)  # HNSW32: 64 neighbours on the bottom level
+
+
+def _timed_batch(index: ItemIndex, queries: np.ndarray, k: int, seconds: float) -> np.ndarray:
+    """As many queries as one ``seconds`` search takes (at least 64: batched search)."""
     start = time.perf_counter()
-    index.search(queries[:50], k)
-    per_query = (time.perf_counter() - start) / 50
-    batch = queries[: int(np.clip(TIMED_SECONDS / max(per_query, 1e-9), MIN_TIMED_QUERIES, len(queries)))]
-    best = float("inf")
-    for _ in range(TIMING_ROUNDS):
-        start = time.perf_counter()
-        index.search(batch, k)
-        best = min(best, time.perf_counter() - start)
-    return len(batch) / max(best, 1e-9)
+    index.search(queries[:32], k)
+    per_query = (time.perf_counter() - start) / 32
+    return queries[: int(np.clip(seconds / max(per_query, 1e-9), MIN_TIMED_QUERIES, len(queries)))]
+
+
+def _queries_per_second(index: ItemIndex, batch: np.ndarray, k: int) -> float:
+    """Queries per second of one ``ItemIndex.search`` (what callers get) over ``batch``."""
+    start = time.perf_counter()
+    index.search(batch, k)
+    return len(batch) / max(time.perf_counter() - start, 1e-9)
+
+
+def _distances_per_query(index: ItemIndex, queries: np.ndarray, nprobe: int) -> float | None:
+    """Distances an IVF search at ``nprobe`` computes per query: its coarse centroids plus the rows
+    of the lists it probes (counted on ``queries``); None for other indices or on a GPU."""
+    ivf = faiss_ops.ivf_of(index.faiss_index)
+    if ivf is None:
+        return None
+    try:
+        sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
+        _, lists = ivf.quantizer.search(np.ascontiguousarray(queries, dtype=np.float32), int(nprobe))
+    except (RuntimeError, AttributeError):
+        return None
+    return float(ivf.nlist + sizes[np.maximum(lists, 0)].sum(axis=1).mean())
 
 
 @dataclass
 class _Contest:
-    """The trials so far and the fastest index that reached the target."""
+    """The trials so far, the fastest index that reached the target, and the indices still in
+    the running (timed again at the end)."""
 
     target_recall: float
     k: int
     probe: TuningQueries
+    timed_seconds: float = TIMED_SECONDS
     trials: list[Trial] = field(default_factory=list)
     best: ItemIndex | None = None
     best_trial: Trial | None = None
     best_seconds: float | None = None  # the best index's tuning search time per query
+    running: dict[str, ItemIndex] = field(default_factory=dict)  # spec -> a reached candidate
     started: float = field(default_factory=time.perf_counter)
 
     def elapsed(self) -> float:
@@ -151,6 +247,7 @@ class _Contest:
         """Tune the candidate (built without the held-out query items; its knob from ``least`` up),
         then add those items and time the complete index."""
         limit = None if self.best_seconds is None else PRUNE_MARGIN * self.best_seconds
+        index.search(self.probe.queries[:MIN_TIMED_QUERIES], self.k)  # warm caches and thread pools
         result = tune(index, target_recall=self.target_recall, k=self.k, probe=self.probe,
                       give_up_after=limit, least=least)
         trial.params = dict(result["params"])
@@ -161,18 +258,21 @@ class _Contest:
             trial.status = (f"pruned: slower than {self.best_trial.spec} before reaching the target "
                             f"(recall@{self.k} {trial.recall:.3f} at {trial.params})")
             return
+        if "nprobe" in trial.params:
+            trial.distances_per_query = _distances_per_query(index, self.probe.queries,
+                                                             trial.params["nprobe"])
         self._complete(trial, index)
         trial.reached = result["achieved_recall_low"] >= self.target_recall
         assert self.best_trial is not None  # exact search entered first
         if not trial.reached:
             trial.status = f"recall@{self.k} {trial.recall:.3f} below the target at its widest setting"
-        elif trial.qps > self.best_trial.qps:
-            self.best_trial.status = f"slower than {trial.spec}"
+            return
+        self.running[trial.spec] = index
+        if trial.qps > self.best_trial.qps:
             self.best, self.best_trial = index, trial
             self.best_seconds = next(p["ms_per_query"] for p in result["curve"]
                                      if all(p.get(key) == v for key, v in trial.params.items())) / 1e3
-        else:
-            trial.status = f"slower than {self.best_trial.spec}"
+        self._drop_slow()
 
     def enter_exact(self, trial: Trial, index: ItemIndex) -> None:
         """Exact search: recall 1 by construction (the truth is its own search), so only timed."""
@@ -184,13 +284,49 @@ class _Contest:
         index.params[f"recall@{self.k}"] = 1.0
         self.trials.append(trial)
         self.best, self.best_trial, self.best_seconds = index, trial, 1.0 / trial.qps
+        self.running[trial.spec] = index
 
     def _complete(self, trial: Trial, index: ItemIndex) -> None:
         """Add the held-out query items back (the index then holds the whole catalog) and measure
-        its size and speed."""
+        its size and speed (one timed batch; finalists are timed again at the end)."""
         _add_held_out(index, self.probe.labels)
-        trial.index_bytes = _index_bytes(index.faiss_index)
-        trial.qps = _queries_per_second(index, self.probe.queries, self.k)
+        trial.index_bytes = faiss_ops.index_bytes(index.faiss_index)
+        batch = _timed_batch(index, self.probe.queries, self.k, self.timed_seconds)
+        trial.qps = max(_queries_per_second(index, batch, self.k) for _ in range(3))
+
+    def _drop_slow(self) -> None:
+        """Release candidates too slow to be finalists (their memory, at a million items)."""
+        assert self.best_trial is not None
+        for trial in self.trials:
+            if trial.spec in self.running and trial.qps * FINALIST_SPREAD < self.best_trial.qps:
+                del self.running[trial.spec]
+                trial.status = f"slower than {self.best_trial.spec}"
+
+    def decide(self) -> tuple[ItemIndex, Trial]:
+        """Time the finalists in turn over ``FINAL_ROUNDS`` rounds; the winner by median QPS,
+        the simpler one within ``SIMPLER_MARGIN``."""
+        self._drop_slow()
+        finalists = [t for t in self.trials if t.spec in self.running]
+        if len(finalists) > 1:
+            slowest = min(finalists, key=lambda t: t.qps)
+            batch = _timed_batch(self.running[slowest.spec], self.probe.queries, self.k, self.timed_seconds)
+            for round_ in range(FINAL_ROUNDS):
+                shift = round_ % len(finalists)  # each round starts with a different candidate
+                for trial in finalists[shift:] + finalists[:shift]:
+                    trial.rounds_qps.append(_queries_per_second(self.running[trial.spec], batch, self.k))
+            for trial in finalists:
+                trial.qps = float(np.median(trial.rounds_qps))
+        winner = pick_stable(finalists)
+        fastest = max(finalists, key=lambda t: t.qps)
+        for trial in finalists:
+            if trial is winner:
+                trial.status = "chosen" if winner is fastest else (
+                    f"chosen: within {SIMPLER_MARGIN - 1:.0%} of {fastest.spec} and simpler")
+            elif trial.qps * SIMPLER_MARGIN >= winner.qps and trial is fastest:
+                trial.status = f"within {SIMPLER_MARGIN - 1:.0%} of {winner.spec}, which is simpler"
+            else:
+                trial.status = f"slower than {winner.spec} (median of {FINAL_ROUNDS} interleaved rounds)"
+        return self.running[winner.spec], winner
 
     def skip(self, spec: str, family: str, why: str) -> None:
         self.trials.append(Trial(spec, family, status=f"skipped: {why}"))
@@ -199,10 +335,12 @@ class _Contest:
 def _build(spec: str, vectors: np.ndarray, ids: np.ndarray, held_out: np.ndarray, *, seed: int,
            use_gpu: bool | None, centroids: np.ndarray | None = None) -> tuple[ItemIndex, float]:
     """A candidate over every item but the held-out queries (marked not alive until they are added
-    back), and its build seconds."""
+    back; a ScaNN tree is built over all of them: its added rows would be searched exactly), and
+    its build seconds."""
     started = time.perf_counter()
     alive = np.ones(len(ids), dtype=bool)
-    alive[held_out] = False
+    if not is_scann_spec(spec):
+        alive[held_out] = False
     faiss_index, params = train_and_fill(spec, vectors.shape[1], vectors, np.flatnonzero(alive), seed=seed,
                                          centroids=centroids)
     faiss_index, device = faiss_ops.place(faiss_index, use_gpu)
@@ -233,36 +371,53 @@ def _hnsw_estimate(vectors: np.ndarray, ids: np.ndarray, spec: str, seed: int) -
     """Seconds a full HNSW build would take, from a build on a seeded sample, scaled by
     ``(n / sample) ** HNSW_BUILD_EXPONENT`` (inserts slow down as the graph outgrows the caches)."""
     n = len(ids)
-    rows = np.sort(np.random.default_rng(seed).choice(n, size=HNSW_SAMPLE_ITEMS, replace=False))
+    size = min(n, HNSW_SAMPLE_ITEMS)
+    rows = np.sort(np.random.default_rng(seed).choice(n, size=size, replace=False))
     sample = np.ascontiguousarray(vectors[rows], dtype=np.float32)
     started = time.perf_counter()
     train_and_fill(spec, vectors.shape[1], sample, np.arange(len(rows), dtype=np.int64), seed=seed)
     seconds = time.perf_counter() - started
-    return seconds * (n / HNSW_SAMPLE_ITEMS) ** HNSW_BUILD_EXPONENT
+    return seconds * (n / size) ** HNSW_BUILD_EXPONENT
+
+
+def _ivf_cost(trial: Trial) -> float:
+    """What a reached IVF-Flat candidate costs a query: distances computed (QPS on a GPU)."""
+    return trial.distances_per_query if trial.distances_per_query is not None else 1.0 / max(trial.qps, 1e-9)
 
 
 def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall: float, k: int = 10,
                           seed: int = 0, build_budget: float | None = None, use_gpu: bool | None = None,
-                          n_queries: int = 1000) -> ItemIndex:
+                          n_queries: int | None = None, memory_budget: int | None = None) -> ItemIndex:
     """Build the candidate indices over unit ``vectors``, tune each to ``target_recall`` (recall@k
-    on ``n_queries`` held-out item queries), time them, and return the fastest that reaches it.
+    on held-out item queries: ``n_queries``, by default 1,000, or 300 below 50,000 items), time
+    them, and return the fastest that reaches it (a simpler one within 10 %).
 
     ``build_budget`` (seconds) bounds the whole contest: once spent, the remaining candidates are
     skipped. By default the IVF candidates are always tried and HNSW only when its estimated build
-    costs at most half the time everything before it took.
+    costs at most half the time everything before it took. ``memory_budget`` (bytes) skips the
+    candidates whose estimated index size exceeds it.
     """
     n, dim = vectors.shape
+    small = n < SMALL_CATALOG_ITEMS
+    if n_queries is None:
+        n_queries = SMALL_CATALOG_QUERIES if small else DEFAULT_QUERIES
     rng = np.random.default_rng(seed)
     held_out = np.sort(rng.choice(n, size=min(n_queries, n // 10), replace=False))
     flat, flat_seconds = _build("Flat", vectors, ids, held_out, seed=seed, use_gpu=use_gpu)
-    contest = _Contest(target_recall, k, probe_for(flat, held_out, k=k))
+    contest = _Contest(target_recall, k, probe_for(flat, held_out, k=k),
+                       timed_seconds=SMALL_TIMED_SECONDS if small else TIMED_SECONDS)
     contest.enter_exact(Trial("Flat", "flat", flat_seconds), flat)
 
-    def within_budget(spec: str, family: str, estimate: float = 0.0) -> bool:
+    def allowed(spec: str, family: str, estimate: float = 0.0) -> bool:
         budget = build_budget if build_budget is not None else math.inf
         if contest.elapsed() + estimate > budget:
             contest.skip(spec, family, f"build budget of {budget:.0f} s "
                          f"({contest.elapsed():.0f} s spent, about {estimate:.0f} s more needed)")
+            return False
+        size = estimated_bytes(family, n, dim, spec)
+        if memory_budget is not None and size > memory_budget:
+            contest.skip(spec, family, f"about {size / 2**20:,.0f} MiB, over the memory budget of "
+                         f"{memory_budget / 2**20:,.0f} MiB")
             return False
         return True
 
@@ -270,7 +425,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
                 least: int | None = None) -> tuple[ItemIndex, Trial] | None:
         try:
             index, seconds = build()
-        except RuntimeError as exc:  # a candidate FAISS cannot build here is skipped, and reported
+        except (RuntimeError, ConfigError) as exc:  # one FAISS cannot build here is skipped, and reported
             contest.skip(spec, family, f"FAISS: {exc}")
             return None
         trial = Trial(spec, family, seconds)
@@ -278,15 +433,15 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         return index, trial
 
     best_ivf: tuple[ItemIndex, Trial] | None = None
-    climbing = True  # fewest lists first; stop once more lists were not clearly faster
+    climbing = True  # fewest lists first; stop once more lists did not cut the distances per query
     for nlist in ivf_list_options(n):
-        spec = f"IVF{nlist},Flat"
+        spec = ivf_flat_spec(nlist, n)
         if not climbing:
             assert best_ivf is not None
-            contest.skip(spec, "ivf_flat", f"{contest.trials[-1].spec} was not {IVF_GAIN:.2f}x faster than "
-                         f"fewer lists: more lists only cost more build time")
+            contest.skip(spec, "ivf_flat", f"{contest.trials[-1].spec} did not compute {IVF_GAIN:.2f}x fewer "
+                         f"distances per query than fewer lists: more lists only cost more build time")
             continue
-        if not within_budget(spec, "ivf_flat"):
+        if not allowed(spec, "ivf_flat"):
             continue
         entry = attempt(spec, "ivf_flat", lambda spec=spec: _build(spec, vectors, ids, held_out, seed=seed,
                                                                    use_gpu=use_gpu))
@@ -295,18 +450,32 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         if not entry[1].reached:  # pruned (slower before reaching it) or short: more lists are slower still
             climbing = best_ivf is None
             continue
-        climbing = best_ivf is None or entry[1].qps > IVF_GAIN * best_ivf[1].qps
-        if best_ivf is None or entry[1].qps > best_ivf[1].qps:
+        climbing = best_ivf is None or _ivf_cost(entry[1]) * IVF_GAIN < _ivf_cost(best_ivf[1])
+        if best_ivf is None or _ivf_cost(entry[1]) < _ivf_cost(best_ivf[1]):
             best_ivf = entry
     if best_ivf is not None:
         nlist = faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)
-        spec, centroids = fastscan_spec(nlist, dim), _centroids(best_ivf[0])
-        if spec is not None and within_budget(spec, "ivf_fastscan_refine"):
-            # Same lists, compressed codes: it needs at least the probes the exact lists needed.
-            attempt(spec, "ivf_fastscan_refine",
-                    lambda: _build(spec, vectors, ids, held_out, seed=seed, use_gpu=use_gpu,
-                                   centroids=centroids), least=best_ivf[1].params.get("nprobe"))
-    if n > HNSW_SAMPLE_ITEMS:
+        centroids, least = _centroids(best_ivf[0]), best_ivf[1].params.get("nprobe")
+        compressed = [(fastscan_spec(nlist, dim), "ivf_fastscan_refine")]
+        if dim >= RABITQ_MIN_DIM and not small:
+            compressed.append((rabitq_spec(nlist), "ivf_rabitq_refine"))
+        for spec, family in compressed:
+            if spec is not None and allowed(spec, family):
+                # Same lists, compressed codes: it needs at least the probes the exact lists needed.
+                attempt(spec, family, lambda spec=spec: _build(spec, vectors, ids, held_out, seed=seed,
+                                                             use_gpu=use_gpu, centroids=centroids),
+                        least=least)
+    scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R100"
+    if small or not scann_available():
+        contest.skip(scann_spec, "scann", "the scann package is not installed (pip install 'mmrec[scann]')"
+                     if not small else f"below {SMALL_CATALOG_ITEMS:,} items (its build does not pay back)")
+    elif allowed(scann_spec, "scann"):
+        attempt(scann_spec, "scann", lambda: _build(scann_spec, vectors, ids, held_out, seed=seed,
+                                                    use_gpu=False))
+    if small:
+        contest.skip("HNSW32", "hnsw", f"below {SMALL_CATALOG_ITEMS:,} items a graph's build does not pay "
+                     "back: inverted lists scan few rows there")
+    elif allowed("HNSW32", "hnsw"):
         estimate = _hnsw_estimate(vectors, ids, "HNSW32", seed)
         share = HNSW_SHARE
         if best_ivf is not None and (best_ivf[1].params.get("nprobe", 0)
@@ -321,14 +490,15 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
                          f"{contest.elapsed():.0f} s spent + about {estimate:.0f} s for its build would "
                          f"pass the {limit:.0f} s budget (by default: the other candidates' time, plus "
                          f"{share:.0%})")
-    assert contest.best is not None and contest.best_trial is not None  # Flat always reaches it
-    winner, trial = contest.best, contest.best_trial
+    winner, trial = contest.decide()
     others = ", ".join(f"{t.spec} {t.qps:,.0f}" for t in contest.trials if t is not trial and t.qps)
     winner.params["choice"] = (f"measured: the fastest at recall@{k} >= {target_recall} on "
-                               f"{len(contest.probe.labels)} held-out items: {trial.spec} "
+                               f"{len(contest.probe.labels)} held-out items (a simpler index within "
+                               f"{SIMPLER_MARGIN - 1:.0%} preferred): {trial.spec} "
                                f"{trial.params or ''} at {trial.qps:,.0f} QPS ({others} QPS; "
                                f"{faiss_ops.faiss().omp_get_max_threads()} threads)")
     winner.params["candidates"] = [t.record() for t in contest.trials]
     winner.params["build_seconds"] = round(contest.elapsed(), 3)
+    winner.params["index_bytes"] = trial.index_bytes
     logger.info("%s", winner.params["choice"])
     return winner

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from mmrec.errors import ConfigError, MissingDependencyError
+from mmrec.index.scann_backend import ZIP_MAGIC, ScannIndex
 
 logger = logging.getLogger(__name__)
 
@@ -58,6 +59,8 @@ def faiss() -> Any:
 
 def ivf_of(index: Any) -> Any | None:
     """The IVF part of an index (also inside IDMap / GPU wrappers), or None."""
+    if isinstance(index, ScannIndex):
+        return None
     try:
         return faiss().extract_index_ivf(index)
     except RuntimeError:
@@ -113,7 +116,11 @@ def search(index: Any, queries: np.ndarray, k: int, *, selector: BitmapSelector 
            params: dict[str, Any], overrides: dict[str, Any] | None = None,
            ) -> tuple[np.ndarray, np.ndarray]:
     """``index.search``; with a selector or per-call ``overrides`` (e.g. a larger nprobe), through
-    the right SearchParameters (carrying nprobe / efSearch, which such an object would reset)."""
+    the right SearchParameters (carrying nprobe / efSearch, which such an object would reset).
+    A ScaNN index has no search-time filter: it returns unfiltered results, which the caller
+    filters by its mask (over-fetching as it does for exclusions)."""
+    if isinstance(index, ScannIndex):
+        return index.search(queries, k, (overrides or {}).get("leaves_to_search"))
     if selector is None and not overrides:
         return index.search(queries, k)
     f = faiss()
@@ -145,6 +152,9 @@ def add(index: Any, vectors: np.ndarray, labels: np.ndarray) -> None:
 def remove(index: Any, labels: np.ndarray) -> None:
     """Physically remove labels where the index type allows it (HNSW and refine indices do not; the
     caller's alive mask keeps removed items out of every result either way)."""
+    if isinstance(index, ScannIndex):
+        index.remove(np.asarray(labels, dtype=np.int64))
+        return
     if numbers_rows_itself(index):
         return
     try:
@@ -154,7 +164,10 @@ def remove(index: Any, labels: np.ndarray) -> None:
 
 
 def apply_params(index: Any, params: dict[str, Any]) -> None:
-    """Set nprobe / efSearch on the index from ``params``."""
+    """Set nprobe / efSearch (ScaNN: leaves_to_search) on the index from ``params``."""
+    if isinstance(index, ScannIndex):
+        index.set_params(params)
+        return
     space = faiss().ParameterSpace()
     for name in SEARCH_PARAMS:
         if name in params:
@@ -173,6 +186,10 @@ def ivf_residual(index: Any, vectors: np.ndarray) -> float:
 def place(index: Any, use_gpu: bool | None) -> tuple[Any, str]:
     """Move to the GPU(s) when asked or when FAISS sees one (sharded across several)."""
     f = faiss()
+    if isinstance(index, ScannIndex):
+        if use_gpu:
+            raise ConfigError("use_gpu=True: a ScaNN index runs on the CPU; build a FAISS one (spec=...).")
+        return index, "cpu"
     gpus = f.get_num_gpus() if hasattr(f, "get_num_gpus") else 0
     if use_gpu and gpus == 0:
         raise ConfigError("use_gpu=True but FAISS sees no GPU; install the 'gpu' extra (faiss-gpu-cu12).")
@@ -187,6 +204,9 @@ def place(index: Any, use_gpu: bool | None) -> tuple[Any, str]:
 
 
 def write(index: Any, path: Path) -> None:
+    if isinstance(index, ScannIndex):
+        index.write(path)
+        return
     f = faiss()
     if hasattr(f, "index_gpu_to_cpu"):
         try:
@@ -197,4 +217,23 @@ def write(index: Any, path: Path) -> None:
 
 
 def read(path: Path) -> Any:
+    with open(path, "rb") as handle:
+        if handle.read(4) == ZIP_MAGIC:  # a ScaNN index (FAISS files start otherwise)
+            return ScannIndex.read(path)
     return faiss().read_index(str(path))
+
+
+def index_bytes(index: Any) -> int:
+    """Bytes of the index's serialised form (a GPU index: its CPU copy; ScaNN: its estimate)."""
+    if isinstance(index, ScannIndex):
+        return index.nbytes
+    f = faiss()
+    try:
+        return int(f.serialize_index(index).nbytes)
+    except (RuntimeError, AttributeError):
+        return int(f.serialize_index(f.index_gpu_to_cpu(index)).nbytes)
+
+
+def rebuild_due(index: Any) -> bool:
+    """Whether the index asks to be rebuilt (a ScaNN index whose table of added rows grew)."""
+    return isinstance(index, ScannIndex) and index.rebuild_due

@@ -9,6 +9,7 @@ import numpy as np
 import mmrec.index.faiss_ops as faiss_ops
 from mmrec.errors import ConfigError
 from mmrec.index.arrays import as_matrix, l2_normalize
+from mmrec.index.scann_backend import ScannIndex, is_scann_spec
 
 __all__ = ["train_and_fill", "unit_rows"]
 
@@ -35,6 +36,9 @@ def train_and_fill(spec: str, dim: int, vectors: np.ndarray, labels: np.ndarray,
     with them in chunks; returns it and its default search parameters. ``centroids`` (``(nlist,
     dim)``, from an IVF index trained on the same vectors) skip the coarse k-means: only the codes
     (e.g. PQ) are trained."""
+    if is_scann_spec(spec):  # the optional ScaNN backend (``ScaNN{leaves},AH{d},R{reorder}``)
+        scann_index = ScannIndex.build(spec, unit_rows(vectors, labels), labels)
+        return scann_index, {"seed": seed, "leaves_to_search": scann_index.leaves_to_search}
     f = faiss_ops.faiss()
     try:
         index = f.index_factory(dim, spec, f.METRIC_INNER_PRODUCT)

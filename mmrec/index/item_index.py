@@ -322,7 +322,10 @@ class ItemIndex:
                 extra = attributes.reset_index(drop=True).reindex(columns=self.attributes.columns)
             self.attributes = pd.concat([self.attributes, extra], ignore_index=True)
         self._lookup = None
-        self._track_drift(matrix)
+        if faiss_ops.rebuild_due(self.faiss_index):  # e.g. ScaNN's table of added rows grew
+            self.retrain()
+        else:
+            self._track_drift(matrix)
         return labels
 
     def _checked_rows(self, item_ids: Sequence[str], vectors: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

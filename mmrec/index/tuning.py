@@ -13,6 +13,7 @@ import numpy as np
 import mmrec.index.faiss_ops as faiss_ops
 from mmrec.errors import ConfigError
 from mmrec.index.item_index import ItemIndex
+from mmrec.index.scann_backend import ScannIndex
 
 __all__ = ["TuningQueries", "tuning_queries", "probe_for", "exact_neighbours", "recall_at_k", "tune",
            "knob_values"]
@@ -130,20 +131,27 @@ def recall_at_k(found: np.ndarray, truth: np.ndarray) -> float:
 
 
 def knob_values(index: Any) -> tuple[str, list[int]] | None:
-    """The search knob of this index type and its values, cheapest first: every nprobe up to 16,
-    then steps of about 12% (the cheapest setting is found by bisection, so a fine grid costs
-    little); efSearch from 16 to 1,024. None for exact indices."""
+    """The search knob of this index type and its values, cheapest first: every nprobe (ScaNN:
+    leaves_to_search) up to 16, then steps of about 12% (the cheapest setting is found by
+    bisection, so a fine grid costs little); efSearch from 16 to 1,024. None for exact indices."""
     ivf = faiss_ops.ivf_of(index)
     if ivf is not None:
-        values = set(range(1, 17))
-        value = 16.0
-        while value < ivf.nlist:
-            value *= 1.12
-            values.add(int(round(value)))
-        return "nprobe", sorted(v for v in values if v <= ivf.nlist) or [int(ivf.nlist)]
+        return "nprobe", _probe_grid(int(ivf.nlist))
+    if isinstance(index, ScannIndex):
+        return "leaves_to_search", _probe_grid(index.spec.leaves)
     if faiss_ops.hnsw_of(index) is not None:
         return "efSearch", list(EF_SEARCH_VALUES)
     return None
+
+
+def _probe_grid(lists: int) -> list[int]:
+    """Every count of lists (leaves) to search up to 16, then steps of about 12 %."""
+    values = set(range(1, 17))
+    value = 16.0
+    while value < lists:
+        value *= 1.12
+        values.add(int(round(value)))
+    return sorted(v for v in values if v <= lists) or [lists]
 
 
 def _depth_knob(index: ItemIndex) -> tuple[str, tuple[int, ...]]:
