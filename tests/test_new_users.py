@@ -140,6 +140,20 @@ def test_prior_weights_fade_and_follow_the_held_out_users():
     assert prior.for_ids(["i0", "new"]).tolist() == [log_pop[0], np.float32(np.median(log_pop))]
 
 
+def test_prior_recall_ranked_in_blocks_of_users_equals_the_whole_matrix(monkeypatch):
+    import mmrec.models.prior as prior_module
+
+    rng = np.random.default_rng(3)
+    scores = rng.normal(size=(37, 80)).astype(np.float32)
+    per_item, per_user = rng.normal(size=80), rng.normal(size=(37, 80))
+    targets = [rng.choice(80, 4, replace=False) for _ in range(37)]
+    targets[5] = np.empty(0, np.int64)  # a user without targets counts for nothing
+    pops = (None, per_item, per_user)
+    whole = [prior_module._recall(scores, targets, 10, pop, 0.3) for pop in pops]
+    monkeypatch.setattr(prior_module, "RECALL_BLOCK_CELLS", 3 * 80 + 5)  # 3 users a block
+    assert [prior_module._recall(scores, targets, 10, pop, 0.3) for pop in pops] == whole
+
+
 def test_prior_weight_is_capped_where_the_warm_users_next_events_are_unpopular():
     n_items, users = 60, 120
     log_pop = np.log(np.linspace(1.0, 0.01, n_items)).astype(np.float32)

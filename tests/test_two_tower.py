@@ -128,6 +128,21 @@ def test_a_model_scores_the_same_whatever_its_batches_width(demo_items, split, m
     np.testing.assert_allclose(model.score_items(split.train, users=users), cut, atol=1e-4)
 
 
+def test_the_whole_item_table_fused_in_blocks_equals_one_pass(demo_items, split, monkeypatch):
+    import mmrec.models.network as network
+
+    model = mmrec.TwoTower(epochs=1, **TINY).fit(demo_items, split.train, show_progress=False)
+    net = model.net_.eval()
+    with torch.no_grad():
+        whole = net.item_vectors()
+        content_only = net.item_vectors(content_only=True)
+        monkeypatch.setattr(network, "ITEM_BLOCK_ROWS", 7)
+        blocked = net.item_vectors()
+        assert blocked[0].shape == whole[0].shape and len(whole[0]) > 7
+        torch.testing.assert_close(blocked, whole)
+        torch.testing.assert_close(net.item_vectors(content_only=True), content_only)
+
+
 def test_users_scored_in_chunks_of_similar_length_get_what_they_got_in_order(monkeypatch):
     """More users than one scoring chunk, of varied history lengths: chunks of similar length (and
     cut to their longest history) change no vector, score, metric or predicted rating."""

@@ -21,6 +21,7 @@ __all__ = ["TwoTowerNet", "ID_TOKEN", "principal_init"]
 
 ID_TOKEN = "id"
 PCA_SAMPLE = 20_000  # rows used to find a modality's principal directions
+ITEM_BLOCK_ROWS = 65_536  # catalog rows fused at a time when the whole table is scored (no gradients)
 
 
 @torch.no_grad()
@@ -153,6 +154,12 @@ class TwoTowerNet(nn.Module):
         ``content_only`` fused without their id embeddings (as cold items are; id dropout)."""
         if rows is None:
             rows = torch.arange(self.n_items, device=self.present.device)
+            if self.n_items > ITEM_BLOCK_ROWS and not (torch.is_grad_enabled() or self.training):
+                # the whole catalog for scoring: fused a block at a time (at a million items the
+                # fusion's intermediate tensors were GBs); row by row the same vectors
+                blocks = [self.item_vectors(block, content_only=content_only)
+                          for block in rows.split(ITEM_BLOCK_ROWS)]
+                return torch.cat([b[0] for b in blocks]), torch.cat([b[1] for b in blocks])
         content = [getattr(self, f"content_{i}")[rows] for i in range(len(self.modalities))]
         ids = torch.full_like(rows, -1) if content_only else self.id_rows(rows)
         return self.fuse(content, self.present[rows], ids)
