@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -91,6 +92,12 @@ class SequenceBatch:
         head = [field * continues.to(field.dtype) for field in head]
         segments = self.segments[:, :-1] * continues.to(self.segments.dtype)
         return SequenceBatch(*head, users=self.users, segments=segments), tail
+
+    def renumbered(self, rows: torch.Tensor) -> SequenceBatch:
+        """The batch with its items as positions (+ 1) in the sorted table ``rows`` they all belong
+        to: histories read from a compact table of those rows' vectors, not a catalog-sized one."""
+        local = torch.searchsorted(rows, (self.items - 1).clamp_min(0)) + 1
+        return dataclasses.replace(self, items=torch.where(self.mask, local, 0))
 
 
 _FIELDS = ("items", "events", "values", "gaps", "hours", "weights", "rated")

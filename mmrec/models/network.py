@@ -164,12 +164,6 @@ class TwoTowerNet(nn.Module):
         ids = torch.full_like(rows, -1) if content_only else self.id_rows(rows)
         return self.fuse(content, self.present[rows], ids)
 
-    def item_table(self, rows: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """A table-sized ``(n_items, dim)`` matrix holding the fused vectors of ``rows`` only (zero
-        elsewhere), for reading histories without fusing the whole catalog; and their weights."""
-        vectors, weights = self.item_vectors(rows)
-        return vectors.new_zeros(self.n_items, vectors.shape[1]).index_copy(0, rows, vectors), weights
-
     def id_rows(self, rows: torch.Tensor) -> torch.Tensor:
         """``rows`` with ``-1`` where an item gets no id embedding: not in the table (``-1``
         already) or cold (no training events), so it is fused from its content alone."""

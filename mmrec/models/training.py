@@ -16,7 +16,6 @@ summation order. Rank 0 validates, checkpoints and decides when to stop.
 from __future__ import annotations
 
 import contextlib
-import dataclasses
 import gc
 import inspect
 import logging
@@ -147,7 +146,7 @@ class _Batcher:
             # gradient of n_items x dim every step: 41 % of a step's CPU at 100k items)
             step_rows = torch.unique(torch.cat([inputs.items[inputs.mask] - 1, candidate_rows]))
             table, _ = net.item_vectors(step_rows)
-            inputs = _renumbered(inputs, step_rows)
+            inputs = inputs.renumbered(step_rows)
             candidates = table[torch.searchsorted(step_rows, candidate_rows)]
         candidates = self._with_dropped_ids(candidates, candidate_rows, generator)
         profile = per_position = None
@@ -217,13 +216,6 @@ class _Batcher:
         vectors = table[rows] if step_rows is None else self.net.item_vectors(rows)[0]
         logits = self.net.candidate_logits(x, inputs.mask, vectors)[keep]
         return sampled_softmax_loss(logits, positives, log_q, normalizer=normalizer)
-
-
-def _renumbered(batch: SequenceBatch, rows: torch.Tensor) -> SequenceBatch:
-    """``batch`` with its items as positions (+ 1) in the sorted table ``rows`` they all belong to."""
-    present = batch.mask
-    local = torch.searchsorted(rows, (batch.items - 1).clamp_min(0)) + 1
-    return dataclasses.replace(batch, items=torch.where(present, local, 0))
 
 
 class _StepLoss(torch.nn.Module):

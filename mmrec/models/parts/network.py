@@ -174,8 +174,10 @@ class Network(Part):
 
         Chunks are users of similar history length when the tower ignores left padding (each batch
         is then cut to its longest history: the cost follows the events), in order otherwise.
-        Without the item ``table``, only the items of each chunk's histories are fused (a few users
-        over a large catalog cost their own history, not the whole table). With attribute ``codes``
+        Without the item ``table``, only the items of each chunk's histories are fused, into a
+        compact table the chunk's histories are renumbered into (a few users over a large catalog
+        cost their own history, not a catalog-sized table: at a million items a zero-filled
+        ``(n_items, dim)`` table per chunk made scoring 1M users take hours). With attribute ``codes``
         (rows: the histories' users) each state includes the user's attribute vector — alone for a
         user without events."""
         net = self.net
@@ -185,10 +187,16 @@ class Network(Part):
             rows = np.sort(order[start : start + SCORE_CHUNK])
             width = net.batch_width(histories.lengths[rows], self.config.max_len)
             batch = histories.latest(rows, width).to(device)
-            chunk_table = table if table is not None else net.item_table(
-                torch.unique(batch.items[batch.mask] - 1))[0]
+            inputs = batch
+            if table is None:
+                used = torch.unique(batch.items[batch.mask] - 1)
+                chunk_table = (net.item_vectors(used)[0] if len(used)
+                               else torch.zeros(1, self.config.dim, device=device))  # nothing to read
+                inputs = batch.renumbered(used)
+            else:
+                chunk_table = table
             profile = None if codes is None else net.profile(*codes.rows(rows).tensors(device))
-            states, x, _ = net.user_states(batch, chunk_table, profile)
+            states, x, _ = net.user_states(inputs, chunk_table, profile)
             final = states[:, -1]
             if profile is not None:
                 final = torch.where(batch.mask[:, -1:], final, profile.to(final.dtype))
