@@ -367,7 +367,8 @@ def faiss_ops():
 
 
 # ----------------------------------------------------------------------------- one dataset
-def run(name: str, x: np.ndarray, queries: np.ndarray, target: float, threads: int) -> dict[str, Any]:
+def run(name: str, x: np.ndarray, queries: np.ndarray, target: float, threads: int,
+        graph_max: int = 10**9) -> dict[str, Any]:
     n, dim = x.shape
     print(f"\n### {name}: {n:,} items x {dim} dims, {len(queries):,} queries, k={K}, target recall "
           f"{target}, {faiss.omp_get_max_threads()} threads", flush=True)
@@ -382,8 +383,12 @@ def run(name: str, x: np.ndarray, queries: np.ndarray, target: float, threads: i
     rows += ivf_rows
     rabitq_lists = 1 << int(round(math.log2(2 * math.sqrt(n))))
     rows.append(hand_tuned_rabitq(x, queries, truth, rabitq_lists, target))
-    rows.append(hnswlib_row(x, queries, truth, target, threads))
-    rows.append(usearch_row(x, queries, truth, target, threads))
+    if n <= graph_max:
+        rows.append(hnswlib_row(x, queries, truth, target, threads))
+        rows.append(usearch_row(x, queries, truth, target, threads))
+    else:
+        why = f"skipped: more than --graph-max {graph_max:,} items (graph builds are slow on 2 cores)"
+        rows += [Row(name, why, math.nan, math.nan, math.nan, math.nan) for name in ("hnswlib", "usearch")]
     rows.append(scann_row(x, queries, truth, target, threads))
     rows.append(autofaiss_row(x, queries, truth, threads))
     auto, index = mmrec_row(x, queries, truth, target)
@@ -451,6 +456,8 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=2000)
     parser.add_argument("--target", type=float, default=0.95)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--graph-max", type=int, default=10**9,
+                        help="skip the hnswlib and usearch peers above this many items")
     parser.add_argument("--real", action="store_true", help="also the MiniLM clothing-review vectors")
     parser.add_argument("--glove", action="store_true", help="also the 400k GloVe 50-d word vectors")
     parser.add_argument("--plot", default="docs/img/retrieval-recall-qps.png")
@@ -461,13 +468,14 @@ def main() -> None:
     for n in (int(s) for s in args.sizes.split(",") if s):
         x = clustered(n, args.dim, args.clusters, seed=0)
         queries = clustered(args.queries, args.dim, args.clusters, seed=100)
-        results.append(run(f"clustered ({args.clusters} centres)", x, queries, args.target, args.threads))
+        results.append(run(f"clustered ({args.clusters} centres)", x, queries, args.target, args.threads,
+                           args.graph_max))
     if args.real:
         x, queries = review_vectors(args.queries)
-        results.append(run("MiniLM, clothing reviews", x, queries, args.target, args.threads))
+        results.append(run("MiniLM, clothing reviews", x, queries, args.target, args.threads, args.graph_max))
     if args.glove:
         x, queries = glove_vectors(args.queries)
-        results.append(run("GloVe 6B words", x, queries, args.target, args.threads))
+        results.append(run("GloVe 6B words", x, queries, args.target, args.threads, args.graph_max))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(results, indent=1, default=float), "utf-8")
     print(f"saved {args.out}")

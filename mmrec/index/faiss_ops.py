@@ -120,7 +120,8 @@ def search(index: Any, queries: np.ndarray, k: int, *, selector: BitmapSelector 
     A ScaNN index has no search-time filter: it returns unfiltered results, which the caller
     filters by its mask (over-fetching as it does for exclusions)."""
     if isinstance(index, ScannIndex):
-        return index.search(queries, k, (overrides or {}).get("leaves_to_search"))
+        return index.search(queries, k, (overrides or {}).get("leaves_to_search"),
+                            threads=faiss().omp_get_max_threads())
     if selector is None and not overrides:
         return index.search(queries, k)
     f = faiss()

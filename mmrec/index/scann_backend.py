@@ -134,11 +134,10 @@ class ScannIndex:
         if "leaves_to_search" in params:
             self.leaves_to_search = int(min(self.spec.leaves, max(1, params["leaves_to_search"])))
 
-    def search(self, queries: np.ndarray, k: int, leaves_to_search: int | None = None,
-               ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-``k`` ``(scores, labels)`` like FAISS (``-1`` / ``-inf`` pad)."""
-        from mmrec.index import faiss_ops
-
+    def search(self, queries: np.ndarray, k: int, leaves_to_search: int | None = None, *,
+               threads: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-``k`` ``(scores, labels)`` like FAISS (``-1`` / ``-inf`` pad), on ``threads`` threads
+        (default: as many as the last search)."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         m = len(queries)
         scores = np.full((m, k), -np.inf, dtype=np.float32)
@@ -146,7 +145,7 @@ class ScannIndex:
         if m == 0 or k <= 0:
             return scores, labels
         leaves = self.leaves_to_search if leaves_to_search is None else int(leaves_to_search)
-        threads = int(faiss_ops.faiss().omp_get_max_threads())
+        threads = int(threads or self._threads or 1)
         if threads != self._threads:  # (re)creating ScaNN's pool costs more than a small search
             self.searcher.set_num_threads(threads)
             self._threads = threads
