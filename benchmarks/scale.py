@@ -185,16 +185,24 @@ def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None
 
 
 def _exponents(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Growth exponent per stage between consecutive sizes."""
+    """Growth exponent per stage between consecutive sizes (a stage timed on a sample, e.g. the
+    peer's top-10 for N users, is scaled to the whole size first: seconds × size / sample)."""
     out = []
+
+    def whole(result: dict[str, Any], row: dict[str, Any]) -> tuple[float, int]:
+        size = int(result[row["unit"]])
+        return row["seconds"] * size / row["count"], size
+
     for small, large in zip(results, results[1:], strict=False):
         by_stage = {row["stage"]: row for row in small["stages"]}
         for row in large["stages"]:
             before = by_stage.get(row["stage"])
-            if before and before["seconds"] > 0 and row["count"] != before["count"]:
+            if not before or before["seconds"] <= 0:
+                continue
+            (t_small, n_small), (t_large, n_large) = whole(small, before), whole(large, row)
+            if n_large != n_small:
                 out.append({"stage": row["stage"], "from": small["size"], "to": large["size"],
-                            "exponent": math.log(row["seconds"] / before["seconds"])
-                            / math.log(row["count"] / before["count"])})
+                            "exponent": math.log(t_large / t_small) / math.log(n_large / n_small)})
     return out
 
 
