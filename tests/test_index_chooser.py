@@ -134,15 +134,8 @@ def test_small_catalogs_and_explicit_specs_are_not_measured():
     assert "candidates" not in given.params and given.params["tuning"]["achieved_recall"] >= 0.9
 
 
-def test_fastscan_refine_index_searches_updates_and_saves(tmp_path):
-    x = clustered(3_000)
-    spec = fastscan_spec(32, x.shape[1])
-    assert spec == "IVF32,PQ16x4fsr,RFlat"
-    index = mmrec.build_index(x[:2_500], spec=spec, target_recall=0.9)
-    assert faiss_ops.refine_of(index.faiss_index) is not None
-    assert "k_factor_rf" in index.params["tuning"]["params"]
-    ids = [str(i) for i in range(2_500, 3_000)]
-    index.add(ids, x[2_500:])
+def _check_removal_and_filters(index: mmrec.ItemIndex, x: np.ndarray) -> None:
+    """After items 0..2999 are in: removed items never come back, others are found, filters hold."""
     index.remove(["2600", "3"])
     _, found = index.search(x[2_700:2_701], 1)
     assert index.ids[found[0, 0]] == "2700"
@@ -152,6 +145,18 @@ def test_fastscan_refine_index_searches_updates_and_saves(tmp_path):
     allowed[:100] = True
     _, found = index.search(x[:5], 10, allowed=allowed)
     assert (found[found >= 0] < 100).all()
+
+
+def test_fastscan_refine_index_searches_updates_and_saves(tmp_path):
+    x = clustered(3_000)
+    spec = fastscan_spec(32, x.shape[1])
+    assert spec == "IVF32,PQ16x4fsr,RFlat"
+    index = mmrec.build_index(x[:2_500], spec=spec, target_recall=0.9)
+    assert faiss_ops.refine_of(index.faiss_index) is not None
+    assert "k_factor_rf" in index.params["tuning"]["params"]
+    ids = [str(i) for i in range(2_500, 3_000)]
+    index.add(ids, x[2_500:])
+    _check_removal_and_filters(index, x)
     index.retrain()  # labels stay in step with the rows the refine stage numbers itself
     loaded = mmrec.ItemIndex.load(index.save(tmp_path / "idx"))
     assert loaded.params["k_factor_rf"] == index.params["k_factor_rf"]
@@ -172,15 +177,7 @@ def test_rabitq_graph_quantised_and_scann_indices_search_update_and_save(tmp_pat
     index.add([str(i) for i in range(2_600, 3_000)], x[2_600:])
     if spec.startswith("ScaNN"):  # past 10 % of the tree's rows the side table is folded into a new tree
         assert index.params["retrains"] == retrains + 1 and len(index.faiss_index.extra_labels) == 0
-    index.remove(["2600", "3"])
-    _, found = index.search(x[2_700:2_701], 1)
-    assert index.ids[found[0, 0]] == "2700"
-    _, found = index.search(x[2_600:2_601], 3000)
-    assert not {"2600", "3"} & set(index.ids[found[0][found[0] >= 0]].tolist())
-    allowed = np.zeros(index.n_labels, bool)
-    allowed[:100] = True
-    _, found = index.search(x[:5], 10, allowed=allowed)
-    assert (found[found >= 0] < 100).all()
+    _check_removal_and_filters(index, x)
     loaded = mmrec.ItemIndex.load(index.save(tmp_path / "idx"))
     np.testing.assert_array_equal(loaded.search(x[:20], 5)[1], index.search(x[:20], 5)[1])
 
