@@ -329,7 +329,7 @@ def mmrec_row(x: np.ndarray, queries: np.ndarray, truth: Truth, target: float) -
     qps, labels = qps_of(lambda: index.search(queries, K)[1], len(queries))
     recall = truth.recall(labels)
     tuned = index.params.get("tuning", {}).get("params", {})
-    knob = next((name for name in ("nprobe", "efSearch") if name in tuned), None)
+    knob = next((name for name in ("nprobe", "efSearch", "leaves_to_search") if name in tuned), None)
     curve = []
     if knob is not None:  # the chosen index's own curve over its knob
         chosen = index.params[knob]
@@ -342,7 +342,7 @@ def mmrec_row(x: np.ndarray, queries: np.ndarray, truth: Truth, target: float) -
         faiss_ops().apply_params(index.faiss_index, index.params)
     params = index.params["tuning"]["params"] if "tuning" in index.params else {}
     return Row(f"mmrec auto: {index.spec}", f"{params} (tuned on held-out items)", build, qps, recall,
-               file_mb(lambda p: faiss.write_index(index.faiss_index, p)), curve or [(recall, qps)],
+               file_mb(lambda p: faiss_ops().write(index.faiss_index, Path(p))), curve or [(recall, qps)],
                search=lambda: index.search(queries, K)), index
 
 
