@@ -167,6 +167,22 @@ def smallest_reaching(values: list[Any], run: Callable[[Any], tuple[float, float
     return values[-1], curve
 
 
+def oracle_sweep(values: list[Any], apply: Callable[[Any], Any], search: Callable[[], Any], truth: Truth,
+                 n_queries: int, target: float) -> tuple[Any, list[tuple[float, float]]]:
+    """:func:`smallest_reaching` over a method's search knob: each value applied, the queries
+    searched (``search`` returns their labels) and timed, recall against the truth."""
+
+    def run(value: Any) -> tuple[float, float]:
+        apply(value)
+        qps, labels = qps_of(search, n_queries)
+        return truth.recall(np.asarray(labels, dtype=np.int64)), qps
+
+    return smallest_reaching(values, run, target)
+
+
+GRAPH_EF_VALUES = [10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512]
+
+
 # ----------------------------------------------------------------------------- methods
 def hand_tuned_ivf(x: np.ndarray, queries: np.ndarray, truth: Truth, nlist: int, target: float) -> Row:
     started = time.perf_counter()
@@ -175,12 +191,8 @@ def hand_tuned_ivf(x: np.ndarray, queries: np.ndarray, truth: Truth, nlist: int,
     index.add(x)
     build = time.perf_counter() - started
 
-    def run(nprobe: int) -> tuple[float, float]:
-        index.nprobe = nprobe
-        qps, labels = qps_of(lambda: index.search(queries, K)[1], len(queries))
-        return truth.recall(labels), qps
-
-    nprobe, curve = smallest_reaching(list(range(1, 65)), run, target)
+    nprobe, curve = oracle_sweep(list(range(1, 65)), lambda v: setattr(index, "nprobe", v),
+                                 lambda: index.search(queries, K)[1], truth, len(queries), target)
     recall, qps = curve[-1]
     index.nprobe = nprobe
     return Row(f"hand-tuned FAISS IVF{nlist},Flat", f"nprobe={nprobe} (oracle)", build, qps, recall,
@@ -199,13 +211,9 @@ def hnswlib_row(x: np.ndarray, queries: np.ndarray, truth: Truth, target: float,
     index.add_items(x, num_threads=threads)
     build = time.perf_counter() - started
 
-    def run(ef: int) -> tuple[float, float]:
-        index.set_ef(ef)
-        qps, labels = qps_of(lambda: index.knn_query(queries, k=K, num_threads=threads)[0], len(queries))
-        return truth.recall(labels.astype(np.int64)), qps
-
-    ef, curve = smallest_reaching([10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512],
-                                  run, target)
+    ef, curve = oracle_sweep(GRAPH_EF_VALUES, index.set_ef,
+                             lambda: index.knn_query(queries, k=K, num_threads=threads)[0],
+                             truth, len(queries), target)
     recall, qps = curve[-1]
     index.set_ef(ef)
     return Row("hnswlib", f"M=16, ef_construction=200, ef={ef} (oracle)", build, qps, recall,
@@ -224,16 +232,15 @@ def hand_tuned_rabitq(x: np.ndarray, queries: np.ndarray, truth: Truth, nlist: i
     build = time.perf_counter() - started
     ivf = faiss.extract_index_ivf(index)
 
-    def run(setting: tuple[int, int]) -> tuple[float, float]:
+    def apply(setting: tuple[int, int]) -> None:
         ivf.nprobe, index.k_factor = setting
-        qps, labels = qps_of(lambda: index.search(queries, K)[1], len(queries))
-        return truth.recall(labels), qps
 
     best: tuple[tuple[int, int], float, float] | None = None
     curve: list[tuple[float, float]] = []
     probes = [1, 2, 3, 4, 5, 6, 8, 10, 12, 16, 20, 24, 32, 48, 64]
     for depth in (32, 16, 8, 4, 2):  # deepest first: a depth that cannot reach it ends the sweep
-        setting, points = smallest_reaching([(p, depth) for p in probes], run, target)
+        setting, points = oracle_sweep([(p, depth) for p in probes], apply,
+                                       lambda: index.search(queries, K)[1], truth, len(queries), target)
         curve += points
         recall, qps = points[-1]
         if recall < target:
@@ -244,7 +251,7 @@ def hand_tuned_rabitq(x: np.ndarray, queries: np.ndarray, truth: Truth, nlist: i
     if best is None:
         best = ((probes[-1], 32), *curve[-1])
     (nprobe, depth), recall, qps = best
-    ivf.nprobe, index.k_factor = nprobe, depth
+    apply((nprobe, depth))
     return Row(f"hand-tuned FAISS {spec}", f"nprobe={nprobe}, k_factor={depth} (oracle)", build, qps,
                recall, file_mb(lambda p: faiss.write_index(index, p)), sorted(curve),
                search=lambda: index.search(queries, K))
@@ -261,13 +268,9 @@ def usearch_row(x: np.ndarray, queries: np.ndarray, truth: Truth, target: float,
     index.add(np.arange(len(x), dtype=np.uint64), x, threads=threads)
     build = time.perf_counter() - started
 
-    def run(ef: int) -> tuple[float, float]:
-        index.expansion_search = ef
-        qps, labels = qps_of(lambda: index.search(queries, K, threads=threads).keys, len(queries))
-        return truth.recall(np.asarray(labels, dtype=np.int64)), qps
-
-    ef, curve = smallest_reaching([10, 12, 16, 20, 24, 32, 40, 48, 64, 80, 96, 128, 192, 256, 384, 512],
-                                  run, target)
+    ef, curve = oracle_sweep(GRAPH_EF_VALUES, lambda v: setattr(index, "expansion_search", v),
+                             lambda: index.search(queries, K, threads=threads).keys,
+                             truth, len(queries), target)
     recall, qps = curve[-1]
     index.expansion_search = ef
     return Row("usearch", f"connectivity=16, expansion_add=128, expansion_search={ef} (oracle)", build, qps,
@@ -287,13 +290,12 @@ def scann_row(x: np.ndarray, queries: np.ndarray, truth: Truth, target: float, t
     build = time.perf_counter() - started
     searcher.set_num_threads(threads)
 
-    def run(to_search: int) -> tuple[float, float]:
-        qps, labels = qps_of(lambda: searcher.search_batched_parallel(queries, leaves_to_search=to_search)[0],
-                             len(queries))
-        return truth.recall(np.asarray(labels, dtype=np.int64)), qps
-
-    to_search, curve = smallest_reaching(sorted({1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128} - {0}),
-                                         run, target)
+    knob = {"leaves": 1}  # ScaNN takes its knob per search call
+    to_search, curve = oracle_sweep([1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128],
+                                    lambda v: knob.update(leaves=v),
+                                    lambda: searcher.search_batched_parallel(
+                                        queries, leaves_to_search=knob["leaves"])[0],
+                                    truth, len(queries), target)
     recall, qps = curve[-1]
     return Row("ScaNN", f"{leaves} leaves, AH 2, reorder 100, leaves_to_search={to_search} (oracle)",
                build, qps, recall, file_mb(lambda p: (os.makedirs(p), searcher.serialize(p))), curve,

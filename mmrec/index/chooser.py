@@ -226,15 +226,14 @@ def _distances_per_query(index: ItemIndex, queries: np.ndarray, nprobe: int) -> 
 
 @dataclass
 class _Contest:
-    """The trials so far, the fastest index that reached the target, and the indices still in
-    the running (timed again at the end)."""
+    """The trials so far, the fastest that reached the target at its first timing, and the
+    indices still in the running (timed again at the end)."""
 
     target_recall: float
     k: int
     probe: TuningQueries
     timed_seconds: float = TIMED_SECONDS
     trials: list[Trial] = field(default_factory=list)
-    best: ItemIndex | None = None
     best_trial: Trial | None = None
     best_seconds: float | None = None  # the best index's tuning search time per query
     running: dict[str, ItemIndex] = field(default_factory=dict)  # spec -> a reached candidate
@@ -269,7 +268,7 @@ class _Contest:
             return
         self.running[trial.spec] = index
         if trial.qps > self.best_trial.qps:
-            self.best, self.best_trial = index, trial
+            self.best_trial = trial
             self.best_seconds = next(p["ms_per_query"] for p in result["curve"]
                                      if all(p.get(key) == v for key, v in trial.params.items())) / 1e3
         self._drop_slow()
@@ -283,7 +282,7 @@ class _Contest:
                                   "achieved_recall_low": 1.0, "params": {}, "curve": [], "pruned": False}
         index.params[f"recall@{self.k}"] = 1.0
         self.trials.append(trial)
-        self.best, self.best_trial, self.best_seconds = index, trial, 1.0 / trial.qps
+        self.best_trial, self.best_seconds = trial, 1.0 / trial.qps
         self.running[trial.spec] = index
 
     def _complete(self, trial: Trial, index: ItemIndex) -> None:
