@@ -154,6 +154,39 @@ def test_prior_recall_ranked_in_blocks_of_users_equals_the_whole_matrix(monkeypa
     assert [prior_module._recall(scores, targets, 10, pop, 0.3) for pop in pops] == whole
 
 
+def test_prior_weight_search_on_each_users_skyline_equals_the_whole_catalog(monkeypatch):
+    import mmrec.models.prior as prior_module
+    from mmrec.models.prior import PRIOR_GRID
+
+    rng = np.random.default_rng(4)
+    n_users, n_items = 23, 3_000
+    scores = rng.normal(size=(n_users, n_items)).astype(np.float32)
+    log_pop = (rng.normal(size=n_items) * 2 - 1).astype(np.float32)  # some above zero: only w >= 0 matters
+    given = [rng.choice(n_items, 30, replace=False) for _ in range(n_users)]
+    targets = [rng.choice(n_items, 6, replace=False, p=np.exp(log_pop) / np.exp(log_pop).sum())
+               for _ in range(n_users)]
+    columns, compact = prior_module._skyline(scores, log_pop, 20)
+    assert columns.shape[1] < n_items / 4  # the point: far fewer candidates than items
+    for row in range(n_users):  # each row: real items, their own scores, padding after them
+        real = columns[row] >= 0
+        assert np.array_equal(compact[row, real], scores[row, columns[row, real]])
+    fold = (scores, given, targets)
+    monkeypatch.setattr(prior_module, "RECALL_BLOCK_CELLS", 5 * n_items)
+    skyline = prior_module._best_weight(tuple(a.copy() if isinstance(a, np.ndarray) else a for a in fold),
+                                        log_pop, PRIOR_GRID, 20)
+    monkeypatch.setattr(prior_module, "SKYLINE_MIN_ITEMS", n_items)  # the whole catalog ranked per weight
+    whole = prior_module._best_weight(fold, log_pop, PRIOR_GRID, 20)
+    assert skyline == whole
+    for weight in PRIOR_GRID:
+        masked = scores.copy()
+        for row, seen in enumerate(given):
+            masked[row, seen] = -np.inf
+        cols, kept = prior_module._skyline(masked, log_pop, 20)
+        pop = np.where(cols >= 0, log_pop[np.maximum(cols, 0)], 0.0).astype(np.float32)
+        assert (prior_module._recall(kept, targets, 20, pop, weight, cols)
+                == prior_module._recall(masked, targets, 20, log_pop, weight))
+
+
 def test_prior_weight_is_capped_where_the_warm_users_next_events_are_unpopular():
     n_items, users = 60, 120
     log_pop = np.log(np.linspace(1.0, 0.01, n_items)).astype(np.float32)

@@ -21,6 +21,7 @@ touched the item, on the scale of counts), the rule of demographic popularity
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -41,6 +42,8 @@ PRIOR_GRID = (0.0, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0
 MIN_WARM_USERS = 30  # validation users near a step needed before their fit caps the step's weight
 MIN_SEGMENT_USERS = 10  # training users a segment needs to count (one zip code is noise)
 RECALL_BLOCK_CELLS = 1 << 22  # users × items ranked at a time when the weights are fitted
+SKYLINE_MIN_ITEMS = 2_000  # above it, the weight grid ranks each user's skyline (:func:`_skyline`)
+SKYLINE_NEAR_BLOCKS = 64  # blocks of the most popular items whose k-th best scores bound the rest
 
 # scores (users, items), given rows, targets, and optionally each user's log-popularity (users, items)
 Fold = tuple[Any, ...]
@@ -186,10 +189,12 @@ class PopularityPrior:
 
 
 def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.ndarray | None = None,
-            weight: float = 0.0) -> float:
+            weight: float = 0.0, columns: np.ndarray | None = None) -> float:
     """Mean Recall@k of ``scores + weight · log_pop`` (``log_pop`` per item, or per user and item),
     ranked a block of users at a time: the sum, its negation and the partition indices stay a
-    block's size (at a million items, 100 users' whole matrices were ~2.4 GB of temporaries)."""
+    block's size (at a million items, 100 users' whole matrices were ~2.4 GB of temporaries).
+    ``columns`` (optional, same shape as ``scores``): the item row each column stands for
+    (:func:`_skyline`'s compact candidates; -1 for padding)."""
     n_users, n_items = scores.shape
     block = max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
     kth = min(k, n_items - 1)
@@ -199,9 +204,49 @@ def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.n
         if log_pop is not None:
             part = part + weight * (log_pop if log_pop.ndim == 1 else log_pop[start : start + block])
         top = np.argpartition(-part, kth, axis=1)[:, :k]
+        if columns is not None:
+            top = np.take_along_axis(columns[start : start + block], top, axis=1)
         hits += [np.isin(t, row).sum() / min(len(t), k)
                  for row, t in zip(top, targets[start : start + block], strict=True) if len(t)]
     return float(np.mean(hits)) if hits else 0.0
+
+
+def _skyline(scores: np.ndarray, log_pop: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per user, the items that can reach the top ``k`` of ``scores + w · log_pop`` for some
+    weight ``w >= 0``: ``(columns, compact scores)``, each ``(users, m)``, padded with -1 / -inf.
+
+    An item with ``k`` others at least as popular and strictly higher in score is beaten by them at
+    every weight. The most popular items (:data:`SKYLINE_NEAR_BLOCKS` blocks of ~√items, by
+    popularity) are cut into blocks: an item whose score is below the ``k``-th best of an earlier
+    block is dropped, and any less popular item below the ``k``-th best of any block. Exact (a
+    superset of every weight's top ``k``); at a million items it keeps a few thousand per user,
+    so the weight grid ranks those instead of the whole catalog once per weight."""
+    n_users, n_items = scores.shape
+    order = np.argsort(-log_pop, kind="stable")
+    width = min(n_items, max(4 * k, math.isqrt(n_items)))
+    near = order[: SKYLINE_NEAR_BLOCKS * width]
+    n_blocks = -(-len(near) // width)
+    pad = n_blocks * width - len(near)
+    lowest = np.finfo(scores.dtype).min  # a bound of at least this drops the -inf (seen) items
+    rows_per_block = max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
+    kept: list[np.ndarray] = []
+    for start in range(0, n_users, rows_per_block):
+        rows = scores[start : start + rows_per_block]
+        blocks = np.pad(rows[:, near], ((0, 0), (0, pad)), constant_values=-np.inf)
+        blocks = blocks.reshape(len(rows), n_blocks, width)
+        bound = np.maximum.accumulate(np.partition(blocks, width - k, axis=2)[:, :, width - k], axis=1)
+        earlier = np.concatenate([np.full((len(rows), 1), lowest, dtype=bound.dtype), bound[:, :-1]], axis=1)
+        keep = rows >= np.maximum(bound[:, -1], lowest)[:, None]  # beaten by some block of the near ones
+        near_keep = blocks >= np.maximum(earlier, lowest)[:, :, None]
+        keep[:, near] = near_keep.reshape(len(rows), -1)[:, : len(near)]
+        kept += [np.flatnonzero(row) for row in keep]
+    width_out = max((len(c) for c in kept), default=0)
+    columns = np.full((n_users, width_out), -1, dtype=np.int64)
+    compact = np.full((n_users, width_out), -np.inf, dtype=scores.dtype)
+    for row, cols in enumerate(kept):
+        columns[row, : len(cols)] = cols
+        compact[row, : len(cols)] = scores[row, cols]
+    return columns, compact
 
 
 def step_buckets(lengths: np.ndarray, steps: Sequence[int]) -> np.ndarray:
@@ -220,7 +265,12 @@ def _best_weight(fold: Fold, log_pop: np.ndarray, grid: Sequence[float],
         log_pop = fold[3]
     for row, seen in enumerate(given):
         scores[row, seen] = -np.inf
-    recalls = [_recall(scores, targets, k, log_pop, w) for w in grid]
+    if log_pop.ndim == 1 and scores.shape[1] > max(SKYLINE_MIN_ITEMS, 4 * k) and min(grid, default=0.0) >= 0:
+        columns, compact = _skyline(scores, log_pop, k)
+        pop = np.where(columns >= 0, log_pop[np.maximum(columns, 0)], 0.0).astype(log_pop.dtype)
+        recalls = [_recall(compact, targets, k, pop, w, columns) for w in grid]
+    else:
+        recalls = [_recall(scores, targets, k, log_pop, w) for w in grid]
     best = int(np.argmax(recalls))
     return float(grid[best]), recalls[best], recalls[0]
 
