@@ -199,12 +199,21 @@ class ItemIndex:
             # plain queries: one FAISS call; only rows it could not fill take the general path
             raw_scores, raw_labels = faiss_ops.search(self.faiss_index, queries, min(k, n),
                                                       selector=None, params=self.params)
-            order = np.lexsort((np.where(raw_labels >= 0, raw_labels, n), -raw_scores), axis=-1)
-            width = order.shape[1]
-            scores[:, :width] = np.take_along_axis(raw_scores, order, 1)
-            labels[:, :width] = np.take_along_axis(raw_labels, order, 1)
-            rows = np.flatnonzero((labels[:, : min(k, n_usable)] < 0).any(axis=1))
-            scores[labels < 0] = -np.inf
+            # results come sorted; only rows with ties (or pads) are re-sorted, ties to the lower label
+            messy = np.flatnonzero((raw_scores[:, 1:] >= raw_scores[:, :-1]).any(axis=1))
+            if messy.size:
+                part_scores, part_labels = raw_scores[messy], raw_labels[messy]
+                order = np.lexsort((np.where(part_labels >= 0, part_labels, n), -part_scores), axis=-1)
+                raw_scores[messy] = np.take_along_axis(part_scores, order, 1)
+                raw_labels[messy] = np.take_along_axis(part_labels, order, 1)
+            missing = raw_labels < 0
+            raw_scores[missing] = -np.inf
+            width = raw_scores.shape[1]
+            if width == k:  # FAISS's own arrays are the result
+                scores, labels = raw_scores, raw_labels
+            else:
+                scores[:, :width], labels[:, :width] = raw_scores, raw_labels
+            rows = np.flatnonzero(missing[:, : min(k, n_usable)].any(axis=1))
             if rows.size == 0:
                 return scores, labels
         selector = None if n_usable == n else faiss_ops.bitmap_selector(usable)
