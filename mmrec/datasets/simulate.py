@@ -91,7 +91,8 @@ def simulate_behaviour(item_ids: Sequence[str], topics: Sequence[object],
                     topic = int(rng.integers(len(labels)))
                 elif rng.random() > config.stay:
                     topic = liked[rng.choice(n_interests, p=weights)]
-                pool = np.array([i for i in members[topic] if i not in consumed])
+                topic_items = members[topic]  # those not consumed yet, in order (arrays: topics of 10^4)
+                pool = topic_items[~np.isin(topic_items, np.fromiter(consumed, np.int64, len(consumed)))]
                 if not len(pool):
                     continue
                 item = int(rng.choice(pool, p=appeal[pool] / appeal[pool].sum()))
