@@ -29,11 +29,13 @@ from __future__ import annotations
 import argparse
 import gc
 import json
+import logging
 import math
 import os
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
@@ -70,21 +72,51 @@ def _reset_peak() -> None:
         pass
 
 
+class PeakWatch(logging.Handler):
+    """Where a stage's memory peaks: samples the RSS every half second and keeps the highest, with
+    the seconds into the stage and the last ``mmrec`` log line before it (e.g. which part of
+    ``fit`` was running)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.INFO)
+        self.last_log, self.started, self.peak, self.at = "", time.perf_counter(), 0, (0.0, "")
+        logging.getLogger("mmrec").setLevel(logging.INFO)
+        logging.getLogger("mmrec").addHandler(self)
+        threading.Thread(target=self._sample, daemon=True).start()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.last_log = f"{record.name}: {record.getMessage()}"[:160]
+
+    def reset(self) -> None:
+        self.started, self.peak, self.at, self.last_log = time.perf_counter(), 0, (0.0, ""), ""
+
+    def _sample(self) -> None:
+        while True:
+            rss = _status_kib("VmRSS")
+            if rss > self.peak:
+                self.peak, self.at = rss, (round(time.perf_counter() - self.started, 1), self.last_log)
+            time.sleep(0.5)
+
+
 class Stages:
-    """Times each stage and records its peak RSS."""
+    """Times each stage and records its peak RSS (and, sampled, when and after which log line)."""
 
     def __init__(self, sizes: dict[str, int],
                  save: Callable[[list[dict[str, Any]]], None] | None = None) -> None:
         self.sizes, self.rows, self.save = sizes, [], save
+        self.watch = PeakWatch()
 
     @contextmanager
     def stage(self, name: str, **extra: Any):
         gc.collect()
         _reset_peak()
+        self.watch.reset()
         started = time.perf_counter()
         row: dict[str, Any] = {"stage": name, **extra}  # what the caller notes, also after the block
         yield row
         seconds = time.perf_counter() - started
+        row["peak_sampled"] = {"gb": round(self.watch.peak / 2**20, 2), "seconds_in": self.watch.at[0],
+                               "after_log": self.watch.at[1]}
         count = row.pop("count", None) or self.sizes[UNITS[name]]  # a stage run on a sample says so
         row.update(seconds=seconds, unit=UNITS[name], count=count,
                    per_s=count / seconds if seconds else math.inf, peak_rss_gb=_status_kib("VmHWM") / 2**20)

@@ -10,6 +10,7 @@ table and histories are padded tensors.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import math
 import os
 from collections.abc import Mapping, Sequence
@@ -39,6 +40,8 @@ from mmrec.vectors.item_vectors import ItemVectors
 from mmrec.vectors.user_vectors import UserVectors
 
 __all__ = ["TwoTower"]
+
+logger = logging.getLogger(__name__)
 
 ARTIFACT_KIND = "two_tower"
 FORMAT_VERSION = 2  # 2: a folder per part, listed in the manifest; 1: one safetensors file (still read)
@@ -148,7 +151,8 @@ class TwoTower:
         with process_group_from_env(str(training.device)):
             for part in self.parts.values():
                 part.before_training(self, data)
-            for part in self.parts.values():
+            for name, part in self.parts.items():
+                logger.info("fitting the %s part", name)
                 part.fit(self, data)
         return self
 
