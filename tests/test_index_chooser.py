@@ -256,12 +256,14 @@ def test_this_environment_has_exactly_one_faiss_distribution_and_it_owns_the_pac
 
 
 def test_two_faiss_builds_side_by_side_are_reported(monkeypatch, caplog):
-    class Dist:
-        def __init__(self, name: str, version: str) -> None:
-            self.metadata, self.version = {"Name": name}, version
+    installed = {"faiss-cpu": "1.15.1", "faiss-gpu-cu12": "1.14.1", "numpy": "2"}
 
-    installed = [Dist("faiss-cpu", "1.15.1"), Dist("faiss_gpu_cu12", "1.14.1"), Dist("numpy", "2")]
-    monkeypatch.setattr(importlib.metadata, "distributions", lambda: installed)
+    def version(name: str) -> str:
+        if name not in installed:
+            raise importlib.metadata.PackageNotFoundError(name)
+        return installed[name]
+
+    monkeypatch.setattr(importlib.metadata, "version", version)
     assert faiss_ops.installed_faiss_distributions() == ["faiss-cpu==1.15.1", "faiss-gpu-cu12==1.14.1"]
     faiss_ops.faiss.cache_clear()
     try:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
-import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -29,12 +28,14 @@ FAISS_DISTRIBUTIONS = ("faiss-cpu", "faiss-gpu", "faiss-gpu-cu12", "faiss-gpu-cu
 
 
 def installed_faiss_distributions() -> list[str]:
-    """``name==version`` of every installed distribution that ships the ``faiss`` package."""
+    """``name==version`` of every installed distribution that ships the ``faiss`` package (each
+    looked up by name: scanning every installed distribution's metadata cost ~0.25 s a process)."""
     found = set()
-    for dist in importlib.metadata.distributions():
-        name = re.sub(r"[-_.]+", "-", str(dist.metadata["Name"] or "")).lower()
-        if name in FAISS_DISTRIBUTIONS:
-            found.add(f"{name}=={dist.version}")
+    for name in FAISS_DISTRIBUTIONS:
+        try:
+            found.add(f"{name}=={importlib.metadata.version(name)}")
+        except importlib.metadata.PackageNotFoundError:
+            continue
     return sorted(found)
 
 
