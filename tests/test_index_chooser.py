@@ -110,7 +110,10 @@ def test_scann_enters_the_contest_when_installed(monkeypatch):
     assert scann["status"].startswith("pruned") or scann["index_bytes"] > 0
 
 
-def test_a_memory_budget_skips_candidates_that_do_not_fit():
+def test_a_memory_budget_skips_candidates_that_do_not_fit(monkeypatch):
+    import mmrec.index.chooser as chooser
+
+    monkeypatch.setattr(chooser, "SMALL_FASTSCAN_MIN_DIM", 0)  # fast-scan enters at 32 dims
     x = clustered(8_000)
     budget = x.nbytes + 8_000 * 12  # IVF-Flat fits; fast-scan codes beside the refine copy do not
     index = mmrec.build_index(x, target_recall=0.9, memory_budget=budget)
@@ -293,3 +296,21 @@ def test_missing_faiss_names_the_extras(monkeypatch):
     finally:
         monkeypatch.undo()
         faiss_ops.faiss.cache_clear()
+
+
+def test_a_small_narrow_catalog_builds_only_what_can_win():
+    from mmrec.index.chooser import IVF_GAIN
+
+    index = mmrec.build_index(clustered(12_000), target_recall=0.9)
+    trials = {t["spec"]: t for t in index.params["candidates"]}
+    fastscan = next(t for t in trials.values() if t["family"] == "ivf_fastscan_refine")
+    assert fastscan["status"].startswith("skipped: below 50,000 items and 128 dimensions")
+    ivf = [t for t in trials.values() if t["family"] == "ivf_flat"]
+    built = [t for t in ivf if not t["status"].startswith("skipped")]
+    assert built and all(t["distances_per_query"] for t in built)
+    for t in ivf:  # a list count skipped before its build: its floor could not beat the best's count
+        if "distances a query" in t["status"]:
+            best = min(b["distances_per_query"] for b in built if b["reached"])
+            lists = int(t["spec"][3:].split(",")[0])
+            assert lists + 12_000 / lists >= best / IVF_GAIN
+
