@@ -302,7 +302,7 @@ def _diversified_rows(model: Any, context: _Context, config: EvalConfig, row: di
                       name: str) -> list[dict[str, Any]]:
     """One row per λ of ``config.diversify``: the model's top candidates re-ranked for variety."""
     k = max(config.ks)
-    width = candidate_count(k, len(context.universe))
+    width = candidate_count(k, len(context.universe), config.rerank)
     started = time.perf_counter()
     candidates, scores = _rank_model(model, context, config, width=width)
     vectors = _diversity_vectors(model, context) if config.rerank in NEEDS_VECTORS else None

@@ -404,7 +404,7 @@ class OnlineRecommender(LiveHistory):
         """What :meth:`recommend` returns, as arrays: item ids, scores (float64) and the source."""
         options = live_options(options, k, overrides, caller=f"{type(self).__name__}.recommend")
         k, diversify = options.k, options.diversify
-        width = candidate_count(k, self.index.n_labels) if diversify > 0 else k
+        width = candidate_count(k, self.index.n_labels, options.rerank) if diversify > 0 else k
         labels, scores, source = self._candidates(user, width, exclude_seen=options.exclude_seen,
                                                   where=options.where, segment=segment)
         if diversify > 0:

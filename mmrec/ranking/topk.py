@@ -193,7 +193,7 @@ def recommend_known(
                                half_life=options.half_life)
     seen_lists = _seen_positions(index, known, profile.user_ids) if options.exclude_seen else (
         [np.empty(0, dtype=np.int64)] * len(profile.user_ids))
-    width = candidate_count(k, index.n_labels) if diversify > 0 else k
+    width = candidate_count(k, index.n_labels, options.rerank) if diversify > 0 else k
     prior = getattr(model, "prior_", None)
     if prior is not None:  # a trained model's fading popularity prior: strong for short histories
         weights = prior.weight(model.history_lengths(known, users=profile.user_ids)) * profile.has_signal
