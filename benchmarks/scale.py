@@ -172,6 +172,8 @@ def run_size(name: str, args: argparse.Namespace) -> dict[str, Any]:
     with meter.stage("build_index") as note:
         index = mmrec.build_index(vectors, target_recall=0.95)
     note["spec"] = getattr(index, "spec", None)
+    note["candidates"] = [f"{t['spec']}: {t['build_seconds']:.1f} s build, {t['status']}"
+                          for t in index.params.get("candidates", [])]
     with meter.stage("recommend_batches") as note:
         grouped = EventsByUser.from_interactions(index, events)
         rows = sum(len(batch) for batch in recommend_batches(index, grouped, model=model, k=10))
