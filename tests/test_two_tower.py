@@ -145,7 +145,8 @@ def test_the_whole_item_table_fused_in_blocks_equals_one_pass(demo_items, split,
 
 def test_users_scored_in_chunks_of_similar_length_get_what_they_got_in_order(monkeypatch):
     """More users than one scoring chunk, of varied history lengths: chunks of similar length (and
-    cut to their longest history) change no vector, score, metric or predicted rating."""
+    cut to their longest history), or a few users a chunk against the whole table, change no
+    vector, score, metric or predicted rating."""
     from mmrec.models.network import TwoTowerNet
     from mmrec.testing.worlds import clustered_world
 
@@ -167,10 +168,15 @@ def test_users_scored_in_chunks_of_similar_length_get_what_they_got_in_order(mon
     sorted_cut = outputs()
     monkeypatch.setattr(TwoTowerNet, "padding_invariant", property(lambda self: False))
     in_order = outputs()
-    np.testing.assert_allclose(sorted_cut[0], in_order[0], atol=1e-5)
-    np.testing.assert_allclose(sorted_cut[1], in_order[1], atol=1e-4)
-    assert sorted_cut[2] == pytest.approx(in_order[2])
-    np.testing.assert_allclose(sorted_cut[3], in_order[3], atol=1e-4)
+    import mmrec.models.parts.network as network_module
+
+    monkeypatch.setattr(network_module, "FULL_TABLE_CELLS", 7 * 50)  # 7 users a chunk against all items
+    small_chunks = outputs()
+    for other in (in_order, small_chunks):
+        np.testing.assert_allclose(sorted_cut[0], other[0], atol=1e-5)
+        np.testing.assert_allclose(sorted_cut[1], other[1], atol=1e-4)
+        assert sorted_cut[2] == pytest.approx(other[2])
+        np.testing.assert_allclose(sorted_cut[3], other[3], atol=1e-4)
 
 def test_attention_tower_candidate_scores_equal_brute_force_attention():
     torch.manual_seed(0)

@@ -16,7 +16,7 @@ import torch
 
 from mmrec.models.histories import Histories
 from mmrec.models.parts.base import Composition
-from mmrec.models.parts.network import placed
+from mmrec.models.parts.network import full_table_chunk, placed
 
 __all__ = ["rank_items", "score_chunks"]
 
@@ -34,7 +34,8 @@ def score_chunks(model: Composition, histories: Histories, *, candidate_aware: b
     terms = model.score_terms(histories, device)
     with placed(net, device):
         table, _ = net.item_vectors()
-        for rows, final, batch, x in network.user_chunks(histories, device, table, codes):
+        for rows, final, batch, x in network.user_chunks(histories, device, table, codes,
+                                                         chunk=full_table_chunk(net.n_items)):
             added = None
             for term in terms:
                 scaled = term(rows) * net.scale

@@ -35,7 +35,16 @@ from mmrec.vectors.item_vectors import ItemVectors
 
 __all__ = ["Network", "has_signal", "normalised_content", "placed"]
 
-SCORE_CHUNK = 256  # users scored against the whole item table at once
+SCORE_CHUNK = 256  # users a chunk when scoring
+# users × items scored against the whole table at once: a chunk's logits, the parts' terms, the
+# seen-item mask are each that big (at a million items, 256 users made ~7 GB of transients — the
+# L benchmark's fit peak, in its end-of-epoch validation)
+FULL_TABLE_CELLS = 1 << 24
+
+
+def full_table_chunk(n_items: int) -> int:
+    """Users a chunk when every one is scored against all ``n_items``."""
+    return max(1, min(SCORE_CHUNK, FULL_TABLE_CELLS // max(n_items, 1)))
 FUSE_CHUNK = 4096  # items fused at once
 
 
@@ -168,7 +177,7 @@ class Network(Part):
 
     @torch.no_grad()
     def user_chunks(self, histories: Histories, device: torch.device, table: torch.Tensor | None = None,
-                    codes: UserCodes | None = None
+                    codes: UserCodes | None = None, chunk: int = SCORE_CHUNK
                     ) -> Iterator[tuple[np.ndarray, torch.Tensor, Any, torch.Tensor]]:
         """Per chunk of users: their rows (ascending), final states, the batch and the history inputs.
 
@@ -179,12 +188,13 @@ class Network(Part):
         cost their own history, not a catalog-sized table: at a million items a zero-filled
         ``(n_items, dim)`` table per chunk made scoring 1M users take hours). With attribute ``codes``
         (rows: the histories' users) each state includes the user's attribute vector — alone for a
-        user without events."""
+        user without events. ``chunk``: users a chunk (fewer when each is scored against a large
+        table: :func:`full_table_chunk`)."""
         net = self.net
         order = (np.argsort(histories.lengths, kind="stable") if net.padding_invariant
                  else np.arange(len(histories)))
-        for start in range(0, len(histories), SCORE_CHUNK):
-            rows = np.sort(order[start : start + SCORE_CHUNK])
+        for start in range(0, len(histories), chunk):
+            rows = np.sort(order[start : start + chunk])
             width = net.batch_width(histories.lengths[rows], self.config.max_len)
             batch = histories.latest(rows, width).to(device)
             inputs = batch

@@ -26,7 +26,7 @@ from mmrec.data.matrix import distinct_user_counts
 from mmrec.data.segments import SegmentRule
 from mmrec.models.histories import Histories
 from mmrec.models.parts.base import Composition, FitData, Part, ScoreTerm, validation_sample
-from mmrec.models.parts.network import has_signal, placed
+from mmrec.models.parts.network import full_table_chunk, has_signal, placed
 from mmrec.models.prior import (
     PRIOR_STEPS,
     PopularityPrior,
@@ -217,7 +217,8 @@ def _cosines(model: Composition, histories: Histories, codes: UserCodes | None) 
         table = F.normalize(net.item_vectors()[0].float(), dim=-1)
         out = np.zeros((len(histories), net.n_items), dtype=np.float32)
         terms = model.score_terms(histories, cpu)
-        for rows, final, _, _ in network.user_chunks(histories, cpu, table, codes):
+        for rows, final, _, _ in network.user_chunks(histories, cpu, table, codes,
+                                                     chunk=full_table_chunk(net.n_items)):
             out[rows] = (F.normalize(final.float(), dim=-1) @ table.T).numpy()
             for term in terms:
                 out[rows] += term(rows).numpy()
