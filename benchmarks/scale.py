@@ -278,6 +278,7 @@ def main() -> None:
     parser.add_argument("--merge", default=None,
                         help="comma-separated results JSONs of earlier runs: their sizes join the table "
                              "and the exponents (sizes run at different times); with --sizes '' nothing runs")
+    parser.add_argument("--plot", default=None, help="a log-log PNG of seconds against size per stage")
     args = parser.parse_args()
     if args.one:
         _write_json(args.json, run_size(args.one, args))
@@ -303,6 +304,40 @@ def main() -> None:
     out = Path(args.out or f"benchmarks/results/scale-{'-'.join(r['size'] for r in results)}.json")
     out.write_text(json.dumps({"argv": sys.argv[1:], "results": results, "exponents": exponents}, indent=1))
     print(f"saved {out}")
+    if args.plot:
+        _plot(results, Path(args.plot))
+        print(f"saved {args.plot}")
+
+
+def _plot(results: list[dict[str, Any]], path: Path) -> None:
+    """Seconds per stage against its size in its own unit, log-log, one line per stage across the
+    sizes (a stage timed on a sample scaled to the whole size, as for the exponents); a dotted
+    line of slope 1 from each stage's smallest point shows linear growth."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axis = plt.subplots(figsize=(8, 5.5))
+    stages = list(dict.fromkeys(row["stage"] for result in results for row in result["stages"]))
+    for number, stage in enumerate(stages):
+        points = sorted((int(result[row["unit"]]), row["seconds"] * int(result[row["unit"]]) / row["count"])
+                        for result in results for row in result["stages"] if row["stage"] == stage)
+        if len(points) < 2:
+            continue
+        sizes, seconds = zip(*points, strict=True)
+        line, = axis.plot(sizes, seconds, "o-" if "implicit" not in stage else "s--", label=stage,
+                          color=plt.cm.tab10(number % 10))
+        axis.plot([sizes[0], sizes[-1]], [seconds[0], seconds[0] * sizes[-1] / sizes[0]], ":",
+                  color=line.get_color(), alpha=0.5)
+    axis.set(xscale="log", yscale="log", xlabel="size in the stage's unit (events, items or users)",
+             ylabel="seconds", title="mmrec at S, M and L (dotted: linear growth from S)")
+    axis.legend(fontsize=8)
+    axis.grid(True, which="both", alpha=0.3)
+    figure.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
 
 
 if __name__ == "__main__":
