@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from mmrec.models.histories import Histories
 from mmrec.models.parts.base import Composition
@@ -34,19 +35,19 @@ def score_chunks(model: Composition, histories: Histories, *, candidate_aware: b
     terms = model.score_terms(histories, device)
     with placed(net, device):
         table, _ = net.item_vectors()
+        unit_table = F.normalize(table, dim=-1)  # once, not per chunk (a 1M-row table is 256 MB)
+        scale = float(net.scale)
         for rows, final, batch, x in network.user_chunks(histories, device, table, codes,
                                                          chunk=full_table_chunk(net.n_items)):
-            added = None
-            for term in terms:
-                scaled = term(rows) * net.scale
-                added = scaled if added is None else added + scaled
             if candidate_aware and net.has_candidate_scores:
                 parts = torch.arange(net.n_items, device=device).split(CANDIDATE_CHUNK)
                 logits = torch.cat([net.candidate_logits(x, batch.mask, table[part], last_only=True)[:, -1]
-                                    for part in parts], dim=1)
-            else:
-                logits = net.logits(final, table)
-            yield rows, batch, logits.float() if added is None else (logits + added).float()
+                                    for part in parts], dim=1).float()
+            else:  # net.logits, with the scale on the few states: one (users × items) matrix
+                logits = ((F.normalize(final, dim=-1) * scale) @ unit_table.T).float()
+            for term in terms:  # added in place: one more matrix at a time, not a sum beside
+                logits.add_(term(rows).float(), alpha=scale)
+            yield rows, batch, logits
 
 
 @torch.no_grad()
@@ -58,10 +59,10 @@ def rank_items(model: Composition, histories: Histories, k: int, *, exclude_seen
     k = min(k, model.network.net.n_items)
     top = np.full((len(histories), k), -1, dtype=np.int64)
     for rows, batch, logits in score_chunks(model, histories, candidate_aware=candidate_aware, device=device):
-        if exclude_seen:
+        if exclude_seen:  # in place: no (users × items) mask beside the logits
             seen = batch.items - 1
-            counts = torch.zeros_like(logits).scatter_add_(1, seen.clamp_min(0), (seen >= 0).float())
-            logits = logits.masked_fill(counts > 0, -torch.inf)
+            at, column = torch.nonzero(seen >= 0, as_tuple=True)
+            logits[at, seen[at, column]] = -torch.inf
             for place, row in enumerate(rows):  # histories longer than max_len: mask the rest too
                 lo, hi = histories.offsets[row], histories.offsets[row + 1]
                 if hi - lo > max_len:

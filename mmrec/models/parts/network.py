@@ -36,10 +36,11 @@ from mmrec.vectors.item_vectors import ItemVectors
 __all__ = ["Network", "has_signal", "normalised_content", "placed"]
 
 SCORE_CHUNK = 256  # users a chunk when scoring
-# users × items scored against the whole table at once: a chunk's logits, the parts' terms, the
-# seen-item mask are each that big (at a million items, 256 users made ~7 GB of transients — the
-# L benchmark's fit peak, in its end-of-epoch validation)
-FULL_TABLE_CELLS = 1 << 24
+# users × items scored against the whole table at once: a chunk's logits and a part's term are
+# each that big (at a million items, 256 users with the terms summed beside the logits and a
+# seen-item mask made ~7 GB of transients — the L benchmark's fit peak, in its end-of-epoch
+# validation); fewer users a chunk read the whole table more often
+FULL_TABLE_CELLS = 1 << 27
 
 
 def full_table_chunk(n_items: int) -> int:
