@@ -122,7 +122,7 @@ def test_the_examples_shared_flow_runs_on_the_demo(demo, capsys, tmp_path):
         sys.path.pop(0)
     catalog = mmrec.Catalog.from_path(demo.catalog)
     events = mmrec.Interactions.from_path(demo.events)
-    args = Namespace(epochs=1, seed=0, threads=1, out=tmp_path / "run")
+    args = Namespace(epochs=1, seed=0, threads=1, out=tmp_path / "run", quick=False)
     result = compare_and_recommend(catalog, events, args=args, tower="mean", show_users=1, k=3,
                                    encoders={"text": "text-tfidf-svd", "image": None, "audio": None})
     out = capsys.readouterr().out

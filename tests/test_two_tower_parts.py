@@ -62,7 +62,9 @@ def test_a_model_saved_by_the_one_file_layout_loads_and_computes_what_it_did(old
     assert all(part.fitted for part in old_model.parts.values())  # all four parts came back
     assert old_model.prior_.segments is not None and old_model.user_schema_ is not None
     for name, value in _outputs(old_model, train).items():
-        np.testing.assert_allclose(value, EXPECTED[name], rtol=0, atol=1e-6, err_msg=name)
+        # within float32 rounding: scores are sums of terms up to ~60 (one unit in the last place: 3.8e-06)
+        # (full-table scoring applies the scale and the parts' terms in place since the fixture)
+        np.testing.assert_allclose(value, EXPECTED[name], rtol=2e-7, atol=2e-6, err_msg=name)
 
 
 def test_a_resave_writes_a_folder_per_part_listed_in_the_manifest(old_model, train, tmp_path):
