@@ -79,7 +79,7 @@ class PeakWatch(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.last_log, self.started, self.peak, self.at = "", time.perf_counter(), 0, (0.0, "")
+        self.reset()
         logging.getLogger("mmrec").setLevel(logging.INFO)
         logging.getLogger("mmrec").addHandler(self)
         threading.Thread(target=self._sample, daemon=True).start()
@@ -218,22 +218,23 @@ def _implicit_rows(meter: Stages, events: Any, args: argparse.Namespace) -> None
         note["sampled_users"] = sampled
 
 
+def _whole(result: dict[str, Any], row: dict[str, Any]) -> tuple[float, int]:
+    """A stage's seconds and size for the whole of its unit at that size (a stage timed on a
+    sample, e.g. the peer's top-10 for N users, scaled up: seconds × size / sample)."""
+    size = int(result[row["unit"]])
+    return row["seconds"] * size / row["count"], size
+
+
 def _exponents(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Growth exponent per stage between consecutive sizes (a stage timed on a sample, e.g. the
-    peer's top-10 for N users, is scaled to the whole size first: seconds × size / sample)."""
+    """Growth exponent per stage between consecutive sizes (of :func:`_whole` seconds)."""
     out = []
-
-    def whole(result: dict[str, Any], row: dict[str, Any]) -> tuple[float, int]:
-        size = int(result[row["unit"]])
-        return row["seconds"] * size / row["count"], size
-
     for small, large in zip(results, results[1:], strict=False):
         by_stage = {row["stage"]: row for row in small["stages"]}
         for row in large["stages"]:
             before = by_stage.get(row["stage"])
             if not before or before["seconds"] <= 0:
                 continue
-            (t_small, n_small), (t_large, n_large) = whole(small, before), whole(large, row)
+            (t_small, n_small), (t_large, n_large) = _whole(small, before), _whole(large, row)
             if n_large != n_small:
                 out.append({"stage": row["stage"], "from": small["size"], "to": large["size"],
                             "exponent": math.log(t_large / t_small) / math.log(n_large / n_small)})
@@ -311,7 +312,7 @@ def main() -> None:
 
 def _plot(results: list[dict[str, Any]], path: Path) -> None:
     """Seconds per stage against its size in its own unit, log-log, one line per stage across the
-    sizes (a stage timed on a sample scaled to the whole size, as for the exponents); a dotted
+    sizes (:func:`_whole`, as for the exponents); a dotted
     line of slope 1 from each stage's smallest point shows linear growth."""
     import matplotlib
 
@@ -321,7 +322,7 @@ def _plot(results: list[dict[str, Any]], path: Path) -> None:
     figure, axis = plt.subplots(figsize=(8, 5.5))
     stages = list(dict.fromkeys(row["stage"] for result in results for row in result["stages"]))
     for number, stage in enumerate(stages):
-        points = sorted((int(result[row["unit"]]), row["seconds"] * int(result[row["unit"]]) / row["count"])
+        points = sorted(_whole(result, row)[::-1]
                         for result in results for row in result["stages"] if row["stage"] == stage)
         if len(points) < 2:
             continue
