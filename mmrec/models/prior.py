@@ -188,6 +188,11 @@ class PopularityPrior:
                 "segments": self.segments.to_dict() if self.segments is not None else None}
 
 
+def _rows_per_block(n_items: int) -> int:
+    """Users ranked at a time over ``n_items`` (:data:`RECALL_BLOCK_CELLS` cells)."""
+    return max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
+
+
 def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.ndarray | None = None,
             weight: float = 0.0, columns: np.ndarray | None = None) -> float:
     """Mean Recall@k of ``scores + weight · log_pop`` (``log_pop`` per item, or per user and item),
@@ -196,7 +201,7 @@ def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.n
     ``columns`` (optional, same shape as ``scores``): the item row each column stands for
     (:func:`_skyline`'s compact candidates; -1 for padding)."""
     n_users, n_items = scores.shape
-    block = max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
+    block = _rows_per_block(n_items)
     kth = min(k, n_items - 1)
     hits: list[float] = []
     for start in range(0, n_users, block):
@@ -228,7 +233,7 @@ def _skyline(scores: np.ndarray, log_pop: np.ndarray, k: int) -> tuple[np.ndarra
     n_blocks = -(-len(near) // width)
     pad = n_blocks * width - len(near)
     lowest = np.finfo(scores.dtype).min  # a bound of at least this drops the -inf (seen) items
-    rows_per_block = max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
+    rows_per_block = _rows_per_block(n_items)
     kept: list[np.ndarray] = []
     for start in range(0, n_users, rows_per_block):
         rows = scores[start : start + rows_per_block]

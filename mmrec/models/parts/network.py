@@ -41,12 +41,12 @@ SCORE_CHUNK = 256  # users a chunk when scoring
 # seen-item mask made ~7 GB of transients — the L benchmark's fit peak, in its end-of-epoch
 # validation); fewer users a chunk read the whole table more often
 FULL_TABLE_CELLS = 1 << 27
+FUSE_CHUNK = 4096  # items fused at once
 
 
 def full_table_chunk(n_items: int) -> int:
     """Users a chunk when every one is scored against all ``n_items``."""
     return max(1, min(SCORE_CHUNK, FULL_TABLE_CELLS // max(n_items, 1)))
-FUSE_CHUNK = 4096  # items fused at once
 
 
 def normalised_content(items: ItemVectors, modality: str, scaler: ModalityScaler) -> np.ndarray:
