@@ -6,10 +6,11 @@ structure (topic vocabularies, one colour and pitch per department, a timbre per
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
 import numpy as np
+
+from mmrec.testing.media_corpus import _sound_bytes, _tone
 
 __all__ = ["write_lee_corpus", "write_stamps", "write_music"]
 
@@ -47,20 +48,15 @@ def write_lee_corpus(cache: Path, *, articles: int = 130, seed: int = 0) -> Path
     return cache / "gensim-4.4.0"
 
 
-def _tone(seconds: float, rate: int, freq: float, rng: np.random.Generator, noise: float = 0.05
+def _clip(seconds: float, rate: int, freq: float, rng: np.random.Generator, noise: float = 0.05
           ) -> np.ndarray:
-    t = np.arange(int(seconds * rate), dtype=np.float64) / rate
-    wave = 0.4 * np.sin(2 * np.pi * freq * t) + 0.2 * np.sin(2 * np.pi * 2.01 * freq * t)
-    wave *= 0.6 + 0.4 * np.sin(2 * np.pi * 1.5 * t)
-    return (wave + noise * rng.normal(size=len(t))).astype(np.float32)
+    """A mono tone of ``freq`` (the media corpus's) under Gaussian noise, float32."""
+    wave = _tone(seconds, rate, freq=freq)[:, 0]
+    return (wave + noise * rng.normal(size=len(wave))).astype(np.float32)
 
 
 def _ogg(path: Path, samples: np.ndarray, rate: int) -> None:
-    import soundfile
-
-    buffer = io.BytesIO()
-    soundfile.write(buffer, samples, rate, format="OGG", subtype="VORBIS")
-    path.write_bytes(buffer.getvalue())
+    path.write_bytes(_sound_bytes(samples, rate, "OGG", "VORBIS"))
 
 
 def write_stamps(cache: Path, *, per_department: int = 12, seed: int = 0) -> Path:
@@ -81,7 +77,7 @@ def write_stamps(cache: Path, *, per_department: int = 12, seed: int = 0) -> Pat
             pixels = np.clip(np.array(colour, np.float64) + rng.normal(0, 25, size=(48, 48, 3)), 0, 255)
             Image.fromarray(pixels.astype(np.uint8), "RGB").save(folder / f"{name}.png")
             if j % 3 == 0:
-                _ogg(folder / f"{name}.ogg", _tone(1.0, 16_000, 220.0 * (d + 1), rng), 16_000)
+                _ogg(folder / f"{name}.ogg", _clip(1.0, 16_000, 220.0 * (d + 1), rng), 16_000)
     return root
 
 
@@ -102,7 +98,7 @@ def write_music(cache: Path, *, seconds: float = 3.0, seed: int = 0) -> list[Pat
         folder.mkdir(parents=True, exist_ok=True)
         for j in range(clips):
             style = j % 3
-            samples = _tone(seconds, 22_050, pitch * (1.5 ** style), rng, noise=0.02 + 0.1 * style)
+            samples = _clip(seconds, 22_050, pitch * (1.5 ** style), rng, noise=0.02 + 0.1 * style)
             _ogg(folder / f"{album}-{j:02d}.ogg", samples, 22_050)
         folders.append(folder)
     return folders
