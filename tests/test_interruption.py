@@ -27,7 +27,7 @@ import mmrec
 from mmrec.errors import ArtifactError
 from mmrec.utils.io import MANIFEST, atomic_directory, leftovers
 
-N_ITEMS = 240  # enough batches that a signal sent after the 4th lands long before the end
+N_ITEMS = 144  # 36 batches: a signal sent after the 4th lands long before the end
 EPOCHS = 4
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
 SIGNALS = [pytest.param(signal.SIGINT, id="SIGINT"), pytest.param(signal.SIGKILL, id="SIGKILL")]
