@@ -8,7 +8,9 @@ Candidates, in the order they are tried (FAISS ``index_factory`` strings):
 - ``IVF{nlist},Flat`` for ``nlist`` ≈ 1, 2 and 4 × √n (1 and 2 below 50,000 items): inverted
   lists, ``nprobe`` tuned, fewest lists first; more lists are tried only while they cut the
   distances a query computes (coarse centroids + the probed lists' rows, counted on the held-out
-  queries: a count, not a timing, so the path does not depend on the machine's load);
+  queries: a count, not a timing, so the path does not depend on the machine's load), and only
+  while the QPS their fewest distances could buy stays within 10 % of a faster family's (ScaNN is
+  measured right after the fewest lists);
   past 2M items the coarse quantiser is an HNSW graph (``IVF{nlist}_HNSW32``);
 - ``IVF{nlist},PQ{m}x4fsr,RFlat`` at the best IVF's ``nlist`` (its centroids reused, no second
   k-means): 4-bit PQ codes scanned with SIMD, the shortlist re-scored exactly (``k_factor_rf``);
@@ -397,6 +399,34 @@ def _ivf_floor(nlist: int, n_items: int, best: Trial) -> float:
     return nlist + int(best.params.get("nprobe", 1)) * n_items / nlist
 
 
+def _needless_lists(nlist: int, n_items: int, best_ivf: Trial, leader: Trial | None) -> str | None:
+    """Why an IVF-Flat with ``nlist`` lists need not be built, given the best IVF so far and the
+    contest's leader, or None: even its floor of distances a query would not cut the best IVF's by
+    ``IVF_GAIN``, or the QPS that floor could buy would not come within ``SIMPLER_MARGIN`` of a
+    faster index of another family."""
+    floor, cost = _ivf_floor(nlist, n_items, best_ivf), _ivf_cost(best_ivf)
+    if floor * IVF_GAIN >= cost:
+        probes = best_ivf.params.get("nprobe", 1)
+        return (f"at least {floor:,.0f} distances a query (its centroids + {probes} lists of "
+                f"~{n_items / nlist:,.0f} rows), not {IVF_GAIN:.2f}x fewer than {best_ivf.spec}'s "
+                f"{cost:,.0f}")
+    ceiling = _ivf_ceiling(floor, best_ivf)
+    if leader is not None and leader.family != "ivf_flat" and ceiling * SIMPLER_MARGIN < leader.qps:
+        return (f"at most ~{ceiling:,.0f} QPS ({best_ivf.spec}'s {best_ivf.qps:,.0f} scaled by its "
+                f"{cost:,.0f} distances a query to at least {floor:,.0f}): not within "
+                f"{SIMPLER_MARGIN - 1:.0%} of {leader.spec}'s {leader.qps:,.0f}")
+    return None
+
+
+def _ivf_ceiling(floor: float, best: Trial) -> float:
+    """The most QPS an IVF-Flat computing ``floor`` distances a query could reach, from the measured
+    ``best`` IVF: its QPS scaled by its distances over ``floor`` (an over-estimate: a query's fixed
+    costs do not shrink with its distances); infinite without a distance count (on a GPU)."""
+    if best.distances_per_query is None or floor <= 0:
+        return math.inf
+    return best.qps * best.distances_per_query / floor
+
+
 def _ivf_cost(trial: Trial) -> float:
     """What a reached IVF-Flat candidate costs a query: distances computed (QPS on a GPU)."""
     return trial.distances_per_query if trial.distances_per_query is not None else 1.0 / max(trial.qps, 1e-9)
@@ -451,32 +481,48 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
 
     best_ivf: tuple[ItemIndex, Trial] | None = None
     climbing = True  # fewest lists first; stop once more lists did not cut the distances per query
-    for nlist in ivf_list_options(n):
+    last_ivf = ""
+
+    def try_ivf(nlist: int) -> None:
+        nonlocal best_ivf, climbing, last_ivf
         spec = ivf_flat_spec(nlist, n)
         if not climbing:
             assert best_ivf is not None
-            contest.skip(spec, "ivf_flat", f"{contest.trials[-1].spec} did not compute {IVF_GAIN:.2f}x fewer "
+            contest.skip(spec, "ivf_flat", f"{last_ivf} did not compute {IVF_GAIN:.2f}x fewer "
                          f"distances per query than fewer lists: more lists only cost more build time")
-            continue
-        floor = _ivf_floor(nlist, n, best_ivf[1]) if best_ivf is not None else 0.0
-        if best_ivf is not None and floor * IVF_GAIN >= _ivf_cost(best_ivf[1]):
-            best = best_ivf[1]
-            contest.skip(spec, "ivf_flat", f"at least {floor:,.0f} distances a query (its centroids + "
-                         f"{best.params.get('nprobe', 1)} lists of ~{n / nlist:,.0f} rows), not "
-                         f"{IVF_GAIN:.2f}x fewer than {best.spec}'s {_ivf_cost(best):,.0f}")
-            continue
+            return
+        why_not = None if best_ivf is None else _needless_lists(nlist, n, best_ivf[1], contest.best_trial)
+        if why_not is not None:
+            contest.skip(spec, "ivf_flat", why_not)
+            return
         if not allowed(spec, "ivf_flat"):
-            continue
-        entry = attempt(spec, "ivf_flat", lambda spec=spec: _build(spec, vectors, ids, held_out, seed=seed,
-                                                                   use_gpu=use_gpu))
+            return
+        entry = attempt(spec, "ivf_flat", lambda: _build(spec, vectors, ids, held_out, seed=seed,
+                                                         use_gpu=use_gpu))
         if entry is None:
-            continue
+            return
+        last_ivf = spec
         if not entry[1].reached:  # pruned (slower before reaching it) or short: more lists are slower still
             climbing = best_ivf is None
-            continue
+            return
         climbing = best_ivf is None or _ivf_cost(entry[1]) * IVF_GAIN < _ivf_cost(best_ivf[1])
         if best_ivf is None or _ivf_cost(entry[1]) < _ivf_cost(best_ivf[1]):
             best_ivf = entry
+
+    list_options = ivf_list_options(n)
+    if list_options:
+        try_ivf(list_options[0])
+    # ScaNN right after the fewest lists: where it is far faster, more IVF lists that could not catch
+    # it are skipped before their k-means (at 1M clustered 64-d vectors: ScaNN 3.5x IVF1024's QPS).
+    scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R100"
+    if small or not scann_available():
+        contest.skip(scann_spec, "scann", "the scann package is not installed (pip install 'mmrec[scann]')"
+                     if not small else f"below {SMALL_CATALOG_ITEMS:,} items (its build does not pay back)")
+    elif allowed(scann_spec, "scann"):
+        attempt(scann_spec, "scann", lambda: _build(scann_spec, vectors, ids, held_out, seed=seed,
+                                                    use_gpu=False))
+    for nlist in list_options[1:]:
+        try_ivf(nlist)
     if best_ivf is not None:
         nlist = faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)
         centroids, least = _centroids(best_ivf[0]), best_ivf[1].params.get("nprobe")
@@ -495,13 +541,6 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
                 attempt(spec, family, lambda spec=spec: _build(spec, vectors, ids, held_out, seed=seed,
                                                              use_gpu=use_gpu, centroids=centroids),
                         least=least)
-    scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R100"
-    if small or not scann_available():
-        contest.skip(scann_spec, "scann", "the scann package is not installed (pip install 'mmrec[scann]')"
-                     if not small else f"below {SMALL_CATALOG_ITEMS:,} items (its build does not pay back)")
-    elif allowed(scann_spec, "scann"):
-        attempt(scann_spec, "scann", lambda: _build(scann_spec, vectors, ids, held_out, seed=seed,
-                                                    use_gpu=False))
     if small:
         contest.skip("HNSW32", "hnsw", f"below {SMALL_CATALOG_ITEMS:,} items a graph's build does not pay "
                      "back: inverted lists scan few rows there")
