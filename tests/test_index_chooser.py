@@ -106,12 +106,13 @@ def test_more_lists_are_skipped_when_even_their_fewest_distances_could_not_win()
                 distances_per_query=5_500.0)
     # IVF2048's floor: 2,048 + 5 x 488 = 4,489 distances, 1.3x fewer: worth a build while IVF leads ...
     assert _needless_lists(2048, n, ivf, leader=ivf) is None
-    # ... but at most ~11,800 QPS: not within 10 % of a ScaNN at 34,000
+    # ... but at most ~11,800 QPS: not even a finalist (1.5x) beside a ScaNN at 34,000
     scann = Trial("ScaNN2048,AH2,R100", "scann", qps=34_000.0, reached=True)
     why = _needless_lists(2048, n, ivf, leader=scann)
     assert why is not None and "at most ~11,761 QPS" in why and "ScaNN2048,AH2,R100" in why
-    # a leader that more lists could catch does not stop the climb
-    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=12_000.0, reached=True)) is None
+    # a leader that more lists could come near does not stop the climb (a wide margin: timings)
+    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=17_000.0, reached=True)) is None
+    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=18_000.0, reached=True)) is not None
     # IVF4096's floor (4,096 + 5 x 244 = 5,317) is not 1.05x under 5,500: skipped whoever leads
     assert "not 1.05x fewer" in _needless_lists(4096, n, ivf, leader=ivf)
     # without a distance count (a GPU) only the leader's family can stop it: never by QPS

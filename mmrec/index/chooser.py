@@ -2,14 +2,14 @@
 to the target recall on held-out item queries and timed at this process's thread count; the
 fastest that reaches the target is kept.
 
-Candidates, in the order they are tried (FAISS ``index_factory`` strings):
+Candidates (FAISS ``index_factory`` strings), in the order they are tried but for ScaNN:
 
 - ``Flat``: exact search, the reference (always reaches any target);
 - ``IVF{nlist},Flat`` for ``nlist`` ≈ 1, 2 and 4 × √n (1 and 2 below 50,000 items): inverted
   lists, ``nprobe`` tuned, fewest lists first; more lists are tried only while they cut the
   distances a query computes (coarse centroids + the probed lists' rows, counted on the held-out
   queries: a count, not a timing, so the path does not depend on the machine's load), and only
-  while the QPS their fewest distances could buy stays within 10 % of a faster family's (ScaNN is
+  while the QPS their fewest distances could buy stays within 1.5x of a faster family's (ScaNN is
   measured right after the fewest lists);
   past 2M items the coarse quantiser is an HNSW graph (``IVF{nlist}_HNSW32``);
 - ``IVF{nlist},PQ{m}x4fsr,RFlat`` at the best IVF's ``nlist`` (its centroids reused, no second
@@ -19,7 +19,8 @@ Candidates, in the order they are tried (FAISS ``index_factory`` strings):
   measured at 1M clustered vectors it needed 32 re-scored candidates a result and still searched
   slower than IVF-Flat);
 - ``ScaNN{2√n},AH2,R100`` when the optional ``scann`` package is installed (``mmrec[scann]``,
-  :mod:`mmrec.index.scann_backend`), from 50,000 items: ScaNN's tree, anisotropic 4-bit hashing and
+  :mod:`mmrec.index.scann_backend`), from 50,000 items — tried right after the fewest IVF lists,
+  before more lists: ScaNN's tree, anisotropic 4-bit hashing and
   exact reordering, ``leaves_to_search`` tuned like ``nprobe``; built over the whole catalog (the
   held-out queries' own items are skipped in their results, as for every candidate);
 - ``HNSW32``: a graph, from 50,000 items and only when a build on a sample extrapolates to within
@@ -402,8 +403,9 @@ def _ivf_floor(nlist: int, n_items: int, best: Trial) -> float:
 def _needless_lists(nlist: int, n_items: int, best_ivf: Trial, leader: Trial | None) -> str | None:
     """Why an IVF-Flat with ``nlist`` lists need not be built, given the best IVF so far and the
     contest's leader, or None: even its floor of distances a query would not cut the best IVF's by
-    ``IVF_GAIN``, or the QPS that floor could buy would not come within ``SIMPLER_MARGIN`` of a
-    faster index of another family."""
+    ``IVF_GAIN``, or the QPS that floor could buy would be more than ``FINALIST_SPREAD`` below a
+    faster index of another family (a wide margin: this one rule reads timings, and a near tie
+    must not decide what is built)."""
     floor, cost = _ivf_floor(nlist, n_items, best_ivf), _ivf_cost(best_ivf)
     if floor * IVF_GAIN >= cost:
         probes = best_ivf.params.get("nprobe", 1)
@@ -411,10 +413,10 @@ def _needless_lists(nlist: int, n_items: int, best_ivf: Trial, leader: Trial | N
                 f"~{n_items / nlist:,.0f} rows), not {IVF_GAIN:.2f}x fewer than {best_ivf.spec}'s "
                 f"{cost:,.0f}")
     ceiling = _ivf_ceiling(floor, best_ivf)
-    if leader is not None and leader.family != "ivf_flat" and ceiling * SIMPLER_MARGIN < leader.qps:
+    if leader is not None and leader.family != "ivf_flat" and ceiling * FINALIST_SPREAD < leader.qps:
         return (f"at most ~{ceiling:,.0f} QPS ({best_ivf.spec}'s {best_ivf.qps:,.0f} scaled by its "
-                f"{cost:,.0f} distances a query to at least {floor:,.0f}): not within "
-                f"{SIMPLER_MARGIN - 1:.0%} of {leader.spec}'s {leader.qps:,.0f}")
+                f"{cost:,.0f} distances a query to at least {floor:,.0f}): not even a finalist beside "
+                f"{leader.spec}'s {leader.qps:,.0f}")
     return None
 
 
