@@ -60,6 +60,23 @@ def test_iso_dates_are_parsed_to_epoch_seconds():
     assert ts[0] == 10.0 and ts[1] == 86400.0 and np.isnan(ts[2]) and ts[3] == 60.0
 
 
+def test_ids_and_labels_are_normalised_per_distinct_string_and_variants_share_a_code():
+    events = mmrec.Interactions.from_frame(log(user_id=[" u1", "u1", "u2 ", "u2"],
+                                               item_id=["a", " a ", "b", "a"],
+                                               event=["Click", " click", None, "PLAY "]))
+    frame = events.frame
+    assert frame["user"].tolist() == ["u1", "u1", "u2", "u2"]
+    assert frame["item"].tolist() == ["a", "a", "b", "a"]
+    assert frame["event"].tolist() == ["click", "click", "interaction", "play"]  # absent: the default label
+    assert events.distinct("user").tolist() == ["u1", "u2"] and events.distinct("item").tolist() == ["a", "b"]
+    assert list(events.codes("user")[1]) == ["u1", "u2"]  # " u1" and "u1" are one user, stored once
+    with pytest.raises(SchemaError, match=r"rows 1, 3, column 'item_id': id is missing"):
+        mmrec.Interactions.from_frame(log(item_id=["a", "  ", "b", ""]))
+    numbers = mmrec.Interactions.from_frame(log(user_id=[7, 7.0, 8, 8], event=[1, 1, 2, None]))
+    assert numbers.frame["user"].tolist() == ["7", "7", "8", "8"]  # the per-row path for non-strings
+    assert numbers.frame["event"].tolist() == ["1", "1", "2", "interaction"]
+
+
 def test_bad_rows_are_named():
     with pytest.raises(SchemaError, match=r"row 2, column 'timestamp': 'yesterday'"):
         mmrec.Interactions.from_frame(log(timestamp=[1, 2, "yesterday", 4]))

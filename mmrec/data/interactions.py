@@ -14,9 +14,9 @@ import pandas as pd
 
 from mmrec.data.readers import read_table
 from mmrec.data.validation import (
-    id_strings,
+    id_categorical,
     is_finite_number,
-    label_strings,
+    label_categorical,
     missing_mask,
     normalized_name,
     numeric_column,
@@ -287,8 +287,8 @@ class Interactions:
         frame = frame.reset_index(drop=True)
         what = "interactions"
         n = len(frame)
-        users = id_strings(frame[schema.user], column=schema.user, what=what, unique=False)
-        items = id_strings(frame[schema.item], column=schema.item, what=what, unique=False)
+        users = id_categorical(frame[schema.user], column=schema.user, what=what)
+        items = id_categorical(frame[schema.item], column=schema.item, what=what)
         timestamps = (
             _timestamps(frame[schema.timestamp], column=schema.timestamp)
             if schema.timestamp else np.full(n, np.nan)
@@ -298,16 +298,14 @@ class Interactions:
             if schema.value else np.full(n, np.nan)
         )
         if schema.event:
-            events = label_strings(frame[schema.event], column=schema.event, what=what,
-                                   default=DEFAULT_EVENT)
+            events = label_categorical(frame[schema.event], column=schema.event, what=what,
+                                       default=DEFAULT_EVENT)
         else:
             rating = schema.value is not None and normalized_name(schema.value) == "rating"
             implied = "rating" if rating else DEFAULT_EVENT
-            events = np.full(n, implied, dtype=object)
-        clean = pd.DataFrame({
-            "user": pd.Series(users, dtype=object), "item": pd.Series(items, dtype=object),
-            "timestamp": timestamps, "event": pd.Series(events, dtype=object), "value": values,
-        })
+            events = pd.Categorical.from_codes(np.zeros(n, dtype=np.int8), pd.Index([implied], dtype=object))
+        clean = pd.DataFrame({"user": users, "item": items, "timestamp": timestamps, "event": events,
+                              "value": values})
         return cls(clean)
 
     # ----------------------------------------------------------------------------- accessors
