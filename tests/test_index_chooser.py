@@ -215,6 +215,9 @@ def test_knob_grids_and_the_search_for_the_cheapest_value():
     assert ivf_list_options(3_000) == [64]  # 128 lists would get too few training points
     assert fastscan_spec(1024, 384) == "IVF1024,PQ96x4fsr,RFlat"
     assert fastscan_spec(64, 65) is None  # no even code count divides an odd width: not a candidate
+    assert fastscan_spec(64, 52) == "IVF64,PQ26x4fsr,RFlat"
+    # 130 = 2 x 5 x 13: no even count gives codes of <= 4 dims but 130 (26 codes of 5 dims: recall 0.13)
+    assert fastscan_spec(1024, 130) == "IVF1024,PQ130x4fsr,RFlat"
     values = list(range(1, 200))
     measured = []
 

@@ -162,14 +162,14 @@ def ivf_flat_spec(nlist: int, n_items: int) -> str:
 
 
 def fastscan_spec(nlist: int, dim: int) -> str | None:
-    """IVF with 4-bit PQ fast-scan codes (two dimensions per code up to 128 dims, then four) and an
-    exact refine stage; None when no even number of codes divides ``dim`` (an odd width)."""
+    """IVF with 4-bit PQ fast-scan codes of at most two dimensions each up to 128 dims, then four
+    (the fewest codes that allow it: an even count that divides ``dim``) and an exact refine stage;
+    None when no even count divides ``dim`` (an odd width). Never coarser: 26 codes of 5 dimensions
+    over 130-d model vectors reached recall@10 0.13 at 1M items."""
     per_code = 2 if dim <= 128 else 4
-    m = max(2, dim // per_code)
-    m -= m % 2  # fast-scan packs codes in pairs
-    while m > 2 and dim % m:
-        m -= 2
-    return f"IVF{nlist},PQ{m}x4fsr,RFlat" if dim % m == 0 else None
+    m = next((m for m in range(max(2, math.ceil(dim / per_code)), dim + 1) if m % 2 == 0 and dim % m == 0),
+             None)
+    return None if m is None else f"IVF{nlist},PQ{m}x4fsr,RFlat"
 
 
 def rabitq_spec(nlist: int) -> str:
