@@ -14,6 +14,7 @@ import pandas as pd
 
 from mmrec.data.readers import read_table
 from mmrec.data.validation import (
+    categorical_strings,
     id_categorical,
     is_finite_number,
     label_categorical,
@@ -433,8 +434,7 @@ def _coded(frame: pd.DataFrame, columns: tuple[str, ...]) -> pd.DataFrame:
     changed = {}
     for name in columns:
         if name in frame and not isinstance(frame[name].dtype, pd.CategoricalDtype):
-            codes, strings = pd.factorize(frame[name].to_numpy(dtype=object), sort=False)
-            changed[name] = pd.Categorical.from_codes(codes, pd.Index(strings, dtype=object))
+            changed[name] = categorical_strings(frame[name].to_numpy(dtype=object))
     return frame.assign(**changed) if changed else frame
 
 

@@ -135,7 +135,8 @@ def _distinct_normalised(values: np.ndarray, normalise: Callable[[pd.Index], pd.
     return np.where(codes >= 0, merged[codes], -1), pd.Index(clean_distinct, dtype=object)
 
 
-def _categorical(values: np.ndarray) -> pd.Categorical:
+def categorical_strings(values: np.ndarray) -> pd.Categorical:
+    """An object array of strings as codes and its distinct strings in order of first appearance."""
     codes, distinct = pd.factorize(values, sort=False)
     return pd.Categorical.from_codes(codes, pd.Index(distinct, dtype=object))
 
@@ -144,7 +145,7 @@ def id_categorical(series: pd.Series, *, column: str, what: str) -> pd.Categoric
     """:func:`id_strings` (``unique=False``) as codes and distinct ids in order of first appearance;
     a column of strings is stripped and checked once per distinct string."""
     if pd.api.types.infer_dtype(series, skipna=False) != "string":
-        return _categorical(id_strings(series, column=column, what=what, unique=False))
+        return categorical_strings(id_strings(series, column=column, what=what, unique=False))
     codes, ids = _distinct_normalised(series.to_numpy(dtype=object), lambda index: index.str.strip())
     missing = np.flatnonzero((codes < 0) | np.isin(codes, np.flatnonzero(ids == "")))  # None, NaN, blank
     if missing.size:
@@ -158,14 +159,14 @@ def label_categorical(series: pd.Series, *, column: str, what: str, default: str
     """:func:`label_strings` as codes and distinct labels in order of first appearance; a column of
     strings is stripped and lower-cased once per distinct label."""
     if pd.api.types.infer_dtype(series, skipna=True) not in ("string", "empty"):
-        return _categorical(label_strings(series, column=column, what=what, default=default))
+        return categorical_strings(label_strings(series, column=column, what=what, default=default))
     codes, labels = _distinct_normalised(series.to_numpy(dtype=object),
                                          lambda index: index.str.strip().str.lower())
     missing = (codes < 0) | np.isin(codes, np.flatnonzero(labels == ""))
     if missing.any():  # blank or absent: the default label, in its place of first appearance
         out = np.full(len(codes), default, dtype=object)
         out[~missing] = labels.to_numpy(dtype=object)[codes[~missing]]
-        return _categorical(out)
+        return categorical_strings(out)
     return pd.Categorical.from_codes(codes, labels)
 
 

@@ -203,6 +203,11 @@ class TwoTowerNet(nn.Module):
         """Scaled cosine scores ``(..., n)`` of states ``(..., d)`` against ``(n, d)`` items."""
         return F.normalize(states, dim=-1) @ F.normalize(item_vectors, dim=-1).T * self.scale
 
+    def unit_logits(self, states: torch.Tensor, unit_items: torch.Tensor) -> torch.Tensor:
+        """:meth:`logits` against items already unit-normalised (scoring the whole table: it is
+        normalised once), with the scale on the few states: one ``(..., n)`` matrix, not two."""
+        return (F.normalize(states, dim=-1) * self.scale) @ unit_items.T
+
     def candidate_logits(self, x: torch.Tensor, present: torch.Tensor, item_vectors: torch.Tensor,
                          *, last_only: bool = False) -> torch.Tensor:
         """Candidate-aware scores ``(B, L, C)`` for towers that attend to the candidate."""

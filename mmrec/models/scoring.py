@@ -43,8 +43,8 @@ def score_chunks(model: Composition, histories: Histories, *, candidate_aware: b
                 parts = torch.arange(net.n_items, device=device).split(CANDIDATE_CHUNK)
                 logits = torch.cat([net.candidate_logits(x, batch.mask, table[part], last_only=True)[:, -1]
                                     for part in parts], dim=1).float()
-            else:  # net.logits, with the scale on the few states: one (users × items) matrix
-                logits = ((F.normalize(final, dim=-1) * scale) @ unit_table.T).float()
+            else:
+                logits = net.unit_logits(final, unit_table).float()
             for term in terms:  # added in place: one more matrix at a time, not a sum beside
                 logits.add_(term(rows).float(), alpha=scale)
             yield rows, batch, logits
