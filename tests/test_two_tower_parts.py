@@ -62,9 +62,17 @@ def test_a_model_saved_by_the_one_file_layout_loads_and_computes_what_it_did(old
     assert all(part.fitted for part in old_model.parts.values())  # all four parts came back
     assert old_model.prior_.segments is not None and old_model.user_schema_ is not None
     for name, value in _outputs(old_model, train).items():
-        # within float32 rounding: scores are sums of terms up to ~60 (one unit in the last place: 3.8e-06)
-        # (full-table scoring applies the scale and the parts' terms in place since the fixture)
-        np.testing.assert_allclose(value, EXPECTED[name], rtol=2e-7, atol=2e-6, err_msg=name)
+        # within float32 rounding: scores are sums of terms up to ~60 (one unit in the last place:
+        # 3.8e-06, so a few units of slack; the CPU's kernels choose the summation order, and
+        # full-table scoring applies the scale and the parts' terms in place since the fixture)
+        if name == "items":  # the last column fills each row's norm to the blend's radius: for a
+            # warm row it is the square root of rounding (the fixture kept fillers up to 3.4e-4;
+            # today's code sets those to 0), compared at that scale
+            np.testing.assert_allclose(value[:, -1], EXPECTED[name][:, -1], atol=5e-4, err_msg=name)
+            value, expected = value[:, :-1], EXPECTED[name][:, :-1]
+        else:
+            expected = EXPECTED[name]
+        np.testing.assert_allclose(value, expected, rtol=2e-7, atol=1.2e-5, err_msg=name)
 
 
 def test_a_resave_writes_a_folder_per_part_listed_in_the_manifest(old_model, train, tmp_path):

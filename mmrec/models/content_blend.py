@@ -38,6 +38,8 @@ __all__ = ["ColdView", "ContentBlend", "fit_content_blend", "pseudo_cold_items",
 BLEND_GRID = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.65, 0.8, 1.0, 1.2)
 PSEUDO_COLD_SHARE = 0.2  # trained items scored through the cold path while fitting
 TOP_K = 20
+# Room under the radius below this share of R² is float32 rounding, not a norm to fill.
+ROUNDING_ROOM = 1e-6
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -86,7 +88,10 @@ class ContentBlend:
         cold = np.asarray(cold, dtype=np.float32)[:, None]
         body = np.hstack([learned, np.sqrt(self.weight) * coords * cold, self.offset * cold])
         body = body.astype(np.float64)
-        pad = np.sqrt(np.clip(self.radius**2 - (body**2).sum(axis=1), 0.0, None))
+        room = self.radius**2 - (body**2).sum(axis=1)
+        # a warm row at the radius leaves float32 rounding (~1e-7 R²) as room: its square root would
+        # be a 3e-4 filler that changes with the CPU's summation order; below 1e-6 R² it is none
+        pad = np.sqrt(np.where(room > ROUNDING_ROOM * self.radius**2, room, 0.0))
         return (np.hstack([body, pad[:, None]]) / self.radius).astype(np.float32)
 
     def user_vectors(self, learned: np.ndarray, profiles: np.ndarray, has_signal: np.ndarray) -> np.ndarray:
