@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 from pathlib import Path
 
+import faiss
 import numpy as np
 import pytest
 import tomllib
@@ -64,6 +65,9 @@ def test_the_choice_is_measured_and_recorded(chosen):
     ivf = [t for t in trials if t["family"] == "ivf_flat" and t["reached"]]
     assert all(t["distances_per_query"] > 0 for t in ivf)  # the list climb counts, it does not time
     assert index.spec in index.params["choice"] and "measured" in index.params["choice"]
+    # candidates are timed on one thread (stable under load); the winner also on the process's threads
+    assert "on one thread" in index.params["choice"] and index.params["qps"] > 0
+    assert f"{faiss.omp_get_max_threads()} threads" in index.params["choice"]
     assert index.params["tuning"]["params"] == winner["params"]
     assert index.params["build_seconds"] > 0
     flat = next(t for t in trials if t["spec"] == "Flat")
@@ -205,6 +209,11 @@ def test_rabitq_graph_quantised_and_scann_indices_search_update_and_save(tmp_pat
     _check_removal_and_filters(index, x)
     loaded = mmrec.ItemIndex.load(index.save(tmp_path / "idx"))
     np.testing.assert_array_equal(loaded.search(x[:20], 5)[1], index.search(x[:20], 5)[1])
+    threads = faiss.omp_get_max_threads()
+    with faiss_ops.threads(1):  # one thread (ScaNN: on the calling thread): the same results
+        assert faiss.omp_get_max_threads() == 1
+        np.testing.assert_array_equal(index.search(x[:20], 5)[1], loaded.search(x[:20], 5)[1])
+    assert faiss.omp_get_max_threads() == threads
 
 
 def test_knob_grids_and_the_search_for_the_cheapest_value():

@@ -6,6 +6,8 @@ from __future__ import annotations
 import functools
 import importlib.metadata
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,6 +58,19 @@ def faiss() -> Any:
                        "'mmrec[cpu]' or 'mmrec[gpu]'.", len(found), ", ".join(found),
                        " ".join(name.split("==")[0] for name in found))
     return _faiss
+
+
+@contextmanager
+def threads(count: int) -> Iterator[None]:
+    """FAISS searches inside run on ``count`` OpenMP threads (ScaNN's follow FAISS's setting); the
+    process's setting comes back after."""
+    f = faiss()
+    before = f.omp_get_max_threads()
+    f.omp_set_num_threads(int(count))
+    try:
+        yield
+    finally:
+        f.omp_set_num_threads(before)
 
 
 def ivf_of(index: Any) -> Any | None:

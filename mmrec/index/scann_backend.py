@@ -146,13 +146,16 @@ class ScannIndex:
             return scores, labels
         leaves = self.leaves_to_search if leaves_to_search is None else int(leaves_to_search)
         threads = int(threads or self._threads or 1)
-        if threads != self._threads:  # (re)creating ScaNN's pool costs more than a small search
-            self.searcher.set_num_threads(threads)
-            self._threads = threads
         fetch = min(k, len(self.labels))
-        rows, sims = self.searcher.search_batched_parallel(
-            queries, final_num_neighbors=fetch, pre_reorder_num_neighbors=max(self.spec.reorder, fetch),
-            leaves_to_search=min(self.spec.leaves, max(1, leaves)))
+        knobs = {"final_num_neighbors": fetch, "pre_reorder_num_neighbors": max(self.spec.reorder, fetch),
+                 "leaves_to_search": min(self.spec.leaves, max(1, leaves))}
+        if threads == 1:  # on the calling thread: the pool (sized for the parallel calls) is kept
+            rows, sims = self.searcher.search_batched(queries, **knobs)
+        else:
+            if threads != self._threads:  # (re)creating ScaNN's pool costs more than a small search
+                self.searcher.set_num_threads(threads)
+                self._threads = threads
+            rows, sims = self.searcher.search_batched_parallel(queries, **knobs)
         rows = np.asarray(rows, dtype=np.int64)
         found = rows.shape[1]
         scores[:, :found] = np.asarray(sims, dtype=np.float32)
