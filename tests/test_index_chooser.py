@@ -105,23 +105,40 @@ def test_the_stable_pick_prefers_the_simpler_index_within_the_margin():
 def test_more_lists_are_skipped_when_even_their_fewest_distances_could_not_win():
     from mmrec.index.chooser import _needless_lists
 
-    n = 1_000_000  # IVF1024 at nprobe 5: 1,024 + ~5 x 900 rows a query
+    n = 1_000_000  # IVF1024 at nprobe 5: 1,024 centroids + ~5 x 875 rows a query
     ivf = Trial("IVF1024,Flat", "ivf_flat", qps=9_600.0, reached=True, params={"nprobe": 5},
                 distances_per_query=5_500.0)
-    # IVF2048's floor: 2,048 + 5 x 488 = 4,489 distances, 1.3x fewer: worth a build while IVF leads ...
+    assert ivf.scan_cost == pytest.approx(5_500 - 0.9 * 1_024)  # centroids at a tenth of a row each
+    # IVF2048's floor: 205 + 5 x 488 = 2,646 row scans, 1.7x fewer: worth a build while IVF leads ...
     assert _needless_lists(2048, n, ivf, leader=ivf) is None
-    # ... but at most ~11,800 QPS: not even a finalist (1.5x) beside a ScaNN at 34,000
+    # ... but at most ~16,600 QPS: not even a finalist (1.5x) beside a ScaNN at 34,000
     scann = Trial("ScaNN2048,AH2,R100", "scann", qps=34_000.0, reached=True)
     why = _needless_lists(2048, n, ivf, leader=scann)
-    assert why is not None and "at most ~11,761 QPS" in why and "ScaNN2048,AH2,R100" in why
+    assert why is not None and "at most ~16,610 QPS" in why and "ScaNN2048,AH2,R100" in why
     # a leader that more lists could come near does not stop the climb (a wide margin: timings)
-    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=17_000.0, reached=True)) is None
-    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=18_000.0, reached=True)) is not None
-    # IVF4096's floor (4,096 + 5 x 244 = 5,317) is not 1.05x under 5,500: skipped whoever leads
-    assert "not 1.05x fewer" in _needless_lists(4096, n, ivf, leader=ivf)
+    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=24_000.0, reached=True)) is None
+    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=26_000.0, reached=True)) is not None
+    # 100k items, IVF256 at nprobe 1 (256 + 390 rows): IVF4096's floor (410 + 24) is not 1.05x under
+    # its 416 row scans: skipped whoever leads
+    few = Trial("IVF256,Flat", "ivf_flat", qps=150_000.0, reached=True, params={"nprobe": 1},
+                distances_per_query=646.0)
+    assert "not 1.05x fewer" in _needless_lists(4096, 100_000, few, leader=few)
     # without a distance count (a GPU) only the leader's family can stop it: never by QPS
     on_gpu = Trial("IVF1024,Flat", "ivf_flat", qps=9_600.0, reached=True, params={"nprobe": 5})
     assert _needless_lists(2048, n, on_gpu, leader=scann) is None
+
+
+def test_scann_is_built_only_where_the_fewest_lists_scan_many_rows():
+    from mmrec.index.chooser import SCANN_MIN_ROWS, _few_rows_scanned
+
+    def ivf(nlist: int, distances: float | None) -> Trial:
+        return Trial(f"IVF{nlist},Flat", "ivf_flat", qps=1.0, reached=True, distances_per_query=distances)
+
+    # 100k clustered: IVF256 at nprobe 1 scans ~390 rows (646 distances): ScaNN cannot pay back
+    why = _few_rows_scanned(ivf(256, 646.0))
+    assert why is not None and "~390 rows" in why and f"under {SCANN_MIN_ROWS:,}" in why
+    assert _few_rows_scanned(ivf(512, 1_292.0)) is None  # 200k: 780 rows, ScaNN 1.4x faster
+    assert _few_rows_scanned(ivf(512, None)) is None  # no count (a GPU): built as before
 
 
 def test_scann_enters_the_contest_when_installed(monkeypatch):
@@ -129,6 +146,7 @@ def test_scann_enters_the_contest_when_installed(monkeypatch):
     import mmrec.index.chooser as chooser
 
     monkeypatch.setattr(chooser, "SMALL_CATALOG_ITEMS", 1_000)  # past the fast path at a test's size
+    monkeypatch.setattr(chooser, "SCANN_MIN_ROWS", 0)  # and past the rows its build needs to pay back
     index = mmrec.build_index(clustered(8_000), target_recall=0.9, build_budget=60)
     scann = next(t for t in index.params["candidates"] if t["family"] == "scann")
     assert scann["spec"] == "ScaNN128,AH2,R100" and not scann["status"].startswith("skipped")

@@ -6,11 +6,11 @@ Candidates (FAISS ``index_factory`` strings), in the order they are tried but fo
 
 - ``Flat``: exact search, the reference (always reaches any target);
 - ``IVF{nlist},Flat`` for ``nlist`` ≈ 1, 2 and 4 × √n (1 and 2 below 50,000 items): inverted
-  lists, ``nprobe`` tuned, fewest lists first; more lists are tried only while they cut the
-  distances a query computes (coarse centroids + the probed lists' rows, counted on the held-out
-  queries: a count, not a timing, so the path does not depend on the machine's load), and only
-  while the QPS their fewest distances could buy stays within 1.5x of a faster family's (ScaNN is
-  measured right after the fewest lists);
+  lists, ``nprobe`` tuned, fewest lists first; more lists are tried only while they cut what a
+  query scans (the probed lists' rows, counted on the held-out queries, plus the coarse centroids
+  at a tenth of a row each: a count, not a timing, so the path does not depend on the machine's
+  load), and only while the QPS their fewest scans could buy stays within 1.5x of a faster
+  family's (ScaNN is measured right after the fewest lists, when those scan >= 500 rows a query);
   past 2M items the coarse quantiser is an HNSW graph (``IVF{nlist}_HNSW32``);
 - ``IVF{nlist},PQ{m}x4fsr,RFlat`` at the best IVF's ``nlist`` (its centroids reused, no second
   k-means): 4-bit PQ codes scanned with SIMD, the shortlist re-scored exactly (``k_factor_rf``);
@@ -98,12 +98,22 @@ MIN_TIMED_QUERIES = 64
 FINALIST_SPREAD = 1.5
 FINAL_ROUNDS = 5
 SIMPLER_MARGIN = 1.10
+# ScaNN re-scores this many rows exactly; it is built only when the fewest IVF lists scan at least
+# SCANN_MIN_ROWS rows a query (clustered 64-d vectors: at 100k, 390 rows, IVF256 searched at 1.04x
+# ScaNN's QPS and ScaNN's build was 60 % of the contest's; at 200k, 780 rows, ScaNN searched 1.4x
+# IVF512's; at 1M, ~3,900 rows, 3.5x IVF1024's).
+SCANN_REORDER = 100
+SCANN_MIN_ROWS = 5 * SCANN_REORDER
 # Families from simplest to most complex (the tie-break within SIMPLER_MARGIN).
 FAMILY_ORDER = ("flat", "ivf_flat", "ivf_fastscan_refine", "ivf_rabitq_refine", "hnsw", "scann")
 # A candidate still short of the target while searching this much slower than the best so far is
 # dropped (every dearer setting is slower still).
 PRUNE_MARGIN = 1.25
-# The next IVF list count is tried only after the last one cut the distances per query by this factor.
+# A coarse centroid's distance (one matrix product for the whole batch) costs about a tenth of a list
+# row's scan (one thread, 20k-100k clustered 64-d vectors: 1.4 ns against 14 ns, plus ~1.2 us a query;
+# counted alike, 20k items kept IVF128 at 284k QPS where IVF256 searched at 389k).
+COARSE_DISTANCE_COST = 0.1
+# The next IVF list count is tried only after the last one cut the row scans per query by this factor.
 IVF_GAIN = 1.05
 # By default HNSW is built only when its estimated build costs at most this share of the time the
 # other candidates took (it rarely wins on well-clustered vectors, and builds slowly on few cores).
@@ -111,6 +121,9 @@ HNSW_SHARE = 0.5
 # When the best IVF probes at least this share of its lists (weakly clustered vectors, e.g. word
 # embeddings: GloVe needs 4 %, clustered catalogs 0.4 %), graphs usually search faster and HNSW may
 # cost up to HNSW_SHARE_HARD of the contest's time (measured on GloVe 400k: HNSW32 1.22x IVF's QPS).
+# Not when ScaNN reached the target: it searched faster than every graph on every set of
+# benchmarks/retrieval.py (GloVe 400k: 2.7x hnswlib's QPS; FAISS's HNSW32 was built there for 18 s
+# of a 33 s contest and pruned).
 HARD_PROBE_SHARE = 0.02
 HNSW_SHARE_HARD = 2.0
 
@@ -142,10 +155,22 @@ class Trial:
         return out
 
     @property
+    def lists(self) -> int:
+        """IVF lists (0 for other families)."""
+        return int(self.spec[3:].split(",")[0].split("_")[0]) if self.spec.startswith("IVF") else 0
+
+    @property
+    def scan_cost(self) -> float | None:
+        """IVF: what a query costs in list-row scans: the rows of its probed lists plus its coarse
+        centroids at ``COARSE_DISTANCE_COST`` each (None without a count)."""
+        if self.distances_per_query is None:
+            return None
+        return self.distances_per_query - (1.0 - COARSE_DISTANCE_COST) * self.lists
+
+    @property
     def complexity(self) -> tuple[int, int]:
         """Simpler first: the family's rank, then fewer IVF lists."""
-        lists = int(self.spec[3:].split(",")[0].split("_")[0]) if self.spec.startswith("IVF") else 0
-        return FAMILY_ORDER.index(self.family), lists
+        return FAMILY_ORDER.index(self.family), self.lists
 
 
 def ivf_list_options(n_items: int) -> list[int]:
@@ -400,46 +425,59 @@ def _hnsw_estimate(vectors: np.ndarray, ids: np.ndarray, spec: str, seed: int) -
 
 
 def _ivf_floor(nlist: int, n_items: int, best: Trial) -> float:
-    """The fewest distances a query could cost with ``nlist`` lists, given the best IVF so far: its
-    centroids plus at least as many probes as ``best`` needed (more, smaller lists never need fewer
-    to reach the same recall) of average-sized lists; 0 without a distance count (on a GPU)."""
+    """The least a query could cost (:attr:`Trial.scan_cost`) with ``nlist`` lists, given the best
+    IVF so far: its centroids plus at least as many probes as ``best`` needed (more, smaller lists
+    never need fewer to reach the same recall) of average-sized lists; 0 without a count (a GPU)."""
     if best.distances_per_query is None:
         return 0.0
-    return nlist + int(best.params.get("nprobe", 1)) * n_items / nlist
+    return COARSE_DISTANCE_COST * nlist + int(best.params.get("nprobe", 1)) * n_items / nlist
 
 
 def _needless_lists(nlist: int, n_items: int, best_ivf: Trial, leader: Trial | None) -> str | None:
     """Why an IVF-Flat with ``nlist`` lists need not be built, given the best IVF so far and the
-    contest's leader, or None: even its floor of distances a query would not cut the best IVF's by
+    contest's leader, or None: even its floor of row scans a query would not cut the best IVF's by
     ``IVF_GAIN``, or the QPS that floor could buy would be more than ``FINALIST_SPREAD`` below a
     faster index of another family (a wide margin: this one rule reads timings, and a near tie
     must not decide what is built)."""
     floor, cost = _ivf_floor(nlist, n_items, best_ivf), _ivf_cost(best_ivf)
     if floor * IVF_GAIN >= cost:
         probes = best_ivf.params.get("nprobe", 1)
-        return (f"at least {floor:,.0f} distances a query (its centroids + {probes} lists of "
-                f"~{n_items / nlist:,.0f} rows), not {IVF_GAIN:.2f}x fewer than {best_ivf.spec}'s "
-                f"{cost:,.0f}")
+        return (f"at least {floor:,.0f} row scans a query ({probes} lists of ~{n_items / nlist:,.0f} "
+                f"rows + its centroids at {COARSE_DISTANCE_COST:g} each), not {IVF_GAIN:.2f}x fewer "
+                f"than {best_ivf.spec}'s {cost:,.0f}")
     ceiling = _ivf_ceiling(floor, best_ivf)
     if leader is not None and leader.family != "ivf_flat" and ceiling * FINALIST_SPREAD < leader.qps:
         return (f"at most ~{ceiling:,.0f} QPS ({best_ivf.spec}'s {best_ivf.qps:,.0f} scaled by its "
-                f"{cost:,.0f} distances a query to at least {floor:,.0f}): not even a finalist beside "
+                f"{cost:,.0f} row scans a query to at least {floor:,.0f}): not even a finalist beside "
                 f"{leader.spec}'s {leader.qps:,.0f}")
     return None
 
 
+def _few_rows_scanned(best_ivf: Trial) -> str | None:
+    """Why ScaNN need not be built beside ``best_ivf`` (the fewest lists, tuned), or None: its
+    lists' rows a query scans (counted) are under ``SCANN_MIN_ROWS``, too few for ScaNN's cheaper
+    4-bit scan to pay for its exact re-scoring of ``SCANN_REORDER`` rows and its build."""
+    if best_ivf.distances_per_query is None:
+        return None
+    rows = best_ivf.distances_per_query - best_ivf.lists
+    if rows >= SCANN_MIN_ROWS:
+        return None
+    return (f"{best_ivf.spec} scans ~{rows:,.0f} rows a query, under {SCANN_MIN_ROWS:,}: ScaNN's exact "
+            f"re-scoring of {SCANN_REORDER} alone is a fifth of that, its build does not pay back")
+
+
 def _ivf_ceiling(floor: float, best: Trial) -> float:
-    """The most QPS an IVF-Flat computing ``floor`` distances a query could reach, from the measured
-    ``best`` IVF: its QPS scaled by its distances over ``floor`` (an over-estimate: a query's fixed
-    costs do not shrink with its distances); infinite without a distance count (on a GPU)."""
-    if best.distances_per_query is None or floor <= 0:
+    """The most QPS an IVF-Flat costing ``floor`` row scans a query could reach, from the measured
+    ``best`` IVF: its QPS scaled by its row scans over ``floor`` (an over-estimate: a query's fixed
+    costs do not shrink with its scans); infinite without a count (on a GPU)."""
+    if best.scan_cost is None or floor <= 0:
         return math.inf
-    return best.qps * best.distances_per_query / floor
+    return best.qps * best.scan_cost / floor
 
 
 def _ivf_cost(trial: Trial) -> float:
-    """What a reached IVF-Flat candidate costs a query: distances computed (QPS on a GPU)."""
-    return trial.distances_per_query if trial.distances_per_query is not None else 1.0 / max(trial.qps, 1e-9)
+    """What a reached IVF-Flat candidate costs a query: its row scans (QPS on a GPU)."""
+    return trial.scan_cost if trial.scan_cost is not None else 1.0 / max(trial.qps, 1e-9)
 
 
 def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall: float, k: int = 10,
@@ -490,7 +528,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         return index, trial
 
     best_ivf: tuple[ItemIndex, Trial] | None = None
-    climbing = True  # fewest lists first; stop once more lists did not cut the distances per query
+    climbing = True  # fewest lists first; stop once more lists did not cut the row scans per query
     last_ivf = ""
 
     def try_ivf(nlist: int) -> None:
@@ -498,8 +536,8 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         spec = ivf_flat_spec(nlist, n)
         if not climbing:
             assert best_ivf is not None
-            contest.skip(spec, "ivf_flat", f"{last_ivf} did not compute {IVF_GAIN:.2f}x fewer "
-                         f"distances per query than fewer lists: more lists only cost more build time")
+            contest.skip(spec, "ivf_flat", f"{last_ivf} did not cost {IVF_GAIN:.2f}x fewer row "
+                         f"scans per query than fewer lists: more lists only cost more build time")
             return
         why_not = None if best_ivf is None else _needless_lists(nlist, n, best_ivf[1], contest.best_trial)
         if why_not is not None:
@@ -524,10 +562,13 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         try_ivf(list_options[0])
     # ScaNN right after the fewest lists: where it is far faster, more IVF lists that could not catch
     # it are skipped before their k-means (at 1M clustered 64-d vectors: ScaNN 3.5x IVF1024's QPS).
-    scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R100"
+    scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R{SCANN_REORDER}"
+    few_rows = None if best_ivf is None else _few_rows_scanned(best_ivf[1])
     if small or not scann_available():
         contest.skip(scann_spec, "scann", "the scann package is not installed (pip install 'mmrec[scann]')"
                      if not small else f"below {SMALL_CATALOG_ITEMS:,} items (its build does not pay back)")
+    elif few_rows is not None:
+        contest.skip(scann_spec, "scann", few_rows)
     elif allowed(scann_spec, "scann"):
         attempt(scann_spec, "scann", lambda: _build(scann_spec, vectors, ids, held_out, seed=seed,
                                                     use_gpu=False))
@@ -557,8 +598,10 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
     elif allowed("HNSW32", "hnsw"):
         estimate = _hnsw_estimate(vectors, ids, "HNSW32", seed)
         share = HNSW_SHARE
-        if best_ivf is not None and (best_ivf[1].params.get("nprobe", 0)
-                                     >= HARD_PROBE_SHARE * faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)):
+        scann_reached = any(t.family == "scann" and t.reached for t in contest.trials)
+        if best_ivf is not None and not scann_reached and (
+                best_ivf[1].params.get("nprobe", 0)
+                >= HARD_PROBE_SHARE * faiss_ops.ivf_lists_of(best_ivf[0].faiss_index)):
             share = HNSW_SHARE_HARD
         limit = build_budget if build_budget is not None else (1 + share) * contest.elapsed()
         if contest.elapsed() + estimate <= limit:
