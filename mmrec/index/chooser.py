@@ -528,20 +528,18 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         return index, trial
 
     best_ivf: tuple[ItemIndex, Trial] | None = None
-    climbing = True  # fewest lists first; stop once more lists did not cut the row scans per query
-    last_ivf = ""
+    stopped = ""  # why the climb stopped (fewest lists first; a count not worth its build ends it)
 
     def try_ivf(nlist: int) -> None:
-        nonlocal best_ivf, climbing, last_ivf
+        nonlocal best_ivf, stopped
         spec = ivf_flat_spec(nlist, n)
-        if not climbing:
-            assert best_ivf is not None
-            contest.skip(spec, "ivf_flat", f"{last_ivf} did not cost {IVF_GAIN:.2f}x fewer row "
-                         f"scans per query than fewer lists: more lists only cost more build time")
+        if stopped:
+            contest.skip(spec, "ivf_flat", stopped)
             return
         why_not = None if best_ivf is None else _needless_lists(nlist, n, best_ivf[1], contest.best_trial)
-        if why_not is not None:
+        if why_not is not None:  # more lists still: their floor assumes no more probes, ever less true
             contest.skip(spec, "ivf_flat", why_not)
+            stopped = f"the climb stopped at {spec} (not worth its build: more lists even less)"
             return
         if not allowed(spec, "ivf_flat"):
             return
@@ -549,11 +547,13 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
                                                          use_gpu=use_gpu))
         if entry is None:
             return
-        last_ivf = spec
+        more_lists_only_cost = (f"{spec} did not cost {IVF_GAIN:.2f}x fewer row scans per query than "
+                                "fewer lists: more lists only cost more build time")
         if not entry[1].reached:  # pruned (slower before reaching it) or short: more lists are slower still
-            climbing = best_ivf is None
+            stopped = "" if best_ivf is None else more_lists_only_cost
             return
-        climbing = best_ivf is None or _ivf_cost(entry[1]) * IVF_GAIN < _ivf_cost(best_ivf[1])
+        if best_ivf is not None and _ivf_cost(entry[1]) * IVF_GAIN >= _ivf_cost(best_ivf[1]):
+            stopped = more_lists_only_cost
         if best_ivf is None or _ivf_cost(entry[1]) < _ivf_cost(best_ivf[1]):
             best_ivf = entry
 
