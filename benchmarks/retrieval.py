@@ -462,24 +462,33 @@ def main() -> None:
                         help="skip the hnswlib and usearch peers above this many items")
     parser.add_argument("--real", action="store_true", help="also the MiniLM clothing-review vectors")
     parser.add_argument("--glove", action="store_true", help="also the 400k GloVe 50-d word vectors")
+    parser.add_argument("--merge", default="",
+                        help="comma-separated result files of earlier runs, kept ahead of this run's sets")
     parser.add_argument("--plot", default="docs/img/retrieval-recall-qps.png")
     parser.add_argument("--out", default=str(RESULTS / "retrieval.json"))
     args = parser.parse_args()
     faiss.omp_set_num_threads(args.threads)
-    results = []
+    results = [] if not args.merge else [r for path in args.merge.split(",")
+                                         for r in json.loads(Path(path).read_text("utf-8"))]
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+    def keep(result: dict[str, Any]) -> None:  # saved after every set: a long run keeps what it measured
+        results.append(result)
+        out.write_text(json.dumps(results, indent=1, default=float), "utf-8")
+
     for n in (int(s) for s in args.sizes.split(",") if s):
         x = clustered(n, args.dim, args.clusters, seed=0)
         queries = clustered(args.queries, args.dim, args.clusters, seed=100)
-        results.append(run(f"clustered ({args.clusters} centres)", x, queries, args.target, args.threads,
-                           args.graph_max))
+        keep(run(f"clustered ({args.clusters} centres)", x, queries, args.target, args.threads,
+                 args.graph_max))
     if args.real:
         x, queries = review_vectors(args.queries)
-        results.append(run("MiniLM, clothing reviews", x, queries, args.target, args.threads, args.graph_max))
+        keep(run("MiniLM, clothing reviews", x, queries, args.target, args.threads, args.graph_max))
     if args.glove:
         x, queries = glove_vectors(args.queries)
-        results.append(run("GloVe 6B words", x, queries, args.target, args.threads, args.graph_max))
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=1, default=float), "utf-8")
+        keep(run("GloVe 6B words", x, queries, args.target, args.threads, args.graph_max))
+    out.write_text(json.dumps(results, indent=1, default=float), "utf-8")
     print(f"saved {args.out}")
     if args.plot:
         plot(results, Path(args.plot))
