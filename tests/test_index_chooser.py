@@ -100,6 +100,15 @@ def test_the_stable_pick_prefers_the_simpler_index_within_the_margin():
     assert pick_stable([trial("HNSW32", "hnsw", 5100.0), ivf]) is ivf
     # order of entry does not matter
     assert pick_stable([fast, more_lists, ivf, flat]) is ivf
+    # between list counts within the margin, the counted row scans decide with the timing (20k
+    # clustered: IVF128 at nprobe 1 counts 128 + 156 distances, IVF256 256 + 78)
+    ivf.distances_per_query, more_lists.distances_per_query = 284.0, 334.0
+    assert more_lists.scan_cost < ivf.scan_cost  # 104 against 169 row scans
+    assert pick_stable([flat, ivf, more_lists, fast]) is more_lists  # faster and cheaper by count
+    slower = Trial("IVF256,Flat", "ivf_flat", qps=4_900.0, reached=True, distances_per_query=334.0)
+    assert pick_stable([ivf, slower]) is ivf  # cheaper by count but slower: the fewer lists
+    dearer = Trial("IVF512,Flat", "ivf_flat", qps=5_400.0, reached=True, distances_per_query=900.0)
+    assert pick_stable([ivf, dearer]) is ivf  # faster but dearer by count: the fewer lists
 
 
 def test_more_lists_are_skipped_when_even_their_fewest_distances_could_not_win():
