@@ -45,13 +45,15 @@ def search_arguments(queries: np.ndarray, k: int, exclude_idx: Sequence[Sequence
         raise SchemaError(f"queries have dim {queries.shape[1]}, the index has {dim}.")
     m, n = len(queries), n_labels
     k = min(positive_int(k, name="k"), n)
-    empty = np.empty(0, dtype=np.int64)
-    excluded = [empty] * m if exclude_idx is None else [_sorted_unique(e) for e in exclude_idx]
-    if len(excluded) != m:
-        raise SchemaError(f"exclude_idx has {len(excluded)} rows for {m} queries.")
-    for row, labels in enumerate(excluded):
-        if labels.size and (labels[0] < 0 or labels[-1] >= n):
-            raise SchemaError(f"exclude_idx row {row} holds positions outside [0, {n}).")
+    if exclude_idx is None:  # nothing to check (a row loop here was ~7 % of a fast IVF search)
+        excluded = [np.empty(0, dtype=np.int64)] * m
+    else:
+        excluded = [_sorted_unique(e) for e in exclude_idx]
+        if len(excluded) != m:
+            raise SchemaError(f"exclude_idx has {len(excluded)} rows for {m} queries.")
+        for row, labels in enumerate(excluded):
+            if labels.size and (labels[0] < 0 or labels[-1] >= n):
+                raise SchemaError(f"exclude_idx row {row} holds positions outside [0, {n}).")
     if allowed is not None:
         allowed = np.asarray(allowed, dtype=bool)
         if allowed.shape != (n,):
