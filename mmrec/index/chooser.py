@@ -1,6 +1,7 @@
 """The measured index choice: candidate FAISS index families are built over the catalog, each tuned
-to the target recall on held-out item queries and timed at this process's thread count; the
-fastest that reaches the target is kept.
+to the target recall on held-out item queries and timed on one thread (a query's work, whatever
+else shares the cores; the winner is timed on the process's threads too); the fastest that
+reaches the target is kept.
 
 Candidates (FAISS ``index_factory`` strings), in the order they are tried but for ScaNN:
 

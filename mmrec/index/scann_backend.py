@@ -4,7 +4,8 @@ makes of a FAISS index: ``search``, ``add_with_ids``, removal, search parameters
 ScaNN is an optional backend (``pip install "mmrec[scann]"``); the measured choice enters it as a
 candidate when the package is installed. What it honours, and how:
 
-- **search**: ``search_batched_parallel`` at this process's FAISS thread count, ``leaves_to_search``
+- **search**: ``search_batched_parallel`` at this process's FAISS thread count (``search_batched``
+  on the calling thread when that is one), ``leaves_to_search``
   tuned like ``nprobe``; scores are inner products after ScaNN's exact reordering.
 - **add**: ScaNN's own updates need string document ids, whose conversion cost 45 % of a search's
   time here; added items go to an exact side table instead, searched by one matrix product and
