@@ -12,15 +12,8 @@ import tomllib
 
 import mmrec
 from mmrec.index import faiss_ops, recall_at_k
-from mmrec.index.chooser import (
-    SIMPLER_MARGIN,
-    Trial,
-    fastscan_spec,
-    ivf_flat_spec,
-    ivf_list_options,
-    pick_stable,
-    rabitq_spec,
-)
+from mmrec.index.chooser import fastscan_spec, ivf_flat_spec, ivf_list_options, rabitq_spec
+from mmrec.index.trials import SIMPLER_MARGIN, Trial, pick_stable
 from mmrec.index.tuning import _lowest_reaching, knob_values, tune
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -112,50 +105,51 @@ def test_the_stable_pick_prefers_the_simpler_index_within_the_margin():
 
 
 def test_more_lists_are_skipped_when_even_their_fewest_distances_could_not_win():
-    from mmrec.index.chooser import _needless_lists
+    from mmrec.index.trials import needless_lists
 
     n = 1_000_000  # IVF1024 at nprobe 5: 1,024 centroids + ~5 x 875 rows a query
     ivf = Trial("IVF1024,Flat", "ivf_flat", qps=9_600.0, reached=True, params={"nprobe": 5},
                 distances_per_query=5_500.0)
     assert ivf.scan_cost == pytest.approx(5_500 - 0.9 * 1_024)  # centroids at a tenth of a row each
     # IVF2048's floor: 205 + 5 x 488 = 2,646 row scans, 1.7x fewer: worth a build while IVF leads ...
-    assert _needless_lists(2048, n, ivf, leader=ivf) is None
+    assert needless_lists(2048, n, ivf, leader=ivf) is None
     # ... but at most ~16,600 QPS: not even a finalist (1.5x) beside a ScaNN at 34,000
     scann = Trial("ScaNN2048,AH2,R100", "scann", qps=34_000.0, reached=True)
-    why = _needless_lists(2048, n, ivf, leader=scann)
+    why = needless_lists(2048, n, ivf, leader=scann)
     assert why is not None and "at most ~16,610 QPS" in why and "ScaNN2048,AH2,R100" in why
     # a leader that more lists could come near does not stop the climb (a wide margin: timings)
-    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=24_000.0, reached=True)) is None
-    assert _needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=26_000.0, reached=True)) is not None
+    assert needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=24_000.0, reached=True)) is None
+    assert needless_lists(2048, n, ivf, leader=Trial("S", "scann", qps=26_000.0, reached=True)) is not None
     # 100k items, IVF256 at nprobe 1 (256 + 390 rows): IVF4096's floor (410 + 24) is not 1.05x under
     # its 416 row scans: skipped whoever leads
     few = Trial("IVF256,Flat", "ivf_flat", qps=150_000.0, reached=True, params={"nprobe": 1},
                 distances_per_query=646.0)
-    assert "not 1.05x fewer" in _needless_lists(4096, 100_000, few, leader=few)
+    assert "not 1.05x fewer" in needless_lists(4096, 100_000, few, leader=few)
     # without a distance count (a GPU) only the leader's family can stop it: never by QPS
     on_gpu = Trial("IVF1024,Flat", "ivf_flat", qps=9_600.0, reached=True, params={"nprobe": 5})
-    assert _needless_lists(2048, n, on_gpu, leader=scann) is None
+    assert needless_lists(2048, n, on_gpu, leader=scann) is None
 
 
 def test_scann_is_built_only_where_the_fewest_lists_scan_many_rows():
-    from mmrec.index.chooser import SCANN_MIN_ROWS, _few_rows_scanned
+    from mmrec.index.trials import SCANN_MIN_ROWS, few_rows_scanned
 
     def ivf(nlist: int, distances: float | None) -> Trial:
         return Trial(f"IVF{nlist},Flat", "ivf_flat", qps=1.0, reached=True, distances_per_query=distances)
 
     # 100k clustered: IVF256 at nprobe 1 scans ~390 rows (646 distances): ScaNN cannot pay back
-    why = _few_rows_scanned(ivf(256, 646.0))
+    why = few_rows_scanned(ivf(256, 646.0))
     assert why is not None and "~390 rows" in why and f"under {SCANN_MIN_ROWS:,}" in why
-    assert _few_rows_scanned(ivf(512, 1_292.0)) is None  # 200k: 780 rows, ScaNN 1.4x faster
-    assert _few_rows_scanned(ivf(512, None)) is None  # no count (a GPU): built as before
+    assert few_rows_scanned(ivf(512, 1_292.0)) is None  # 200k: 780 rows, ScaNN 1.4x faster
+    assert few_rows_scanned(ivf(512, None)) is None  # no count (a GPU): built as before
 
 
 def test_scann_enters_the_contest_when_installed(monkeypatch):
     pytest.importorskip("scann")
     import mmrec.index.chooser as chooser
+    import mmrec.index.trials as trials
 
     monkeypatch.setattr(chooser, "SMALL_CATALOG_ITEMS", 1_000)  # past the fast path at a test's size
-    monkeypatch.setattr(chooser, "SCANN_MIN_ROWS", 0)  # and past the rows its build needs to pay back
+    monkeypatch.setattr(trials, "SCANN_MIN_ROWS", 0)  # and past the rows its build needs to pay back
     index = mmrec.build_index(clustered(8_000), target_recall=0.9, build_budget=60)
     scann = next(t for t in index.params["candidates"] if t["family"] == "scann")
     assert scann["spec"] == "ScaNN128,AH2,R100" and not scann["status"].startswith("skipped")
@@ -360,7 +354,7 @@ def test_missing_faiss_names_the_extras(monkeypatch):
 
 
 def test_a_small_narrow_catalog_builds_only_what_can_win():
-    from mmrec.index.chooser import IVF_GAIN
+    from mmrec.index.trials import IVF_GAIN
 
     index = mmrec.build_index(clustered(12_000), target_recall=0.9)
     trials = {t["spec"]: t for t in index.params["candidates"]}

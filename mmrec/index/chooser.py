@@ -50,8 +50,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
-from typing import Any
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -60,10 +59,22 @@ from mmrec.errors import ConfigError
 from mmrec.index.fill import train_and_fill, unit_rows
 from mmrec.index.item_index import ItemIndex
 from mmrec.index.scann_backend import is_scann_spec, scann_available
+from mmrec.index.trials import (
+    FINALIST_SPREAD,
+    IVF_GAIN,
+    SCANN_REORDER,
+    SIMPLER_MARGIN,
+    Trial,
+    distances_per_query_of,
+    few_rows_scanned,
+    ivf_cost,
+    needless_lists,
+    pick_stable,
+)
 from mmrec.index.tuning import DEFAULT_QUERIES, TuningQueries, probe_for, tune
 
-__all__ = ["Trial", "choose_by_measurement", "ivf_list_options", "fastscan_spec", "rabitq_spec",
-           "pick_stable", "MEASURE_MIN_ITEMS", "SMALL_CATALOG_ITEMS"]
+__all__ = ["choose_by_measurement", "ivf_list_options", "fastscan_spec", "rabitq_spec",
+           "MEASURE_MIN_ITEMS", "SMALL_CATALOG_ITEMS"]
 
 logger = logging.getLogger(__name__)
 
@@ -94,28 +105,11 @@ TIMED_THREADS = 1
 TIMED_SECONDS = 0.15
 SMALL_TIMED_SECONDS = 0.04
 MIN_TIMED_QUERIES = 64
-# The last timing: candidates within FINALIST_SPREAD of the fastest are timed FINAL_ROUNDS times, in
-# turn, and compared by their median; a more complex one must beat a simpler one by SIMPLER_MARGIN.
-FINALIST_SPREAD = 1.5
+# The last timing's rounds (see mmrec.index.trials.FINALIST_SPREAD).
 FINAL_ROUNDS = 5
-SIMPLER_MARGIN = 1.10
-# ScaNN re-scores this many rows exactly; it is built only when the fewest IVF lists scan at least
-# SCANN_MIN_ROWS rows a query (clustered 64-d vectors: at 100k, 390 rows, IVF256 searched at 1.04x
-# ScaNN's QPS and ScaNN's build was 60 % of the contest's; at 200k, 780 rows, ScaNN searched 1.4x
-# IVF512's; at 1M, ~3,900 rows, 3.5x IVF1024's).
-SCANN_REORDER = 100
-SCANN_MIN_ROWS = 5 * SCANN_REORDER
-# Families from simplest to most complex (the tie-break within SIMPLER_MARGIN).
-FAMILY_ORDER = ("flat", "ivf_flat", "ivf_fastscan_refine", "ivf_rabitq_refine", "hnsw", "scann")
 # A candidate still short of the target while searching this much slower than the best so far is
 # dropped (every dearer setting is slower still).
 PRUNE_MARGIN = 1.25
-# A coarse centroid's distance (one matrix product for the whole batch) costs about a tenth of a list
-# row's scan (one thread, 20k-100k clustered 64-d vectors: 1.4 ns against 14 ns, plus ~1.2 us a query;
-# counted alike, 20k items kept IVF128 at 284k QPS where IVF256 searched at 389k).
-COARSE_DISTANCE_COST = 0.1
-# The next IVF list count is tried only after the last one cut the row scans per query by this factor.
-IVF_GAIN = 1.05
 # By default HNSW is built only when its estimated build costs at most this share of the time the
 # other candidates took (it rarely wins on well-clustered vectors, and builds slowly on few cores).
 HNSW_SHARE = 0.5
@@ -127,51 +121,6 @@ HNSW_SHARE = 0.5
 # of a 33 s contest and pruned).
 HARD_PROBE_SHARE = 0.02
 HNSW_SHARE_HARD = 2.0
-
-
-@dataclass
-class Trial:
-    """One measured candidate."""
-
-    spec: str
-    family: str
-    build_seconds: float = 0.0
-    params: dict[str, Any] = field(default_factory=dict)
-    recall: float = 0.0
-    qps: float = 0.0
-    index_bytes: int = 0
-    reached: bool = False
-    status: str = "measured"
-    distances_per_query: float | None = None  # IVF: coarse centroids + probed rows (a count)
-    rounds_qps: list[float] = field(default_factory=list)  # the final interleaved timing, when a finalist
-
-    def record(self) -> dict[str, Any]:
-        out = asdict(self)
-        out["build_seconds"] = round(self.build_seconds, 3)
-        out["recall"] = round(self.recall, 4)
-        out["qps"] = round(self.qps, 1)
-        out["rounds_qps"] = [round(q, 1) for q in self.rounds_qps]
-        if self.distances_per_query is not None:
-            out["distances_per_query"] = round(self.distances_per_query, 1)
-        return out
-
-    @property
-    def lists(self) -> int:
-        """IVF lists (0 for other families)."""
-        return int(self.spec[3:].split(",")[0].split("_")[0]) if self.spec.startswith("IVF") else 0
-
-    @property
-    def scan_cost(self) -> float | None:
-        """IVF: what a query costs in list-row scans: the rows of its probed lists plus its coarse
-        centroids at ``COARSE_DISTANCE_COST`` each (None without a count)."""
-        if self.distances_per_query is None:
-            return None
-        return self.distances_per_query - (1.0 - COARSE_DISTANCE_COST) * self.lists
-
-    @property
-    def complexity(self) -> tuple[int, int]:
-        """Simpler first: the family's rank, then fewer IVF lists."""
-        return FAMILY_ORDER.index(self.family), self.lists
 
 
 def ivf_list_options(n_items: int) -> list[int]:
@@ -206,24 +155,6 @@ def fastscan_spec(nlist: int, dim: int) -> str | None:
 def rabitq_spec(nlist: int) -> str:
     """IVF with RaBitQ 1-bit fast-scan codes and an exact refine stage."""
     return f"IVF{nlist},RaBitQfs,RFlat"
-
-
-def pick_stable(trials: list[Trial]) -> Trial:
-    """The winner among timed finalists: the fastest by median QPS, unless a simpler one is within
-    ``SIMPLER_MARGIN`` of it (then the simplest such) — but between list counts of one family
-    within the margin, the counts decide with the timing: more lists that are faster *and* scan
-    fewer rows (counted, centroids at a tenth) win. (At 20k clustered vectors IVF256 measured
-    1.05-1.15x IVF128 in one-thread medians, across the margin; it counts 104 row scans a query
-    against 169: by the margin alone the choice flipped between runs.)"""
-    fastest = max(trials, key=lambda t: t.qps)
-    close = [t for t in trials if t.qps * SIMPLER_MARGIN >= fastest.qps]
-    simplest = min(close, key=lambda t: t.complexity)
-    for trial in sorted(close, key=lambda t: -t.qps):
-        if (trial.family == simplest.family and trial.qps > simplest.qps
-                and None not in (trial.scan_cost, simplest.scan_cost)
-                and trial.scan_cost < simplest.scan_cost):
-            return trial
-    return simplest
 
 
 def estimated_bytes(family: str, n: int, dim: int, spec: str) -> int:
@@ -261,20 +192,6 @@ def _queries_per_second(index: ItemIndex, batch: np.ndarray, k: int, threads: in
         return len(batch) / max(time.perf_counter() - start, 1e-9)
 
 
-def _distances_per_query(index: ItemIndex, queries: np.ndarray, nprobe: int) -> float | None:
-    """Distances an IVF search at ``nprobe`` computes per query: its coarse centroids plus the rows
-    of the lists it probes (counted on ``queries``); None for other indices or on a GPU."""
-    ivf = faiss_ops.ivf_of(index.faiss_index)
-    if ivf is None:
-        return None
-    try:
-        sizes = np.array([ivf.invlists.list_size(i) for i in range(ivf.nlist)], dtype=np.int64)
-        _, lists = ivf.quantizer.search(np.ascontiguousarray(queries, dtype=np.float32), int(nprobe))
-    except (RuntimeError, AttributeError):
-        return None
-    return float(ivf.nlist + sizes[np.maximum(lists, 0)].sum(axis=1).mean())
-
-
 @dataclass
 class _Contest:
     """The trials so far, the fastest that reached the target at its first timing, and the
@@ -309,7 +226,7 @@ class _Contest:
                             f"(recall@{self.k} {trial.recall:.3f} at {trial.params})")
             return
         if "nprobe" in trial.params:
-            trial.distances_per_query = _distances_per_query(index, self.probe.queries,
+            trial.distances_per_query = distances_per_query_of(index, self.probe.queries,
                                                              trial.params["nprobe"])
         self._complete(trial, index)
         trial.reached = result["achieved_recall_low"] >= self.target_recall
@@ -435,62 +352,6 @@ def _hnsw_estimate(vectors: np.ndarray, ids: np.ndarray, spec: str, seed: int) -
     return seconds * (n / size) ** HNSW_BUILD_EXPONENT
 
 
-def _ivf_floor(nlist: int, n_items: int, best: Trial) -> float:
-    """The least a query could cost (:attr:`Trial.scan_cost`) with ``nlist`` lists, given the best
-    IVF so far: its centroids plus at least as many probes as ``best`` needed (more, smaller lists
-    never need fewer to reach the same recall) of average-sized lists; 0 without a count (a GPU)."""
-    if best.distances_per_query is None:
-        return 0.0
-    return COARSE_DISTANCE_COST * nlist + int(best.params.get("nprobe", 1)) * n_items / nlist
-
-
-def _needless_lists(nlist: int, n_items: int, best_ivf: Trial, leader: Trial | None) -> str | None:
-    """Why an IVF-Flat with ``nlist`` lists need not be built, given the best IVF so far and the
-    contest's leader, or None: even its floor of row scans a query would not cut the best IVF's by
-    ``IVF_GAIN``, or the QPS that floor could buy would be more than ``FINALIST_SPREAD`` below a
-    faster index of another family (a wide margin: this one rule reads timings, and a near tie
-    must not decide what is built)."""
-    floor, cost = _ivf_floor(nlist, n_items, best_ivf), _ivf_cost(best_ivf)
-    if floor * IVF_GAIN >= cost:
-        probes = best_ivf.params.get("nprobe", 1)
-        return (f"at least {floor:,.0f} row scans a query ({probes} lists of ~{n_items / nlist:,.0f} "
-                f"rows + its centroids at {COARSE_DISTANCE_COST:g} each), not {IVF_GAIN:.2f}x fewer "
-                f"than {best_ivf.spec}'s {cost:,.0f}")
-    ceiling = _ivf_ceiling(floor, best_ivf)
-    if leader is not None and leader.family != "ivf_flat" and ceiling * FINALIST_SPREAD < leader.qps:
-        return (f"at most ~{ceiling:,.0f} QPS ({best_ivf.spec}'s {best_ivf.qps:,.0f} scaled by its "
-                f"{cost:,.0f} row scans a query to at least {floor:,.0f}): not even a finalist beside "
-                f"{leader.spec}'s {leader.qps:,.0f}")
-    return None
-
-
-def _few_rows_scanned(best_ivf: Trial) -> str | None:
-    """Why ScaNN need not be built beside ``best_ivf`` (the fewest lists, tuned), or None: its
-    lists' rows a query scans (counted) are under ``SCANN_MIN_ROWS``, too few for ScaNN's cheaper
-    4-bit scan to pay for its exact re-scoring of ``SCANN_REORDER`` rows and its build."""
-    if best_ivf.distances_per_query is None:
-        return None
-    rows = best_ivf.distances_per_query - best_ivf.lists
-    if rows >= SCANN_MIN_ROWS:
-        return None
-    return (f"{best_ivf.spec} scans ~{rows:,.0f} rows a query, under {SCANN_MIN_ROWS:,}: ScaNN's exact "
-            f"re-scoring of {SCANN_REORDER} alone is a fifth of that, its build does not pay back")
-
-
-def _ivf_ceiling(floor: float, best: Trial) -> float:
-    """The most QPS an IVF-Flat costing ``floor`` row scans a query could reach, from the measured
-    ``best`` IVF: its QPS scaled by its row scans over ``floor`` (an over-estimate: a query's fixed
-    costs do not shrink with its scans); infinite without a count (on a GPU)."""
-    if best.scan_cost is None or floor <= 0:
-        return math.inf
-    return best.qps * best.scan_cost / floor
-
-
-def _ivf_cost(trial: Trial) -> float:
-    """What a reached IVF-Flat candidate costs a query: its row scans (QPS on a GPU)."""
-    return trial.scan_cost if trial.scan_cost is not None else 1.0 / max(trial.qps, 1e-9)
-
-
 def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall: float, k: int = 10,
                           seed: int = 0, build_budget: float | None = None, use_gpu: bool | None = None,
                           n_queries: int | None = None, memory_budget: int | None = None) -> ItemIndex:
@@ -547,7 +408,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         if stopped:
             contest.skip(spec, "ivf_flat", stopped)
             return
-        why_not = None if best_ivf is None else _needless_lists(nlist, n, best_ivf[1], contest.best_trial)
+        why_not = None if best_ivf is None else needless_lists(nlist, n, best_ivf[1], contest.best_trial)
         if why_not is not None:  # more lists still: their floor assumes no more probes, ever less true
             contest.skip(spec, "ivf_flat", why_not)
             stopped = f"the climb stopped at {spec} (not worth its build: more lists even less)"
@@ -563,9 +424,9 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
         if not entry[1].reached:  # pruned (slower before reaching it) or short: more lists are slower still
             stopped = "" if best_ivf is None else more_lists_only_cost
             return
-        if best_ivf is not None and _ivf_cost(entry[1]) * IVF_GAIN >= _ivf_cost(best_ivf[1]):
+        if best_ivf is not None and ivf_cost(entry[1]) * IVF_GAIN >= ivf_cost(best_ivf[1]):
             stopped = more_lists_only_cost
-        if best_ivf is None or _ivf_cost(entry[1]) < _ivf_cost(best_ivf[1]):
+        if best_ivf is None or ivf_cost(entry[1]) < ivf_cost(best_ivf[1]):
             best_ivf = entry
 
     list_options = ivf_list_options(n)
@@ -574,7 +435,7 @@ def choose_by_measurement(vectors: np.ndarray, ids: np.ndarray, *, target_recall
     # ScaNN right after the fewest lists: where it is far faster, more IVF lists that could not catch
     # it are skipped before their k-means (at 1M clustered 64-d vectors: ScaNN 3.5x IVF1024's QPS).
     scann_spec = f"ScaNN{1 << int(round(math.log2(2 * math.sqrt(n))))},AH2,R{SCANN_REORDER}"
-    few_rows = None if best_ivf is None else _few_rows_scanned(best_ivf[1])
+    few_rows = None if best_ivf is None else few_rows_scanned(best_ivf[1])
     if small or not scann_available():
         contest.skip(scann_spec, "scann", "the scann package is not installed (pip install 'mmrec[scann]')"
                      if not small else f"below {SMALL_CATALOG_ITEMS:,} items (its build does not pay back)")
