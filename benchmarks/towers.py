@@ -101,6 +101,11 @@ def main() -> None:
     parser.add_argument("--id-dropout", type=float, default=0.2,
                         help="share of items fused without their id each step (id + content models)")
     parser.add_argument("--dim", type=int, default=64)
+    parser.add_argument("--attention-dropout", type=float, default=None,
+                        help="dropout on the transformer's attention weights (default: --dropout's 0.2; "
+                        "0 runs the fused attention kernel in training)")
+    parser.add_argument("--cpu-amp", action="store_true", help="bfloat16 autocast on CPU (AMX / AVX512-BF16)")
+    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")
@@ -125,7 +130,9 @@ def main() -> None:
                                        item_ids=side != "content", max_len=args.max_len,
                                        epochs=args.epochs, patience=args.patience,
                                        batch_size=args.batch_size, lr=args.lr,
-                                       id_dropout=args.id_dropout, time_budget_s=args.time_budget)
+                                       id_dropout=args.id_dropout, time_budget_s=args.time_budget,
+                                       attention_dropout=args.attention_dropout, cpu_amp=args.cpu_amp,
+                                       lr_schedule=args.lr_schedule)
                 started = time.perf_counter()
                 model.fit(None if side == "id" else items, split.train, valid=split.valid,
                           show_progress=False)

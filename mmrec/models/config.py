@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from mmrec.errors import ConfigError
 from mmrec.utils.config import check_field_types
 
-__all__ = ["TwoTowerConfig", "TrainConfig"]
+__all__ = ["TwoTowerConfig", "TrainConfig", "LR_SCHEDULES"]
+
+LR_SCHEDULES = ("constant", "cosine")
 
 
 @dataclass(frozen=True)
@@ -27,6 +29,7 @@ class TwoTowerConfig:
     n_layers: int = 2                   # layers of the user tower (transformer blocks, RNN layers, MLPs)
     n_heads: int = 2                    # attention heads (transformer, attention tower and fusion)
     dropout: float = 0.2
+    attention_dropout: float | None = None  # on self-attention weights (None: dropout; 0: fused kernel)
     short_term_events: int | None = None   # short-term interest over the last N events ...
     short_term_hours: float | None = None  # ... and/or the last T hours, gated with the long-term one
     temperature: float = 0.07           # initial softmax temperature of the cosine scores (learned)
@@ -42,8 +45,10 @@ class TwoTowerConfig:
         for name in ("dim", "max_len", "n_layers", "n_heads"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"TwoTowerConfig.{name} must be >= 1, got {getattr(self, name)}.")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"TwoTowerConfig.dropout must be in [0, 1), got {self.dropout}.")
+        for name in ("dropout", "attention_dropout"):
+            value = getattr(self, name)
+            if value is not None and not 0 <= value < 1:
+                raise ConfigError(f"TwoTowerConfig.{name} must be in [0, 1), got {value}.")
         if not self.temperature > 0:
             raise ConfigError(f"TwoTowerConfig.temperature must be > 0, got {self.temperature}.")
         if self.short_term_events is not None and self.short_term_events < 1:
@@ -73,7 +78,10 @@ class TrainConfig:
     max_valid_users: int | None = 5000  # validation on a fixed sample of users (None: all)
     seed: int = 0
     device: str = "auto"                # auto | cpu | cuda | cuda:N
-    amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA; off on CPU
+    amp: bool = True                    # mixed precision (bfloat16/float16) on CUDA
+    cpu_amp: bool = False               # bfloat16 autocast on CPU too (fast with AMX / AVX512-BF16)
+    lr_schedule: str = "constant"       # constant | cosine: decays to lr_floor x lr over the run
+    lr_floor: float = 0.05              # (epochs, or time_budget_s when set: whichever ends first)
     grad_clip: float | None = 5.0
     id_dropout: float = 0.2             # share of each step's candidates scored by their content-only vector
     user_attribute_weight: float = 0.5  # loss of the attribute vector alone predicting the user's events
@@ -96,6 +104,10 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):
             raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ConfigError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+        if not 0 <= self.lr_floor <= 1:
+            raise ConfigError(f"TrainConfig.lr_floor must be in [0, 1], got {self.lr_floor}.")
         if self.length_buckets < 0:
             raise ConfigError(f"TrainConfig.length_buckets must be >= 0, got {self.length_buckets}.")
         for name in ("epochs", "batch_size", "n_negatives", "valid_k"):

@@ -87,7 +87,8 @@ class TwoTowerNet(nn.Module):
         self.gap_direction = nn.Parameter(torch.zeros(dim))
         self.tower = TOWERS.get(config.user_tower)(dim, n_events=n_events, n_layers=config.n_layers,
                                                    n_heads=config.n_heads, dropout=config.dropout,
-                                                   max_len=config.max_len)
+                                                   max_len=config.max_len,
+                                                   attention_dropout=config.attention_dropout)
         self.gate = (InterestGate(dim, short_events=config.short_term_events,
                                   short_hours=config.short_term_hours) if config.short_term else None)
         # who the user is (age, country …): added to every interest state, and alone before any event

@@ -84,7 +84,7 @@ class MeanTower(nn.Module):
     packable = True  # see packable()
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 1,
-                 dropout: float = 0.0, max_len: int = 200) -> None:
+                 dropout: float = 0.0, max_len: int = 200, attention_dropout: float | None = None) -> None:
         super().__init__()
         self.event_weight = nn.Embedding(n_events, 1)
         nn.init.zeros_(self.event_weight.weight)
@@ -106,7 +106,7 @@ class DNNTower(nn.Module):
     packable = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 1,
-                 dropout: float = 0.0, max_len: int = 200) -> None:
+                 dropout: float = 0.0, max_len: int = 200, attention_dropout: float | None = None) -> None:
         super().__init__()
         layers: list[nn.Module] = []
         for _ in range(max(1, n_layers)):
@@ -125,7 +125,7 @@ class _RecurrentTower(nn.Module):
     padding_invariant = False  # the state moves through the padding steps (the cell's biases)
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 1,
-                 dropout: float = 0.0, max_len: int = 200) -> None:
+                 dropout: float = 0.0, max_len: int = 200, attention_dropout: float | None = None) -> None:
         super().__init__()
         self.rnn = self.cell(dim, dim, num_layers=max(1, n_layers), batch_first=True,
                              dropout=dropout if n_layers > 1 else 0.0)
@@ -155,9 +155,13 @@ class LSTMTower(_RecurrentTower):
 class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal, padding-aware multi-head self-attention."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, n_heads: int, dropout: float, attention_dropout: float | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
+        # dropout on the attention weights (None: ``dropout``). At 0 the fused (flash) kernel runs
+        # in training too: with dropout CPU attention materialises and masks (B, H, L, L) weights
+        # (1.18x training throughput on ML-1M at max_len 200)
+        self.attention_dropout = dropout if attention_dropout is None else attention_dropout
         self.norm1, self.norm2 = nn.LayerNorm(dim), nn.LayerNorm(dim)
         self.qkv = nn.Linear(dim, 3 * dim)
         self.proj = nn.Linear(dim, dim)
@@ -168,7 +172,7 @@ class CausalBlock(nn.Module):
     def forward(self, x: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
         b, length, dim = x.shape
         q, k, v = self.qkv(self.norm1(x)).view(b, length, 3, self.n_heads, -1).permute(2, 0, 3, 1, 4)
-        drop = self.dropout.p if self.training else 0.0
+        drop = self.attention_dropout if self.training else 0.0
         attended = F.scaled_dot_product_attention(q, k, v, attn_mask=allowed, dropout_p=drop)
         x = x + self.dropout(self.proj(attended.transpose(1, 2).reshape(b, length, dim)))
         return x + self.dropout(self.ffn(self.norm2(x)))
@@ -193,10 +197,11 @@ class TransformerTower(nn.Module):
     packable = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 2, n_heads: int = 2,
-                 dropout: float = 0.2, max_len: int = 200) -> None:
+                 dropout: float = 0.2, max_len: int = 200, attention_dropout: float | None = None) -> None:
         super().__init__()
         self.position = nn.Parameter(torch.randn(max_len, dim) * 0.02)
-        self.blocks = nn.ModuleList(CausalBlock(dim, n_heads, dropout) for _ in range(max(1, n_layers)))
+        self.blocks = nn.ModuleList(CausalBlock(dim, n_heads, dropout, attention_dropout)
+                                    for _ in range(max(1, n_layers)))
         self.norm = nn.LayerNorm(dim)
         self.dropout = nn.Dropout(dropout)
 
@@ -229,7 +234,7 @@ class TargetAttentionTower(nn.Module):
     padding_invariant = True
 
     def __init__(self, dim: int, *, n_events: int, n_layers: int = 1, n_heads: int = 2,
-                 dropout: float = 0.0, max_len: int = 200) -> None:
+                 dropout: float = 0.0, max_len: int = 200, attention_dropout: float | None = None) -> None:
         super().__init__()
         if dim % n_heads:
             n_heads = 1
