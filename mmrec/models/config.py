@@ -105,7 +105,8 @@ class TrainConfig:
         if self.loss not in ("auto", "full", "sampled"):
             raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
         if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, got {self.lr_schedule!r}.")
+            raise ConfigError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
+                              f"got {self.lr_schedule!r}.")
         if not 0 <= self.lr_floor <= 1:
             raise ConfigError(f"TrainConfig.lr_floor must be in [0, 1], got {self.lr_floor}.")
         if self.length_buckets < 0:

@@ -33,7 +33,8 @@ SPARSE_ID_ITEMS = 50_000  # past this many items the per-item tables are updated
 # the learning rate's multiplier at a fraction (0 -> 1) of the run, given the floor it decays to
 LR_FACTORS: dict[str, Callable[[float, float], float]] = {
     "constant": lambda fraction, floor: 1.0,
-    "cosine": lambda fraction, floor: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(fraction, 1.0))),
+    "cosine": lambda fraction, floor: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(fraction,
+                                                                                                   1.0))),
 }
 
 
@@ -47,7 +48,7 @@ class RunClock:
     epochs: int
     budget_s: float | None = None
     by_time: bool = True
-    began: float = field(default_factory=time.perf_counter)
+    began: float = field(default_factory=lambda: time.perf_counter())
 
     def fraction(self, epoch: int, step: int, steps: int) -> float:
         by_epochs = (epoch + step / max(steps, 1)) / max(self.epochs, 1)

@@ -155,7 +155,8 @@ class LSTMTower(_RecurrentTower):
 class CausalBlock(nn.Module):
     """Pre-norm transformer block with causal, padding-aware multi-head self-attention."""
 
-    def __init__(self, dim: int, n_heads: int, dropout: float, attention_dropout: float | None = None) -> None:
+    def __init__(self, dim: int, n_heads: int, dropout: float,
+                 attention_dropout: float | None = None) -> None:
         super().__init__()
         self.n_heads = n_heads
         # dropout on the attention weights (None: ``dropout``). At 0 the fused (flash) kernel runs
