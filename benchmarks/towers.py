@@ -146,7 +146,7 @@ def main() -> None:
                                  [e["targets_per_s"] for e in epochs])),
                              "epochs": len(epochs), "best_epoch": model.history_.best_epoch,
                              "out_of_time": model.history_.out_of_time,
-                             "fit_s": fit_s})
+                             "fit_s": fit_s, "valid_curve": [round(e["valid"], 4) for e in epochs]})
                 print(json.dumps(rows[-1]), flush=True)
     print()
     print("| model | Recall@20 | NDCG@20 | Recall@10 | NDCG@10 | epoch s | vs RecBole SASRec epoch |"
