@@ -149,11 +149,9 @@ def test_prior_recall_ranked_in_blocks_of_users_equals_the_whole_matrix(monkeypa
     targets = [rng.choice(80, 4, replace=False) for _ in range(37)]
     targets[5] = np.empty(0, np.int64)  # a user without targets counts for nothing
     pops = (None, per_item, per_user)
-    whole = [prior_module._user_recalls(scores, targets, 10, pop, 0.3) for pop in pops]
-    assert all(len(recalls) == 36 for recalls in whole)
+    whole = [prior_module._recall(scores, targets, 10, pop, 0.3) for pop in pops]
     monkeypatch.setattr(prior_module, "RECALL_BLOCK_CELLS", 3 * 80 + 5)  # 3 users a block
-    blocked = [prior_module._user_recalls(scores, targets, 10, pop, 0.3) for pop in pops]
-    assert all(np.array_equal(a, b) for a, b in zip(blocked, whole, strict=True))
+    assert [prior_module._recall(scores, targets, 10, pop, 0.3) for pop in pops] == whole
 
 
 def test_prior_weight_search_on_each_users_skyline_equals_the_whole_catalog(monkeypatch):
@@ -185,36 +183,8 @@ def test_prior_weight_search_on_each_users_skyline_equals_the_whole_catalog(monk
             masked[row, seen] = -np.inf
         cols, kept = prior_module._skyline(masked, log_pop, 20)
         pop = np.where(cols >= 0, log_pop[np.maximum(cols, 0)], 0.0).astype(np.float32)
-        assert np.array_equal(prior_module._user_recalls(kept, targets, 20, pop, weight, cols),
-                              prior_module._user_recalls(masked, targets, 20, log_pop, weight))
-
-
-def test_a_weight_leaves_the_regimes_default_only_by_more_than_two_standard_errors(monkeypatch):
-    import mmrec.models.prior as prior_module
-
-    rng = np.random.default_rng(5)
-    n_users = 400
-    base = rng.uniform(0.2, 0.6, n_users)
-    noisy = base + rng.normal(0.0, 0.3, n_users)  # a higher mean than base, well inside the noise
-    noisy += 0.01 - (noisy - base).mean()
-    clear = base + 0.05 + rng.normal(0.0, 0.05, n_users)  # every user gains: far past the noise
-    fold = (np.zeros((n_users, 5), np.float32), [np.empty(0, np.int64)] * n_users, [np.arange(1)] * n_users)
-    grid = (0.0, 1.0, 10.0)  # 10: popularity decides
-
-    def best(per_weight, default):
-        monkeypatch.setattr(prior_module, "_user_recalls", lambda scores, targets, k, pop, weight, cols=None:
-                            per_weight[weight])
-        return prior_module._best_weight(fold, np.zeros(5, np.float32), grid, 20, default=default)
-
-    # a new user's default is popularity: a gain of 0.01 with a per-user spread of 0.3 does not move it
-    assert best({0.0: base - 0.1, 1.0: noisy, 10.0: base}, default=-1)[0] == 10.0
-    chosen = best({0.0: base - 0.1, 1.0: clear, 10.0: base}, default=-1)
-    assert chosen == pytest.approx((1.0, clear.mean(), (base - 0.1).mean()))
-    # the warm regime's default is the model alone (weight 0)
-    assert best({0.0: base, 1.0: noisy, 10.0: base - 0.1}, default=0)[0] == 0.0
-    assert best({0.0: base, 1.0: clear, 10.0: base - 0.1}, default=0)[0] == 1.0
-    # without the rule the noisy weight would have won: the check is the rule, not the data
-    assert noisy.mean() > base.mean()
+        assert (prior_module._recall(kept, targets, 20, pop, weight, cols)
+                == prior_module._recall(masked, targets, 20, log_pop, weight))
 
 
 def test_prior_weight_is_capped_where_the_warm_users_next_events_are_unpopular():

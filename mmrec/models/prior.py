@@ -40,7 +40,6 @@ PRIOR_STEPS = (0, 1, 2, 3, 5, 10, 20, 50)  # history lengths the weights are fit
 # weights tried, in cosine units per unit of log-popularity (the last: popularity decides)
 PRIOR_GRID = (0.0, 0.005, 0.01, 0.02, 0.035, 0.05, 0.075, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0)
 MIN_WARM_USERS = 30  # validation users near a step needed before their fit caps the step's weight
-MIN_GAIN_ERRORS = 2.0  # standard errors a weight must gain by to leave its regime's default
 MIN_SEGMENT_USERS = 10  # training users a segment needs to count (one zip code is noise)
 RECALL_BLOCK_CELLS = 1 << 22  # users × items ranked at a time when the weights are fitted
 SKYLINE_MIN_ITEMS = 2_000  # above it, the weight grid ranks each user's skyline (:func:`_skyline`)
@@ -194,12 +193,11 @@ def _rows_per_block(n_items: int) -> int:
     return max(1, RECALL_BLOCK_CELLS // max(n_items, 1))
 
 
-def _user_recalls(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.ndarray | None = None,
-                  weight: float = 0.0, columns: np.ndarray | None = None) -> np.ndarray:
-    """Recall@k per user with targets, of ``scores + weight · log_pop`` (``log_pop`` per item, or
-    per user and item), ranked a block of users at a time: the sum, its negation and the partition
-    indices stay a block's size (at a million items, 100 users' whole matrices were ~2.4 GB of
-    temporaries).
+def _recall(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop: np.ndarray | None = None,
+            weight: float = 0.0, columns: np.ndarray | None = None) -> float:
+    """Mean Recall@k of ``scores + weight · log_pop`` (``log_pop`` per item, or per user and item),
+    ranked a block of users at a time: the sum, its negation and the partition indices stay a
+    block's size (at a million items, 100 users' whole matrices were ~2.4 GB of temporaries).
     ``columns`` (optional, same shape as ``scores``): the item row each column stands for
     (:func:`_skyline`'s compact candidates; -1 for padding)."""
     n_users, n_items = scores.shape
@@ -215,7 +213,7 @@ def _user_recalls(scores: np.ndarray, targets: list[np.ndarray], k: int, log_pop
             top = np.take_along_axis(columns[start : start + block], top, axis=1)
         hits += [np.isin(t, row).sum() / min(len(t), k)
                  for row, t in zip(top, targets[start : start + block], strict=True) if len(t)]
-    return np.asarray(hits, dtype=np.float64)
+    return float(np.mean(hits)) if hits else 0.0
 
 
 def _skyline(scores: np.ndarray, log_pop: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -263,13 +261,9 @@ def step_buckets(lengths: np.ndarray, steps: Sequence[int]) -> np.ndarray:
     return np.searchsorted(edges, np.log1p(np.asarray(lengths, dtype=np.float64)), side="right")
 
 
-def _best_weight(fold: Fold, log_pop: np.ndarray, grid: Sequence[float], k: int,
-                 default: int = 0) -> tuple[float, float, float]:
+def _best_weight(fold: Fold, log_pop: np.ndarray, grid: Sequence[float],
+                 k: int) -> tuple[float, float, float]:
     """(weight, recall with it, recall without any prior) on one fold; ties go to the smaller weight.
-    The grid's ``default`` weight (an index) is kept unless the best one beats it by more than
-    :data:`MIN_GAIN_ERRORS` standard errors of the users' paired recall differences (a few hundred
-    held-out users cannot tell a 0.003 gain from noise: on ML-1M such picks lost to popularity on
-    the test users by as much).
     A fold's fourth element, when there, is each user's own log-popularity (in place of ``log_pop``)."""
     scores, given, targets = fold[:3]
     if len(fold) > 3 and fold[3] is not None:
@@ -279,15 +273,10 @@ def _best_weight(fold: Fold, log_pop: np.ndarray, grid: Sequence[float], k: int,
     if log_pop.ndim == 1 and scores.shape[1] > max(SKYLINE_MIN_ITEMS, 4 * k) and min(grid, default=0.0) >= 0:
         columns, compact = _skyline(scores, log_pop, k)
         pop = np.where(columns >= 0, log_pop[np.maximum(columns, 0)], 0.0).astype(log_pop.dtype)
-        per_user = [_user_recalls(compact, targets, k, pop, w, columns) for w in grid]
+        recalls = [_recall(compact, targets, k, pop, w, columns) for w in grid]
     else:
-        per_user = [_user_recalls(scores, targets, k, log_pop, w) for w in grid]
-    recalls = [float(r.mean()) if len(r) else 0.0 for r in per_user]
+        recalls = [_recall(scores, targets, k, log_pop, w) for w in grid]
     best = int(np.argmax(recalls))
-    default = default % len(grid)
-    gain = per_user[best] - per_user[default]
-    if len(gain) < 2 or gain.mean() <= MIN_GAIN_ERRORS * gain.std(ddof=1) / math.sqrt(len(gain)):
-        best = default
     return float(grid[best]), recalls[best], recalls[0]
 
 
@@ -308,14 +297,13 @@ def fit_prior_weights(cosines: Callable[[int], Fold], log_pop: np.ndarray, *,
     for n in steps:
         fold = cosines(n)
         if len(fold[0]):
-            # a new user's default is popularity (the grid's last weight): the model must earn its say
-            weight, recall, plain = _best_weight(fold, log_pop, grid, k, default=-1)
+            weight, recall, plain = _best_weight(fold, log_pop, grid, k)
         else:
             weight, recall, plain = (fitted[-1] if fitted else 0.0), float("nan"), float("nan")
         del fold  # (users × items): not held while the warm fold is made
         warm_fold = warm(n) if warm is not None else None
         if warm_fold is not None and len(warm_fold[0]) >= MIN_WARM_USERS:
-            cap = _best_weight(warm_fold, log_pop, grid, k, default=0)[0]  # warm: the model alone
+            cap = _best_weight(warm_fold, log_pop, grid, k)[0]
             warm_weights.append(cap)
             weight = min(weight, cap)
         else:
