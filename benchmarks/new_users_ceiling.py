@@ -36,6 +36,7 @@ import pandas as pd
 import torch
 
 import mmrec
+from mmrec.baselines import EASE
 from mmrec.datasets import load_dataset
 
 K = 20
@@ -54,6 +55,7 @@ class Fold:
 
     def __init__(self, events: mmrec.Interactions, items: pd.Index, n: int, seed: int) -> None:
         split = mmrec.cold_user_split(events, test_fraction=0.1, n_given=n, seed=seed)
+        self.split, self.items = split, items
         train = split.train.frame
         self.train_users = pd.Index(pd.unique(train["user"]))
         self.users = pd.Index(pd.unique(split.test.frame["user"]))
@@ -93,14 +95,13 @@ def time_local_popularity(fold: Fold, taus: list[float]) -> dict[str, float]:
 
 
 def ease_folded_in(fold: Fold, l2s: list[float], weights: list[float]) -> dict[str, float]:
-    gram = fold.train.T.astype(np.float64) @ fold.train
-    revealed = fold.given.astype(np.float32)
+    """:class:`mmrec.baselines.EASE` fitted on the training users, scoring the revealed events."""
     out = {}
     for l2 in l2s:
-        precision = np.linalg.inv(gram + l2 * np.eye(len(gram)))
-        item_weights = (-precision / np.diag(precision)).astype(np.float32)
-        np.fill_diagonal(item_weights, 0.0)
-        scores = revealed @ item_weights
+        model = EASE(l2=l2).fit(None, fold.split.train)
+        scores = np.zeros(fold.given.shape, dtype=np.float32)  # items without a training event: 0
+        scores[:, fold.items.get_indexer(model.item_ids_)] = model.score_items(fold.split.given,
+                                                                               users=list(fold.users))
         for w in weights:
             out[f"l2={l2:g}, w={w:g}"] = fold.score(scores + w * fold.popularity)
     return out

@@ -33,6 +33,7 @@ import torch
 import mmrec
 from mmrec.datasets import load_movielens
 from mmrec.evaluation import evaluate_recommendations, ranking_metrics
+from mmrec.models.schedules import LR_FACTORS
 
 RECBOLE_SASREC_EPOCH_S = 43 * 60
 REFERENCE = {  # measured on this protocol with RecBole 1.2.1 (issue 11)
@@ -105,7 +106,7 @@ def main() -> None:
                         help="dropout on the transformer's attention weights (default: --dropout's 0.2; "
                         "0 runs the fused attention kernel in training)")
     parser.add_argument("--cpu-amp", action="store_true", help="bfloat16 autocast on CPU (AMX / AVX512-BF16)")
-    parser.add_argument("--lr-schedule", default="constant", choices=["constant", "cosine"])
+    parser.add_argument("--lr-schedule", default="constant", choices=sorted(LR_FACTORS))
     parser.add_argument("--max-len", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default="benchmarks/results")

@@ -8,9 +8,10 @@ import torch
 
 import mmrec
 from mmrec.errors import ConfigError
-from mmrec.models import optimizers, training
+from mmrec.models import schedules, training
 from mmrec.models.config import TrainConfig
-from mmrec.models.optimizers import LR_FACTORS, RunClock, TrainOptimizer
+from mmrec.models.optimizers import TrainOptimizer
+from mmrec.models.schedules import LR_FACTORS, RunClock
 from mmrec.models.towers import TOWERS, CausalBlock
 
 TINY = {"dim": 16, "max_len": 20, "n_layers": 1, "batch_size": 32, "max_valid_users": None}
@@ -62,7 +63,7 @@ def test_cosine_factor_falls_from_one_to_the_floor_and_constant_stays():
 
 def test_run_clock_reads_epochs_or_the_time_budget_whichever_is_further(monkeypatch):
     now = [100.0]
-    monkeypatch.setattr(optimizers.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(schedules.time, "perf_counter", lambda: now[0])
     clock = RunClock(epochs=4, budget_s=50.0)
     assert clock.fraction(1, 5, 10) == pytest.approx(1.5 / 4)
     now[0] = 140.0  # 40 of 50 s gone: further than 1.5 of 4 epochs

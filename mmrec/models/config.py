@@ -9,11 +9,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from mmrec.errors import ConfigError
+from mmrec.models.schedules import LR_FACTORS
 from mmrec.utils.config import check_field_types
 
-__all__ = ["TwoTowerConfig", "TrainConfig", "LR_SCHEDULES"]
-
-LR_SCHEDULES = ("constant", "cosine")
+__all__ = ["TwoTowerConfig", "TrainConfig"]
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,8 @@ class TrainConfig:
             raise ConfigError(f"TrainConfig.id_dropout must be in [0, 1), got {self.id_dropout}.")
         if self.loss not in ("auto", "full", "sampled"):
             raise ConfigError(f"TrainConfig.loss must be 'auto', 'full' or 'sampled', got {self.loss!r}.")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ConfigError(f"TrainConfig.lr_schedule must be one of {LR_SCHEDULES}, "
+        if self.lr_schedule not in LR_FACTORS:
+            raise ConfigError(f"TrainConfig.lr_schedule must be one of {sorted(LR_FACTORS)}, "
                               f"got {self.lr_schedule!r}.")
         if not 0 <= self.lr_floor <= 1:
             raise ConfigError(f"TrainConfig.lr_floor must be in [0, 1], got {self.lr_floor}.")

@@ -15,46 +15,16 @@ what DDP's buckets carry) the dense AdamW of before runs, unchanged.
 
 from __future__ import annotations
 
-import math
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["TrainOptimizer", "SPARSE_ID_ITEMS", "sparse_tables", "clip_grad_norm", "LR_FACTORS", "RunClock"]
+__all__ = ["TrainOptimizer", "SPARSE_ID_ITEMS", "sparse_tables", "clip_grad_norm"]
 
 SPARSE_ID_ITEMS = 50_000  # past this many items the per-item tables are updated lazily (auto)
-
-
-# the learning rate's multiplier at a fraction (0 -> 1) of the run, given the floor it decays to
-LR_FACTORS: dict[str, Callable[[float, float], float]] = {
-    "constant": lambda fraction, floor: 1.0,
-    "cosine": lambda fraction, floor: floor + (1.0 - floor) * 0.5 * (1.0 + math.cos(math.pi * min(fraction,
-                                                                                                   1.0))),
-}
-
-
-@dataclass
-class RunClock:
-    """How far through its run a training is: the larger of the epochs' share (``epochs`` planned)
-    and, with a ``budget_s``, the time's share since ``began`` — a schedule then ends where the
-    time budget ends the run. ``by_time=False`` (several processes: each one's clock differs, and
-    their learning rates must not) follows the epochs only."""
-
-    epochs: int
-    budget_s: float | None = None
-    by_time: bool = True
-    began: float = field(default_factory=lambda: time.perf_counter())
-
-    def fraction(self, epoch: int, step: int, steps: int) -> float:
-        by_epochs = (epoch + step / max(steps, 1)) / max(self.epochs, 1)
-        if self.budget_s is None or not self.by_time:
-            return by_epochs
-        return max(by_epochs, (time.perf_counter() - self.began) / self.budget_s)
 
 
 def sparse_tables(net: nn.Module) -> list[nn.Embedding]:

@@ -36,7 +36,8 @@ from mmrec.models.distributed import Collective, ProcessGroup, SingleProcess, sh
 from mmrec.models.histories import Histories, SequenceBatch
 from mmrec.models.losses import rating_mse, sampled_softmax_loss, weighted_cross_entropy
 from mmrec.models.network import TwoTowerNet
-from mmrec.models.optimizers import LR_FACTORS, SPARSE_ID_ITEMS, RunClock, TrainOptimizer, clip_grad_norm
+from mmrec.models.optimizers import SPARSE_ID_ITEMS, TrainOptimizer, clip_grad_norm
+from mmrec.models.schedules import LR_FACTORS, RunClock
 from mmrec.models.user_features import UserCodes
 from mmrec.utils.config import config_to_dict
 from mmrec.utils.progress import progress
@@ -316,8 +317,8 @@ def mean_batch_totals(histories: Histories, spans: np.ndarray, batches: list[np.
 
 def _run_epoch(step_loss: torch.nn.Module, optimizer: TrainOptimizer, net: TwoTowerNet,
                histories: Histories, spans: np.ndarray, *, epoch: int, config: TrainConfig,
-               device: torch.device, group: Collective, show_progress: bool | None,
-               epoch_scale: float = 1.0, clock: RunClock | None = None) -> tuple[float, int]:
+               device: torch.device, group: Collective, show_progress: bool | None, clock: RunClock,
+               epoch_scale: float = 1.0) -> tuple[float, int]:
     """One pass over the shuffled windows (``epoch_scale`` > 1: that many passes' worth of steps, the
     extra windows drawn without replacement); returns the summed loss (over all processes) and
     this process's number of targets."""
@@ -366,7 +367,7 @@ def _run_epoch(step_loss: torch.nn.Module, optimizer: TrainOptimizer, net: TwoTo
             loss.backward()
             if config.grad_clip:
                 clip_grad_norm(list(net.parameters()), config.grad_clip)
-            if clock is not None and config.lr_schedule != "constant":
+            if config.lr_schedule != "constant":  # a constant rate is never reset
                 optimizer.scale_lr(lr_factor(clock.fraction(epoch, step, len(batches)), config.lr_floor))
             optimizer.step()
             # this process's share of the global mean loss, weighted by the global targets
